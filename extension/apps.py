@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ExtensionConfig(AppConfig):
+    name = "extension"
+    verbose_name = "Chrome extension"

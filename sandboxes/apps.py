@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class SandboxesConfig(AppConfig):
+    name = "sandboxes"
+    verbose_name = "Repos, images and sandboxes"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,110 @@
+"""The small interface every sandbox backend implements (local, modal)."""
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+LogFn = Callable[[str], None]
+
+
+class BackendError(Exception):
+    """An operation failed; the message is fit to show an admin."""
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    name: str  # unique across the backend, e.g. "myrepo-17"
+    clone_url: str
+    branch: str
+    setup_commands: list[str]
+    start_commands: list[str]
+    env: dict[str, str]
+    use_devcontainer: bool = False
+    # Only for the setup commands; redacted from the log, never stored in the image's env.
+    build_secrets: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    ref: str
+    commit_sha: str
+    size_bytes: int
+    env: dict[str, str]
+    start_commands: list[str]
+    forward_ports: list[int]
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    sandbox_id: str
+    image_ref: str
+    env: dict[str, str]
+    snapshot_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: str
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    ref: str
+    size_bytes: int
+
+
+class SandboxBackend(ABC):
+    name: str
+
+    @abstractmethod
+    def build_image(self, spec: ImageSpec, log: LogFn) -> BuiltImage:
+        """Clone the repo at the branch head and run its setup; stream progress to `log`."""
+
+    @abstractmethod
+    def delete_image(self, image_ref: str) -> None: ...
+
+    @abstractmethod
+    def start(self, request: StartRequest) -> str:
+        """Start a sandbox from an image (or a snapshot of one); return its ref."""
+
+    @abstractmethod
+    def exec(
+        self,
+        sandbox_ref: str,
+        command: str,
+        on_output: LogFn | None = None,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ExecResult:
+        """Run a shell command in the workspace, streaming its output lines."""
+
+    @abstractmethod
+    def snapshot(self, sandbox_ref: str, snapshot_id: str) -> SnapshotInfo: ...
+
+    @abstractmethod
+    def delete_snapshot(self, snapshot_ref: str) -> None: ...
+
+    @abstractmethod
+    def terminate(self, sandbox_ref: str) -> None:
+        """End every process of the sandbox and free what it holds. Idempotent."""
+
+    @abstractmethod
+    def is_alive(self, sandbox_ref: str) -> bool: ...
+
+    @abstractmethod
+    def endpoints(self, sandbox_ref: str, ports: list[int]) -> dict[int, str]:
+        """Where the control plane reaches each of the sandbox's service ports."""
+
+
+def sync_script(branch: str) -> str:
+    """Bring a fresh workspace to the branch head. Shared by every backend."""
+    from shlex import quote
+
+    ref = quote(f"refs/heads/{branch}")
+    return (
+        "set -e; cd ~/workspace; "
+        f"git fetch --quiet --no-tags origin {ref}; "
+        "git reset --quiet --hard FETCH_HEAD; "
+        "git rev-parse HEAD"
+    )

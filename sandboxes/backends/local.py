@@ -1,0 +1,313 @@
+"""The local backend: bubblewrap-isolated processes over an overlayfs workspace.
+
+Layout under the root folder:
+  images/<name>/home/          the image: /home/agent with the repo in workspace/, setup done
+  sandboxes/<id>/upper|work/   the sandbox's changes (overlay upper layer) and overlay scratch
+  sandboxes/<id>/merged/       where the overlay is mounted, inside the sandbox's namespaces only
+  sandboxes/<id>/tmp/          its /tmp, shared by its processes
+  snapshots/<id>/upper/        a copy of a sandbox's upper layer: what changed, nothing more
+
+A sandbox is a PID-1 process (local_init.py) in its own user, mount and PID namespaces
+holding the overlay mount; every command enters those namespaces with nsenter, then
+runs under bubblewrap as an unprivileged uid with all capabilities dropped and prlimit
+limits. Killing PID 1 ends every process of the sandbox at once.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from sandboxes import devcontainer
+from sandboxes.backends.base import (
+    BackendError,
+    BuiltImage,
+    ExecResult,
+    ImageSpec,
+    LogFn,
+    SandboxBackend,
+    SnapshotInfo,
+    StartRequest,
+)
+from sandboxes.backends.processes import run_streaming
+
+HOME = "/home/agent"
+WORKSPACE = f"{HOME}/workspace"
+SANDBOX_UID = 1000
+INIT_SCRIPT = Path(__file__).with_name("local_init.py")
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def dir_size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def redactor(secrets: dict[str, str], log: LogFn) -> LogFn:
+    values = [v for v in secrets.values() if len(v) >= 4]
+
+    def write(line: str) -> None:
+        for value in values:
+            line = line.replace(value, "[secret]")
+        log(line)
+
+    return write
+
+
+class LocalBackend(SandboxBackend):
+    name = "local"
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.images = self.root / "images"
+        self.sandboxes = self.root / "sandboxes"
+        self.snapshots = self.root / "snapshots"
+        for folder in (self.images, self.sandboxes, self.snapshots):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    # --- isolation ------------------------------------------------------------
+
+    def hidden_paths(self) -> list[str]:
+        """Host paths a sandbox must not read: the control plane's data and code, and
+        other sandboxes (they live under the sandbox root)."""
+        paths = {str(settings.VAR_DIR), str(settings.BASE_DIR), str(self.root), "/root"}
+        paths.update(getattr(settings, "SANDBOX_EXTRA_HIDDEN_PATHS", []))
+        paths.update(("/etc/shadow", "/etc/gshadow", "/etc/ssh"))
+        return sorted(p for p in paths if os.path.lexists(p))
+
+    def bwrap_args(self, home: Path, tmp: Path, env: dict[str, str], die_with_parent: bool = True) -> list[str]:
+        args = [
+            "bwrap",
+            "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+            "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
+            "--cap-drop", "ALL", "--new-session",
+            "--ro-bind", "/", "/",
+        ]
+        if die_with_parent:
+            args.append("--die-with-parent")
+        for path in self.hidden_paths():
+            args += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path]
+        args += [
+            "--tmpfs", "/home",
+            "--bind", str(home), HOME,
+            "--bind", str(tmp), "/tmp",
+            "--ro-bind", "/proc", "/proc",
+            "--dev", "/dev",
+            "--chdir", WORKSPACE,
+            "--clearenv",
+        ]
+        base_env = {"PATH": BASE_PATH, "HOME": HOME, "USER": "agent", "LANG": "C.UTF-8", "TERM": "dumb"}
+        for key, value in {**base_env, **env}.items():
+            args += ["--setenv", key, value]
+        limits = [
+            "prlimit",
+            f"--as={settings.SANDBOX_MEMORY_LIMIT_BYTES}",
+            f"--nproc={settings.SANDBOX_PROCESS_LIMIT}",
+            "--",
+        ]
+        return args + ["--", *limits]
+
+    # --- images ---------------------------------------------------------------
+
+    def build_image(self, spec: ImageSpec, log: LogFn) -> BuiltImage:
+        log = redactor(spec.build_secrets, log)
+        final = self.images / spec.name
+        if final.exists():
+            raise BackendError(f"image {spec.name} already exists")
+        staging = self.images / f".building-{spec.name}"
+        shutil.rmtree(staging, ignore_errors=True)
+        home, tmp = staging / "home", staging / "tmp"
+        workspace = home / "workspace"
+        home.mkdir(parents=True)
+        tmp.mkdir()
+        try:
+            log(f"$ git clone --branch {spec.branch} {spec.clone_url}\n")
+            git_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+            cloned = run_streaming(
+                ["git", "clone", "--quiet", "--branch", spec.branch, "--single-branch", "--",
+                 spec.clone_url, str(workspace)],
+                on_output=log, timeout=settings.IMAGE_BUILD_TIMEOUT_SECONDS, env=git_env,
+            )
+            if cloned.exit_code != 0:
+                raise BackendError(f"git clone failed (exit {cloned.exit_code}): {cloned.output.strip()[-500:]}")
+            commit = subprocess.run(
+                ["git", "-C", str(workspace), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+            ).stdout.strip()
+            log(f"checked out {spec.branch} at {commit}\n")
+
+            env = dict(spec.env)
+            setup = list(spec.setup_commands)
+            start = list(spec.start_commands)
+            ports: list[int] = []
+            if spec.use_devcontainer:
+                plan = devcontainer.load(workspace)
+                if plan is None:
+                    raise BackendError("the repo is set to use devcontainer.json, but it has none")
+                log("using .devcontainer/devcontainer.json\n")
+                env = {**plan.env, **env}
+                setup = plan.on_create + plan.post_create + setup
+                start = start + plan.post_start
+                ports = plan.forward_ports
+
+            deadline = time.monotonic() + settings.IMAGE_BUILD_TIMEOUT_SECONDS
+            for command in setup:
+                log(f"$ {command}\n")
+                bwrap = self.bwrap_args(home, tmp, {**env, **spec.build_secrets})
+                result = run_streaming(
+                    [*bwrap, "bash", "-c", command], on_output=log,
+                    timeout=max(1.0, deadline - time.monotonic()),
+                )
+                if result.exit_code != 0:
+                    raise BackendError(f"setup command failed with exit code {result.exit_code}: {command}")
+            shutil.rmtree(tmp)
+            size = dir_size(home)
+            staging.rename(final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        log(f"image ready: {size / 1e6:.1f} MB\n")
+        return BuiltImage(
+            ref=spec.name, commit_sha=commit, size_bytes=size, env=env, start_commands=start,
+            forward_ports=ports,
+        )
+
+    def delete_image(self, image_ref: str) -> None:
+        shutil.rmtree(self.images / image_ref, ignore_errors=True)
+
+    # --- sandboxes ------------------------------------------------------------
+
+    def _dir(self, sandbox_ref: str) -> Path:
+        return self.sandboxes / sandbox_ref
+
+    def start(self, request: StartRequest) -> str:
+        lower = self.images / request.image_ref / "home"
+        if not lower.is_dir():
+            raise BackendError(f"image {request.image_ref} is not on this machine")
+        ref = request.sandbox_id
+        box = self._dir(ref)
+        if box.exists():
+            raise BackendError(f"sandbox {ref} already exists")
+        for sub in ("work", "merged", "tmp"):
+            (box / sub).mkdir(parents=True)
+        if request.snapshot_ref:
+            saved = self.snapshots / request.snapshot_ref / "upper"
+            if not saved.is_dir():
+                shutil.rmtree(box, ignore_errors=True)
+                raise BackendError(f"snapshot {request.snapshot_ref} is not on this machine")
+            subprocess.run(["cp", "-a", "--reflink=auto", str(saved), str(box / "upper")], check=True)
+        else:
+            (box / "upper").mkdir()
+        (box / "env.json").write_text(json.dumps(request.env))
+
+        ready = box / "init.ready"
+        holder = subprocess.Popen(
+            ["unshare", "--map-root-user", "--user", "--mount", "--pid", "--fork", "--kill-child",
+             "--propagation", "private", "--mount-proc",
+             sys.executable, "-I", str(INIT_SCRIPT),
+             str(lower), str(box / "upper"), str(box / "work"), str(box / "merged"), str(ready)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(box / "init.log", "wb"),
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while not ready.exists():
+            if holder.poll() is not None or time.monotonic() > deadline:
+                holder.kill()
+                reason = (box / "init.log").read_text(errors="replace").strip()
+                shutil.rmtree(box, ignore_errors=True)
+                raise BackendError(f"sandbox did not start: {reason or 'timed out'}")
+            time.sleep(0.005)
+        init_pid = self._child_of(holder.pid)
+        (box / "init.pid").write_text(str(init_pid))
+        return ref
+
+    @staticmethod
+    def _child_of(pid: int) -> int:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if not children:
+            raise BackendError("sandbox init process vanished")
+        return int(children[0])
+
+    def _init_pid(self, sandbox_ref: str) -> int | None:
+        """The sandbox's PID 1 as seen from the host, if it is still ours and alive."""
+        try:
+            pid = int((self._dir(sandbox_ref) / "init.pid").read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+        if str(INIT_SCRIPT).encode() not in cmdline or sandbox_ref.encode() not in cmdline:
+            return None  # the pid was reused by something else
+        return pid
+
+    def _enter(self, sandbox_ref: str, env: dict[str, str] | None, die_with_parent: bool = True) -> list[str]:
+        pid = self._init_pid(sandbox_ref)
+        if pid is None:
+            raise BackendError(f"sandbox {sandbox_ref} is not running")
+        box = self._dir(sandbox_ref)
+        base_env = json.loads((box / "env.json").read_text())
+        nsenter = ["nsenter", "-t", str(pid), "--user", "--mount", "--pid", "--preserve-credentials", "--"]
+        return nsenter + self.bwrap_args(box / "merged", box / "tmp", {**base_env, **(env or {})}, die_with_parent)
+
+    def exec(
+        self,
+        sandbox_ref: str,
+        command: str,
+        on_output: LogFn | None = None,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ExecResult:
+        return run_streaming([*self._enter(sandbox_ref, env), "bash", "-c", command], on_output, timeout)
+
+    def start_service(self, sandbox_ref: str, name: str, command: str) -> None:
+        """Run a long-lived command in the sandbox; it outlives the caller, not the sandbox."""
+        log = open(self._dir(sandbox_ref) / f"service-{name}.log", "ab")
+        subprocess.Popen(
+            [*self._enter(sandbox_ref, None, die_with_parent=False), "bash", "-c", command],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def snapshot(self, sandbox_ref: str, snapshot_id: str) -> SnapshotInfo:
+        upper = self._dir(sandbox_ref) / "upper"
+        if not upper.is_dir():
+            raise BackendError(f"sandbox {sandbox_ref} has no workspace to snapshot")
+        target = self.snapshots / snapshot_id
+        target.mkdir(parents=True)
+        try:
+            subprocess.run(["cp", "-a", "--reflink=auto", str(upper), str(target / "upper")], check=True)
+        except subprocess.CalledProcessError as e:
+            shutil.rmtree(target, ignore_errors=True)
+            raise BackendError(f"snapshot copy failed: {e}") from e
+        return SnapshotInfo(ref=snapshot_id, size_bytes=dir_size(target / "upper"))
+
+    def delete_snapshot(self, snapshot_ref: str) -> None:
+        shutil.rmtree(self.snapshots / snapshot_ref, ignore_errors=True)
+
+    def terminate(self, sandbox_ref: str) -> None:
+        pid = self._init_pid(sandbox_ref)
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + 10
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        shutil.rmtree(self._dir(sandbox_ref), ignore_errors=True)
+
+    def is_alive(self, sandbox_ref: str) -> bool:
+        return self._init_pid(sandbox_ref) is not None
+
+    def endpoints(self, sandbox_ref: str, ports: list[int]) -> dict[int, str]:
+        # Local sandboxes share the host's loopback; services listen on 127.0.0.1 only.
+        return {port: f"http://127.0.0.1:{port}" for port in ports}

@@ -1,0 +1,34 @@
+"""PID 1 of a local sandbox: mounts its overlay workspace, then reaps orphans forever.
+
+Runs inside `unshare --user --mount --pid --mount-proc` (see local.py), so the overlay
+mount lives in the sandbox's own mount namespace, and killing this process ends every
+process of the sandbox. Standalone on purpose: it must not import Django.
+
+usage: local_init.py LOWER UPPER WORK MERGED READY_FILE
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+
+def main() -> None:
+    lower, upper, work, merged, ready_file = sys.argv[1:6]
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    result = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, merged], capture_output=True)
+    if result.returncode != 0:
+        sys.stderr.write("overlay mount failed: " + result.stderr.decode(errors="replace"))
+        sys.exit(1)
+    with open(ready_file, "w") as f:
+        f.write(str(os.getpid()))
+    sys.stdout.flush()
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            time.sleep(1)
+
+
+if __name__ == "__main__":
+    main()

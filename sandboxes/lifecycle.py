@@ -1,0 +1,178 @@
+"""Lifecycle decisions as pure functions: facts in, a decision out.
+
+Nothing here touches the database, a backend or the clock; tasks gather the facts,
+call these, and carry out what they return. Tests call them directly.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+
+class State:
+    PROVISIONING = "provisioning"
+    SYNCING = "syncing"
+    READY = "ready"
+    RUNNING = "running"
+    SNAPSHOTTING = "snapshotting"
+    TERMINATING = "terminating"
+    TERMINATED = "terminated"
+    FAILED = "failed"
+
+    CHOICES = [
+        (PROVISIONING, "provisioning"),
+        (SYNCING, "syncing"),
+        (READY, "ready"),
+        (RUNNING, "running"),
+        (SNAPSHOTTING, "snapshotting"),
+        (TERMINATING, "terminating"),
+        (TERMINATED, "terminated"),
+        (FAILED, "failed"),
+    ]
+    # States in which the sandbox's processes may exist and need freeing eventually.
+    LIVE = (PROVISIONING, SYNCING, READY, RUNNING, SNAPSHOTTING, TERMINATING)
+    STARTING = (PROVISIONING, SYNCING)
+
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    State.PROVISIONING: frozenset({State.SYNCING, State.READY, State.TERMINATING, State.FAILED}),
+    State.SYNCING: frozenset({State.READY, State.TERMINATING, State.FAILED}),
+    State.READY: frozenset({State.RUNNING, State.SNAPSHOTTING, State.TERMINATING, State.FAILED}),
+    State.RUNNING: frozenset({State.READY, State.SNAPSHOTTING, State.TERMINATING, State.FAILED}),
+    State.SNAPSHOTTING: frozenset({State.READY, State.RUNNING, State.TERMINATING, State.FAILED}),
+    State.TERMINATING: frozenset({State.TERMINATED, State.FAILED}),
+    State.FAILED: frozenset({State.TERMINATING, State.TERMINATED}),
+    State.TERMINATED: frozenset(),
+}
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+def check_transition(current: str, target: str) -> None:
+    if target not in TRANSITIONS.get(current, frozenset()):
+        raise InvalidTransition(f"a sandbox cannot go from {current} to {target}")
+
+
+# --- the reaper -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SandboxFacts:
+    state: str
+    created_at: datetime
+    last_heartbeat_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "keep" | "reap"
+    reason: str = ""
+
+
+KEEP = Decision("keep")
+
+
+def reap_decision(
+    facts: SandboxFacts, now: datetime, heartbeat_timeout: timedelta, start_timeout: timedelta
+) -> Decision:
+    """Should a live sandbox be reaped? Starting ones get `start_timeout` to come up;
+    running ones must have sent a heartbeat within `heartbeat_timeout`."""
+    if facts.state not in State.LIVE:
+        return KEEP
+    if facts.state == State.TERMINATING:
+        # A terminate that never finished (its worker died): finish it.
+        if now - (facts.last_heartbeat_at or facts.created_at) > heartbeat_timeout:
+            return Decision("reap", "termination did not finish")
+        return KEEP
+    if facts.state in State.STARTING:
+        if now - facts.created_at > start_timeout:
+            return Decision("reap", f"did not start within {int(start_timeout.total_seconds())} s")
+        return KEEP
+    last = facts.last_heartbeat_at or facts.created_at
+    silent = now - last
+    if silent > heartbeat_timeout:
+        return Decision("reap", f"no heartbeat for {int(silent.total_seconds())} s")
+    return KEEP
+
+
+# --- the warm pool ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolMember:
+    sandbox_id: str
+    image_id: int
+    state: str
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    start: int = 0
+    retire: list[str] = field(default_factory=list)
+
+
+def pool_plan(target_size: int, current_image_id: int | None, members: list[PoolMember]) -> PoolPlan:
+    """Keep `target_size` unclaimed sandboxes on the current image.
+
+    Members on an older image are retired (the newer image is ready, or it would not
+    be current); extras beyond the target are retired, newest first kept."""
+    if current_image_id is None:
+        return PoolPlan()
+    live = [m for m in members if m.state in (State.PROVISIONING, State.SYNCING, State.READY)]
+    outdated = [m.sandbox_id for m in live if m.image_id != current_image_id]
+    current = [m for m in live if m.image_id == current_image_id]
+    extras = [m.sandbox_id for m in current[target_size:]]
+    return PoolPlan(start=max(0, target_size - len(current)), retire=outdated + extras)
+
+
+# --- image rebuilds ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RebuildFacts:
+    interval: timedelta
+    last_attempt_at: datetime | None  # when the newest build of any outcome was queued
+    build_active: bool
+    current_commit: str | None  # the image in service, if any
+    current_fingerprint: str | None
+
+
+def rebuild_due(facts: RebuildFacts, now: datetime) -> bool:
+    """Is it time to look at the branch head again?"""
+    if facts.build_active:
+        return False
+    if facts.last_attempt_at is None:
+        return True
+    return now - facts.last_attempt_at >= facts.interval
+
+
+def rebuild_reason(facts: RebuildFacts, head_commit: str, fingerprint: str) -> str | None:
+    """Why a due repo needs a new image, or None when nothing changed."""
+    if facts.current_commit is None:
+        return "no image in service"
+    if head_commit != facts.current_commit:
+        return f"branch head moved to {head_commit[:10]}"
+    if fingerprint != facts.current_fingerprint:
+        return "setup changed"
+    return None
+
+
+# --- image garbage collection -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    image_id: int
+    status: str  # a RepoImage status
+    has_files: bool
+
+
+def images_to_collect(images: list[ImageFacts], current_id: int | None, referenced: set[int]) -> list[int]:
+    """Images whose files can go: not in service, not used by a live sandbox or a snapshot."""
+    return [
+        img.image_id
+        for img in images
+        if img.has_files and img.image_id != current_id and img.image_id not in referenced
+        and img.status in ("ready", "failed")
+    ]

@@ -1,0 +1,247 @@
+import hashlib
+import json
+import re
+import uuid
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+
+from sandboxes import crypto
+from sandboxes.lifecycle import State, check_transition
+
+CLONE_URL_RE = re.compile(r"^(https?|ssh|git|file)://\S+$|^[\w.-]+@[\w.-]+:\S+$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def validate_clone_url(value: str) -> None:
+    if not CLONE_URL_RE.match(value):
+        raise ValidationError("Enter a git URL: https://, ssh://, git://, file:// or user@host:path.")
+
+
+def validate_env(value) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError('Environment variables must be a JSON object, e.g. {"NODE_ENV": "test"}.')
+    for name, val in value.items():
+        if not ENV_NAME_RE.match(name):
+            raise ValidationError(f"{name!r} is not a valid environment variable name.")
+        if not isinstance(val, str):
+            raise ValidationError(f"The value of {name} must be a string.")
+
+
+def command_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+class Repo(models.Model):
+    class EnvironmentSource(models.TextChoices):
+        COMMANDS = "commands", "setup commands"
+        DEVCONTAINER = "devcontainer", ".devcontainer/devcontainer.json"
+
+    name = models.SlugField(max_length=100, unique=True)
+    clone_url = models.CharField(max_length=500, validators=[validate_clone_url])
+    default_branch = models.CharField(max_length=200, default="main")
+    environment_source = models.CharField(
+        max_length=20, choices=EnvironmentSource.choices, default=EnvironmentSource.COMMANDS
+    )
+    setup_commands = models.TextField(
+        blank=True, help_text="One shell command per line, run in the repo when its image is built."
+    )
+    start_commands = models.TextField(
+        blank=True, help_text="One per line, run in each sandbox when it starts (dev servers)."
+    )
+    env_vars = models.JSONField(default=dict, blank=True, validators=[validate_env])
+    warm_pool_size = models.PositiveSmallIntegerField(default=0)
+    rebuild_interval_minutes = models.PositiveIntegerField(default=30)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def rebuild_interval(self) -> timedelta:
+        return timedelta(minutes=self.rebuild_interval_minutes)
+
+    def current_image(self) -> "RepoImage | None":
+        """The image in service: the newest ready one. A failed build never replaces it."""
+        return self.images.filter(status=RepoImage.Status.READY).order_by("-finished_at", "-id").first()
+
+    def secrets_dict(self) -> dict[str, str]:
+        return {s.name: s.value() for s in self.secrets.all()}
+
+    def setup_fingerprint(self) -> str:
+        """Changes whenever what goes into an image (besides the commit) changes."""
+        data = {
+            "source": self.environment_source,
+            "setup": command_lines(self.setup_commands),
+            "start": command_lines(self.start_commands),
+            "env": self.env_vars,
+            "secrets": sorted((s.name, s.updated_at.isoformat()) for s in self.secrets.all()),
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def request_build(self, reason: str = "requested") -> tuple["RepoImage", bool]:
+        """Queue a build unless one is already queued or building. Returns (image, created)."""
+        try:
+            with transaction.atomic():
+                image = RepoImage.objects.create(repo=self, reason=reason)
+            return image, True
+        except IntegrityError:
+            active = self.images.filter(status__in=RepoImage.ACTIVE).first()
+            if active is None:  # it finished between our insert and this read
+                return self.request_build(reason)
+            return active, False
+
+
+class RepoSecret(models.Model):
+    """A secret for the repo's image build, encrypted at rest; never shown again once saved."""
+
+    repo = models.ForeignKey(Repo, models.CASCADE, related_name="secrets")
+    name = models.CharField(max_length=100, validators=[validate_env])
+    encrypted_value = models.TextField(editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["repo", "name"], name="unique_secret_name_per_repo")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not ENV_NAME_RE.match(self.name or ""):
+            raise ValidationError({"name": f"{self.name!r} is not a valid environment variable name."})
+
+    def set_value(self, plaintext: str) -> None:
+        self.encrypted_value = crypto.encrypt(plaintext)
+        self.updated_at = timezone.now()
+
+    def value(self) -> str:
+        return crypto.decrypt(self.encrypted_value)
+
+
+class RepoImage(models.Model):
+    """The repo at one commit with its setup done. Immutable once built."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        BUILDING = "building"
+        READY = "ready"
+        FAILED = "failed"
+        COLLECTED = "collected", "collected (files deleted)"
+
+    ACTIVE = (Status.QUEUED, Status.BUILDING)
+
+    repo = models.ForeignKey(Repo, models.CASCADE, related_name="images")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    reason = models.CharField(max_length=200, blank=True)
+    backend = models.CharField(max_length=20, blank=True)
+    backend_ref = models.CharField(max_length=300, blank=True)
+    commit_sha = models.CharField(max_length=64, blank=True)
+    setup_fingerprint = models.CharField(max_length=64, blank=True)
+    # What the image was built with, resolved (repo settings + devcontainer.json).
+    env = models.JSONField(default=dict, blank=True)
+    start_commands = models.JSONField(default=list, blank=True)
+    forward_ports = models.JSONField(default=list, blank=True)
+    build_log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["repo"],
+                condition=models.Q(status__in=["queued", "building"]),
+                name="one_active_build_per_repo",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repo.name}@{self.commit_sha[:10] or '?'} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+
+class Sandbox(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    repo = models.ForeignKey(Repo, models.CASCADE, related_name="sandboxes")
+    image = models.ForeignKey(RepoImage, models.CASCADE, related_name="sandboxes")
+    restored_from = models.ForeignKey(
+        "Snapshot", models.SET_NULL, null=True, blank=True, related_name="restored_sandboxes"
+    )
+    state = models.CharField(max_length=20, choices=State.CHOICES, default=State.PROVISIONING)
+    pooled = models.BooleanField(default=False, help_text="Waiting in the warm pool, not yet claimed.")
+    backend = models.CharField(max_length=20)
+    backend_ref = models.CharField(max_length=300, blank=True)
+    synced_commit = models.CharField(max_length=64, blank=True)
+    end_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    terminated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["repo", "pooled", "state"])]
+
+    def __str__(self) -> str:
+        return f"sandbox {str(self.id)[:8]} ({self.state})"
+
+    def move_to(self, target: str, **fields) -> bool:
+        """Compare-and-set the state; False when another process moved it first."""
+        check_transition(self.state, target)
+        updated = Sandbox.objects.filter(pk=self.pk, state=self.state).update(state=target, **fields)
+        if updated:
+            self.state = target
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(updated)
+
+    def record_heartbeat(self) -> None:
+        self.last_heartbeat_at = timezone.now()
+        Sandbox.objects.filter(pk=self.pk).update(last_heartbeat_at=self.last_heartbeat_at)
+
+    @classmethod
+    def claim_from_pool(cls, repo: Repo) -> "Sandbox | None":
+        """Take a ready pooled sandbox on the current image, or None. Safe under concurrency:
+        the conditional UPDATE lets exactly one claimer win each sandbox."""
+        image = repo.current_image()
+        if image is None:
+            return None
+        candidates = cls.objects.filter(repo=repo, image=image, pooled=True, state=State.READY)
+        for pk in candidates.order_by("ready_at").values_list("pk", flat=True)[:5]:
+            now = timezone.now()
+            won = cls.objects.filter(pk=pk, pooled=True, state=State.READY).update(
+                pooled=False, claimed_at=now, state=State.RUNNING, last_heartbeat_at=now
+            )
+            if won:
+                return cls.objects.get(pk=pk)
+        return None
+
+
+class Snapshot(models.Model):
+    """A sandbox's changes on top of its image: restoring costs what changed."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    repo = models.ForeignKey(Repo, models.CASCADE, related_name="snapshots")
+    image = models.ForeignKey(RepoImage, models.CASCADE, related_name="snapshots")
+    sandbox = models.ForeignKey(Sandbox, models.SET_NULL, null=True, blank=True, related_name="snapshots")
+    backend = models.CharField(max_length=20)
+    backend_ref = models.CharField(max_length=300)
+    size_bytes = models.BigIntegerField(default=0)
+    duration_seconds = models.FloatField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"snapshot {str(self.id)[:8]}"
