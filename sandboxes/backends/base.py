@@ -40,6 +40,7 @@ class StartRequest:
     image_ref: str
     env: dict[str, str]
     snapshot_ref: str | None = None
+    clone_url: str = ""  # where the workspace syncs from
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,12 @@ class SandboxBackend(ABC):
         """Run a shell command in the workspace, streaming its output lines."""
 
     @abstractmethod
-    def snapshot(self, sandbox_ref: str, snapshot_id: str) -> SnapshotInfo: ...
+    def start_service(self, sandbox_ref: str, name: str, command: str) -> None:
+        """Run a long-lived command (a dev server) in the background of the sandbox."""
+
+    @abstractmethod
+    def snapshot(self, sandbox_ref: str, snapshot_id: str) -> SnapshotInfo:
+        """Save what changed since the image; restoring it costs that, not the repo's size."""
 
     @abstractmethod
     def delete_snapshot(self, snapshot_ref: str) -> None: ...

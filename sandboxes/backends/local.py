@@ -87,7 +87,9 @@ class LocalBackend(SandboxBackend):
         paths.update(("/etc/shadow", "/etc/gshadow", "/etc/ssh"))
         return sorted(p for p in paths if os.path.lexists(p))
 
-    def bwrap_args(self, home: Path, tmp: Path, env: dict[str, str], die_with_parent: bool = True) -> list[str]:
+    def bwrap_args(
+        self, home: Path, tmp: Path, env: dict[str, str], die_with_parent: bool = True, read_only: tuple = ()
+    ) -> list[str]:
         args = [
             "bwrap",
             "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
@@ -103,6 +105,10 @@ class LocalBackend(SandboxBackend):
             "--tmpfs", "/home",
             "--bind", str(home), HOME,
             "--bind", str(tmp), "/tmp",
+        ]
+        for path in read_only:  # e.g. a repo reached by a file:// URL, to sync from
+            args += ["--ro-bind", path, path]
+        args += [
             "--ro-bind", "/proc", "/proc",
             "--dev", "/dev",
             "--chdir", WORKSPACE,
@@ -209,7 +215,10 @@ class LocalBackend(SandboxBackend):
             subprocess.run(["cp", "-a", "--reflink=auto", str(saved), str(box / "upper")], check=True)
         else:
             (box / "upper").mkdir()
-        (box / "env.json").write_text(json.dumps(request.env))
+        read_only = []
+        if request.clone_url.startswith("file://"):
+            read_only.append(request.clone_url.removeprefix("file://"))
+        (box / "config.json").write_text(json.dumps({"env": request.env, "read_only": read_only}))
 
         ready = box / "init.ready"
         holder = subprocess.Popen(
@@ -255,9 +264,12 @@ class LocalBackend(SandboxBackend):
         if pid is None:
             raise BackendError(f"sandbox {sandbox_ref} is not running")
         box = self._dir(sandbox_ref)
-        base_env = json.loads((box / "env.json").read_text())
+        config = json.loads((box / "config.json").read_text())
         nsenter = ["nsenter", "-t", str(pid), "--user", "--mount", "--pid", "--preserve-credentials", "--"]
-        return nsenter + self.bwrap_args(box / "merged", box / "tmp", {**base_env, **(env or {})}, die_with_parent)
+        bwrap = self.bwrap_args(
+            box / "merged", box / "tmp", {**config["env"], **(env or {})}, die_with_parent, tuple(config["read_only"])
+        )
+        return nsenter + bwrap
 
     def exec(
         self,

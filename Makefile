@@ -1,0 +1,33 @@
+# The two commands a fresh machine needs: `make run` and `make test` (see README.md).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BENCH ?=
+
+.PHONY: setup system-deps run test bench lint migrate
+
+setup: system-deps $(VENV)/.installed
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+migrate: setup
+	$(PY) manage.py migrate --noinput
+
+# Web (Daphne), Celery worker and beat, and the embedded Redis unless REDIS_URL is set.
+run: migrate
+	$(VENV)/bin/honcho start -f Procfile
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m bench $(BENCH)
+
+lint: setup
+	$(VENV)/bin/ruff check .

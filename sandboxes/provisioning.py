@@ -1,0 +1,176 @@
+"""Carrying out sandbox lifecycle decisions: create, provision, snapshot, terminate,
+keep the warm pool full, reap the stuck. The decisions themselves are in lifecycle.py."""
+
+import logging
+import time
+import uuid
+from datetime import timedelta
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from sandboxes import lifecycle
+from sandboxes.backends import get_backend
+from sandboxes.backends.base import BackendError, StartRequest, sync_script
+from sandboxes.lifecycle import State
+from sandboxes.models import Repo, Sandbox, Snapshot
+
+logger = logging.getLogger(__name__)
+
+
+class NoImage(Exception):
+    """The repo has no ready image yet, so no sandbox can start."""
+
+
+def group_name(sandbox_id) -> str:
+    return f"sandbox-{sandbox_id}"
+
+
+def announce(sandbox: Sandbox) -> None:
+    """Tell listeners (session pages, bridges) the sandbox's phase changed."""
+    try:
+        async_to_sync(get_channel_layer().group_send)(
+            group_name(sandbox.pk),
+            {"type": "sandbox.phase", "sandbox": str(sandbox.pk), "state": sandbox.state,
+             "synced_commit": sandbox.synced_commit, "reason": sandbox.end_reason},
+        )
+    except Exception:  # the channel layer being down must not stop a sandbox
+        logger.exception("could not announce sandbox %s", sandbox.pk)
+
+
+def create_sandbox(repo: Repo, pooled: bool = False, snapshot: Snapshot | None = None) -> Sandbox:
+    image = snapshot.image if snapshot else repo.current_image()
+    if image is None:
+        raise NoImage(f"{repo.name} has no ready image yet")
+    return Sandbox.objects.create(
+        repo=repo, image=image, restored_from=snapshot, pooled=pooled, backend=image.backend
+    )
+
+
+def provision(sandbox_id: uuid.UUID) -> Sandbox | None:
+    """Start the sandbox; a fresh one syncs to the branch head before it is ready."""
+    sandbox = Sandbox.objects.select_related("image", "repo", "restored_from").filter(pk=sandbox_id).first()
+    if sandbox is None or sandbox.state != State.PROVISIONING or sandbox.backend_ref:
+        return sandbox
+    backend = get_backend(sandbox.backend)
+    image = sandbox.image
+    snapshot = sandbox.restored_from
+    try:
+        ref = backend.start(StartRequest(
+            sandbox_id=str(sandbox.pk), image_ref=image.backend_ref, env=image.env,
+            snapshot_ref=snapshot.backend_ref if snapshot else None, clone_url=sandbox.repo.clone_url,
+        ))
+        Sandbox.objects.filter(pk=sandbox.pk).update(backend_ref=ref)
+        sandbox.backend_ref = ref
+        if snapshot is None:
+            # Reads could begin now; writes wait for this sync (see docs/sandboxes.md).
+            sandbox.move_to(State.SYNCING)
+            announce(sandbox)
+            result = backend.exec(ref, sync_script(sandbox.repo.default_branch), timeout=300)
+            if result.exit_code != 0:
+                raise BackendError(f"git sync failed: {result.output.strip()[-500:]}")
+            synced = result.output.strip().splitlines()[-1]
+        else:
+            synced = image.commit_sha
+        now = timezone.now()
+        if not sandbox.move_to(State.READY, synced_commit=synced, ready_at=now, last_heartbeat_at=now):
+            backend.terminate(ref)  # terminated while starting
+            return sandbox
+        announce(sandbox)
+        for index, command in enumerate(image.start_commands):
+            backend.start_service(ref, f"start-{index}", command)
+    except (BackendError, OSError) as e:
+        logger.warning("sandbox %s failed to start: %s", sandbox.pk, e)
+        if sandbox.backend_ref:
+            backend.terminate(sandbox.backend_ref)
+        Sandbox.objects.filter(pk=sandbox.pk).exclude(state=State.TERMINATED).update(
+            state=State.FAILED, end_reason=str(e), terminated_at=timezone.now()
+        )
+        sandbox.refresh_from_db()
+        announce(sandbox)
+    return sandbox
+
+
+def take_snapshot(sandbox_id: uuid.UUID) -> Snapshot | None:
+    sandbox = Sandbox.objects.select_related("image").get(pk=sandbox_id)
+    resume_state = sandbox.state
+    if resume_state not in (State.READY, State.RUNNING) or not sandbox.move_to(State.SNAPSHOTTING):
+        return None
+    backend = get_backend(sandbox.backend)
+    snapshot_id = uuid.uuid4()
+    started = time.monotonic()
+    try:
+        info = backend.snapshot(sandbox.backend_ref, str(snapshot_id))
+    finally:
+        Sandbox.objects.filter(pk=sandbox.pk, state=State.SNAPSHOTTING).update(state=resume_state)
+    return Snapshot.objects.create(
+        id=snapshot_id, repo_id=sandbox.repo_id, image=sandbox.image, sandbox=sandbox,
+        backend=sandbox.backend, backend_ref=info.ref, size_bytes=info.size_bytes,
+        duration_seconds=time.monotonic() - started,
+    )
+
+
+def terminate(sandbox_id: uuid.UUID, reason: str = "") -> Sandbox | None:
+    sandbox = Sandbox.objects.filter(pk=sandbox_id).first()
+    if sandbox is None or sandbox.state == State.TERMINATED:
+        return sandbox
+    if sandbox.state != State.TERMINATING:
+        Sandbox.objects.filter(pk=sandbox.pk).exclude(state=State.TERMINATED).update(
+            state=State.TERMINATING, pooled=False, end_reason=reason or sandbox.end_reason,
+            last_heartbeat_at=timezone.now(),
+        )
+    if sandbox.backend_ref:
+        get_backend(sandbox.backend).terminate(sandbox.backend_ref)
+    Sandbox.objects.filter(pk=sandbox.pk).update(state=State.TERMINATED, terminated_at=timezone.now())
+    sandbox.refresh_from_db()
+    announce(sandbox)
+    return sandbox
+
+
+def claim_or_create(repo: Repo) -> tuple[Sandbox, bool]:
+    """A sandbox for a new session: from the warm pool if one is ready. (sandbox, from_pool)"""
+    sandbox = Sandbox.claim_from_pool(repo)
+    if sandbox is not None:
+        return sandbox, True
+    return create_sandbox(repo), False
+
+
+def pool_changes(repo: Repo) -> lifecycle.PoolPlan:
+    members = [
+        lifecycle.PoolMember(str(s.pk), s.image_id, s.state)
+        for s in repo.sandboxes.filter(pooled=True, state__in=State.LIVE).order_by("created_at")
+    ]
+    current = repo.current_image()
+    return lifecycle.pool_plan(repo.warm_pool_size, current.pk if current else None, members)
+
+
+def fill_pool(repo: Repo) -> tuple[list[Sandbox], list[str]]:
+    """Create the sandboxes the pool lacks; return them (to provision) and the ids to retire."""
+    plan = pool_changes(repo)
+    if plan.retire:
+        Sandbox.objects.filter(pk__in=plan.retire).update(pooled=False)
+    created = [create_sandbox(repo, pooled=True) for _ in range(plan.start)]
+    return created, plan.retire
+
+
+def reap(now=None) -> list[tuple[str, str]]:
+    """Decide for every live sandbox whether to reap it; return (id, reason) of those to reap."""
+    now = now or timezone.now()
+    heartbeat_timeout = timedelta(seconds=settings.SANDBOX_HEARTBEAT_TIMEOUT_SECONDS)
+    start_timeout = timedelta(seconds=settings.SANDBOX_START_TIMEOUT_SECONDS)
+    doomed = []
+    for sandbox in Sandbox.objects.filter(state__in=State.LIVE):
+        if sandbox.pooled and sandbox.state == State.READY:
+            # Nobody drives a pooled sandbox, so the pool checks it is alive instead.
+            if get_backend(sandbox.backend).is_alive(sandbox.backend_ref):
+                sandbox.record_heartbeat()
+            else:
+                doomed.append((str(sandbox.pk), "its processes are gone"))
+                continue
+        facts = lifecycle.SandboxFacts(sandbox.state, sandbox.created_at, sandbox.last_heartbeat_at)
+        decision = lifecycle.reap_decision(facts, now, heartbeat_timeout, start_timeout)
+        if decision.action == "reap":
+            doomed.append((str(sandbox.pk), decision.reason))
+    return doomed

@@ -1,0 +1,64 @@
+"""Celery tasks: thin wrappers that carry out builds.py and provisioning.py."""
+
+from celery import shared_task
+
+from sandboxes import builds, provisioning
+from sandboxes.models import Repo, RepoImage
+
+
+@shared_task
+def build_image(image_id: int) -> None:
+    image = builds.run_build(image_id)
+    if image is not None and image.status == RepoImage.Status.READY:
+        fill_warm_pool.delay(image.repo_id)
+
+
+@shared_task
+def provision_sandbox(sandbox_id: str) -> None:
+    provisioning.provision(sandbox_id)
+
+
+@shared_task
+def snapshot_sandbox(sandbox_id: str) -> None:
+    provisioning.take_snapshot(sandbox_id)
+
+
+@shared_task
+def terminate_sandbox(sandbox_id: str, reason: str = "") -> None:
+    provisioning.terminate(sandbox_id, reason)
+
+
+@shared_task
+def fill_warm_pool(repo_id: int) -> None:
+    repo = Repo.objects.filter(pk=repo_id).first()
+    if repo is None:
+        return
+    created, retired = provisioning.fill_pool(repo)
+    for sandbox in created:
+        provision_sandbox.delay(str(sandbox.pk))
+    for sandbox_id in retired:
+        terminate_sandbox.delay(sandbox_id, "replaced in the warm pool")
+
+
+@shared_task
+def fill_warm_pools() -> None:
+    for repo_id in Repo.objects.values_list("pk", flat=True):
+        fill_warm_pool.delay(repo_id)
+
+
+@shared_task
+def reap_sandboxes() -> None:
+    for sandbox_id, reason in provisioning.reap():
+        terminate_sandbox.delay(sandbox_id, f"reaped: {reason}")
+
+
+@shared_task
+def rebuild_due_images() -> None:
+    builds.fail_abandoned_builds()
+    for image in builds.queue_due_rebuilds():
+        build_image.delay(image.pk)
+
+
+@shared_task
+def collect_images() -> None:
+    builds.collect_images()

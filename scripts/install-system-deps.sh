@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the system packages the product needs, where this user can; says what is missing otherwise.
+set -euo pipefail
+
+packages=(bubblewrap git util-linux procps)
+commands=(bwrap git unshare nsenter prlimit ps)
+
+missing=()
+for i in "${!commands[@]}"; do
+  command -v "${commands[$i]}" >/dev/null 2>&1 || missing+=("${packages[$i]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then
+  sudo apt-get update -qq
+  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  echo "Missing system packages: ${missing[*]}" >&2
+  echo "Install them with your package manager (e.g. 'sudo apt-get install ${missing[*]}'), then run this again." >&2
+  exit 1
+fi

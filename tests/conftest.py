@@ -1,0 +1,76 @@
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from inspect_site import embedded_redis
+from sandboxes import backends
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_service():
+    """The real Redis when REDIS_URL is set (CI), otherwise the embedded one, as `make run` does."""
+    if settings.REDIS_URL:
+        yield settings.REDIS_URL
+        return
+    proc = embedded_redis.start(settings.EMBEDDED_REDIS_SOCKET)
+    yield settings.CHANNEL_REDIS_HOST
+    proc.terminate()
+    proc.wait()
+
+
+@pytest.fixture(autouse=True)
+def sandbox_root(settings, tmp_path_factory):
+    """Each test gets its own sandbox root, so images and sandboxes never leak between tests."""
+    root = tmp_path_factory.mktemp("sandbox-root")
+    settings.SANDBOX_ROOT = root
+    backends._instances.clear()
+    yield root
+    backend = backends._instances.get("local")
+    if backend is not None:
+        for box in backend.sandboxes.iterdir():
+            backend.terminate(box.name)
+    backends._instances.clear()
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.email=dev@example.com", "-c", "user.name=Dev", *args],
+        cwd=cwd, check=True, capture_output=True, text=True,
+    ).stdout.strip()
+
+
+class GitRepo:
+    """A real git repository reached by a file:// URL, as a registered repo would be."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.mkdir(parents=True)
+        git(path, "init", "-q", "-b", "main")
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.path}"
+
+    def commit(self, files: dict[str, str | bytes], message: str = "change") -> str:
+        for name, content in files.items():
+            target = self.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content)
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "-m", message)
+        return self.head()
+
+    def head(self) -> str:
+        return git(self.path, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def git_repo(tmp_path) -> GitRepo:
+    repo = GitRepo(tmp_path / "origin")
+    repo.commit({"README.md": "# demo\n", "app.py": "print('hello')\n"}, "initial")
+    return repo

@@ -1,0 +1,133 @@
+"""The lifecycle decisions, called directly: no database, no backend, no clock."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sandboxes import lifecycle
+from sandboxes.lifecycle import ImageFacts, PoolMember, RebuildFacts, SandboxFacts, State
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+HB = timedelta(seconds=120)
+START = timedelta(seconds=300)
+
+
+def test_allowed_transitions_follow_the_lifecycle():
+    lifecycle.check_transition(State.PROVISIONING, State.SYNCING)
+    lifecycle.check_transition(State.SYNCING, State.READY)
+    lifecycle.check_transition(State.READY, State.RUNNING)
+    lifecycle.check_transition(State.RUNNING, State.SNAPSHOTTING)
+    lifecycle.check_transition(State.SNAPSHOTTING, State.READY)
+    lifecycle.check_transition(State.RUNNING, State.TERMINATING)
+    lifecycle.check_transition(State.TERMINATING, State.TERMINATED)
+
+
+@pytest.mark.parametrize(
+    "current,target",
+    [
+        (State.TERMINATED, State.READY),
+        (State.TERMINATED, State.RUNNING),
+        (State.PROVISIONING, State.RUNNING),
+        (State.SYNCING, State.RUNNING),
+        (State.READY, State.SYNCING),
+        (State.FAILED, State.READY),
+    ],
+)
+def test_forbidden_transitions_raise(current, target):
+    with pytest.raises(lifecycle.InvalidTransition):
+        lifecycle.check_transition(current, target)
+
+
+def facts(state, created_ago, heartbeat_ago=None):
+    return SandboxFacts(
+        state=state,
+        created_at=T0 - timedelta(seconds=created_ago),
+        last_heartbeat_at=None if heartbeat_ago is None else T0 - timedelta(seconds=heartbeat_ago),
+    )
+
+
+def test_running_sandbox_with_recent_heartbeat_is_kept():
+    assert lifecycle.reap_decision(facts(State.RUNNING, 3600, 30), T0, HB, START).action == "keep"
+
+
+def test_running_sandbox_whose_heartbeats_stopped_is_reaped_with_reason():
+    decision = lifecycle.reap_decision(facts(State.RUNNING, 3600, 121), T0, HB, START)
+    assert decision.action == "reap"
+    assert "no heartbeat for 121 s" in decision.reason
+
+
+def test_starting_sandbox_gets_the_start_timeout_not_the_heartbeat_one():
+    assert lifecycle.reap_decision(facts(State.SYNCING, 200), T0, HB, START).action == "keep"
+    decision = lifecycle.reap_decision(facts(State.PROVISIONING, 301), T0, HB, START)
+    assert decision.action == "reap" and "did not start" in decision.reason
+
+
+def test_ended_sandboxes_are_never_reaped():
+    for state in (State.TERMINATED, State.FAILED):
+        assert lifecycle.reap_decision(facts(state, 99999), T0, HB, START).action == "keep"
+
+
+def test_a_termination_that_never_finished_is_finished():
+    assert lifecycle.reap_decision(facts(State.TERMINATING, 999, 500), T0, HB, START).action == "reap"
+    assert lifecycle.reap_decision(facts(State.TERMINATING, 999, 5), T0, HB, START).action == "keep"
+
+
+def test_pool_starts_what_is_missing():
+    plan = lifecycle.pool_plan(3, 7, [PoolMember("a", 7, State.READY)])
+    assert plan.start == 2 and plan.retire == []
+
+
+def test_pool_counts_starting_members():
+    members = [PoolMember("a", 7, State.READY), PoolMember("b", 7, State.SYNCING)]
+    assert lifecycle.pool_plan(2, 7, members).start == 0
+
+
+def test_pool_replaces_members_on_an_older_image():
+    members = [PoolMember("old1", 6, State.READY), PoolMember("old2", 6, State.READY), PoolMember("new", 7, State.READY)]
+    plan = lifecycle.pool_plan(2, 7, members)
+    assert plan.start == 1
+    assert set(plan.retire) == {"old1", "old2"}
+
+
+def test_pool_shrinks_when_its_size_is_lowered():
+    members = [PoolMember(x, 7, State.READY) for x in "abc"]
+    plan = lifecycle.pool_plan(1, 7, members)
+    assert plan.start == 0 and plan.retire == ["b", "c"]
+
+
+def test_pool_waits_for_a_first_image():
+    assert lifecycle.pool_plan(3, None, []) == lifecycle.PoolPlan()
+
+
+def rebuild(last_ago=None, active=False, commit="abc", fingerprint="f1"):
+    return RebuildFacts(
+        interval=timedelta(minutes=30),
+        last_attempt_at=None if last_ago is None else T0 - timedelta(minutes=last_ago),
+        build_active=active,
+        current_commit=commit,
+        current_fingerprint=fingerprint,
+    )
+
+
+def test_rebuild_is_due_after_the_interval_only():
+    assert not lifecycle.rebuild_due(rebuild(last_ago=29), T0)
+    assert lifecycle.rebuild_due(rebuild(last_ago=30), T0)
+    assert lifecycle.rebuild_due(rebuild(last_ago=None, commit=None, fingerprint=None), T0)
+
+
+def test_no_rebuild_while_one_is_active():
+    assert not lifecycle.rebuild_due(rebuild(last_ago=90, active=True), T0)
+
+
+def test_rebuild_only_when_head_or_setup_changed():
+    facts_ = rebuild(last_ago=40)
+    assert lifecycle.rebuild_reason(facts_, "abc", "f1") is None
+    assert "branch head moved" in lifecycle.rebuild_reason(facts_, "def", "f1")
+    assert lifecycle.rebuild_reason(facts_, "abc", "f2") == "setup changed"
+    assert lifecycle.rebuild_reason(rebuild(commit=None, fingerprint=None), "abc", "f1") == "no image in service"
+
+
+def test_images_in_use_are_not_collected():
+    images = [ImageFacts(1, "ready", True), ImageFacts(2, "ready", True), ImageFacts(3, "ready", True),
+              ImageFacts(4, "failed", False)]
+    assert lifecycle.images_to_collect(images, current_id=3, referenced={2}) == [1]
