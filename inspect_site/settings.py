@@ -126,6 +126,8 @@ CELERY_BEAT_SCHEDULE = {
 # Sandboxes
 SANDBOX_BACKEND = os.environ.get("SANDBOX_BACKEND", "local")
 SANDBOX_ROOT = Path(os.environ.get("SANDBOX_ROOT", VAR_DIR / "sandboxes"))
+# When the platform runs as root, sandbox processes run as this unprivileged host uid.
+SANDBOX_HOST_UID = int(os.environ.get("SANDBOX_HOST_UID", "100000"))
 SANDBOX_MEMORY_LIMIT_BYTES = int(os.environ.get("SANDBOX_MEMORY_LIMIT_BYTES", str(16 * 1024**3)))
 SANDBOX_PROCESS_LIMIT = int(os.environ.get("SANDBOX_PROCESS_LIMIT", "4096"))
 SANDBOX_HEARTBEAT_TIMEOUT_SECONDS = int(os.environ.get("SANDBOX_HEARTBEAT_TIMEOUT_SECONDS", "120"))

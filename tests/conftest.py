@@ -1,4 +1,6 @@
+import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,10 +22,24 @@ def redis_service():
     proc.wait()
 
 
+@pytest.fixture
+def open_tmp(settings):
+    """A temporary folder the sandbox user can reach (pytest's own tmp_path is private to root)."""
+    path = Path(settings.VAR_DIR) / "tmp" / uuid.uuid4().hex[:12]
+    path.mkdir(parents=True)
+    for parent in [path, *path.parents]:
+        if parent == Path(settings.BASE_DIR).parent:
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
-def sandbox_root(settings, tmp_path_factory):
+def sandbox_root(settings, open_tmp):
     """Each test gets its own sandbox root, so images and sandboxes never leak between tests."""
-    root = tmp_path_factory.mktemp("sandbox-root")
+    root = open_tmp / "sandbox-root"
+    root.mkdir()
     settings.SANDBOX_ROOT = root
     backends._instances.clear()
     yield root
@@ -70,7 +86,7 @@ class GitRepo:
 
 
 @pytest.fixture
-def git_repo(tmp_path) -> GitRepo:
-    repo = GitRepo(tmp_path / "origin")
+def git_repo(open_tmp) -> GitRepo:
+    repo = GitRepo(open_tmp / "origin")
     repo.commit({"README.md": "# demo\n", "app.py": "print('hello')\n"}, "initial")
     return repo

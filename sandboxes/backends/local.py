@@ -7,10 +7,15 @@ Layout under the root folder:
   sandboxes/<id>/tmp/          its /tmp, shared by its processes
   snapshots/<id>/upper/        a copy of a sandbox's upper layer: what changed, nothing more
 
-A sandbox is a PID-1 process (local_init.py) in its own user, mount and PID namespaces
-holding the overlay mount; every command enters those namespaces with nsenter, then
-runs under bubblewrap as an unprivileged uid with all capabilities dropped and prlimit
-limits. Killing PID 1 ends every process of the sandbox at once.
+A sandbox is a PID-1 process (local_init.py) in its own mount and PID namespaces holding
+the overlay mount; every command enters those namespaces with nsenter, then runs under
+bubblewrap with all capabilities dropped and prlimit limits. Killing PID 1 ends every
+process of the sandbox at once.
+
+Run as root, the platform mounts the overlay itself and sandbox processes run as an
+unprivileged host uid (SANDBOX_HOST_UID): they can read nothing private on the host,
+and the kernel enforces the process limit (it never does for uid 0). Run as another
+user, the sandbox gets a user namespace of its own and runs as that user.
 """
 
 import json
@@ -55,6 +60,24 @@ def dir_size(path: Path) -> int:
     return total
 
 
+def host_uid() -> int | None:
+    """The host uid sandbox processes run as, when the platform runs as root."""
+    return settings.SANDBOX_HOST_UID if os.geteuid() == 0 else None
+
+
+def drop_privileges() -> list[str]:
+    uid = host_uid()
+    if uid is None:
+        return []
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+
+
+def give_to_sandbox_user(*paths: Path) -> None:
+    uid = host_uid()
+    if uid is not None:
+        subprocess.run(["chown", "-R", f"{uid}:{uid}", *map(str, paths)], check=True)
+
+
 def redactor(secrets: dict[str, str], log: LogFn) -> LogFn:
     values = [v for v in secrets.values() if len(v) >= 4]
 
@@ -91,6 +114,7 @@ class LocalBackend(SandboxBackend):
         self, home: Path, tmp: Path, env: dict[str, str], die_with_parent: bool = True, read_only: tuple = ()
     ) -> list[str]:
         args = [
+            *drop_privileges(),
             "bwrap",
             "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
             "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
@@ -125,6 +149,26 @@ class LocalBackend(SandboxBackend):
         ]
         return args + ["--", *limits]
 
+    @staticmethod
+    def holder_namespaces(enter: bool = False) -> list[str]:
+        """As root the host mounts the overlay itself; otherwise a user namespace lets us."""
+        if host_uid() is not None:
+            return []
+        return ["--user", "--preserve-credentials"] if enter else ["--user", "--map-root-user"]
+
+    def check_reachable(self, path: Path) -> None:
+        """bubblewrap opens bind sources as the sandbox user: every parent must let it pass."""
+        uid = host_uid()
+        if uid is None:
+            return
+        for parent in [path, *path.parents]:
+            mode = parent.stat().st_mode
+            if parent.stat().st_uid != uid and not mode & 0o001:
+                raise BackendError(
+                    f"{parent} is not reachable by the sandbox user (uid {uid}): "
+                    f"set SANDBOX_ROOT to a folder whose parents are world-searchable (chmod o+x)"
+                )
+
     # --- images ---------------------------------------------------------------
 
     def build_image(self, spec: ImageSpec, log: LogFn) -> BuiltImage:
@@ -139,6 +183,7 @@ class LocalBackend(SandboxBackend):
         home.mkdir(parents=True)
         tmp.mkdir()
         try:
+            self.check_reachable(staging)
             log(f"$ git clone --branch {spec.branch} {spec.clone_url}\n")
             git_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
             cloned = run_streaming(
@@ -152,6 +197,9 @@ class LocalBackend(SandboxBackend):
                 ["git", "-C", str(workspace), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
             ).stdout.strip()
             log(f"checked out {spec.branch} at {commit}\n")
+            # A file:// origin belongs to another uid than the sandbox user; git must still read it.
+            (home / ".gitconfig").write_text("[safe]\n\tdirectory = *\n")
+            give_to_sandbox_user(home, tmp)
 
             env = dict(spec.env)
             setup = list(spec.setup_commands)
@@ -207,6 +255,7 @@ class LocalBackend(SandboxBackend):
             raise BackendError(f"sandbox {ref} already exists")
         for sub in ("work", "merged", "tmp"):
             (box / sub).mkdir(parents=True)
+        give_to_sandbox_user(box / "tmp")
         if request.snapshot_ref:
             saved = self.snapshots / request.snapshot_ref / "upper"
             if not saved.is_dir():
@@ -215,6 +264,7 @@ class LocalBackend(SandboxBackend):
             subprocess.run(["cp", "-a", "--reflink=auto", str(saved), str(box / "upper")], check=True)
         else:
             (box / "upper").mkdir()
+            give_to_sandbox_user(box / "upper")
         read_only = []
         if request.clone_url.startswith("file://"):
             read_only.append(request.clone_url.removeprefix("file://"))
@@ -222,7 +272,7 @@ class LocalBackend(SandboxBackend):
 
         ready = box / "init.ready"
         holder = subprocess.Popen(
-            ["unshare", "--map-root-user", "--user", "--mount", "--pid", "--fork", "--kill-child",
+            ["unshare", *self.holder_namespaces(), "--mount", "--pid", "--fork", "--kill-child",
              "--propagation", "private", "--mount-proc",
              sys.executable, "-I", str(INIT_SCRIPT),
              str(lower), str(box / "upper"), str(box / "work"), str(box / "merged"), str(ready)],
@@ -265,7 +315,7 @@ class LocalBackend(SandboxBackend):
             raise BackendError(f"sandbox {sandbox_ref} is not running")
         box = self._dir(sandbox_ref)
         config = json.loads((box / "config.json").read_text())
-        nsenter = ["nsenter", "-t", str(pid), "--user", "--mount", "--pid", "--preserve-credentials", "--"]
+        nsenter = ["nsenter", "-t", str(pid), *self.holder_namespaces(enter=True), "--mount", "--pid", "--"]
         bwrap = self.bwrap_args(
             box / "merged", box / "tmp", {**config["env"], **(env or {})}, die_with_parent, tuple(config["read_only"])
         )

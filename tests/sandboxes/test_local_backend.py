@@ -1,0 +1,228 @@
+"""The local backend with real bubblewrap, user namespaces and overlayfs."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from sandboxes.backends.base import BackendError, ImageSpec, StartRequest, sync_script
+from sandboxes.backends.local import LocalBackend
+
+
+@pytest.fixture
+def backend(sandbox_root) -> LocalBackend:
+    return LocalBackend(sandbox_root)
+
+
+def spec(git_repo, name="img", setup=(), env=None, secrets=None, devcontainer=False) -> ImageSpec:
+    return ImageSpec(
+        name=name, clone_url=git_repo.url, branch="main", setup_commands=list(setup), start_commands=[],
+        env=env or {}, use_devcontainer=devcontainer, build_secrets=secrets or {},
+    )
+
+
+@pytest.fixture
+def image(backend, git_repo):
+    return backend.build_image(spec(git_repo, setup=["echo built > built.txt"]), lambda line: None)
+
+
+@pytest.fixture
+def sandbox(backend, image, git_repo):
+    ref = backend.start(StartRequest(sandbox_id="box1", image_ref=image.ref, env={"GREETING": "hi"},
+                                     clone_url=git_repo.url))
+    yield ref
+    backend.terminate(ref)
+
+
+def run(backend, ref, command, **kwargs):
+    result = backend.exec(ref, command, **kwargs)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_build_clones_the_branch_runs_setup_and_streams_its_log(backend, git_repo):
+    lines = []
+    built = backend.build_image(spec(git_repo, setup=["echo step one", "echo $COLOR > color.txt"],
+                                     env={"COLOR": "blue"}), lines.append)
+    log = "".join(lines)
+    assert built.commit_sha == git_repo.head()
+    assert "$ echo step one" in log and "step one\n" in log
+    workspace = backend.images / built.ref / "home" / "workspace"
+    assert (workspace / "color.txt").read_text() == "blue\n"
+    assert (workspace / "app.py").exists()
+    assert built.size_bytes > 0
+
+
+def test_build_secrets_reach_setup_but_never_the_log(backend, git_repo):
+    lines = []
+    backend.build_image(spec(git_repo, setup=["echo token=$NPM_TOKEN", "test \"$NPM_TOKEN\" = hunter2-secret"],
+                             secrets={"NPM_TOKEN": "hunter2-secret"}), lines.append)
+    log = "".join(lines)
+    assert "hunter2-secret" not in log
+    assert "token=[secret]" in log
+
+
+def test_failing_setup_fails_the_build_and_leaves_nothing_behind(backend, git_repo):
+    lines = []
+    with pytest.raises(BackendError, match="exit code 3"):
+        backend.build_image(spec(git_repo, setup=["echo about to fail", "exit 3"]), lines.append)
+    assert "about to fail" in "".join(lines)
+    assert list(backend.images.iterdir()) == []
+
+
+def test_unreachable_clone_url_fails_with_gits_reason(backend, open_tmp):
+    bad = ImageSpec(name="x", clone_url=f"file://{open_tmp}/nope", branch="main", setup_commands=[],
+                    start_commands=[], env={})
+    with pytest.raises(BackendError, match="git clone failed"):
+        backend.build_image(bad, lambda line: None)
+    assert list(backend.images.iterdir()) == []
+
+
+def test_devcontainer_commands_env_and_ports_are_honoured(backend, git_repo):
+    git_repo.commit({".devcontainer/devcontainer.json": """{
+        // comments and trailing commas are allowed in devcontainer.json
+        "image": "mcr.microsoft.com/devcontainers/python:3",
+        "containerEnv": {"APP_ENV": "dev"},
+        "onCreateCommand": "echo created > on_create.txt",
+        "postCreateCommand": ["sh", "-c", "echo $APP_ENV > post_create.txt"],
+        "postStartCommand": "python3 -m http.server 3000",
+        "forwardPorts": [3000, "localhost:5173"],
+    }"""})
+    built = backend.build_image(spec(git_repo, devcontainer=True), lambda line: None)
+    workspace = backend.images / built.ref / "home" / "workspace"
+    assert (workspace / "on_create.txt").read_text() == "created\n"
+    assert (workspace / "post_create.txt").read_text() == "dev\n"
+    assert built.env == {"APP_ENV": "dev"}
+    assert built.start_commands == ["python3 -m http.server 3000"]
+    assert built.forward_ports == [3000, 5173]
+
+
+def test_sandbox_runs_as_an_unprivileged_user_without_capabilities(backend, sandbox):
+    out = run(backend, sandbox, "id -u; grep CapEff /proc/self/status; hostname; echo $GREETING; pwd")
+    uid, caps, hostname, greeting, cwd = out.split("\n")[:5]
+    assert uid == "1000"
+    assert caps.split()[1] == "0000000000000000"
+    assert hostname == "sandbox"
+    assert greeting == "hi"
+    assert cwd == "/home/agent/workspace"
+
+
+def test_sandbox_cannot_see_the_control_plane_or_other_sandboxes(backend, sandbox, settings):
+    listing = backend.exec(sandbox, f"ls -A {settings.VAR_DIR} {settings.BASE_DIR} {backend.root} /root").output
+    assert "db.sqlite3" not in listing and "manage.py" not in listing and "images" not in listing
+    assert "root:" not in backend.exec(sandbox, "cat /etc/shadow").output
+    write = backend.exec(sandbox, "touch /usr/evil")
+    assert write.exit_code != 0 and "Read-only file system" in write.output
+    assert not Path("/usr/evil").exists()
+
+
+def test_sandbox_sees_only_its_own_processes(backend, sandbox):
+    out = run(backend, sandbox, "ps -eo pid,comm --no-headers")
+    pids = [int(line.split()[0]) for line in out.strip().splitlines()]
+    assert max(pids) < 50  # its own PID namespace: the host's processes are not listed
+    assert str(os.getpid()) not in out.split()
+
+
+def test_writes_land_in_the_upper_layer_and_leave_the_image_untouched(backend, sandbox, image):
+    run(backend, sandbox, "echo changed >> app.py && echo new > new.txt && rm README.md")
+    lower = backend.images / image.ref / "home" / "workspace"
+    upper = backend.sandboxes / sandbox / "upper" / "workspace"
+    assert (lower / "app.py").read_text() == "print('hello')\n"
+    assert (lower / "README.md").exists()
+    assert (upper / "new.txt").read_text() == "new\n"
+    assert run(backend, sandbox, "cat app.py; ls") == "print('hello')\nchanged\napp.py\nbuilt.txt\nnew.txt\n"
+
+
+def test_exec_streams_output_as_it_comes(backend, sandbox):
+    seen = []
+    stamps = []
+
+    def on_output(line):
+        seen.append(line)
+        stamps.append(time.monotonic())
+
+    result = backend.exec(sandbox, "echo first; sleep 0.5; echo second", on_output=on_output)
+    assert result.exit_code == 0
+    assert seen == ["first\n", "second\n"]
+    assert stamps[1] - stamps[0] > 0.3  # the first line arrived before the command finished
+
+
+def test_exec_timeout_kills_the_command(backend, sandbox):
+    started = time.monotonic()
+    result = backend.exec(sandbox, "sleep 30", timeout=0.5)
+    assert result.exit_code == 124
+    assert time.monotonic() - started < 5
+
+
+def test_process_limit_is_enforced(backend, sandbox, settings):
+    settings.SANDBOX_PROCESS_LIMIT = 30
+    out = backend.exec(sandbox, "for i in $(seq 60); do sleep 1 & done 2>&1; wait").output
+    assert "Resource temporarily unavailable" in out or "retry" in out
+
+
+def test_memory_limit_is_enforced(backend, sandbox, settings):
+    settings.SANDBOX_MEMORY_LIMIT_BYTES = 200 * 1024**2
+    result = backend.exec(sandbox, "python3 -c 'x = bytearray(400 * 1024 * 1024)'")
+    assert result.exit_code != 0
+    assert "MemoryError" in result.output
+
+
+def test_sync_brings_the_workspace_to_the_branch_head(backend, sandbox, git_repo):
+    new_head = git_repo.commit({"app.py": "print('v2')\n"}, "v2")
+    out = run(backend, sandbox, sync_script("main"))
+    assert out.strip().splitlines()[-1] == new_head
+    assert run(backend, sandbox, "cat app.py") == "print('v2')\n"
+
+
+def test_snapshot_holds_only_the_change_and_restores_it(backend, sandbox, image):
+    run(backend, sandbox, "head -c 300000 /dev/urandom > blob.bin && rm README.md && mkdir -p deep/dir && "
+                          "echo kept > deep/dir/f.txt && echo home > ~/.agent-state")
+    info = backend.snapshot(sandbox, "snap1")
+    assert 300_000 <= info.size_bytes < 400_000
+    backend.terminate(sandbox)
+
+    restored = backend.start(StartRequest(sandbox_id="box2", image_ref=image.ref, env={}, snapshot_ref="snap1"))
+    try:
+        out = run(backend, restored, "ls; cat deep/dir/f.txt ~/.agent-state; stat -c %s blob.bin")
+        assert "README.md" not in out  # a deletion survives the snapshot too
+        assert "kept\nhome\n300000\n" in out
+    finally:
+        backend.terminate(restored)
+
+
+def test_terminate_ends_the_whole_process_tree_and_frees_everything(backend, sandbox):
+    run(backend, sandbox, "(setsid sleep 300 &) ; nohup sleep 301 >/dev/null 2>&1 &")
+    backend.start_service(sandbox, "server", "sleep 302")
+    time.sleep(0.3)
+
+    def sleepers():
+        found = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    cmd = (proc / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if cmd.startswith(b"sleep\x0030"):
+                    found.append(cmd)
+        return found
+
+    assert len(sleepers()) == 3
+    assert backend.is_alive(sandbox)
+    backend.terminate(sandbox)
+    assert sleepers() == []
+    assert not backend.is_alive(sandbox)
+    assert not (backend.sandboxes / sandbox).exists()
+    backend.terminate(sandbox)  # idempotent
+
+
+def test_exec_in_a_terminated_sandbox_is_refused(backend, sandbox):
+    backend.terminate(sandbox)
+    with pytest.raises(BackendError, match="not running"):
+        backend.exec(sandbox, "true")
+
+
+def test_start_from_a_missing_image_is_refused(backend):
+    with pytest.raises(BackendError, match="not on this machine"):
+        backend.start(StartRequest(sandbox_id="x", image_ref="nope", env={}))
