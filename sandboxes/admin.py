@@ -22,7 +22,7 @@ from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from sandboxes import tasks
-from sandboxes.forms import RepoForm, RepoSecretForm, RepoSecretFormSet
+from sandboxes.forms import RepoForm, RepoSecretForm
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, RepoImage, RepoSecret, Sandbox, Snapshot
 
@@ -55,7 +55,6 @@ def queue_rebuild(request: HttpRequest, repo: Repo) -> RepoImage:
 class RepoSecretInline(admin.TabularInline):
     model = RepoSecret
     form = RepoSecretForm
-    formset = RepoSecretFormSet
     fields = ["name", "value", "last_set"]
     readonly_fields = ["last_set"]
     extra = 1

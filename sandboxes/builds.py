@@ -76,10 +76,12 @@ def run_build(image_id: int) -> RepoImage | None:
     log = LogWriter(image_id)
     started = time.monotonic()
     fingerprint = repo.setup_fingerprint()
+    spec = image_spec(repo, image)
     try:
-        built = backend.build_image(image_spec(repo, image), log)
+        built = backend.build_image(spec, log)
     except BuildCancelled:
         logger.info("build of image %s cancelled: its repo was deleted", image_id)
+        backend.delete_image(spec.name)
         return None
     except (BackendError, DevcontainerError, OSError) as e:
         log(f"\nbuild failed: {e}\n")

@@ -3,7 +3,6 @@
 from typing import Any
 
 from django import forms
-from django.core.exceptions import ValidationError
 
 from sandboxes.models import Repo, RepoSecret
 
@@ -55,12 +54,6 @@ class RepoSecretForm(forms.ModelForm):
         model = RepoSecret
         fields = ["name", "value"]
 
-    def _get_validation_exclusions(self) -> set[str]:
-        # RepoSecret.name carries validate_env (the validator for the env_vars *object*) as a field
-        # validator, which rejects every string. RepoSecret.clean() checks the name instead, and
-        # RepoSecretFormSet checks duplicates. Drop this once the model field's validator is fixed.
-        return super()._get_validation_exclusions() | {"name"}
-
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         if self.instance.pk is None and not cleaned.get("value"):
@@ -74,18 +67,3 @@ class RepoSecretForm(forms.ModelForm):
         if commit:
             secret.save()
         return secret
-
-
-class RepoSecretFormSet(forms.BaseInlineFormSet):
-    def clean(self) -> None:
-        super().clean()
-        seen: set[str] = set()
-        for form in self.forms:
-            data = getattr(form, "cleaned_data", None)
-            if not data or data.get("DELETE"):
-                continue
-            name = data.get("name")
-            if name in seen:
-                raise ValidationError(f"The secret {name} is listed twice.")
-            if name:
-                seen.add(name)

@@ -24,10 +24,14 @@ def validate_env(value) -> None:
     if not isinstance(value, dict):
         raise ValidationError('Environment variables must be a JSON object, e.g. {"NODE_ENV": "test"}.')
     for name, val in value.items():
-        if not ENV_NAME_RE.match(name):
-            raise ValidationError(f"{name!r} is not a valid environment variable name.")
+        validate_env_name(name)
         if not isinstance(val, str):
             raise ValidationError(f"The value of {name} must be a string.")
+
+
+def validate_env_name(value: str) -> None:
+    if not ENV_NAME_RE.match(value):
+        raise ValidationError(f"{value!r} is not a valid environment variable name.")
 
 
 def command_lines(text: str) -> list[str]:
@@ -98,7 +102,7 @@ class RepoSecret(models.Model):
     """A secret for the repo's image build, encrypted at rest; never shown again once saved."""
 
     repo = models.ForeignKey(Repo, models.CASCADE, related_name="secrets")
-    name = models.CharField(max_length=100, validators=[validate_env])
+    name = models.CharField(max_length=100, validators=[validate_env_name])
     encrypted_value = models.TextField(editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -107,10 +111,6 @@ class RepoSecret(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    def clean(self) -> None:
-        if not ENV_NAME_RE.match(self.name or ""):
-            raise ValidationError({"name": f"{self.name!r} is not a valid environment variable name."})
 
     def set_value(self, plaintext: str) -> None:
         self.encrypted_value = crypto.encrypt(plaintext)

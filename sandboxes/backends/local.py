@@ -227,11 +227,11 @@ class LocalBackend(SandboxBackend):
                     raise BackendError(f"setup command failed with exit code {result.exit_code}: {command}")
             shutil.rmtree(tmp)
             size = dir_size(home)
+            log(f"image ready: {size / 1e6:.1f} MB\n")
             staging.rename(final)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        log(f"image ready: {size / 1e6:.1f} MB\n")
         return BuiltImage(
             ref=spec.name, commit_sha=commit, size_bytes=size, env=env, start_commands=start,
             forward_ports=ports,

@@ -199,7 +199,10 @@ def test_a_typed_secret_is_not_echoed_back_when_the_form_has_errors(admin_client
     [
         ([{"name": "NPM_TOKEN", "value": ""}], "Enter the secret&#x27;s value."),
         ([{"name": "1-bad name", "value": "x"}], "is not a valid environment variable name"),
-        ([{"name": "TOKEN", "value": "a"}, {"name": "TOKEN", "value": "b"}], "The secret TOKEN is listed twice."),
+        (
+            [{"name": "TOKEN", "value": "a"}, {"name": "TOKEN", "value": "b"}],
+            "Please correct the duplicate data for name.",
+        ),
     ],
 )
 def test_invalid_secrets_are_rejected(admin_client, secrets, error):

@@ -83,7 +83,8 @@ def test_pool_counts_starting_members():
 
 
 def test_pool_replaces_members_on_an_older_image():
-    members = [PoolMember("old1", 6, State.READY), PoolMember("old2", 6, State.READY), PoolMember("new", 7, State.READY)]
+    members = [PoolMember("old1", 6, State.READY), PoolMember("old2", 6, State.READY)]
+    members.append(PoolMember("new", 7, State.READY))
     plan = lifecycle.pool_plan(2, 7, members)
     assert plan.start == 1
     assert set(plan.retire) == {"old1", "old2"}
