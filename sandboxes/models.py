@@ -205,8 +205,8 @@ class Sandbox(models.Model):
                 setattr(self, name, value)
         return bool(updated)
 
-    def record_heartbeat(self) -> None:
-        self.last_heartbeat_at = timezone.now()
+    def record_heartbeat(self, at=None) -> None:
+        self.last_heartbeat_at = at or timezone.now()
         Sandbox.objects.filter(pk=self.pk).update(last_heartbeat_at=self.last_heartbeat_at)
 
     @classmethod

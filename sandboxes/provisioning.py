@@ -165,7 +165,7 @@ def reap(now=None) -> list[tuple[str, str]]:
         if sandbox.pooled and sandbox.state == State.READY:
             # Nobody drives a pooled sandbox, so the pool checks it is alive instead.
             if get_backend(sandbox.backend).is_alive(sandbox.backend_ref):
-                sandbox.record_heartbeat()
+                sandbox.record_heartbeat(at=now)
             else:
                 doomed.append((str(sandbox.pk), "its processes are gone"))
                 continue

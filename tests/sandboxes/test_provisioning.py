@@ -1,0 +1,187 @@
+"""Sandbox lifecycle carried out against the real local backend and the database."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.utils import timezone
+
+from sandboxes import builds, provisioning
+from sandboxes.backends import get_backend
+from sandboxes.lifecycle import State
+from sandboxes.models import Repo, Sandbox
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def repo(git_repo) -> Repo:
+    repo = Repo.objects.create(name="demo", clone_url=git_repo.url, setup_commands="echo image > image.txt")
+    image, _ = repo.request_build("test")
+    assert builds.run_build(image.pk).status == "ready"
+    return repo
+
+
+def shell(sandbox: Sandbox, command: str) -> str:
+    result = get_backend().exec(sandbox.backend_ref, command)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_new_sandbox_syncs_to_the_branch_head_and_announces_its_phases(repo, git_repo):
+    head = git_repo.commit({"app.py": "print('newer than the image')\n"}, "after the image")
+    sandbox = provisioning.create_sandbox(repo)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(provisioning.group_name(sandbox.pk), channel)
+
+    sandbox = provisioning.provision(sandbox.pk)
+
+    assert sandbox.state == State.READY
+    assert sandbox.synced_commit == head
+    assert shell(sandbox, "cat app.py image.txt") == "print('newer than the image')\nimage\n"
+
+    async def two_messages():
+        return [(await layer.receive(channel))["state"] for _ in range(2)]
+
+    phases = async_to_sync(two_messages)()
+    assert phases == [State.SYNCING, State.READY]
+
+
+def test_start_commands_run_in_the_background_of_a_ready_sandbox(git_repo):
+    repo = Repo.objects.create(name="svc", clone_url=git_repo.url, start_commands="echo up > /tmp/service-ran")
+    builds.run_build(repo.request_build()[0].pk)
+    sandbox = provisioning.provision(provisioning.create_sandbox(repo).pk)
+    for _ in range(100):
+        if get_backend().exec(sandbox.backend_ref, "cat /tmp/service-ran").output == "up\n":
+            break
+        threading.Event().wait(0.05)
+    else:
+        pytest.fail("the start command did not run")
+
+
+def test_a_snapshot_restores_the_work_into_a_new_sandbox(repo):
+    first = provisioning.provision(provisioning.create_sandbox(repo).pk)
+    shell(first, "echo agent work > work.txt && rm README.md")
+    snapshot = provisioning.take_snapshot(first.pk)
+    assert snapshot.size_bytes < 1000
+    first.refresh_from_db()
+    assert first.state == State.READY  # back where it was
+    provisioning.terminate(first.pk, "idle")
+
+    restored = provisioning.provision(provisioning.create_sandbox(repo, snapshot=snapshot).pk)
+    assert restored.state == State.READY
+    assert restored.restored_from == snapshot
+    assert shell(restored, "cat work.txt; ls") == "agent work\napp.py\nimage.txt\nwork.txt\n"
+
+
+def test_terminate_ends_the_sandbox_and_records_why(repo, sandbox_root):
+    sandbox = provisioning.provision(provisioning.create_sandbox(repo).pk)
+    ended = provisioning.terminate(sandbox.pk, "idle for 10 minutes")
+    assert ended.state == State.TERMINATED
+    assert ended.end_reason == "idle for 10 minutes" and ended.terminated_at
+    assert not get_backend().is_alive(sandbox.backend_ref)
+    assert list((sandbox_root / "sandboxes").iterdir()) == []
+
+
+def test_a_sandbox_that_cannot_start_fails_with_the_reason(repo):
+    image = repo.current_image()
+    get_backend().delete_image(image.backend_ref)
+    sandbox = provisioning.provision(provisioning.create_sandbox(repo).pk)
+    assert sandbox.state == State.FAILED
+    assert "not on this machine" in sandbox.end_reason
+
+
+def test_no_sandbox_without_an_image(git_repo):
+    repo = Repo.objects.create(name="empty", clone_url=git_repo.url)
+    with pytest.raises(provisioning.NoImage):
+        provisioning.create_sandbox(repo)
+
+
+def test_deleting_a_sandbox_row_frees_its_processes(repo, django_capture_on_commit_callbacks):
+    sandbox = provisioning.provision(provisioning.create_sandbox(repo).pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        Sandbox.objects.filter(pk=sandbox.pk).delete()
+    assert not get_backend().is_alive(sandbox.backend_ref)
+
+
+def fill_and_start(repo: Repo) -> list[Sandbox]:
+    created, _ = provisioning.fill_pool(repo)
+    return [provisioning.provision(s.pk) for s in created]
+
+
+def test_the_warm_pool_is_filled_claimed_and_refilled(repo):
+    repo.warm_pool_size = 2
+    repo.save()
+    pool = fill_and_start(repo)
+    assert [s.state for s in pool] == [State.READY, State.READY]
+    assert provisioning.fill_pool(repo) == ([], [])  # full
+
+    sandbox, from_pool = provisioning.claim_or_create(repo)
+    assert from_pool and sandbox.state == State.RUNNING and not sandbox.pooled
+    assert sandbox.pk in {s.pk for s in pool}
+    assert len(fill_and_start(repo)) == 1  # the claimed one is replaced
+
+
+def test_an_empty_pool_falls_back_to_a_new_sandbox(repo):
+    sandbox, from_pool = provisioning.claim_or_create(repo)
+    assert not from_pool and sandbox.state == State.PROVISIONING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_never_get_the_same_sandbox(repo):
+    repo.warm_pool_size = 3
+    repo.save()
+    fill_and_start(repo)
+    claimed = []
+    barrier = threading.Barrier(4)
+
+    def claim():
+        barrier.wait()
+        try:
+            sandbox = Sandbox.claim_from_pool(Repo.objects.get(pk=repo.pk))
+            claimed.append(sandbox.pk if sandbox else None)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [pk for pk in claimed if pk]
+    assert len(winners) == 3 and len(set(winners)) == 3
+    assert claimed.count(None) == 1
+
+
+def test_a_newer_image_replaces_the_pool(repo, git_repo):
+    repo.warm_pool_size = 1
+    repo.save()
+    [old] = fill_and_start(repo)
+    git_repo.commit({"app.py": "print('v2')\n"})
+    builds.run_build(repo.request_build()[0].pk)
+
+    created, retired = provisioning.fill_pool(repo)
+    assert retired == [str(old.pk)]
+    assert len(created) == 1 and created[0].image == repo.current_image()
+    assert Sandbox.claim_from_pool(repo) is None  # the outdated one is no longer offered
+
+
+def test_the_reaper_finds_silent_and_dead_sandboxes(repo, settings):
+    running = provisioning.provision(provisioning.create_sandbox(repo).pk)
+    running.move_to(State.RUNNING)
+    pooled = provisioning.provision(provisioning.create_sandbox(repo, pooled=True).pk)
+    healthy = provisioning.provision(provisioning.create_sandbox(repo, pooled=True).pk)
+    get_backend().terminate(pooled.backend_ref)  # its processes die behind our back
+
+    later = timezone.now() + timedelta(seconds=settings.SANDBOX_HEARTBEAT_TIMEOUT_SECONDS + 1)
+    reaped = dict(provisioning.reap(now=later))
+    assert "no heartbeat" in reaped[str(running.pk)]
+    assert reaped[str(pooled.pk)] == "its processes are gone"
+    assert str(healthy.pk) not in reaped  # alive in the pool: its heartbeat was recorded
+
+    running.record_heartbeat()
+    assert str(running.pk) not in dict(provisioning.reap())
