@@ -225,6 +225,10 @@ class LocalBackend(SandboxBackend):
                 )
                 if result.exit_code != 0:
                     raise BackendError(f"setup command failed with exit code {result.exit_code}: {command}")
+            # The index holds root's uid and pre-chown ctimes: refreshed as the sandbox user, files
+            # look unchanged in a sandbox, so the sync's reset does not copy the tree to its upper layer.
+            run_streaming([*self.bwrap_args(home, tmp, env), "git", "update-index", "-q", "--refresh"],
+                          timeout=max(1.0, deadline - time.monotonic()))
             shutil.rmtree(tmp)
             size = dir_size(home)
             log(f"image ready: {size / 1e6:.1f} MB\n")

@@ -175,6 +175,14 @@ def test_sync_brings_the_workspace_to_the_branch_head(backend, sandbox, git_repo
     assert run(backend, sandbox, "cat app.py") == "print('v2')\n"
 
 
+def test_sync_copies_nothing_unchanged_into_the_sandboxs_layer(backend, sandbox, git_repo):
+    git_repo.commit({"other.txt": "new\n"}, "small change")
+    run(backend, sandbox, sync_script("main"))
+    upper = backend.sandboxes / sandbox / "upper" / "workspace"
+    assert (upper / "other.txt").exists()
+    assert not (upper / "app.py").exists()  # untouched by the commit, so still only in the image
+
+
 def test_snapshot_holds_only_the_change_and_restores_it(backend, sandbox, image):
     run(backend, sandbox, "head -c 300000 /dev/urandom > blob.bin && rm README.md && mkdir -p deep/dir && "
                           "echo kept > deep/dir/f.txt && echo home > ~/.agent-state")

@@ -1,0 +1,88 @@
+"""Smoke test of `make run`'s process set on the embedded defaults: SQLite, the embedded
+Redis, Daphne, a Celery worker and beat, with no DATABASE_URL or REDIS_URL."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+
+BASE = Path(settings.BASE_DIR)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def manage(env, *args) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=BASE, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def embedded_env(open_tmp):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(VAR_DIR=str(open_tmp / "var"), WEB_PORT=str(free_port()), PYTHONUNBUFFERED="1")
+    return env
+
+
+def test_settings_default_to_sqlite_and_the_embedded_redis(embedded_env):
+    out = manage(embedded_env, "shell", "-c",
+                 "from django.conf import settings as s; print(s.DATABASES['default']['ENGINE']); "
+                 "print(s.CELERY_BROKER_URL); print(s.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0])")
+    engine, broker, channel_host = out.split()[-3:]
+    var = embedded_env["VAR_DIR"]
+    assert engine == "django.db.backends.sqlite3"
+    assert broker == f"redis+socket://{var}/redis.sock"
+    assert channel_host == f"unix://{var}/redis.sock"
+
+
+def test_the_procfile_runs_web_worker_beat_and_redis_on_embedded_defaults(embedded_env, git_repo):
+    manage(embedded_env, "migrate", "--noinput")
+    honcho = subprocess.Popen(
+        [str(BASE / ".venv/bin/honcho"), "start", "-f", "Procfile"], cwd=BASE, env=embedded_env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        base_url = f"http://127.0.0.1:{embedded_env['WEB_PORT']}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                home = httpx.get(base_url + "/", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the web server did not come up"
+                assert honcho.poll() is None, honcho.stdout.read().decode()
+                time.sleep(0.2)
+        assert home.status_code == 302 and "/accounts/login/" in home.headers["location"]
+        assert httpx.get(base_url + "/accounts/login/", timeout=5).status_code == 200
+
+        # A task through the embedded Redis to the worker, which builds an image into SQLite.
+        manage(embedded_env, "shell", "-c",
+               "from sandboxes.models import Repo; from sandboxes.tasks import rebuild_due_images; "
+               f"Repo.objects.create(name='demo', clone_url='{git_repo.url}', setup_commands='echo hi'); "
+               "rebuild_due_images.delay()")
+        check = ("from sandboxes.models import RepoImage; "
+                 "print(RepoImage.objects.filter(status='ready').count())")
+        deadline = time.monotonic() + 60
+        while manage(embedded_env, "shell", "-c", check).split()[-1] != "1":
+            assert time.monotonic() < deadline, "the worker did not build the image"
+            time.sleep(0.5)
+    finally:
+        os.killpg(honcho.pid, signal.SIGTERM)
+        try:
+            honcho.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(honcho.pid, signal.SIGKILL)
+            honcho.wait()
