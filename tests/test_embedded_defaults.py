@@ -67,6 +67,7 @@ def test_the_procfile_runs_web_worker_beat_and_redis_on_embedded_defaults(embedd
                 time.sleep(0.2)
         assert home.status_code == 302 and "/accounts/login/" in home.headers["location"]
         assert httpx.get(base_url + "/accounts/login/", timeout=5).status_code == 200
+        assert httpx.get(base_url + "/static/admin/css/base.css", timeout=5).status_code == 200
 
         # A task through the embedded Redis to the worker, which builds an image into SQLite.
         manage(embedded_env, "shell", "-c",
