@@ -1,6 +1,6 @@
 """`python -m bench [group ...]`: run benchmark groups (all when none is named).
 
-Everything lives in a fresh folder, var/bench/run-<timestamp>/ (VAR_DIR, so the SQLite
+Everything lives in a fresh folder, <tmp>/inspect-bench/run-<timestamp>/ (VAR_DIR, so the SQLite
 database, the embedded Redis socket and the sandbox root), removed at the end, even on failure.
 A DATABASE_URL or REDIS_URL in the environment is respected.
 """
@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +28,9 @@ def known_groups() -> list[str]:
 
 def prepare_environment() -> Path:
     """Before Django reads its settings: point every file it writes at a fresh folder."""
-    run_dir = open_dir(open_dir(BASE_DIR / "var" / "bench") / time.strftime("run-%Y%m%d-%H%M%S"))
+    # Under the system temp folder: the sandbox user must reach it, wherever the checkout is.
+    base = open_dir(Path(tempfile.gettempdir()) / "inspect-bench")
+    run_dir = open_dir(base / time.strftime("run-%Y%m%d-%H%M%S"))
     os.environ["VAR_DIR"] = str(run_dir)
     os.environ["SANDBOX_ROOT"] = str(open_dir(run_dir / "sandboxes"))
     os.environ["SANDBOX_BACKEND"] = "local"

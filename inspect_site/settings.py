@@ -4,6 +4,7 @@ DATABASE_URL unset -> SQLite in var/. REDIS_URL unset -> the embedded Redis on a
 unix socket in var/ (started by `make run`, see inspect_site/embedded_redis.py).
 """
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -128,7 +129,19 @@ CELERY_BEAT_SCHEDULE = {
 
 # Sandboxes
 SANDBOX_BACKEND = os.environ.get("SANDBOX_BACKEND", "local")
-SANDBOX_ROOT = Path(os.environ.get("SANDBOX_ROOT", VAR_DIR / "sandboxes"))
+
+
+def default_sandbox_root() -> Path:
+    """var/sandboxes, unless sandboxes (run as an unprivileged uid under root) could not reach it,
+    as in a checkout under /root: then a folder of this checkout's own under /var/lib."""
+    root = VAR_DIR / "sandboxes"
+    if os.geteuid() != 0 or all(p.stat().st_mode & 0o001 for p in VAR_DIR.parents if p.exists()):
+        return root
+    checkout = hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:10]
+    return Path("/var/lib/inspect") / checkout / "sandboxes"
+
+
+SANDBOX_ROOT = Path(os.environ.get("SANDBOX_ROOT") or default_sandbox_root())
 # When the platform runs as root, sandbox processes run as this unprivileged host uid.
 SANDBOX_HOST_UID = int(os.environ.get("SANDBOX_HOST_UID", "100000"))
 SANDBOX_MEMORY_LIMIT_BYTES = int(os.environ.get("SANDBOX_MEMORY_LIMIT_BYTES", str(16 * 1024**3)))
@@ -173,6 +186,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
 # Daphne serves no static files itself; WhiteNoise does, straight from the apps' folders.
 WHITENOISE_USE_FINDERS = True
 

@@ -1,5 +1,6 @@
 import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -23,14 +24,12 @@ def redis_service():
 
 
 @pytest.fixture
-def open_tmp(settings):
+def open_tmp():
     """A temporary folder the sandbox user can reach (pytest's own tmp_path is private to root)."""
-    path = Path(settings.VAR_DIR) / "tmp" / uuid.uuid4().hex[:12]
-    path.mkdir(parents=True)
-    for parent in [path, *path.parents]:
-        if parent == Path(settings.BASE_DIR).parent:
-            break
-        parent.chmod(parent.stat().st_mode | 0o011)
+    base = Path(tempfile.gettempdir()) / "inspect-tests"
+    base.mkdir(mode=0o711, exist_ok=True)
+    path = base / uuid.uuid4().hex[:12]
+    path.mkdir(mode=0o711)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
