@@ -8,12 +8,21 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
 
-websocket_urlpatterns: list = []
+from sandboxes.consumers import BridgeConsumer  # noqa: E402
+from sessions.consumers import SessionConsumer  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
-)
+
+def browser(app):
+    """Browser sockets: same-origin only, the signed-in user from the session cookie."""
+    return AllowedHostsOriginValidator(AuthMiddlewareStack(app))
+
+
+websocket_urlpatterns = [
+    # Bridges authenticate with their sandbox's token, not cookies, and send no Origin.
+    path("ws/sandbox/<uuid:sandbox_id>/", BridgeConsumer.as_asgi()),
+    path("ws/sessions/<int:session_id>/", browser(SessionConsumer.as_asgi())),
+]
+
+application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)})

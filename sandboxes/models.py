@@ -1,6 +1,7 @@
 import hashlib
 import json
 import re
+import secrets
 import uuid
 from datetime import timedelta
 
@@ -13,6 +14,10 @@ from sandboxes.lifecycle import State, check_transition
 
 CLONE_URL_RE = re.compile(r"^(https?|ssh|git|file)://\S+$|^[\w.-]+@[\w.-]+:\S+$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def validate_clone_url(value: str) -> None:
@@ -181,6 +186,8 @@ class Sandbox(models.Model):
     backend = models.CharField(max_length=20)
     backend_ref = models.CharField(max_length=300, blank=True)
     synced_commit = models.CharField(max_length=64, blank=True)
+    # sha256 of the token the sandbox's bridge and model calls present; the token itself is never stored.
+    token_hash = models.CharField(max_length=64, blank=True, db_index=True)
     end_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     ready_at = models.DateTimeField(null=True, blank=True)
@@ -204,6 +211,20 @@ class Sandbox(models.Model):
             for name, value in fields.items():
                 setattr(self, name, value)
         return bool(updated)
+
+    def issue_token(self) -> str:
+        """A new token for this sandbox (handed to its bridge once); replaces any earlier one."""
+        token = secrets.token_urlsafe(32)
+        self.token_hash = hash_token(token)
+        Sandbox.objects.filter(pk=self.pk).update(token_hash=self.token_hash)
+        return token
+
+    @classmethod
+    def from_token(cls, token: str) -> "Sandbox | None":
+        """The live sandbox this token belongs to, or None."""
+        if not token:
+            return None
+        return cls.objects.filter(token_hash=hash_token(token), state__in=State.LIVE).first()
 
     def record_heartbeat(self, at=None) -> None:
         self.last_heartbeat_at = at or timezone.now()

@@ -89,3 +89,13 @@ def git_repo(open_tmp) -> GitRepo:
     repo = GitRepo(open_tmp / "origin")
     repo.commit({"README.md": "# demo\n", "app.py": "print('hello')\n"}, "initial")
     return repo
+
+
+@pytest.fixture
+def model_server():
+    """The scripted model provider (OpenAI-compatible and Anthropic wire formats)."""
+    from tests.support.model_server import ScriptedModelServer
+
+    server = ScriptedModelServer().start()
+    yield server
+    server.stop()
