@@ -24,6 +24,7 @@ run: migrate
 	$(VENV)/bin/honcho start -f Procfile
 
 test: setup
+	@scripts/install-system-deps.sh test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup

@@ -1,8 +1,133 @@
+"""The socket a sandbox's bridge dials out to: events in (stored, then acknowledged), commands out.
+
+Protocol: docs/bridge-protocol.md. The bridge proves who it is with its sandbox's token; a token
+only opens the socket of its own sandbox.
+"""
+
+import itertools
+import logging
+
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from sandboxes import provisioning
+from sandboxes.lifecycle import State
+from sandboxes.models import Sandbox
+
+logger = logging.getLogger(__name__)
+MAX_EVENT_ID_LENGTH = 100
+_command_ids = itertools.count(1)
+
+
+def bearer_token(scope: dict) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode(errors="replace").partition(" ")
+            if scheme.lower() == "bearer":
+                return token.strip()
+    return ""
+
+
+@database_sync_to_async
+def authenticate(token: str, sandbox_id) -> Sandbox | None:
+    sandbox = Sandbox.from_token(token)
+    if sandbox is None or str(sandbox.pk) != str(sandbox_id):
+        return None
+    return sandbox
+
+
+@database_sync_to_async
+def refresh(sandbox: Sandbox) -> Sandbox:
+    sandbox.refresh_from_db()
+    return sandbox
+
+
+@database_sync_to_async
+def heartbeat(sandbox: Sandbox) -> None:
+    sandbox.record_heartbeat()
+
+
+def session_hooks():
+    # The sessions app reacts to bridges; imported late so sandboxes does not depend on it at import time.
+    from sessions import services
+
+    return services
+
+
+@database_sync_to_async
+def store_event(sandbox: Sandbox, event_id: str, event: dict) -> None:
+    session_hooks().handle_bridge_event(sandbox, event_id, event)
+
+
+@database_sync_to_async
+def bridge_connected(sandbox: Sandbox) -> None:
+    session_hooks().handle_bridge_connected(sandbox)
 
 
 class BridgeConsumer(AsyncJsonWebsocketConsumer):
-    """Placeholder until the bridge socket lands (being written now)."""
+    sandbox: Sandbox
 
     async def connect(self) -> None:
-        await self.close()
+        sandbox = await authenticate(bearer_token(self.scope), self.scope["url_route"]["kwargs"]["sandbox_id"])
+        if sandbox is None:
+            await self.close(code=4401)
+            return
+        self.sandbox = sandbox
+        self.group = provisioning.group_name(sandbox.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def send_error(self, message: str) -> None:
+        await self.send_json({"type": "error", "message": message})
+
+    async def receive_json(self, content, **kwargs) -> None:
+        if not isinstance(content, dict):
+            await self.send_error("a message must be a JSON object")
+            return
+        kind = content.get("type")
+        if kind == "event":
+            await self.receive_event(content)
+        elif kind == "heartbeat":
+            await heartbeat(self.sandbox)
+        elif kind == "hello":
+            await heartbeat(self.sandbox)
+            self.sandbox = await refresh(self.sandbox)
+            if self.sandbox.state in (State.READY, State.RUNNING):
+                await self.send_command({"name": "sync_done"})
+            await bridge_connected(self.sandbox)
+        elif kind == "command_result":
+            if not content.get("ok"):
+                logger.warning("sandbox %s: command %s failed: %s", self.sandbox.pk,
+                               content.get("command_id"), content.get("error"))
+        else:
+            await self.send_error(f"unknown message type {kind!r}")
+
+    async def receive_event(self, content: dict) -> None:
+        event_id, event = content.get("id"), content.get("event")
+        if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_EVENT_ID_LENGTH:
+            await self.send_error("an event needs a string id")
+            return
+        if not isinstance(event, dict) or not isinstance(event.get("kind"), str):
+            await self.send_error("an event needs an object with a string kind")
+            return
+        await store_event(self.sandbox, event_id, event)
+        # Stored (or already stored before a resend): the bridge may forget it.
+        await self.send_json({"type": "ack", "id": event_id})
+
+    async def send_command(self, command: dict) -> None:
+        await self.send_json({"type": "command", "command_id": next(_command_ids), **command})
+
+    # --- channel-layer messages to the group sandbox-<id> ---------------------------
+
+    async def bridge_command(self, message: dict) -> None:
+        await self.send_command(message["command"])
+
+    async def sandbox_phase(self, message: dict) -> None:
+        if message.get("state") == State.READY:
+            await self.send_command({"name": "sync_done"})
+        elif message.get("state") in (State.TERMINATING, State.TERMINATED):
+            await self.close(code=4410)

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages the product needs, where this user can; says what is missing otherwise.
+# usage: install-system-deps.sh [test]   ("test" adds what the test suite needs: Chromium)
 set -euo pipefail
 
-packages=(bubblewrap git util-linux procps)
-commands=(bwrap git unshare nsenter prlimit ps)
+packages=(bubblewrap git util-linux util-linux procps npm)
+commands=(bwrap git unshare nsenter ps npm)
+if [ "${1:-}" = "test" ]; then
+  packages+=(chromium)
+  commands+=(chromium)
+fi
 
 missing=()
 for i in "${!commands[@]}"; do

@@ -1,0 +1,36 @@
+"""When a session's sandbox should be snapshotted or let go: pure decisions, tested directly."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sandboxes.lifecycle import State
+
+
+@dataclass(frozen=True)
+class IdleFacts:
+    agent_busy: bool
+    queued_prompts: int
+    sandbox_state: str | None
+    last_activity_at: datetime
+    snapshot_taken_since_activity: bool
+
+
+def should_snapshot(facts: IdleFacts) -> bool:
+    """Snapshot once the agent went idle with nothing queued, so a follow-up can restore it."""
+    return (
+        not facts.agent_busy
+        and facts.queued_prompts == 0
+        and facts.sandbox_state in (State.READY, State.RUNNING)
+        and not facts.snapshot_taken_since_activity
+    )
+
+
+def should_release(facts: IdleFacts, now: datetime, idle_timeout: timedelta) -> bool:
+    """Terminate the sandbox of a session idle for longer than the timeout, once its work is saved."""
+    return (
+        not facts.agent_busy
+        and facts.queued_prompts == 0
+        and facts.sandbox_state in (State.READY, State.RUNNING)
+        and facts.snapshot_taken_since_activity
+        and now - facts.last_activity_at >= idle_timeout
+    )
