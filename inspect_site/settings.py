@@ -198,3 +198,42 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+
+# --- Model providers and the model proxy (sandboxes/providers.py, docs/model-proxy.md) -------------
+# Sandboxes never get these keys: their OpenCode calls /model-proxy/<provider>/v1/... with the
+# sandbox's token, and the proxy adds the key. Each provider is on when its key (or URL) is set.
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+MODEL_PROVIDERS = []
+if os.environ.get("OPENAI_API_KEY"):
+    MODEL_PROVIDERS.append({
+        "name": "openai", "kind": "openai", "label": "OpenAI",
+        "base_url": os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
+        "api_key": os.environ["OPENAI_API_KEY"],
+        "models": env_list("OPENAI_MODELS", "gpt-5,gpt-5-mini"),
+    })
+if os.environ.get("ANTHROPIC_API_KEY"):
+    MODEL_PROVIDERS.append({
+        "name": "anthropic", "kind": "anthropic", "label": "Anthropic",
+        "base_url": os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
+        "api_key": os.environ["ANTHROPIC_API_KEY"],
+        "models": env_list("ANTHROPIC_MODELS", "claude-sonnet-4-5,claude-haiku-4-5"),
+    })
+if os.environ.get("OPENAI_COMPATIBLE_BASE_URL"):  # e.g. a local Ollama: http://127.0.0.1:11434/v1
+    MODEL_PROVIDERS.append({
+        "name": os.environ.get("OPENAI_COMPATIBLE_NAME") or "local", "kind": "openai",
+        "label": os.environ.get("OPENAI_COMPATIBLE_LABEL") or os.environ.get("OPENAI_COMPATIBLE_NAME") or "Local",
+        "base_url": os.environ["OPENAI_COMPATIBLE_BASE_URL"],
+        "api_key": os.environ.get("OPENAI_COMPATIBLE_API_KEY", ""),
+        "models": env_list("OPENAI_COMPATIBLE_MODELS"),
+    })
+# "providerID/modelID"; empty: the first model of the first provider above.
+DEFAULT_MODEL = os.environ.get("DEFAULT_MODEL", "")
+MODEL_PROXY_MAX_BODY_BYTES = int(os.environ.get("MODEL_PROXY_MAX_BODY_BYTES", str(20 * 1024**2)))
+# Longest silence allowed from a provider (before its first byte, or between two chunks).
+MODEL_PROXY_READ_TIMEOUT_SECONDS = float(os.environ.get("MODEL_PROXY_READ_TIMEOUT_SECONDS", "600"))
+# --- end of model providers ------------------------------------------------------------------------

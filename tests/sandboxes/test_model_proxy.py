@@ -1,0 +1,616 @@
+"""The model proxy (sandboxes/model_proxy.py) and provider configuration (sandboxes/providers.py).
+
+Most tests run the real ASGI application in this process (httpx.ASGITransport) against the
+scripted model server; the streaming tests run it under a real Daphne process, since
+ASGITransport collects a whole response before handing it over."""
+
+import asyncio
+import json
+import logging
+import os
+import runpy
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+
+from inspect_site.asgi import application
+from sandboxes import model_proxy
+from sandboxes.lifecycle import State
+from sandboxes.models import Repo, RepoImage, Sandbox
+from sandboxes.providers import (
+    NO_PROVIDER_MESSAGE,
+    NoModelProvider,
+    Provider,
+    configured_providers,
+    default_model,
+    model_choices,
+    opencode_config,
+    opencode_provider_config,
+    require_providers,
+)
+from tests.support.model_server import ScriptedModelServer
+
+OPENAI_KEY = "sk-real-openai-key-0123456789abcdef"
+ANTHROPIC_KEY = "sk-ant-real-anthropic-key-0123456789"
+TOOLS = [{"type": "function", "function": {"name": "write", "parameters": {"type": "object"}}}]
+ANTHROPIC_TOOLS = [{"name": "write", "input_schema": {"type": "object"}}]
+
+db = pytest.mark.django_db(transaction=True)  # the proxy reads sandboxes on another thread (or process)
+
+
+def chat_body(prompt: str, stream: bool = True) -> dict:
+    return {"model": "scripted", "stream": stream, "tools": TOOLS, "messages": [{"role": "user", "content": prompt}]}
+
+
+def messages_body(prompt: str) -> dict:
+    return {"model": "claude-test", "max_tokens": 1000, "stream": True, "tools": ANTHROPIC_TOOLS,
+            "messages": [{"role": "user", "content": prompt}]}
+
+
+def provider_settings(url: str) -> list[dict]:
+    return [
+        {"name": "scripted", "kind": "openai", "label": "Scripted", "base_url": f"{url}/v1", "api_key": OPENAI_KEY,
+         "models": ["scripted", "scripted-mini"]},
+        {"name": "anthropic", "kind": "anthropic", "label": "Anthropic", "base_url": url, "api_key": ANTHROPIC_KEY,
+         "models": ["claude-test"]},
+    ]
+
+
+@pytest.fixture
+def providers(settings, model_server):
+    settings.MODEL_PROVIDERS = provider_settings(model_server.url)
+    settings.DEFAULT_MODEL = ""
+    return model_server
+
+
+def make_sandbox(state: str = State.RUNNING) -> tuple[Sandbox, str]:
+    repo = Repo.objects.create(name=f"repo-{uuid.uuid4().hex[:8]}", clone_url="file:///tmp/nowhere")
+    image = RepoImage.objects.create(repo=repo, status=RepoImage.Status.READY)
+    sandbox = Sandbox.objects.create(repo=repo, image=image, state=state, backend="local")
+    return sandbox, sandbox.issue_token()
+
+
+def call(method: str, path: str, **kwargs) -> httpx.Response:
+    """One request to the ASGI app, as a sandbox sends it: no cookies, no CSRF token."""
+
+    async def go() -> httpx.Response:
+        try:
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+                return await client.request(method, path, **kwargs)
+        finally:
+            await model_proxy.aclose_upstream_client()
+
+    return asyncio.run(go())
+
+
+def sse_data(text: str) -> list:
+    return [json.loads(line[6:]) if line[6:] != "[DONE]" else "[DONE]"
+            for line in text.splitlines() if line.startswith("data: ")]
+
+
+def header(request: dict, name: str) -> str | None:
+    """A header the provider received (names are case-insensitive)."""
+    return next((v for k, v in request["headers"].items() if k.lower() == name.lower()), None)
+
+
+def assert_clean_upstream(request: dict, token: str) -> None:
+    for name, value in request["headers"].items():
+        assert token not in value, f"the sandbox token reached the provider in {name}"
+
+
+# --- proxying ---------------------------------------------------------------------------------
+
+@db
+def test_openai_stream_is_relayed_with_the_real_key(providers):
+    _, token = make_sandbox()
+    body = chat_body("justtext please")
+    response = call("POST", "/model-proxy/scripted/v1/chat/completions", json=body,
+                    headers={"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream"
+    events = sse_data(response.text)
+    assert events[-1] == "[DONE]"
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e.get("choices"))
+    assert text == "Just some text, no tools here."
+    sent = providers.requests[-1]
+    assert sent["path"] == "/v1/chat/completions"
+    assert header(sent, "Authorization") == f"Bearer {OPENAI_KEY}"
+    assert sent["body"] == body
+    assert_clean_upstream(sent, token)
+    assert OPENAI_KEY not in response.text and OPENAI_KEY not in str(response.headers)
+
+
+@db
+def test_openai_tool_call_and_non_streaming_answers_pass_through(providers):
+    _, token = make_sandbox()
+    auth = {"Authorization": f"Bearer {token}"}
+    streamed = call("POST", "/model-proxy/scripted/v1/chat/completions", json=chat_body("file:notes.md"), headers=auth)
+    calls = [e["choices"][0]["delta"].get("tool_calls") for e in sse_data(streamed.text)[:-1] if e.get("choices")]
+    arguments = "".join(c[0]["function"].get("arguments", "") for c in calls if c)
+    assert json.loads(arguments)["filePath"] == "notes.md"
+
+    plain = call("POST", "/model-proxy/scripted/v1/chat/completions", json=chat_body("justtext", stream=False),
+                 headers=auth)
+    assert plain.status_code == 200
+    assert plain.headers["content-type"] == "application/json"
+    assert plain.json()["choices"][0]["message"]["content"] == "Just some text, no tools here."
+
+
+@db
+def test_anthropic_stream_is_relayed_with_the_real_key(providers):
+    _, token = make_sandbox()
+    response = call("POST", "/model-proxy/anthropic/v1/messages", json=messages_body("justtext"), headers={
+        "x-api-key": token, "anthropic-version": "2023-06-01", "anthropic-beta": "fine-grained-tool-streaming",
+    })
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream"
+    assert "event: message_start" in response.text and "event: message_stop" in response.text
+    text = "".join(e["delta"]["text"] for e in sse_data(response.text) if e["type"] == "content_block_delta")
+    assert text == "Just some text, no tools here."
+    sent = providers.requests[-1]
+    assert sent["path"] == "/v1/messages"
+    assert header(sent, "x-api-key") == ANTHROPIC_KEY
+    assert header(sent, "anthropic-version") == "2023-06-01"
+    assert header(sent, "anthropic-beta") == "fine-grained-tool-streaming"
+    assert header(sent, "Authorization") is None
+    assert_clean_upstream(sent, token)
+    assert ANTHROPIC_KEY not in response.text
+
+
+@db
+def test_anthropic_accepts_a_bearer_token_and_defaults_the_version(providers):
+    _, token = make_sandbox()
+    response = call("POST", "/model-proxy/anthropic/v1/messages", json=messages_body("justtext"),
+                    headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    sent = providers.requests[-1]
+    assert header(sent, "x-api-key") == ANTHROPIC_KEY
+    assert header(sent, "anthropic-version") == "2023-06-01"
+    assert_clean_upstream(sent, token)
+
+
+@db
+def test_models_list_is_forwarded(providers):
+    _, token = make_sandbox()
+    response = call("GET", "/model-proxy/scripted/v1/models", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert response.json()["data"][0]["id"] == "scripted"
+
+
+@db
+def test_provider_errors_pass_through_unchanged(providers):
+    _, token = make_sandbox()
+    auth = {"Authorization": f"Bearer {token}"}
+    failed = call("POST", "/model-proxy/scripted/v1/chat/completions", json=chat_body("error500"), headers=auth)
+    assert failed.status_code == 500
+    assert failed.json() == {"error": {"message": "scripted error 500", "type": "server_error"}}
+    refused = call("POST", "/model-proxy/anthropic/v1/messages", json=messages_body("error401"),
+                   headers={"x-api-key": token})
+    assert refused.status_code == 401
+    assert refused.json()["error"]["type"] == "authentication_error"
+
+
+@db
+def test_a_body_beyond_djangos_form_limit_is_forwarded(providers):
+    _, token = make_sandbox()
+    big = "x" * (django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1024)
+    body = {**chat_body("justtext"), "messages": [{"role": "system", "content": big},
+                                                 {"role": "user", "content": "justtext"}]}
+    response = call("POST", "/model-proxy/scripted/v1/chat/completions", json=body,
+                    headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert providers.requests[-1]["body"]["messages"][0]["content"] == big
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+@db
+@pytest.mark.parametrize("case", ["missing", "wrong", "terminated", "basic"])
+def test_a_request_without_a_live_sandbox_token_is_refused(providers, case):
+    _, live_token = make_sandbox()
+    _, dead_token = make_sandbox(State.TERMINATED)
+    headers = {
+        "missing": {},
+        "wrong": {"Authorization": "Bearer not-a-sandbox-token"},
+        "terminated": {"Authorization": f"Bearer {dead_token}"},
+        "basic": {"Authorization": f"Basic {live_token}"},
+    }[case]
+    openai = call("POST", "/model-proxy/scripted/v1/chat/completions", json=chat_body("justtext"), headers=headers)
+    assert openai.status_code == 401
+    assert openai.json()["error"]["code"] == "invalid_api_key"
+    assert "sandbox token" in openai.json()["error"]["message"]
+
+    anthropic_headers = {"x-api-key": dead_token} if case == "terminated" else headers
+    anthropic = call("POST", "/model-proxy/anthropic/v1/messages", json=messages_body("justtext"),
+                     headers=anthropic_headers)
+    assert anthropic.status_code == 401
+    assert anthropic.json()["type"] == "error"
+    assert anthropic.json()["error"]["type"] == "authentication_error"
+    assert providers.requests == []
+
+
+@db
+def test_a_sandbox_that_ended_loses_access(providers):
+    sandbox, token = make_sandbox()
+    auth = {"Authorization": f"Bearer {token}"}
+    assert call("POST", "/model-proxy/scripted/v1/chat/completions", json=chat_body("justtext"),
+                headers=auth).status_code == 200
+    Sandbox.objects.filter(pk=sandbox.pk).update(state=State.TERMINATED)
+    assert call("POST", "/model-proxy/scripted/v1/chat/completions", json=chat_body("justtext"),
+                headers=auth).status_code == 401
+    assert len(providers.requests) == 1
+
+
+@db
+def test_unknown_provider_or_endpoint_is_404(providers):
+    _, token = make_sandbox()
+    auth = {"Authorization": f"Bearer {token}"}
+    unknown = call("POST", "/model-proxy/nope/v1/chat/completions", json=chat_body("justtext"), headers=auth)
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["message"] == "Unknown model provider 'nope'; configured: scripted, anthropic."
+    unknown_anthropic = call("POST", "/model-proxy/nope/v1/messages", json=messages_body("hi"), headers=auth)
+    assert unknown_anthropic.status_code == 404
+    assert unknown_anthropic.json()["error"]["type"] == "not_found_error"
+    wrong_wire = call("POST", "/model-proxy/scripted/v1/messages", json=messages_body("hi"), headers=auth)
+    assert wrong_wire.status_code == 404
+    assert "speaks the OpenAI API" in wrong_wire.json()["error"]["message"]
+    assert call("POST", "/model-proxy/scripted/v1/embeddings", json={}, headers=auth).status_code == 404
+    assert providers.requests == []
+
+
+@db
+def test_bad_bodies_and_methods_are_refused(providers, settings):
+    _, token = make_sandbox()
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    url = "/model-proxy/scripted/v1/chat/completions"
+    malformed = call("POST", url, content=b'{"model": "scripted", "messages": [', headers=auth)
+    assert malformed.status_code == 400
+    assert malformed.json()["error"]["message"] == "The request body is not valid JSON."
+    assert call("POST", url, content=b"[1, 2]", headers=auth).status_code == 400
+    anthropic = call("POST", "/model-proxy/anthropic/v1/messages", content=b"nope", headers={"x-api-key": token})
+    assert anthropic.status_code == 400
+    assert anthropic.json()["error"]["type"] == "invalid_request_error"
+
+    settings.MODEL_PROXY_MAX_BODY_BYTES = 1000
+    too_big = call("POST", url, json={**chat_body("justtext"), "pad": "x" * 2000}, headers=auth)
+    assert too_big.status_code == 413
+    assert too_big.json()["error"]["code"] == "request_too_large"
+
+    get = call("GET", url, headers=auth)
+    assert get.status_code == 405 and get.headers["allow"] == "POST"
+    assert providers.requests == []
+
+
+@db
+def test_an_unreachable_provider_is_a_clear_502(settings):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    settings.MODEL_PROVIDERS = provider_settings(f"http://127.0.0.1:{port}")
+    _, token = make_sandbox()
+    response = call("POST", "/model-proxy/scripted/v1/chat/completions", json=chat_body("justtext"),
+                    headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 502
+    assert response.json()["error"]["message"] == (
+        f"Could not reach the Scripted API at http://127.0.0.1:{port} (ConnectError)."
+    )
+    assert OPENAI_KEY not in response.text
+    anthropic = call("POST", "/model-proxy/anthropic/v1/messages", json=messages_body("hi"),
+                     headers={"x-api-key": token})
+    assert anthropic.status_code == 502
+    assert anthropic.json()["error"]["type"] == "api_error"
+
+
+@pytest.fixture
+def broken_upstream():
+    """A provider that starts a stream, sends one event and hangs up mid-body."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                event = b'data: {"choices": [{"index": 0, "delta": {"content": "Hel"}}]}\n\n'
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n" + f"{len(event):x}\r\n".encode() + event + b"\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+@db
+def test_a_stream_that_breaks_off_ends_with_an_error_event(settings, broken_upstream):
+    settings.MODEL_PROVIDERS = provider_settings(broken_upstream)
+    _, token = make_sandbox()
+    openai = call("POST", "/model-proxy/scripted/v1/chat/completions", json=chat_body("hi"),
+                  headers={"Authorization": f"Bearer {token}"})
+    assert openai.status_code == 200
+    first, error = sse_data(openai.text)
+    assert first["choices"][0]["delta"]["content"] == "Hel"
+    assert error["error"]["message"] == "The Scripted API stream broke off (RemoteProtocolError)."
+
+    anthropic = call("POST", "/model-proxy/anthropic/v1/messages", json=messages_body("hi"),
+                     headers={"x-api-key": token})
+    assert "event: error\ndata: " in anthropic.text
+    assert sse_data(anthropic.text)[-1]["error"]["type"] == "api_error"
+
+
+@db
+def test_misconfigured_providers_answer_with_what_to_fix(settings):
+    settings.MODEL_PROVIDERS = [{"name": "local", "kind": "openai", "base_url": "http://127.0.0.1:11434/v1",
+                                 "api_key": "sk-secret-local", "models": []}]
+    _, token = make_sandbox()
+    response = call("POST", "/model-proxy/local/v1/chat/completions", json=chat_body("hi"),
+                    headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 500
+    assert "OPENAI_COMPATIBLE_MODELS" in response.json()["error"]["message"]
+    assert "sk-secret-local" not in response.text
+
+
+@db
+def test_neither_token_nor_key_is_logged(providers, caplog):
+    caplog.set_level(logging.DEBUG)
+    _, token = make_sandbox()
+    call("POST", "/model-proxy/scripted/v1/chat/completions", json=chat_body("justtext"),
+         headers={"Authorization": f"Bearer {token}"})
+    call("POST", "/model-proxy/anthropic/v1/messages", json=messages_body("justtext"), headers={"x-api-key": token})
+    call("POST", "/model-proxy/scripted/v1/chat/completions", json=chat_body("justtext"),
+         headers={"Authorization": f"Bearer {token}x"})
+    assert len(providers.requests) == 2
+    assert caplog.records  # something was logged, just not secrets
+    for secret in (token, OPENAI_KEY, ANTHROPIC_KEY):
+        assert secret not in caplog.text
+
+
+@db
+def test_no_provider_configured(settings):
+    settings.MODEL_PROVIDERS = []
+    _, token = make_sandbox()
+    assert configured_providers() == []
+    assert model_choices() == []
+    with pytest.raises(NoModelProvider) as raised:
+        require_providers()
+    assert str(raised.value) == NO_PROVIDER_MESSAGE
+    for build in (lambda: opencode_provider_config(token), lambda: opencode_config(token), default_model):
+        with pytest.raises(NoModelProvider, match="OPENAI_API_KEY, ANTHROPIC_API_KEY or OPENAI_COMPATIBLE_BASE_URL"):
+            build()
+    response = call("POST", "/model-proxy/openai/v1/chat/completions", json=chat_body("hi"),
+                    headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 404
+    assert response.json()["error"]["message"] == NO_PROVIDER_MESSAGE
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+def test_opencode_provider_config_points_every_provider_at_the_proxy(settings):
+    settings.MODEL_PROVIDERS = provider_settings("http://upstream.example")
+    config = opencode_provider_config("sandbox-token", "http://10.0.0.5:8000/model-proxy/")
+    assert config == {
+        "scripted": {
+            "npm": "@ai-sdk/openai-compatible", "name": "Scripted",
+            "options": {"baseURL": "http://10.0.0.5:8000/model-proxy/scripted/v1", "apiKey": "sandbox-token"},
+            "models": {"scripted": {"tool_call": True}, "scripted-mini": {"tool_call": True}},
+        },
+        "anthropic": {
+            "npm": "@ai-sdk/anthropic", "name": "Anthropic",
+            "options": {"baseURL": "http://10.0.0.5:8000/model-proxy/anthropic/v1", "apiKey": "sandbox-token"},
+            "models": {"claude-test": {"tool_call": True}},
+        },
+    }
+    assert OPENAI_KEY not in json.dumps(config) and ANTHROPIC_KEY not in json.dumps(config)
+    assert "upstream.example" not in json.dumps(config)
+
+    settings.SANDBOX_CONTROL_PLANE_URL = "http://control:9000/"
+    by_default = opencode_provider_config("t")
+    assert by_default["anthropic"]["options"]["baseURL"] == "http://control:9000/model-proxy/anthropic/v1"
+
+
+def test_opencode_config_default_model_and_choices(settings):
+    settings.MODEL_PROVIDERS = provider_settings("http://upstream.example")
+    settings.DEFAULT_MODEL = ""
+    assert default_model() == "scripted/scripted"
+    settings.DEFAULT_MODEL = "anthropic/claude-test"
+    assert default_model() == "anthropic/claude-test"
+    assert model_choices() == [
+        ("anthropic/claude-test", "claude-test (Anthropic)"),
+        ("scripted/scripted", "scripted (Scripted)"),
+        ("scripted/scripted-mini", "scripted-mini (Scripted)"),
+    ]
+    config = opencode_config("t", "scripted/scripted-mini", "http://cp/model-proxy")
+    assert config["model"] == config["small_model"] == "scripted/scripted-mini"
+    assert config["enabled_providers"] == ["scripted", "anthropic"]
+    assert config["provider"]["scripted"]["options"]["apiKey"] == "t"
+    assert opencode_config("t")["model"] == "anthropic/claude-test"
+    with pytest.raises(ValueError):
+        opencode_config("t", "scripted/gpt-unknown")
+    settings.DEFAULT_MODEL = "openai/gpt-5"
+    with pytest.raises(ImproperlyConfigured, match="DEFAULT_MODEL='openai/gpt-5' is not a configured model"):
+        default_model()
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"models": []}, "has no models: list its model ids in OPENAI_COMPATIBLE_MODELS"),
+    ({"name": "My Ollama"}, "is not valid"),
+    ({"name": "azure"}, "taken by a built-in OpenCode provider"),
+    ({"name": "anthropic"}, "taken by a built-in OpenCode provider"),
+    ({"base_url": "127.0.0.1:11434/v1"}, "must start with http:// or https://"),
+    ({"kind": "gemini"}, "kind must be one of openai, anthropic"),
+])
+def test_invalid_provider_settings_say_what_to_fix(settings, entry, message):
+    settings.MODEL_PROVIDERS = [{"name": "local", "kind": "openai", "base_url": "http://127.0.0.1:11434/v1",
+                                 "models": ["qwen"], **entry}]
+    with pytest.raises(ImproperlyConfigured, match=message):
+        configured_providers()
+
+
+def test_providers_come_from_the_environment(settings, monkeypatch):
+    """The settings block at the end of settings.py, run again with a given environment."""
+    settings_file = Path(django_settings.BASE_DIR) / "inspect_site" / "settings.py"
+
+    def configure(**env) -> list[Provider]:
+        for name in list(os.environ):
+            if name.startswith(("OPENAI_", "ANTHROPIC_")) or name == "DEFAULT_MODEL":
+                monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        fresh = runpy.run_path(str(settings_file))
+        settings.MODEL_PROVIDERS = fresh["MODEL_PROVIDERS"]
+        settings.DEFAULT_MODEL = fresh["DEFAULT_MODEL"]
+        return configured_providers()
+
+    providers = configure(
+        OPENAI_API_KEY="sk-o", ANTHROPIC_API_KEY="sk-a", ANTHROPIC_MODELS="claude-opus-4-1",
+        OPENAI_COMPATIBLE_BASE_URL="http://127.0.0.1:11434/v1", OPENAI_COMPATIBLE_NAME="ollama",
+        OPENAI_COMPATIBLE_MODELS="qwen2.5-coder:7b, llama3.1", DEFAULT_MODEL="ollama/llama3.1",
+    )
+    assert [(p.name, p.kind, p.base_url, p.api_key, p.models) for p in providers] == [
+        ("openai", "openai", "https://api.openai.com/v1", "sk-o", ("gpt-5", "gpt-5-mini")),
+        ("anthropic", "anthropic", "https://api.anthropic.com/v1", "sk-a", ("claude-opus-4-1",)),
+        ("ollama", "openai", "http://127.0.0.1:11434/v1", "", ("qwen2.5-coder:7b", "llama3.1")),
+    ]
+    assert default_model() == "ollama/llama3.1"
+    assert "sk-o" not in repr(providers)
+
+    providers = configure(OPENAI_API_KEY="sk-o", OPENAI_BASE_URL="https://gateway.example/openai/v1/")
+    assert [(p.name, p.base_url) for p in providers] == [("openai", "https://gateway.example/openai/v1")]
+    assert default_model() == "openai/gpt-5"
+
+    assert configure() == []
+    with pytest.raises(ImproperlyConfigured, match="OPENAI_COMPATIBLE_MODELS"):
+        configure(OPENAI_COMPATIBLE_BASE_URL="http://127.0.0.1:11434/v1")
+
+
+# --- under a real Daphne: streaming fidelity --------------------------------------------------
+
+def live_database_url() -> str:
+    db_settings = connection.settings_dict
+    if db_settings["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db_settings['NAME']}"
+    auth = db_settings["USER"] + (f":{db_settings['PASSWORD']}" if db_settings["PASSWORD"] else "")
+    return f"postgres://{auth}@{db_settings['HOST'] or '127.0.0.1'}:{db_settings['PORT'] or 5432}/{db_settings['NAME']}"
+
+
+
+
+@pytest.fixture(scope="module")
+def daphne(django_db_setup):
+    """Daphne serving inspect_site.asgi on the test database, its providers (from the environment)
+    pointed at a scripted model server of its own."""
+    upstream = ScriptedModelServer().start()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = Path(tempfile.mkdtemp(prefix="model-proxy-daphne-")) / "daphne.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
+    env.update({
+        "DATABASE_URL": live_database_url(),
+        "OPENAI_COMPATIBLE_BASE_URL": f"{upstream.url}/v1", "OPENAI_COMPATIBLE_NAME": "scripted",
+        "OPENAI_COMPATIBLE_MODELS": "scripted", "OPENAI_COMPATIBLE_API_KEY": OPENAI_KEY,
+        "ANTHROPIC_API_KEY": ANTHROPIC_KEY, "ANTHROPIC_BASE_URL": upstream.url, "ANTHROPIC_MODELS": "claude-test",
+    })
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "inspect_site.asgi:application"],
+            cwd=django_settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/model-proxy/scripted/v1/models", timeout=1).status_code == 401:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "daphne did not start:\n" + log.read_text()
+            time.sleep(0.1)
+        yield url, upstream
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        upstream.stop()
+
+
+@db
+def test_chunks_reach_the_client_as_the_provider_sends_them(daphne):
+    url, upstream = daphne
+    _, token = make_sandbox()
+    arrivals = []
+    start = time.monotonic()
+    with httpx.stream("POST", f"{url}/model-proxy/scripted/v1/chat/completions", json=chat_body("slow"),
+                      headers={"Authorization": f"Bearer {token}"}, timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        for line in response.iter_lines():
+            if line.startswith("data: ") and '"content": "word' in line:
+                arrivals.append(time.monotonic() - start)
+    # 40 words 0.25 s apart: the first must arrive at once, not when the provider has finished.
+    assert len(arrivals) == 40
+    assert arrivals[0] < 1.5, arrivals[:3]
+    assert arrivals[-1] - arrivals[0] > 8, (arrivals[0], arrivals[-1])
+    assert arrivals[20] - arrivals[0] > 3.5  # spread out, not bunched
+    assert header(upstream.requests[-1], "Authorization") == f"Bearer {OPENAI_KEY}"
+    assert_clean_upstream(upstream.requests[-1], token)
+
+
+@db
+def test_a_client_that_leaves_stops_the_provider_stream(daphne):
+    url, upstream = daphne
+    _, token = make_sandbox()
+    first = None
+    start = time.monotonic()
+    with httpx.stream("POST", f"{url}/model-proxy/anthropic/v1/messages", json=messages_body("slow"),
+                      headers={"x-api-key": token, "anthropic-version": "2023-06-01"}, timeout=30) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if '"text_delta"' in line:
+                first = time.monotonic() - start
+                break
+    assert first is not None and first < 1.5
+    assert header(upstream.requests[-1], "x-api-key") == ANTHROPIC_KEY
+    # The proxy closed its upstream request: the provider's next write fails (it would take 10 s otherwise).
+    deadline = time.monotonic() + 5
+    while not any(r["path"] == "disconnected" for r in upstream.requests):
+        assert time.monotonic() < deadline, "the provider kept streaming to nobody"
+        time.sleep(0.05)
+
+
+@db
+def test_daphne_serves_the_proxy_without_a_login_session(daphne):
+    url, upstream = daphne
+    _, token = make_sandbox()
+    before = len(upstream.requests)
+    refused = httpx.post(f"{url}/model-proxy/scripted/v1/chat/completions", json=chat_body("justtext"), timeout=10)
+    assert refused.status_code == 401  # not a redirect to the login page, not a CSRF failure
+    answered = httpx.post(f"{url}/model-proxy/scripted/v1/chat/completions", json=chat_body("justtext"),
+                          headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert answered.status_code == 200 and answered.text.rstrip().endswith("data: [DONE]")
+    assert len(upstream.requests) == before + 1
