@@ -125,7 +125,10 @@ CELERY_BEAT_SCHEDULE = {
     "reap-sandboxes": {"task": "sandboxes.tasks.reap_sandboxes", "schedule": 30.0},
     "fill-warm-pools": {"task": "sandboxes.tasks.fill_warm_pools", "schedule": 30.0},
     "collect-images": {"task": "sandboxes.tasks.collect_images", "schedule": 600.0},
+    "release-idle-sandboxes": {"task": "sessions.tasks.release_idle_sandboxes", "schedule": 60.0},
 }
+# A session's sandbox is terminated after this long idle (its work is in a snapshot by then).
+SESSION_IDLE_TIMEOUT_SECONDS = int(os.environ.get("SESSION_IDLE_TIMEOUT_SECONDS", "600"))
 
 # Sandboxes
 SANDBOX_BACKEND = os.environ.get("SANDBOX_BACKEND", "local")

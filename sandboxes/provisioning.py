@@ -16,6 +16,7 @@ from sandboxes.backends import get_backend
 from sandboxes.backends.base import BackendError, StartRequest, sync_script
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox, Snapshot
+from sandboxes.signals import sandbox_phase_changed
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,9 @@ def group_name(sandbox_id) -> str:
 
 
 def announce(sandbox: Sandbox) -> None:
-    """Tell listeners (session pages, bridges) the sandbox's phase changed."""
+    """Tell listeners the sandbox's phase changed: in-process ones (the sessions app) by a
+    signal, the sandbox's bridge socket over the channel layer."""
+    sandbox_phase_changed.send(sender=Sandbox, sandbox=sandbox)
     try:
         async_to_sync(get_channel_layer().group_send)(
             group_name(sandbox.pk),

@@ -2,11 +2,14 @@
 
 from django.db import transaction
 from django.db.models.signals import post_delete
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from sandboxes.backends import get_backend
 from sandboxes.lifecycle import State
 from sandboxes.models import RepoImage, Sandbox, Snapshot
+
+# Sent (with `sandbox=`) after a sandbox changed state; the sessions app listens.
+sandbox_phase_changed = Signal()
 
 
 @receiver(post_delete, sender=Sandbox)

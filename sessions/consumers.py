@@ -1,8 +1,150 @@
+"""The session socket (/ws/sessions/<id>/): the event log, resumed and then live, and the prompt box.
+
+Protocol (docs/sessions.md): the client sends {"type": "subscribe", "after": N} and gets every
+stored event with seq > N, in order, then live ones, each exactly once. The socket joins the
+session's group before it reads the log, so an event committed meanwhile arrives either in the
+read or live (or both: then the live copy is skipped); a live event beyond the next seq (a
+fan-out lost or overtaken) is filled in from the log first. Nothing is ever sent twice or skipped.
+"""
+
+import json
+
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.core.exceptions import PermissionDenied
+
+from sessions import services
+from sessions.events import events_after, group_name
+from sessions.models import Session
+
+MAX_MESSAGE_CHARS = 1_000_000  # a prompt and its context fit well within this
+REPLAY_BATCH = 500
+FORBIDDEN = 4403
+MAX_ID = 2**63 - 1  # ids and seqs are 64-bit in the database
+
+
+@database_sync_to_async
+def may_join(session_id: int, user) -> bool:
+    session = Session.objects.filter(pk=session_id).first() if session_id <= MAX_ID else None
+    return session is not None and session.is_member(user)
+
+
+@database_sync_to_async
+def stored_after(session_id: int, seq: int) -> list[dict]:
+    return [event.as_message() for event in events_after(session_id, seq, REPLAY_BATCH)]
+
+
+@database_sync_to_async
+def act(session_id: int, user, kind: str, content: dict) -> dict:
+    """Carry out a prompt / cancel / stop; the `ok` reply's fields."""
+    session = Session.objects.filter(pk=session_id).first()
+    if session is None:
+        raise ValueError("This session no longer exists.")
+    if kind == "prompt":
+        prompt = services.submit_prompt(session, user, content.get("text"), content.get("context"))
+        return {"prompt_id": prompt.pk, "status": prompt.status}
+    if kind == "cancel":
+        prompt = services.cancel_prompt(session, user, content["prompt_id"])
+        return {"prompt_id": prompt.pk}
+    services.stop(session, user)
+    return {}
+
+
+def invalid(content: dict) -> str:
+    """What is wrong with a well-formed message's fields, or ""."""
+    kind = content.get("type")
+    if kind == "subscribe":
+        after = content.get("after", 0)
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= MAX_ID:
+            return '"after" must be the last sequence number seen: an integer, 0 or more.'
+    elif kind == "prompt":
+        if not isinstance(content.get("text"), str):
+            return '"text" must be a string.'
+        if content.get("context") is not None and not isinstance(content["context"], dict):
+            return '"context" must be a JSON object.'
+    elif kind == "cancel":
+        prompt_id = content.get("prompt_id")
+        if not isinstance(prompt_id, int) or isinstance(prompt_id, bool) or not 0 < prompt_id <= MAX_ID:
+            return '"prompt_id" must be the id of a queued prompt.'
+    elif kind not in ("stop", "ping"):
+        return f"Unknown message type {kind!r}: use subscribe, prompt, cancel, stop or ping."
+    return ""
 
 
 class SessionConsumer(AsyncJsonWebsocketConsumer):
-    """Placeholder until the session socket lands (being written now)."""
+    session_id: int
+    group: str | None = None
+    last_sent: int | None = None  # None until the client subscribes
 
     async def connect(self) -> None:
-        await self.close()
+        self.session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
+        # Accept first so the browser sees why it was closed (an unknown id looks the same as a forbidden one).
+        await self.accept()
+        if not await may_join(self.session_id, self.scope.get("user")):
+            await self.close(code=FORBIDDEN)
+            return
+        self.group = group_name(self.session_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs) -> None:
+        if not self.group:
+            return
+        if text_data is None:
+            return await self.error("Send JSON text messages.")
+        if len(text_data) > MAX_MESSAGE_CHARS:
+            return await self.error(f"A message is at most {MAX_MESSAGE_CHARS:,} characters.")
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            return await self.error("That message is not valid JSON.")
+        if not isinstance(content, dict):
+            return await self.error('A message is a JSON object with a "type".')
+        await self.receive_json(content)
+
+    async def receive_json(self, content: dict, **kwargs) -> None:
+        kind = content.get("type")
+        problem = invalid(content)
+        if problem:
+            return await self.error(problem)
+        if kind == "ping":
+            return await self.send_json({"type": "pong"})
+        if kind == "subscribe":
+            if not await may_join(self.session_id, self.scope.get("user")):  # membership may have ended
+                return await self.close(code=FORBIDDEN)
+            self.last_sent = content.get("after", 0)
+            return await self.replay()
+        try:
+            fields = await act(self.session_id, self.scope["user"], kind, content)
+        except (ValueError, PermissionDenied) as e:
+            return await self.error(str(e))
+        await self.send_json({"type": "ok", "for": kind, **fields})
+
+    async def error(self, message: str) -> None:
+        await self.send_json({"type": "error", "message": message})
+
+    async def replay(self) -> None:
+        """Send every stored event after the last one sent, in order."""
+        while True:
+            batch = await stored_after(self.session_id, self.last_sent)
+            for event in batch:
+                await self.send_event(event)
+            if len(batch) < REPLAY_BATCH:
+                return
+
+    async def send_event(self, event: dict) -> None:
+        await self.send_json({"type": "event", **event})
+        self.last_sent = event["seq"]
+
+    async def session_event(self, message: dict) -> None:
+        """A live event from the group session-<id>."""
+        event = message["event"]
+        if self.last_sent is None or event["seq"] <= self.last_sent:
+            return  # not subscribed yet, or already sent by a replay
+        if event["seq"] == self.last_sent + 1:
+            await self.send_event(event)
+        else:
+            await self.replay()  # one went missing or is late: the log has it, and this one too

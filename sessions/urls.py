@@ -4,4 +4,6 @@ from sessions import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("sessions/new", views.new_session, name="session-new"),
+    path("sessions/<int:session_id>/", views.session_detail, name="session-detail"),
 ]

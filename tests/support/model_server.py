@@ -85,7 +85,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
-            self.send_json(200, {"object": "list", "data": [{"id": "scripted", "object": "model", "owned_by": "tests"}]})
+            models = [{"id": "scripted", "object": "model", "owned_by": "tests"}]
+            self.send_json(200, {"object": "list", "data": models})
         else:
             self.send_json(404, {"error": {"message": "not found"}})
 

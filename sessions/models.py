@@ -1,0 +1,196 @@
+"""Sessions, who is in them, their prompts (the queue) and their event log. See docs/sessions.md."""
+
+import json
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from sandboxes.models import Repo, Sandbox, Snapshot
+from sessions import queue
+
+MAX_PROMPT_CHARS = 100_000
+MAX_CONTEXT_CHARS = 100_000
+
+
+class Session(models.Model):
+    class Status(models.TextChoices):
+        STARTING = "starting"
+        IDLE = "idle"
+        RUNNING = "running"
+        FAILED = "failed"
+        ARCHIVED = "archived"
+
+    repo = models.ForeignKey(Repo, models.CASCADE, related_name="sessions")
+    title = models.CharField(max_length=300, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.STARTING)
+    # Kept when its creator's account is deleted: other members still work in it.
+    creator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="created_sessions"
+    )
+    branch = models.CharField(max_length=200, blank=True, help_text="The working branch; inspect/<id> by default.")
+    model = models.CharField(max_length=200, blank=True, help_text='"providerID/modelID"; blank: the default.')
+    sandbox = models.ForeignKey(Sandbox, models.SET_NULL, null=True, blank=True, related_name="sessions")
+    last_snapshot = models.ForeignKey(Snapshot, models.SET_NULL, null=True, blank=True, related_name="sessions")
+    opencode_session_id = models.CharField(max_length=200, blank=True)
+    agent_busy = models.BooleanField(default=False)
+    last_seq = models.PositiveBigIntegerField(default=0, help_text="The last event sequence number given out.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_activity_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-last_activity_at"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.title or self.repo.name}"
+
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        if not self.branch:
+            self.branch = f"inspect/{self.pk}"
+            Session.objects.filter(pk=self.pk).update(branch=self.branch)
+
+    @property
+    def group_name(self) -> str:
+        return f"session-{self.pk}"
+
+    def is_member(self, user) -> bool:
+        if user is None or not user.is_authenticated or not user.is_active:
+            return False
+        if user.is_staff or user.is_superuser:
+            return True
+        return self.memberships.filter(user=user).exists()
+
+    def add_member(self, user, role: str = "member") -> "Membership":
+        membership, _ = Membership.objects.get_or_create(session=self, user=user, defaults={"role": role})
+        return membership
+
+    def facts(self) -> queue.Facts:
+        """What the queue's decisions need to know about this session (see queue.py)."""
+        open_prompts = list(
+            self.prompts.filter(status__in=Prompt.OPEN).order_by("position").values_list("pk", "status", "started_at")
+        )
+        running = next(((pk, started) for pk, status, started in open_prompts if status == "running"), None)
+        return queue.Facts(
+            agent_busy=self.agent_busy,
+            sandbox_state=self.sandbox.state if self.sandbox_id else None,
+            snapshot_id=str(self.last_snapshot_id) if self.last_snapshot_id else None,
+            queued=tuple(pk for pk, status, _ in open_prompts if status == "queued"),
+            running=running[0] if running else None,
+            running_confirmed=bool(running and running[1]),
+            failed=self.status == Session.Status.FAILED,
+        )
+
+    def model_spec(self) -> dict | None:
+        """The model as the bridge wants it: {"providerID", "modelID"}, or None for the default."""
+        if "/" not in self.model:
+            return None
+        provider, model = self.model.split("/", 1)
+        return {"providerID": provider, "modelID": model}
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        MEMBER = "member"
+
+    session = models.ForeignKey(Session, models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="session_memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "user"], name="one_membership_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.session_id} ({self.role})"
+
+
+class Prompt(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        CANCELLED = "cancelled"
+        FAILED = "failed"
+
+    OPEN = (Status.QUEUED, Status.RUNNING)
+
+    session = models.ForeignKey(Session, models.CASCADE, related_name="prompts")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="prompts")
+    text = models.TextField()
+    context = models.JSONField(default=dict, blank=True, help_text="Structured context, e.g. a picked UI element.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    position = models.PositiveIntegerField(help_text="Order in the session, from 1.")
+    stop_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Sent to the agent (status running) at dispatch; started_at is set when the bridge confirms.
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["session", "position"]
+        constraints = [models.UniqueConstraint(fields=["session", "position"], name="one_prompt_per_position")]
+
+    def __str__(self) -> str:
+        return f"prompt {self.position} of session {self.session_id} ({self.status})"
+
+    def author_name(self) -> str:
+        if self.author is None:
+            return "a former member"
+        return self.author.get_full_name() or self.author.get_username()
+
+    def text_for_agent(self) -> str:
+        """The text the agent gets: the prompt, then its structured context, if any."""
+        if not self.context:
+            return self.text
+        return f"{self.text}\n\nContext (JSON):\n```json\n{json.dumps(self.context, indent=2)}\n```"
+
+
+class Event(models.Model):
+    """One entry of a session's log. Stored before anybody is told about it."""
+
+    session = models.ForeignKey(Session, models.CASCADE, related_name="events")
+    seq = models.PositiveBigIntegerField()
+    kind = models.CharField(max_length=50)
+    data = models.JSONField(default=dict, blank=True)
+    bridge_event_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["session", "seq"]
+        constraints = [
+            # Its index is also the (session, seq) index that resumes read.
+            models.UniqueConstraint(fields=["session", "seq"], name="one_event_per_seq"),
+            models.UniqueConstraint(
+                fields=["session", "bridge_event_id"],
+                condition=~models.Q(bridge_event_id=""),
+                name="one_event_per_bridge_event_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id}#{self.seq} {self.kind}"
+
+    def as_message(self) -> dict:
+        return {"seq": self.seq, "kind": self.kind, "data": self.data, "created_at": self.created_at.isoformat()}
+
+
+def clean_prompt(text, context) -> tuple[str, dict]:
+    """The prompt's text and context, or ValueError saying what is wrong with them."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("A prompt needs some text.")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ValueError(f"A prompt is at most {MAX_PROMPT_CHARS:,} characters; this one has {len(text):,}.")
+    if "\x00" in text:
+        raise ValueError("A prompt cannot contain NUL characters.")
+    context = {} if context is None else context
+    if not isinstance(context, dict):
+        raise ValueError("The context must be a JSON object.")
+    encoded = json.dumps(context)
+    if len(encoded) > MAX_CONTEXT_CHARS:
+        raise ValueError(f"The context is at most {MAX_CONTEXT_CHARS:,} characters of JSON.")
+    if "\\u0000" in encoded:
+        raise ValueError("The context cannot contain NUL characters.")
+    return text.strip(), context

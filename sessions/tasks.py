@@ -1,0 +1,50 @@
+"""Celery tasks for sessions: snapshot once the agent is idle, let idle sandboxes go."""
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db.models import Max
+from django.utils import timezone
+
+from sandboxes import provisioning
+from sessions import lifecycle, queue, services
+from sessions.models import Prompt, Session
+
+
+def idle_facts(session: Session) -> lifecycle.IdleFacts:
+    snapshot = session.last_snapshot
+    # The agent's work ends when its last prompt does; a snapshot after that holds all of it.
+    last_work = session.prompts.aggregate(done=Max("finished_at"), started=Max("started_at"))
+    work_ended_at = max(filter(None, last_work.values()), default=session.created_at)
+    return lifecycle.IdleFacts(
+        agent_busy=session.agent_busy,
+        queued_prompts=session.prompts.filter(status=Prompt.Status.QUEUED).count(),
+        sandbox_state=session.sandbox.state if session.sandbox else None,
+        last_activity_at=session.last_activity_at,
+        snapshot_taken_since_activity=bool(
+            snapshot and snapshot.sandbox_id == session.sandbox_id and snapshot.created_at >= work_ended_at
+        ),
+    )
+
+
+@shared_task
+def snapshot_if_idle(session_id: int) -> None:
+    session = Session.objects.select_related("sandbox", "last_snapshot").filter(pk=session_id).first()
+    if session is None or not lifecycle.should_snapshot(idle_facts(session)):
+        return
+    snapshot = provisioning.take_snapshot(session.sandbox_id)
+    if snapshot is not None:
+        Session.objects.filter(pk=session.pk).update(last_snapshot=snapshot)
+        session.refresh_from_db()
+        services.dispatch(session, queue.AGENT_IDLE)  # prompts that arrived while it was saving
+
+
+@shared_task
+def release_idle_sandboxes() -> None:
+    now = timezone.now()
+    timeout = timedelta(seconds=settings.SESSION_IDLE_TIMEOUT_SECONDS)
+    for session in Session.objects.select_related("sandbox", "last_snapshot").filter(sandbox__isnull=False):
+        if lifecycle.should_release(idle_facts(session), now, timeout):
+            minutes = int(timeout.total_seconds() // 60)
+            provisioning.terminate(session.sandbox_id, f"the session was idle for {minutes} minutes")

@@ -1,0 +1,499 @@
+// The session page: a live timeline over the session's WebSocket, the prompt box, the queue, Stop.
+//
+// Every event carries a per-session sequence number. The page keeps the last one it applied in
+// memory; each (re)connect subscribes with it and the server sends exactly the missing events, then
+// live ones. Events at or below it are dropped, so nothing is shown twice. Seqs have no holes, so an
+// event past the next one waits (live fan-out may overtake) and, if the missing one does not come
+// soon, the page reconnects and resubscribes from its last seq. A fresh page load has an empty
+// timeline, so it subscribes from 0; this tab's last seq (sessionStorage) only marks where "new since
+// you last looked" starts.
+// All data goes into the page with textContent / text nodes: nothing from an event is parsed as HTML.
+(function () {
+  "use strict";
+  const root = document.getElementById("session");
+  if (!root) return;
+  const $ = (id) => document.getElementById(id);
+  const timeline = $("timeline");
+  const queueBox = $("queue-box");
+  const queue = $("queue");
+  const input = $("prompt-input");
+  const sendButton = $("send");
+  const stopButton = $("stop");
+  const notice = $("composer-notice");
+  const socketState = $("socket-state");
+  const statusBadge = $("session-status");
+  const phase = $("sandbox-phase");
+  const title = $("session-title");
+
+  const MAX_SHOWN = 20000; // characters of one tool input/output shown; the rest is elided
+  const STARTING = ["provisioning", "syncing", "starting"];
+  const storageKey = `inspect.session.${root.dataset.sessionId}.seq`;
+  const seenBefore = Number(readStorage()) || 0;
+  let lastSeq = 0;
+  const early = new Map(); // events that arrived before the one right after lastSeq, by seq
+  let gapTimer = null;
+  let gapAt = null; // lastSeq when the previous resync for a gap happened
+  let socket = null;
+  let attempt = 0;
+  let retryTimer = null;
+  let pingTimer = null;
+  let pongTimer = null;
+  let pendingPrompt = false;
+  let unreadMarked = false;
+  let stick = true; // follow new events while the reader is at the bottom
+  let flushQueued = false;
+  let busy = root.dataset.busy === "true";
+
+  // --- small DOM helpers ----------------------------------------------------------------
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function readStorage() {
+    try { return sessionStorage.getItem(storageKey); } catch (e) { return null; }
+  }
+
+  function add(node, ev) {
+    node.classList.add("ev");
+    node.dataset.seq = ev.seq;
+    node.dataset.kind = ev.kind;
+    if (seenBefore && !unreadMarked && ev.seq > seenBefore) {
+      unreadMarked = true;
+      timeline.append(el("div", "unread-marker", "new since you last looked"));
+    }
+    timeline.append(node);
+    return node;
+  }
+
+  function note(ev, text, extra) {
+    return add(el("div", `note ${extra || ""}`.trim(), text), ev);
+  }
+
+  function clip(value) {
+    let text = typeof value === "string" ? value : JSON.stringify(value, null, 2);
+    if (text === undefined || text === null) return "";
+    if (text.length > MAX_SHOWN) text = `${text.slice(0, MAX_SHOWN)}\n… (${text.length - MAX_SHOWN} more characters)`;
+    return text;
+  }
+
+  function nameOf(person) {
+    if (person && typeof person === "object") return person.name || "someone";
+    return person ? String(person) : "someone";
+  }
+
+  function timeOf(ev) {
+    const date = new Date(ev.created_at);
+    return isNaN(date) ? "" : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function byData(selector, name, value) {
+    for (const node of timeline.querySelectorAll(selector)) if (node.dataset[name] === String(value)) return node;
+    return null;
+  }
+
+  // --- header state ---------------------------------------------------------------------
+
+  function setStatus(status) {
+    if (!status) return;
+    root.dataset.status = status;
+    statusBadge.textContent = status;
+    statusBadge.className = `badge status-${status}`;
+    setPhase(phase.dataset.state, phase.dataset.reason); // no "starting" pulse once the session ended
+    updateComposer();
+  }
+
+  function setPhase(state, reason) {
+    if (!state) return;
+    phase.dataset.state = state;
+    phase.dataset.reason = reason || "";
+    const ended = ["failed", "archived"].includes(root.dataset.status);
+    phase.classList.toggle("starting", STARTING.includes(state) && !ended);
+    phase.textContent = `sandbox: ${state}${reason ? ` (${reason})` : ""}`;
+  }
+
+  function setBusy(value) {
+    busy = value;
+    root.dataset.busy = String(value);
+    updateComposer();
+  }
+
+  function setSocketState(state, text) {
+    socketState.dataset.state = state;
+    socketState.textContent = text || state;
+    updateComposer();
+  }
+
+  function updateComposer() {
+    const open = socket !== null && socket.readyState === WebSocket.OPEN;
+    sendButton.disabled = !open || pendingPrompt;
+    stopButton.hidden = !busy;
+    stopButton.disabled = !open || stopButton.dataset.sent === "true";
+  }
+
+  function showNotice(text, isError) {
+    notice.textContent = text || "";
+    notice.classList.toggle("error", Boolean(isError));
+  }
+
+  // --- the queue ------------------------------------------------------------------------
+
+  function queueItem(promptId) {
+    for (const node of queue.children) if (node.dataset.promptId === String(promptId)) return node;
+    return null;
+  }
+
+  function enqueue(d) {
+    if (queueItem(d.prompt_id)) return;
+    const item = el("li", "queue-item");
+    item.dataset.promptId = d.prompt_id;
+    item.append(el("span", "queue-text", d.text), el("span", "queue-author", nameOf(d.author)));
+    const cancel = el("button", "cancel", "Cancel");
+    cancel.type = "button";
+    cancel.dataset.promptId = d.prompt_id;
+    item.append(cancel);
+    queue.append(item);
+    queueBox.hidden = false;
+  }
+
+  function dequeue(promptId) {
+    const item = queueItem(promptId);
+    if (item) item.remove();
+    queueBox.hidden = queue.children.length === 0;
+  }
+
+  function setPromptState(promptId, state) {
+    const node = byData(".prompt", "promptId", promptId);
+    if (!node) return;
+    node.dataset.state = state;
+    node.querySelector(".prompt-state").textContent = state;
+  }
+
+  // --- rendering each kind --------------------------------------------------------------
+
+  function assistantPart(ev, d) {
+    let node = byData(".assistant-text", "partId", d.part_id);
+    if (!node) {
+      node = add(el("div", "assistant-text"), ev);
+      node.dataset.partId = d.part_id;
+      node.dataset.messageId = d.message_id || "";
+    }
+    node.dataset.lastSeq = ev.seq;
+    return node;
+  }
+
+  function toolCard(ev, d) {
+    let card = byData(".tool-card", "callId", d.call_id);
+    if (card) return card;
+    card = add(el("details", "tool-card"), ev);
+    card.dataset.callId = d.call_id;
+    const summary = el("summary");
+    summary.append(el("span", "tool-name", d.tool || "tool"), el("span", "tool-title"), el("span", "tool-status"));
+    const body = el("div", "tool-body");
+    body.append(el("div", "label", "Input"), el("pre", "tool-input"), el("div", "label output-label", "Output"),
+      el("pre", "tool-output"), el("pre", "tool-error"));
+    card.append(summary, body);
+    return card;
+  }
+
+  function describeInput(value) {
+    if (!value || typeof value !== "object") return value ? String(value) : "";
+    for (const key of ["command", "filePath", "path", "pattern", "url", "query", "description"]) {
+      if (typeof value[key] === "string") return value[key];
+    }
+    return "";
+  }
+
+  function fillTool(card, d, state) {
+    card.dataset.state = state;
+    card.querySelector(".tool-title").textContent = d.title || describeInput(d.input);
+    card.querySelector(".tool-status").textContent = { running: "running…", done: "done", error: "failed" }[state];
+    if (d.input !== undefined) card.querySelector(".tool-input").textContent = clip(d.input);
+    const output = card.querySelector(".tool-output");
+    output.textContent = d.output === undefined || d.output === null ? "" : clip(d.output);
+    output.hidden = card.querySelector(".output-label").hidden = !output.textContent;
+    const error = card.querySelector(".tool-error");
+    error.textContent = d.error ? clip(d.error) : "";
+    error.hidden = !d.error;
+  }
+
+  function diffBlock(diff) {
+    const pre = el("pre", "diff");
+    let adds = 0;
+    let dels = 0;
+    for (const line of String(diff || "").replace(/\n$/, "").split("\n")) {
+      let kind = "ctx";
+      if (line.startsWith("+++") || line.startsWith("---") || line.startsWith("diff ") || line.startsWith("index ")) {
+        kind = "meta";
+      } else if (line.startsWith("@@")) kind = "hunk";
+      else if (line.startsWith("+")) { kind = "add"; adds += 1; }
+      else if (line.startsWith("-")) { kind = "del"; dels += 1; }
+      pre.append(el("span", `line ${kind}`, line || " "));
+    }
+    return { pre, adds, dels };
+  }
+
+  const handlers = {
+    prompt_queued(ev, d) {
+      const node = add(el("div", "prompt"), ev);
+      node.dataset.promptId = d.prompt_id;
+      node.dataset.state = "queued";
+      const head = el("div", "ev-head");
+      head.append(el("span", "author", nameOf(d.author)), el("time", "time", timeOf(ev)),
+        el("span", "prompt-state", "queued"));
+      node.append(head, el("div", "prompt-text", d.text));
+      enqueue(d);
+    },
+    prompt_sent(ev, d) { dequeue(d.prompt_id); setPromptState(d.prompt_id, "sent"); },
+    prompt_started(ev, d) { dequeue(d.prompt_id); setPromptState(d.prompt_id, "running"); },
+    prompt_finished(ev, d) { dequeue(d.prompt_id); setPromptState(d.prompt_id, d.status || "done"); },
+    prompt_cancelled(ev, d) { dequeue(d.prompt_id); setPromptState(d.prompt_id, "cancelled"); },
+    busy(ev, d) { setBusy(true); if (d.prompt_id !== undefined) setPromptState(d.prompt_id, "running"); },
+    idle(ev, d) {
+      setBusy(false);
+      delete stopButton.dataset.sent;
+      if (d.prompt_id !== undefined) setPromptState(d.prompt_id, "done");
+    },
+    stop_requested(ev, d) { note(ev, `Stop requested${d.by ? ` by ${nameOf(d.by)}` : ""}`, "note-stop"); },
+    status(ev, d) {
+      setStatus(d.status);
+      setPhase(d.sandbox_state);
+      // The badge always shows the status; the timeline notes only what needs explaining.
+      const why = d.reason || d.error;
+      if (why || d.status === "failed" || d.status === "archived") {
+        note(ev, `Session ${d.status}${why ? `: ${why}` : ""}`, `note-status status-${d.status}`);
+      }
+    },
+    sandbox_phase(ev, d) {
+      setPhase(d.state, d.reason);
+      const how = d.from_pool ? " (warm pool)" : d.restored_from ? " (restored from a snapshot)" : "";
+      const text = `Sandbox ${d.state}${how}${d.reason ? `: ${d.reason}` : ""}`;
+      const last = timeline.lastElementChild;
+      if (last && last.classList.contains("note-phase")) { // one line per start: provisioning → syncing → ready
+        last.textContent = `${last.textContent} → ${d.state}${d.reason ? `: ${d.reason}` : ""}`;
+        last.className = `ev note note-phase phase-${d.state}`;
+        last.dataset.lastSeq = ev.seq;
+      } else note(ev, text, `note-phase phase-${d.state}`);
+    },
+    sandbox(ev, d) { handlers.sandbox_phase(ev, d); },
+    agent_session() {},
+    step() {},
+    text_delta(ev, d) {
+      const node = assistantPart(ev, d);
+      if (node.dataset.complete !== "true") node.append(d.delta || "");
+    },
+    text(ev, d) {
+      const node = assistantPart(ev, d);
+      node.textContent = d.text || "";
+      node.dataset.complete = "true";
+    },
+    tool_started(ev, d) {
+      const card = toolCard(ev, d);
+      if (card.dataset.state !== "done" && card.dataset.state !== "error") fillTool(card, d, "running");
+    },
+    tool_finished(ev, d) { fillTool(toolCard(ev, d), d, d.error ? "error" : "done"); },
+    file_edited(ev, d) {
+      const node = add(el("details", "file-edit"), ev);
+      node.dataset.path = d.path || "";
+      const { pre, adds, dels } = diffBlock(d.diff);
+      const summary = el("summary");
+      summary.append(el("span", "path", d.path), el("span", "adds", `+${adds}`), el("span", "dels", `−${dels}`));
+      node.append(summary, pre);
+      node.open = adds + dels <= 40;
+    },
+    title(ev, d) {
+      if (!d.title) return;
+      title.textContent = d.title;
+      document.title = `${d.title} · Inspect`;
+    },
+    error(ev, d) {
+      const node = add(el("div", "event-error"), ev);
+      node.setAttribute("role", "alert");
+      node.append(el("strong", "name", d.name || "Error"), el("span", "message", d.message || ""));
+    },
+  };
+
+  function unknown(ev) { note(ev, ev.kind, "note-unknown"); }
+
+  function receiveEvent(ev) {
+    const seq = Number(ev.seq);
+    if (!Number.isInteger(seq) || seq <= lastSeq) return; // already applied: a replay overlapping live events
+    if (seq > lastSeq + 1 && gapAt !== lastSeq) { // a gap: wait for the missing events
+      early.set(seq, ev);
+      if (!gapTimer) gapTimer = setTimeout(resyncGap, 2000);
+      return;
+    }
+    apply(seq, ev);
+    while (early.has(lastSeq + 1)) {
+      const next = early.get(lastSeq + 1);
+      early.delete(lastSeq + 1);
+      apply(lastSeq + 1, next);
+    }
+    if (!early.size) { clearTimeout(gapTimer); gapTimer = null; }
+  }
+
+  // The gap did not fill: reconnect and resubscribe from lastSeq. Should the very same gap come back
+  // (the server lost the events), show what follows it rather than loop.
+  function resyncGap() {
+    gapTimer = null;
+    gapAt = lastSeq;
+    early.clear();
+    console.warn("events missing after seq", lastSeq, ": resubscribing");
+    dropped(1000, 0);
+  }
+
+  function apply(seq, ev) {
+    lastSeq = seq;
+    const handler = Object.prototype.hasOwnProperty.call(handlers, ev.kind) ? handlers[ev.kind] : unknown;
+    const data = ev.data && typeof ev.data === "object" ? ev.data : {};
+    try {
+      handler({ ...ev, seq }, data);
+    } catch (error) {
+      console.error("could not show event", seq, ev.kind, error); // keep going: one bad event must not stop the stream
+    }
+    scheduleFlush();
+  }
+
+  // Scrolling and storage once per frame, not once per event (a replay can be thousands of deltas).
+  function scheduleFlush() {
+    if (flushQueued) return;
+    flushQueued = true;
+    requestAnimationFrame(() => {
+      flushQueued = false;
+      timeline.dataset.lastSeq = lastSeq;
+      try { sessionStorage.setItem(storageKey, String(lastSeq)); } catch (e) { /* private mode */ }
+      if (stick) window.scrollTo(0, document.documentElement.scrollHeight);
+    });
+  }
+
+  window.addEventListener("scroll", () => {
+    const doc = document.documentElement;
+    stick = window.innerHeight + window.scrollY >= doc.scrollHeight - 120;
+  }, { passive: true });
+
+  // --- the socket -------------------------------------------------------------------------
+
+  function wsUrl() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    return `${scheme}//${location.host}${root.dataset.wsPath}`;
+  }
+
+  function send(message) {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return false;
+    socket.send(JSON.stringify(message));
+    return true;
+  }
+
+  function connect() {
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    if (socket) return;
+    setSocketState(attempt ? "reconnecting" : "connecting", attempt ? "reconnecting…" : "connecting…");
+    const ws = new WebSocket(wsUrl());
+    socket = ws;
+    ws.onopen = () => {
+      if (ws !== socket) return;
+      attempt = 0;
+      ws.send(JSON.stringify({ type: "subscribe", after: lastSeq }));
+      setSocketState("connected");
+      startPing();
+    };
+    ws.onmessage = (message) => {
+      if (ws !== socket) return;
+      clearTimeout(pongTimer); // anything from the server shows the socket is alive
+      let msg;
+      try { msg = JSON.parse(message.data); } catch (e) { return; }
+      if (msg && typeof msg === "object") receive(msg);
+    };
+    ws.onclose = (event) => { if (ws === socket) dropped(event.code); };
+  }
+
+  function dropped(code, retryDelay) {
+    if (socket) {
+      socket.onclose = socket.onmessage = socket.onopen = null;
+      try { socket.close(); } catch (e) { /* already closed */ }
+    }
+    socket = null;
+    clearInterval(pingTimer);
+    clearTimeout(pongTimer);
+    if (pendingPrompt) {
+      pendingPrompt = false;
+      showNotice("Connection lost: check the timeline before sending again.", true);
+    }
+    if (code === 4403 || code === 4404) { // the server says we may not watch this session (any more)
+      setSocketState("closed", "no access");
+      return;
+    }
+    early.clear(); // the resubscription sends them again
+    clearTimeout(gapTimer);
+    gapTimer = null;
+    attempt += 1;
+    const delay = retryDelay ?? Math.min(15000, 500 * 2 ** (attempt - 1)) * (0.8 + Math.random() * 0.4);
+    setSocketState("reconnecting", `reconnecting in ${Math.ceil(delay / 1000)} s…`);
+    retryTimer = setTimeout(connect, delay);
+  }
+
+  function startPing() {
+    clearInterval(pingTimer);
+    pingTimer = setInterval(() => {
+      if (!send({ type: "ping" })) return;
+      clearTimeout(pongTimer);
+      pongTimer = setTimeout(() => dropped(), 10000); // no answer: a dead connection the browser has not noticed
+    }, 25000);
+  }
+
+  function receive(msg) {
+    if (msg.type === "event") receiveEvent(msg);
+    else if (msg.type === "ok" && msg.for === "prompt") {
+      pendingPrompt = false;
+      input.value = "";
+      showNotice("");
+      updateComposer();
+    } else if (msg.type === "error") {
+      pendingPrompt = false;
+      delete stopButton.dataset.sent;
+      for (const button of queue.querySelectorAll(".cancel")) button.disabled = false;
+      showNotice(msg.message || "Something went wrong.", true);
+      updateComposer();
+    }
+  }
+
+  // Back online or back to the tab: do not wait out the backoff.
+  function reconnectNow() { if (!socket && retryTimer) connect(); }
+  window.addEventListener("online", reconnectNow);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) reconnectNow(); });
+
+  // --- user actions -----------------------------------------------------------------------
+
+  function submitPrompt() {
+    const text = input.value.trim();
+    if (!text || pendingPrompt) return;
+    if (send({ type: "prompt", text, context: null })) {
+      pendingPrompt = true;
+      showNotice("Sending…");
+      updateComposer();
+    }
+  }
+
+  $("composer").addEventListener("submit", (event) => { event.preventDefault(); submitPrompt(); });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); submitPrompt(); }
+  });
+  queue.addEventListener("click", (event) => {
+    const button = event.target.closest(".cancel");
+    if (!button) return;
+    const id = button.dataset.promptId;
+    if (send({ type: "cancel", prompt_id: /^\d+$/.test(id) ? Number(id) : id })) button.disabled = true;
+  });
+  stopButton.addEventListener("click", () => {
+    if (send({ type: "stop" })) stopButton.dataset.sent = "true";
+    updateComposer();
+  });
+
+  setPhase(phase.dataset.state);
+  updateComposer();
+  connect();
+})();

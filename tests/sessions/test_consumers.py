@@ -1,0 +1,245 @@
+"""The session socket through the real ASGI stack (origin check, cookie auth), the real channel
+layer and the database."""
+
+import json
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from inspect_site.asgi import application
+from sessions import consumers
+from sessions.events import append_event
+from sessions.models import Event, Prompt
+
+pytestmark = pytest.mark.django_db(transaction=True)
+add_event = database_sync_to_async(append_event)
+
+
+def signed_in(user) -> list[tuple[bytes, bytes]]:
+    """A browser's headers: same origin, and the session cookie of `user` (None: signed out)."""
+    headers = [(b"origin", b"http://localhost")]
+    if user is not None:
+        client = Client()
+        client.force_login(user)
+        headers.append((b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()))
+    return headers
+
+
+def socket(session_id: int, headers: list) -> WebsocketCommunicator:
+    return WebsocketCommunicator(application, f"/ws/sessions/{session_id}/", headers=headers)
+
+
+def run(scenario):
+    async_to_sync(scenario)()
+
+
+async def refused(ws: WebsocketCommunicator) -> int | None:
+    connected, code = await ws.connect()
+    if not connected:
+        return code
+    message = await ws.receive_output(timeout=2)
+    assert message["type"] == "websocket.close"
+    return message.get("code")
+
+
+async def events(ws: WebsocketCommunicator, count: int) -> list[tuple[int, str]]:
+    received = [await ws.receive_json_from(timeout=3) for _ in range(count)]
+    assert all(m["type"] == "event" for m in received), received
+    return [(m["seq"], m["data"].get("n")) for m in received]
+
+
+async def until(ws: WebsocketCommunicator, wanted) -> list[dict]:
+    """Messages received up to and including the first one `wanted` accepts."""
+    received = [await ws.receive_json_from(timeout=3)]
+    while not wanted(received[-1]):
+        received.append(await ws.receive_json_from(timeout=3))
+    return received
+
+
+def counts() -> tuple[int, int]:
+    return Prompt.objects.count(), Event.objects.count()
+
+
+def test_only_members_and_staff_get_in(session, user, other_user, django_user_model):
+    staff = django_user_model.objects.create_user("admin", is_staff=True)
+    anonymous, outsider, member, admin = (signed_in(u) for u in (None, other_user, user, staff))
+
+    async def scenario():
+        assert await refused(socket(session.pk, anonymous)) == 4403
+        assert await refused(socket(session.pk, outsider)) == 4403
+        assert await refused(socket(session.pk + 1000, member)) == 4403  # no such session: looks the same
+        assert await refused(socket(10**30, member)) == 4403
+        other_site = socket(session.pk, [(b"origin", b"http://evil.example")] + member[1:])
+        assert (await other_site.connect())[0] is False  # the handshake itself is refused
+        for headers in (member, admin):
+            ws = socket(session.pk, headers)
+            assert (await ws.connect())[0]
+            await ws.send_json_to({"type": "ping"})
+            assert await ws.receive_json_from(timeout=2) == {"type": "pong"}
+            await ws.disconnect()
+
+    run(scenario)
+
+
+def test_resuming_sends_exactly_the_missing_events_then_live_ones(session, user):
+    for n in range(1, 6):
+        append_event(session.pk, "text", {"n": n})
+
+    headers = signed_in(user)
+
+    async def scenario():
+        ws = socket(session.pk, headers)
+        assert (await ws.connect())[0]
+        await add_event(session.pk, "text", {"n": 6})  # before subscribing: comes from the log
+        await ws.send_json_to({"type": "subscribe", "after": 2})
+        assert await events(ws, 4) == [(3, 3), (4, 4), (5, 5), (6, 6)]
+        await add_event(session.pk, "text", {"n": 7})
+        assert await events(ws, 1) == [(7, 7)]
+        assert await ws.receive_nothing(timeout=0.3)
+        await ws.disconnect()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("when", ["before the read", "after the read"])
+def test_an_event_appended_while_subscribing_arrives_exactly_once(session, user, monkeypatch, when):
+    for n in range(1, 4):
+        append_event(session.pk, "text", {"n": n})
+    original = consumers.events_after
+    raced = []
+
+    def racing_read(session_id, seq, limit):
+        if raced:
+            return original(session_id, seq, limit)
+        raced.append(True)
+        if when == "before the read":  # committed and fanned out before the read: in both
+            append_event(session_id, "text", {"n": 4})
+            return original(session_id, seq, limit)
+        found = original(session_id, seq, limit)  # committed just after the read: only live
+        append_event(session_id, "text", {"n": 4})
+        return found
+
+    monkeypatch.setattr(consumers, "events_after", racing_read)
+
+    headers = signed_in(user)
+
+    async def scenario():
+        ws = socket(session.pk, headers)
+        assert (await ws.connect())[0]
+        await ws.send_json_to({"type": "subscribe", "after": 1})
+        assert await events(ws, 3) == [(2, 2), (3, 3), (4, 4)]
+        assert await ws.receive_nothing(timeout=0.5)
+        await ws.disconnect()
+
+    run(scenario)
+    assert raced
+
+
+def test_a_lost_fan_out_is_filled_in_from_the_log(session, user, monkeypatch):
+    headers = signed_in(user)
+
+    async def scenario():
+        ws = socket(session.pk, headers)
+        assert (await ws.connect())[0]
+        await ws.send_json_to({"type": "subscribe", "after": 0})
+        assert await ws.receive_nothing(timeout=0.2)
+        with monkeypatch.context() as patch:
+            patch.setattr("sessions.events.fan_out", lambda event: None)  # e.g. Redis restarted
+            await add_event(session.pk, "text", {"n": 1})
+        await add_event(session.pk, "text", {"n": 2})
+        assert await events(ws, 2) == [(1, 1), (2, 2)]
+        assert await ws.receive_nothing(timeout=0.3)
+        await ws.disconnect()
+
+    run(scenario)
+
+
+BAD_MESSAGES = [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "JSON object"),
+    ('{"type": "dance"}', "Unknown message type"),
+    ('{"no": "type"}', "Unknown message type"),
+    ('{"type": "subscribe", "after": -1}', '"after"'),
+    ('{"type": "subscribe", "after": "5"}', '"after"'),
+    ('{"type": "subscribe", "after": 99999999999999999999999}', '"after"'),
+    ('{"type": "prompt"}', '"text" must be a string'),
+    ('{"type": "prompt", "text": ""}', "needs some text"),
+    ('{"type": "prompt", "text": "hi", "context": [1]}', '"context" must be a JSON object'),
+    (json.dumps({"type": "prompt", "text": "x" * 100_001}), "at most 100,000 characters"),
+    ('{"type": "cancel"}', '"prompt_id"'),
+    ('{"type": "cancel", "prompt_id": true}', '"prompt_id"'),
+    ('{"type": "cancel", "prompt_id": 12345}', "Only a queued prompt"),
+    ('{"type": "stop"}', "Nothing is running"),
+    ("x" * 1_000_001, "A message is at most 1,000,000 characters"),
+]
+
+
+def test_bad_messages_get_a_clear_error_and_change_nothing(session, user):
+    before = counts()
+    headers = signed_in(user)
+
+    async def scenario():
+        ws = socket(session.pk, headers)
+        assert (await ws.connect())[0]
+        for message, error in BAD_MESSAGES:
+            await ws.send_to(text_data=message)
+            reply = await ws.receive_json_from(timeout=3)
+            assert reply["type"] == "error" and error in reply["message"], (message, reply)
+            assert await database_sync_to_async(counts)() == before, message
+        await ws.send_json_to({"type": "ping"})  # still open
+        assert await ws.receive_json_from(timeout=2) == {"type": "pong"}
+        await ws.send_to(bytes_data=b"\x00")
+        assert (await ws.receive_json_from(timeout=2))["message"] == "Send JSON text messages."
+        await ws.disconnect()
+
+    run(scenario)
+    assert counts() == before
+
+
+def test_prompts_and_cancels_over_the_socket(session, user, provisions):
+    headers = signed_in(user)
+
+    async def scenario():
+        ws = socket(session.pk, headers)
+        assert (await ws.connect())[0]
+        await ws.send_json_to({"type": "subscribe", "after": 0})
+        await ws.send_json_to({"type": "prompt", "text": "fix the footer", "context": {"el": "footer"}})
+        received = await until(ws, lambda m: m.get("kind") == "status")
+        [ok] = [m for m in received if m["type"] == "ok"]
+        [queued] = [m for m in received if m.get("kind") == "prompt_queued"]
+        # The event log tells everybody (this socket too) about the prompt.
+        assert queued["data"]["text"] == "fix the footer" and queued["data"]["context"] == {"el": "footer"}
+        assert ok == {"type": "ok", "for": "prompt", "prompt_id": queued["data"]["prompt_id"], "status": "queued"}
+        assert [m["seq"] for m in received if m["type"] == "event"] == [1, 2, 3]
+
+        await ws.send_json_to({"type": "cancel", "prompt_id": ok["prompt_id"]})
+        received = await until(ws, lambda m: m.get("kind") == "prompt_cancelled")
+        if not any(m["type"] == "ok" for m in received):
+            received.append(await ws.receive_json_from(timeout=3))
+        assert {"type": "ok", "for": "cancel", "prompt_id": ok["prompt_id"]} in received
+        await ws.disconnect()
+        return ok["prompt_id"]
+
+    # The repo has a ready image but no warm sandbox: the prompt waits for one being provisioned.
+    prompt_id = async_to_sync(scenario)()
+    assert Prompt.objects.get(pk=prompt_id).status == "cancelled"
+    assert len(provisions) == 1
+
+
+def test_a_member_removed_while_connected_cannot_resubscribe(session, user, other_user):
+    membership = session.add_member(other_user)
+
+    headers = signed_in(other_user)
+
+    async def scenario():
+        ws = socket(session.pk, headers)
+        assert (await ws.connect())[0]
+        await database_sync_to_async(membership.delete)()
+        await ws.send_json_to({"type": "subscribe", "after": 0})
+        message = await ws.receive_output(timeout=2)
+        assert message == {"type": "websocket.close", "code": 4403}
+
+    run(scenario)

@@ -1,0 +1,250 @@
+"""The queue carried out: sessions, prompts, cancel, stop, and what bridges and sandboxes report.
+Bridge commands are observed on the channel-layer group sandbox-<id>, as the bridge socket gets them."""
+
+import uuid
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.utils import timezone
+
+from sandboxes.lifecycle import State
+from sandboxes.models import Sandbox, Snapshot
+from sessions import services
+from sessions.models import Event, Prompt, Session
+from tests.sessions.support import event_kinds, prompt_statuses
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def sandbox_group(sandbox: Sandbox) -> str:
+    return f"sandbox-{sandbox.pk}"
+
+
+def bridge(sandbox: Sandbox, kind: str, **fields) -> Event | None:
+    return services.handle_bridge_event(sandbox, uuid.uuid4().hex, {"kind": kind, **fields})
+
+
+@pytest.fixture
+def working(session, user, make_sandbox, listen):
+    """A session whose agent is running prompt 1 on a ready sandbox; (session, sandbox, listener)."""
+    sandbox = make_sandbox(State.RUNNING)
+    Session.objects.filter(pk=session.pk).update(sandbox=sandbox)
+    listener = listen(sandbox_group(sandbox))
+    first = services.submit_prompt(session, user, "first")
+    assert [c["prompt_id"] for c in listener.commands()] == [first.pk]
+    bridge(sandbox, "prompt_started", prompt_id=first.pk)
+    bridge(sandbox, "busy", prompt_id=first.pk)
+    session.refresh_from_db()
+    return session, sandbox, listener
+
+
+def test_a_new_session_takes_a_warm_sandbox_and_its_prompt_goes_straight_to_the_bridge(
+        repo, user, make_sandbox, listen, provisions):
+    warm = make_sandbox(State.READY, pooled=True)
+    listener = listen(sandbox_group(warm))
+
+    session = services.create_session(repo, user, "fix the invoice table", model="anthropic/claude-sonnet-4",
+                                      context={"component": "InvoiceTable"})
+
+    assert session.sandbox_id == warm.pk and session.status == Session.Status.RUNNING
+    assert session.branch == f"inspect/{session.pk}"
+    assert session.memberships.get().role == "owner"
+    prompt = session.prompts.get()
+    [command] = listener.commands()
+    assert command == {
+        "name": "prompt", "prompt_id": prompt.pk, "text": prompt.text_for_agent(), "author": "Ada",
+        "model": {"providerID": "anthropic", "modelID": "claude-sonnet-4"}, "opencode_session_id": None,
+    }
+    assert "InvoiceTable" in command["text"]
+    assert prompt.status == Prompt.Status.RUNNING
+    assert provisions == []
+    assert event_kinds(session) == ["prompt_queued", "sandbox_phase", "status"]
+    assert session.events.last().data["status"] == "running"
+
+
+def test_without_a_warm_sandbox_one_is_provisioned_and_the_prompt_waits_for_it(repo, user, listen, provisions):
+    session = services.create_session(repo, user, "add a dark mode")
+
+    sandbox = session.sandbox
+    assert sandbox.state == State.PROVISIONING and provisions == [str(sandbox.pk)]
+    assert session.status == Session.Status.STARTING
+    assert prompt_statuses(session) == [(session.prompts.get().pk, "queued")]
+
+    listener = listen(sandbox_group(sandbox))
+    Sandbox.objects.filter(pk=sandbox.pk).update(state=State.SYNCING)
+    services.handle_sandbox_phase(sandbox)
+    assert [c["name"] for c in listener.commands()] == ["prompt"]
+    session.refresh_from_db()
+    assert session.status == Session.Status.RUNNING
+    services.handle_sandbox_phase(sandbox)  # the same phase reported twice: logged once, nothing resent
+    assert listener.nothing()
+    assert event_kinds(session).count("sandbox_phase") == 2  # provisioning, then syncing
+
+
+def test_follow_ups_queue_while_the_agent_works_and_run_one_by_one_after_idle(working, other_user):
+    session, sandbox, listener = working
+    session.add_member(other_user)
+    second = services.submit_prompt(session, other_user, "second")
+    third = services.submit_prompt(session, other_user, "third")
+    assert (second.status, third.status) == ("queued", "queued")
+    assert listener.nothing()  # never injected into the running turn
+
+    first = session.prompts.get(position=1)
+    bridge(sandbox, "idle", prompt_id=first.pk)
+    assert [(c["prompt_id"], c["author"]) for c in listener.commands()] == [(second.pk, "bob")]
+    assert prompt_statuses(session) == [(first.pk, "done"), (second.pk, "running"), (third.pk, "queued")]
+
+    bridge(sandbox, "prompt_started", prompt_id=second.pk)
+    bridge(sandbox, "idle", prompt_id=second.pk)
+    assert [c["prompt_id"] for c in listener.commands()] == [third.pk]
+    bridge(sandbox, "idle", prompt_id=third.pk)
+    assert listener.nothing()
+    session.refresh_from_db()
+    assert session.status == Session.Status.IDLE and not session.agent_busy
+
+
+def test_only_a_queued_prompt_can_be_cancelled(working, other_user):
+    session, sandbox, listener = working
+    queued = services.submit_prompt(session, session.creator, "second")
+    running = session.prompts.get(position=1)
+
+    assert services.cancel_prompt(session, session.creator, queued.pk).status == "cancelled"
+    assert event_kinds(session)[-1] == "prompt_cancelled"
+    events = session.events.count()
+    for prompt_id, message in [(queued.pk, "Only a queued prompt"), (running.pk, "already running"),
+                               (999_999, "Only a queued prompt")]:
+        with pytest.raises(ValueError, match=message):
+            services.cancel_prompt(session, session.creator, prompt_id)
+    with pytest.raises(PermissionDenied):
+        services.cancel_prompt(session, other_user, queued.pk)
+    assert session.events.count() == events
+    assert prompt_statuses(session) == [(running.pk, "running"), (queued.pk, "cancelled")]
+
+    bridge(sandbox, "idle", prompt_id=running.pk)  # the cancelled prompt is never sent
+    assert listener.nothing()
+
+
+def test_stop_aborts_the_run_and_the_queue_carries_on(working):
+    session, sandbox, listener = working
+    queued = services.submit_prompt(session, session.creator, "next")
+    running = session.prompts.get(position=1)
+
+    services.stop(session, session.creator)
+    assert listener.commands() == [{"name": "stop"}]
+    assert prompt_statuses(session) == [(running.pk, "running"), (queued.pk, "queued")]
+    assert session.events.last().data == {"prompt_id": running.pk, "by": "Ada"}
+
+    bridge(sandbox, "idle", prompt_id=running.pk)
+    assert prompt_statuses(session) == [(running.pk, "cancelled"), (queued.pk, "running")]
+    assert [c["prompt_id"] for c in listener.commands()] == [queued.pk]
+
+
+def test_stop_with_nothing_running_is_refused(session, user, make_sandbox):
+    Session.objects.filter(pk=session.pk).update(sandbox=make_sandbox(State.READY))
+    with pytest.raises(ValueError, match="Nothing is running"):
+        services.stop(session, user)
+    assert not session.events.exists()
+
+
+@pytest.mark.parametrize(("text", "context"), [
+    ("", None), ("  ", None), ("x" * (services.MAX_PROMPT_CHARS + 1), None), ("fix", "not an object"),
+])
+def test_a_bad_prompt_changes_nothing(working, text, context):
+    session, sandbox, listener = working
+    before = (Prompt.objects.count(), Event.objects.count())
+    with pytest.raises(ValueError):
+        services.submit_prompt(session, session.creator, text, context)
+    assert (Prompt.objects.count(), Event.objects.count()) == before
+
+
+def test_outsiders_and_archived_sessions_take_no_prompts(session, user, other_user):
+    with pytest.raises(PermissionDenied):
+        services.submit_prompt(session, other_user, "let me in")
+    Session.objects.filter(pk=session.pk).update(status=Session.Status.ARCHIVED)
+    with pytest.raises(ValueError, match="archived"):
+        services.submit_prompt(session, user, "more")
+    assert not Prompt.objects.exists() and not Event.objects.exists()
+
+
+def test_a_resent_bridge_event_is_stored_and_applied_once(working):
+    session, sandbox, listener = working
+    second = services.submit_prompt(session, session.creator, "second")
+    third = services.submit_prompt(session, session.creator, "third")
+    first = session.prompts.get(position=1)
+    idle = {"kind": "idle", "prompt_id": first.pk}
+
+    assert services.handle_bridge_event(sandbox, "idle-1", idle) is not None
+    assert services.handle_bridge_event(sandbox, "idle-1", idle) is None  # resent after a reconnect
+    assert [c["prompt_id"] for c in listener.commands()] == [second.pk]
+    assert prompt_statuses(session)[2] == (third.pk, "queued")
+    assert session.events.filter(bridge_event_id="idle-1").count() == 1
+
+
+def test_the_agents_session_id_and_title_are_kept_for_the_next_prompts(working):
+    session, sandbox, listener = working
+    bridge(sandbox, "agent_session", opencode_session_id="ses_123")
+    bridge(sandbox, "title", title="Fix the invoice table")
+    bridge(sandbox, "idle", prompt_id=session.prompts.get(position=1).pk)
+    services.submit_prompt(session, session.creator, "and the footer")
+    [command] = listener.commands()
+    assert command["opencode_session_id"] == "ses_123"
+    session.refresh_from_db()
+    assert session.title == "Fix the invoice table"
+
+
+def test_events_from_a_sandbox_without_a_session_are_not_stored(make_sandbox):
+    assert services.handle_bridge_event(make_sandbox(), "x", {"kind": "text", "text": "hi"}) is None
+    with pytest.raises(ValueError):
+        services.handle_bridge_event(make_sandbox(), "x", {"text": "no kind"})
+    assert not Event.objects.exists()
+
+
+def test_a_bridge_reconnecting_gets_the_prompt_sent_while_it_was_away(session, user, make_sandbox, listen):
+    sandbox = make_sandbox(State.SYNCING)
+    Session.objects.filter(pk=session.pk).update(sandbox=sandbox)
+    prompt = services.submit_prompt(session, user, "sent before the bridge listened")  # lost: nobody listened
+    listener = listen(sandbox_group(sandbox))
+
+    services.handle_bridge_connected(sandbox)
+    assert [c["prompt_id"] for c in listener.commands()] == [prompt.pk]
+    bridge(sandbox, "prompt_started", prompt_id=prompt.pk)
+    services.handle_bridge_connected(sandbox)  # confirmed: not sent again
+    assert listener.nothing()
+
+
+def test_a_sandbox_dying_under_a_run_fails_it_and_the_next_prompt_restores_the_snapshot(
+        working, repo, provisions):
+    session, sandbox, listener = working
+    queued = services.submit_prompt(session, session.creator, "queued")
+    snapshot = Snapshot.objects.create(repo=repo, image=sandbox.image, sandbox=sandbox, backend="local",
+                                       backend_ref="snap")
+    Session.objects.filter(pk=session.pk).update(last_snapshot=snapshot)
+    Sandbox.objects.filter(pk=sandbox.pk).update(state=State.TERMINATED, end_reason="reaped: no heartbeat",
+                                                  terminated_at=timezone.now())
+
+    services.handle_sandbox_phase(sandbox)
+    session.refresh_from_db()
+    running = session.prompts.get(position=1)
+    assert running.status == "failed" and queued.pk == session.prompts.get(position=2, status="queued").pk
+    assert session.status == Session.Status.FAILED
+    assert session.error == "The sandbox ended during the run (reaped: no heartbeat)."
+    assert provisions == []  # a failed session starts nothing by itself
+
+    later = services.submit_prompt(session, session.creator, "try again")
+    session.refresh_from_db()
+    assert session.sandbox.restored_from_id == snapshot.pk and provisions == [str(session.sandbox_id)]
+    assert session.status == Session.Status.STARTING and session.error == ""
+    assert prompt_statuses(session)[1:] == [(queued.pk, "queued"), (later.pk, "queued")]
+
+
+def test_a_repo_without_an_image_fails_the_session_with_a_clear_reason(repo, user):
+    repo.images.update(status="building")
+    session = services.create_session(repo, user, "anything")
+    assert session.status == Session.Status.FAILED and "no ready image" in session.error
+    assert session.sandbox is None and prompt_statuses(session)[0][1] == "queued"
+
+
+def test_a_bad_model_name_creates_nothing(repo, user):
+    with pytest.raises(ValueError, match="providerID/modelID"):
+        services.create_session(repo, user, "hi", model="no-slash")
+    assert not Session.objects.exists()
