@@ -3,9 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BENCH ?=
 
-.PHONY: setup system-deps run test bench lint migrate
+.PHONY: setup system-deps run test bench lint migrate tools
 
-setup: system-deps $(VENV)/.installed
+setup: system-deps tools
 
 system-deps:
 	@scripts/install-system-deps.sh
@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
+
+# OpenCode, its plugin package and the bridge's Python packages for sandboxes (idempotent, ~2 s when done).
+tools: $(VENV)/.installed
+	$(PY) manage.py install_sandbox_tools
 
 migrate: setup
 	$(PY) manage.py migrate --noinput

@@ -145,6 +145,10 @@ def default_sandbox_root() -> Path:
 
 
 SANDBOX_ROOT = Path(os.environ.get("SANDBOX_ROOT") or default_sandbox_root())
+# OpenCode and the bridge's packages for sandboxes (`manage.py install_sandbox_tools`); empty = default.
+SANDBOX_TOOLS_DIR = os.environ.get("SANDBOX_TOOLS_DIR", "")
+# Every sandbox runs the bridge (and OpenCode); off only where a test exercises sandboxes alone.
+SANDBOX_START_BRIDGE = env_bool("SANDBOX_START_BRIDGE", True)
 # When the platform runs as root, sandbox processes run as this unprivileged host uid.
 SANDBOX_HOST_UID = int(os.environ.get("SANDBOX_HOST_UID", "100000"))
 SANDBOX_MEMORY_LIMIT_BYTES = int(os.environ.get("SANDBOX_MEMORY_LIMIT_BYTES", str(16 * 1024**3)))

@@ -11,7 +11,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from sandboxes import lifecycle
+from sandboxes import bridge_launch, lifecycle
 from sandboxes.backends import get_backend
 from sandboxes.backends.base import BackendError, StartRequest, sync_script
 from sandboxes.lifecycle import State
@@ -64,9 +64,13 @@ def provision(sandbox_id: uuid.UUID) -> Sandbox | None:
         ref = backend.start(StartRequest(
             sandbox_id=str(sandbox.pk), image_ref=image.backend_ref, env=image.env,
             snapshot_ref=snapshot.backend_ref if snapshot else None, clone_url=sandbox.repo.clone_url,
+            mounts=bridge_launch.bridge_mounts() if settings.SANDBOX_START_BRIDGE else {},
         ))
         Sandbox.objects.filter(pk=sandbox.pk).update(backend_ref=ref)
         sandbox.backend_ref = ref
+        if settings.SANDBOX_START_BRIDGE:
+            # The agent starts while the workspace syncs: reads at once, writes once synced.
+            bridge_launch.start_bridge(backend, sandbox, synced=snapshot is not None)
         if snapshot is None:
             # Reads could begin now; writes wait for this sync (see docs/sandboxes.md).
             sandbox.move_to(State.SYNCING)

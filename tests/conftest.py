@@ -40,6 +40,8 @@ def sandbox_root(settings, open_tmp):
     root = open_tmp / "sandbox-root"
     root.mkdir()
     settings.SANDBOX_ROOT = root
+    # Sandboxes alone here: the bridge and OpenCode are started by the tests that are about them.
+    settings.SANDBOX_START_BRIDGE = False
     backends._instances.clear()
     yield root
     backend = backends._instances.get("local")

@@ -41,6 +41,8 @@ class StartRequest:
     env: dict[str, str]
     snapshot_ref: str | None = None
     clone_url: str = ""  # where the workspace syncs from
+    # Read-only folders of the platform (its tools, the bridge): path in the sandbox -> host path.
+    mounts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class SandboxBackend(ABC):
         """Run a shell command in the workspace, streaming its output lines."""
 
     @abstractmethod
-    def start_service(self, sandbox_ref: str, name: str, command: str) -> None:
+    def start_service(self, sandbox_ref: str, name: str, command: str, env: dict[str, str] | None = None) -> None:
         """Run a long-lived command (a dev server) in the background of the sandbox."""
 
     @abstractmethod

@@ -111,7 +111,8 @@ class LocalBackend(SandboxBackend):
         return sorted(p for p in paths if os.path.lexists(p))
 
     def bwrap_args(
-        self, home: Path, tmp: Path, env: dict[str, str], die_with_parent: bool = True, read_only: tuple = ()
+        self, home: Path, tmp: Path, env: dict[str, str], die_with_parent: bool = True, read_only: tuple = (),
+        mounts: dict[str, str] | None = None,
     ) -> list[str]:
         args = [
             *drop_privileges(),
@@ -132,6 +133,10 @@ class LocalBackend(SandboxBackend):
         ]
         for path in read_only:  # e.g. a repo reached by a file:// URL, to sync from
             args += ["--ro-bind", path, path]
+        # The host's /run (sockets of host services) and /opt stay out; the platform's tools go in /opt.
+        args += ["--tmpfs", "/run", "--tmpfs", "/opt"]
+        for target, source in (mounts or {}).items():
+            args += ["--ro-bind", source, target]
         args += [
             "--ro-bind", "/proc", "/proc",
             "--dev", "/dev",
@@ -168,6 +173,17 @@ class LocalBackend(SandboxBackend):
                     f"{parent} is not reachable by the sandbox user (uid {uid}): "
                     f"set SANDBOX_ROOT to a folder whose parents are world-searchable (chmod o+x)"
                 )
+
+    def reachable_copy(self, source: Path, spare: Path) -> str:
+        """`source` if the sandbox user can reach it, else a copy of it (fine for small folders
+        such as the bridge's source in a checkout under /root)."""
+        try:
+            self.check_reachable(source)
+            return str(source)
+        except BackendError:
+            shutil.copytree(source, spare, ignore=shutil.ignore_patterns("__pycache__"))
+            give_to_sandbox_user(spare)
+            return str(spare)
 
     # --- images ---------------------------------------------------------------
 
@@ -272,7 +288,10 @@ class LocalBackend(SandboxBackend):
         read_only = []
         if request.clone_url.startswith("file://"):
             read_only.append(request.clone_url.removeprefix("file://"))
-        (box / "config.json").write_text(json.dumps({"env": request.env, "read_only": read_only}))
+        mounts = {target: self.reachable_copy(Path(source), box / "mounts" / str(i))
+                  for i, (target, source) in enumerate(request.mounts.items())}
+        config = {"env": request.env, "read_only": read_only, "mounts": mounts}
+        (box / "config.json").write_text(json.dumps(config))
 
         ready = box / "init.ready"
         holder = subprocess.Popen(
@@ -321,7 +340,8 @@ class LocalBackend(SandboxBackend):
         config = json.loads((box / "config.json").read_text())
         nsenter = ["nsenter", "-t", str(pid), *self.holder_namespaces(enter=True), "--mount", "--pid", "--"]
         bwrap = self.bwrap_args(
-            box / "merged", box / "tmp", {**config["env"], **(env or {})}, die_with_parent, tuple(config["read_only"])
+            box / "merged", box / "tmp", {**config["env"], **(env or {})}, die_with_parent, tuple(config["read_only"]),
+            config["mounts"],
         )
         return nsenter + bwrap
 
@@ -335,11 +355,11 @@ class LocalBackend(SandboxBackend):
     ) -> ExecResult:
         return run_streaming([*self._enter(sandbox_ref, env), "bash", "-c", command], on_output, timeout)
 
-    def start_service(self, sandbox_ref: str, name: str, command: str) -> None:
+    def start_service(self, sandbox_ref: str, name: str, command: str, env: dict[str, str] | None = None) -> None:
         """Run a long-lived command in the sandbox; it outlives the caller, not the sandbox."""
         log = open(self._dir(sandbox_ref) / f"service-{name}.log", "ab")
         subprocess.Popen(
-            [*self._enter(sandbox_ref, None, die_with_parent=False), "bash", "-c", command],
+            [*self._enter(sandbox_ref, env, die_with_parent=False), "bash", "-c", command],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 

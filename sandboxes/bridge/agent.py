@@ -1,0 +1,258 @@
+"""Commands from the control plane carried out on OpenCode, and OpenCode's events sent back."""
+
+import asyncio
+import logging
+import re
+import sqlite3
+import time
+from collections import OrderedDict
+
+from . import BRIDGE_VERSION, OPENCODE_VERSION
+from .config import SESSION_RULES, BridgeConfig
+from .opencode import OpenCodeError, OpenCodeServer
+from .outbox import Outbox
+from .translate import SessionState, Translator
+
+log = logging.getLogger("bridge.agent")
+SESSION_ID = re.compile(r"ses_[A-Za-z0-9]{1,64}")
+
+
+class CommandError(Exception):
+    pass
+
+
+def title_of(text: str) -> str:
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return (line[:77] + "...") if len(line) > 80 else (line or "Session")
+
+
+def checkpoint(db) -> None:
+    """Fold OpenCode's SQLite write-ahead log into the database file, so a copy of the files is whole."""
+    if not db.exists():
+        return
+    connection = sqlite3.connect(db, timeout=5)
+    try:
+        for _ in range(20):
+            if connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0:
+                return
+            time.sleep(0.1)
+        log.warning("the OpenCode database stayed busy; its write-ahead log was not truncated")
+    finally:
+        connection.close()
+
+
+class Agent:
+    no_busy_timeout = 120.0  # a prompt OpenCode never started (no busy, no idle) is given up after this
+    check_interval = 15.0  # how often a busy session's status is checked against OpenCode's
+
+    def __init__(self, config: BridgeConfig, outbox: Outbox):
+        self.config = config
+        self.outbox = outbox
+        self.synced = config.synced
+        self.translator = Translator(config.workspace)
+        self.server = OpenCodeServer(config, self.on_opencode_event)
+        self.ready = asyncio.Event()  # OpenCode is up and its event stream connected
+        self.done = asyncio.Event()
+        self.commands: asyncio.Queue[dict] = asyncio.Queue()
+        self.results: OrderedDict[object, dict] = OrderedDict()
+        self.running: set[object] = set()
+        self.held: dict[str, str] = {}  # permission request id -> session id, until sync_done
+        self.checked: dict[str, float] = {}
+        self.tasks: set[asyncio.Task] = set()
+
+    def emit(self, event: dict) -> None:
+        self.outbox.add_event(event)
+
+    def hello(self) -> dict:
+        return {"type": "hello", "bridge_version": BRIDGE_VERSION,
+                "opencode_version": self.server.version or OPENCODE_VERSION, "synced": self.synced}
+
+    # --- commands ----------------------------------------------------------------
+
+    def on_command(self, message: dict) -> None:
+        command_id = message.get("command_id")
+        if command_id in self.results:  # sent again after a reconnect: answer again, do not redo it
+            self.outbox.add_message(self.results[command_id])
+        elif command_id not in self.running:
+            self.running.add(command_id)
+            self.commands.put_nowait(message)
+
+    async def work(self) -> None:
+        while True:
+            message = await self.commands.get()
+            command_id = message.get("command_id")
+            try:
+                handler = getattr(self, f"cmd_{message.get('name')}", None)
+                if handler is None:
+                    raise CommandError(f"unknown command {message.get('name')!r}")
+                await handler(message)
+                result = {"type": "command_result", "command_id": command_id, "ok": True, "error": None}
+            except Exception as e:
+                log.warning("command %s (%s) failed: %s", command_id, message.get("name"), e)
+                result = {"type": "command_result", "command_id": command_id, "ok": False, "error": str(e)}
+            self.running.discard(command_id)
+            self.results[command_id] = result
+            while len(self.results) > 500:
+                self.results.popitem(last=False)
+            self.outbox.add_message(result)
+            if message.get("name") == "shutdown" and result["ok"]:
+                self.done.set()
+
+    async def wait_ready(self, timeout: float = 120) -> None:
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        except TimeoutError:
+            raise CommandError("OpenCode is not running") from None
+
+    async def cmd_prompt(self, command: dict) -> None:
+        prompt_id, text, model = command.get("prompt_id"), command.get("text"), command.get("model")
+        if prompt_id is None or not isinstance(text, str) or not text.strip():
+            raise CommandError("a prompt needs a prompt_id and a text")
+        await self.wait_ready()
+        session_id = command.get("opencode_session_id")
+        if session_id is not None and not (isinstance(session_id, str) and SESSION_ID.fullmatch(session_id)):
+            raise CommandError(f"invalid opencode_session_id {session_id!r}")
+        if session_id and session_id not in self.translator.sessions:  # e.g. restored from a snapshot
+            try:
+                await self.server.request("GET", f"/session/{session_id}")
+            except OpenCodeError as e:
+                if e.status not in (400, 404):
+                    raise
+                log.warning("OpenCode has no session %s; starting a new one", session_id)
+                session_id = None
+        if not session_id:
+            title = title_of(text)  # with a title, OpenCode makes no title request to the model
+            created = await self.server.request("POST", "/session", {"title": title, "permission": SESSION_RULES})
+            session_id = created["id"]
+            self.translator.track(session_id).title = title
+            self.emit({"kind": "agent_session", "opencode_session_id": session_id})
+            self.emit({"kind": "title", "title": title})
+        state = self.translator.track(session_id)
+        state.start_prompt(prompt_id)
+        self.emit({"kind": "prompt_started", "prompt_id": prompt_id})
+        body: dict = {"parts": [{"type": "text", "text": text}]}
+        if isinstance(model, dict) and model.get("providerID") and model.get("modelID"):
+            body["model"] = {"providerID": model["providerID"], "modelID": model["modelID"]}
+        try:
+            await self.server.request("POST", f"/session/{session_id}/prompt_async", body)
+        except Exception as e:
+            if prompt_id in state.prompts:
+                state.prompts.remove(prompt_id)
+            self.emit({"kind": "error", "name": "PromptFailed", "message": str(e)})
+            self.emit({"kind": "idle", "prompt_id": prompt_id})
+            raise
+
+    async def cmd_stop(self, command: dict) -> None:
+        wanted = command.get("opencode_session_id")  # only compared with the sessions it runs
+        for state in list(self.translator.sessions.values()):
+            if state.prompts and (not wanted or state.id == wanted):
+                self.drop_held(state.id)
+                state.error_at = time.monotonic()  # the watchdog makes sure idle follows
+                await self.server.request("POST", f"/session/{state.id}/abort")
+
+    async def cmd_sync_done(self, command: dict) -> None:
+        self.synced = True
+        held, self.held = self.held, {}
+        for request_id in held:
+            await self.allow(request_id)
+
+    async def cmd_prepare_snapshot(self, command: dict) -> None:
+        if self.translator.busy:
+            raise CommandError("a run is in progress")
+        await asyncio.to_thread(checkpoint, self.config.opencode_data / "opencode.db")
+
+    async def cmd_shutdown(self, command: dict) -> None:
+        await self.server.stop()
+
+    # --- OpenCode's events ----------------------------------------------------------
+
+    def on_opencode_event(self, event: dict) -> None:
+        kind = event.get("type")
+        props = event.get("properties") or {}
+        if kind == "bridge.stream":
+            if event.get("generation") == self.server.generation:
+                (self.ready.set if event["connected"] else self.ready.clear)()
+        elif kind == "bridge.exited":
+            self.ready.clear()
+            self.held.clear()
+            self.translator.files.forget()
+            self.emit({"kind": "error", "name": "OpenCodeExited",
+                       "message": f"OpenCode stopped (exit code {event.get('code')}); restarting it"})
+            for state in self.translator.sessions.values():
+                self.send(state.finish())
+        elif kind == "permission.asked" and self.translator.owns(props.get("sessionID")):
+            if self.synced:
+                self.spawn(self.allow(props.get("id")))
+            else:
+                self.held[props.get("id")] = props.get("sessionID")
+        elif kind == "permission.replied":
+            self.held.pop(props.get("requestID"), None)
+        elif kind == "question.asked" and self.translator.owns(props.get("sessionID")):
+            self.spawn(self.call("POST", f"/question/{props.get('id')}/reject"))
+        else:
+            events = self.translator.handle(event)
+            self.send(events)
+            if any(e["kind"] == "idle" for e in events):
+                self.drop_held(props.get("sessionID"))
+
+    def spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def send(self, events: list[dict]) -> None:
+        for event in events:
+            self.emit(event)
+
+    def drop_held(self, session_id: str | None) -> None:
+        """OpenCode keeps a stale request after an abort; answering it later would do nothing."""
+        related = {session_id} | {c for c, parent in self.translator.children.items() if parent == session_id}
+        self.held = {r: s for r, s in self.held.items() if s not in related}
+
+    async def allow(self, request_id: str | None) -> None:
+        # `once`: an `always` answer would allow that pattern for every session of the process
+        await self.call("POST", f"/permission/{request_id}/reply", {"reply": "once"})
+
+    async def call(self, method: str, path: str, body: object = None) -> None:
+        try:
+            await self.server.request(method, path, body)
+        except Exception as e:
+            log.warning("%s %s failed: %s", method, path, e)
+
+    # --- watchdog: OpenCode does not always say idle (some errors, a lost stream) -------
+
+    async def watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            try:
+                await self.check_sessions()
+            except Exception as e:
+                log.info("watchdog: %s", e)
+
+    def check_due(self, state: SessionState, now: float) -> bool:
+        if now - self.checked.get(state.id, 0) < 2:
+            return False
+        if state.error_at is not None or not self.ready.is_set():
+            return state.error_at is not None and now - state.error_at > 1
+        if state.busy_at is not None:
+            return now - self.checked.get(state.id, state.busy_at) > self.check_interval
+        return now - state.prompt_at > self.no_busy_timeout
+
+    async def check_sessions(self) -> None:
+        now = time.monotonic()
+        due = [s for s in self.translator.sessions.values() if s.prompts and self.check_due(s, now)]
+        if not due or not self.server.alive:
+            return
+        asked = time.monotonic()
+        status = await self.server.request("GET", "/session/status", timeout=10)
+        for state in due:
+            self.checked[state.id] = time.monotonic()
+            if ((status or {}).get(state.id) or {}).get("type", "idle") != "idle" or not state.prompts:
+                continue
+            if state.prompt_at > asked:  # a prompt started meanwhile: OpenCode's answer is stale
+                continue
+            log.warning("session %s is no longer busy but OpenCode sent no idle", state.id)
+            if state.busy_at is None and state.error_at is None:
+                self.emit({"kind": "error", "name": "NoResponse", "message": "OpenCode did not start the run"})
+            self.drop_held(state.id)
+            self.send(state.finish())

@@ -1,0 +1,194 @@
+"""The OpenCode server: start it, keep it running, call its HTTP API, read its event stream."""
+
+import asyncio
+import base64
+import ctypes
+import http.client
+import json
+import logging
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from .config import BridgeConfig, link_plugin_package
+
+log = logging.getLogger("bridge.opencode")
+
+
+class OpenCodeError(Exception):
+    def __init__(self, status: int, body: str):
+        super().__init__(f"OpenCode answered HTTP {status}: {body[:300]}")
+        self.status = status
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def die_with_parent() -> None:
+    """Runs in the child before exec: OpenCode gets SIGTERM if the bridge dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class OpenCodeServer:
+    """`opencode serve` on a free 127.0.0.1 port with HTTP basic auth (a password only the bridge
+    knows), restarted when it exits. Events of its `/event` stream are handed to `on_event` on the
+    event loop, with `{"type": "bridge.stream", "connected": bool, "generation": n}` when the stream (re)connects
+    or drops, and `{"type": "bridge.exited", "code": int}` when the process ended."""
+
+    def __init__(self, config: BridgeConfig, on_event: Callable[[dict], None]):
+        self.config = config
+        self.on_event = on_event
+        self.password = secrets.token_urlsafe(24)
+        self.port: int | None = None
+        self.version: str | None = None
+        self.process: asyncio.subprocess.Process | None = None
+        self.generation = 0
+        self.stopping = False
+        self._auth = "Basic " + base64.b64encode(f"opencode:{self.password}".encode()).decode()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- process ---------------------------------------------------------------
+
+    def prepare(self) -> None:
+        xdg_config = self.config.home / ".config" / "opencode"
+        for folder in (xdg_config, self.config.workspace / ".opencode"):
+            try:
+                if (folder == xdg_config or folder.is_dir()) and link_plugin_package(folder, self.config.tools_dir):
+                    log.info("linked the plugin package into %s", folder)
+            except OSError as e:  # OpenCode still runs; its first prompt may wait for an npm install
+                log.warning("could not link the plugin package into %s: %s", folder, e)
+
+    async def supervise(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        backoff = 1.0
+        while not self.stopping:
+            started = time.monotonic()
+            code = await self._run_once()
+            if self.stopping:
+                return
+            self.on_event({"type": "bridge.exited", "code": code})
+            if time.monotonic() - started > 60:
+                backoff = 1.0
+            log.warning("OpenCode exited with %s; restarting in %.0f s", code, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    async def _run_once(self) -> int | None:
+        self.generation += 1
+        generation = self.generation
+        self.port = free_port()
+        self.prepare()
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                str(self.config.opencode_bin), "serve", "--port", str(self.port), "--hostname", "127.0.0.1",
+                cwd=self.config.workspace, env=self.config.opencode_env(self.password),
+                stdin=asyncio.subprocess.DEVNULL, stdout=2, stderr=2, preexec_fn=die_with_parent,
+            )
+        except OSError as e:
+            log.error("cannot start OpenCode: %s", e)
+            return None
+        log.info("OpenCode started (pid %s, port %s)", self.process.pid, self.port)
+        if await self._wait_healthy(60):
+            threading.Thread(target=self._read_events, args=(generation,), daemon=True).start()
+        elif self.process.returncode is None:
+            log.error("OpenCode did not become healthy in 60 s; killing it")
+            self.process.kill()
+        return await self.process.wait()
+
+    async def _wait_healthy(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process and self.process.returncode is None:
+            try:
+                health = await self.request("GET", "/global/health", timeout=2)
+                if isinstance(health, dict) and health.get("healthy"):
+                    self.version = health.get("version")
+                    return True
+            except (OSError, ValueError, OpenCodeError, http.client.HTTPException):
+                pass
+            await asyncio.sleep(0.2)
+        return False
+
+    async def stop(self) -> None:
+        self.stopping = True
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 5)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    # --- HTTP ------------------------------------------------------------------
+
+    async def request(self, method: str, path: str, body: object = None, timeout: float = 30) -> object:
+        return await asyncio.to_thread(self._request, method, path, body, timeout)
+
+    def _request(self, method: str, path: str, body: object, timeout: float) -> object:
+        if self.port is None:
+            raise OSError("OpenCode is not running")
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            headers = {"Authorization": self._auth, "Accept": "application/json"}
+            data = None
+            if body is not None:
+                data = json.dumps(body).encode()
+                headers["Content-Type"] = "application/json"
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+            if response.status >= 400:
+                raise OpenCodeError(response.status, raw.decode(errors="replace"))
+            return json.loads(raw) if raw.strip() else None
+        finally:
+            conn.close()
+
+    # --- events (a thread per process; it hands events to the loop) -----------
+
+    def _emit(self, event: dict) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.on_event, event)
+
+    def _read_events(self, generation: int) -> None:
+        while not self.stopping and generation == self.generation and self.port is not None:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=45)  # heartbeats every ~10 s
+            try:
+                conn.request("GET", "/event", headers={"Authorization": self._auth, "Accept": "text/event-stream"})
+                response = conn.getresponse()
+                if response.status != 200:
+                    raise OpenCodeError(response.status, response.read(300).decode(errors="replace"))
+                self._emit({"type": "bridge.stream", "connected": True, "generation": generation})
+                data: list[str] = []
+                while generation == self.generation:
+                    line = response.readline()
+                    if not line:
+                        break
+                    text = line.decode(errors="replace").rstrip("\r\n")
+                    if text.startswith("data:"):
+                        data.append(text[5:].lstrip(" "))
+                    elif not text and data:
+                        try:
+                            self._emit(json.loads("\n".join(data)))
+                        except ValueError:
+                            log.warning("bad event from OpenCode: %.200s", data)
+                        data = []
+            except (OSError, OpenCodeError, http.client.HTTPException) as e:
+                log.info("OpenCode event stream: %s", e)
+            finally:
+                conn.close()
+            self._emit({"type": "bridge.stream", "connected": False, "generation": generation})
+            time.sleep(0.3)

@@ -1,0 +1,53 @@
+"""Starting a sandbox's bridge: what it mounts, the environment it gets, the command that runs it."""
+
+import json
+import logging
+from pathlib import Path
+
+from django.conf import settings
+
+from sandboxes import providers
+from sandboxes.backends.base import SandboxBackend
+from sandboxes.models import Sandbox
+
+logger = logging.getLogger(__name__)
+TOOLS_IN_SANDBOX = "/opt/inspect"
+BRIDGE_SOURCE = Path(__file__).resolve().parent / "bridge"
+BRIDGE_COMMAND = f"exec /usr/bin/python3 {TOOLS_IN_SANDBOX}/bridge/main.py"
+
+
+def tools_dir() -> Path:
+    from sandboxes.management.commands.install_sandbox_tools import tools_dir as configured_tools_dir
+
+    return configured_tools_dir()
+
+
+def bridge_mounts() -> dict[str, str]:
+    """The tools folder (OpenCode, packages) and the bridge's own source, read-only."""
+    return {TOOLS_IN_SANDBOX: str(tools_dir()), f"{TOOLS_IN_SANDBOX}/bridge": str(BRIDGE_SOURCE)}
+
+
+def opencode_config(token: str) -> dict:
+    """Providers through the model proxy with this sandbox's token; none configured means OpenCode
+    gets no provider and the session reports what to set (see sessions.services)."""
+    try:
+        return providers.opencode_config(token)
+    except providers.NoModelProvider:
+        return {"share": "disabled", "autoupdate": False}
+
+
+def bridge_env(sandbox: Sandbox, token: str, synced: bool) -> dict[str, str]:
+    return {
+        "INSPECT_CONTROL_PLANE_URL": settings.SANDBOX_CONTROL_PLANE_URL,
+        "INSPECT_SANDBOX_ID": str(sandbox.pk),
+        "INSPECT_SANDBOX_TOKEN": token,
+        "INSPECT_OPENCODE_CONFIG": json.dumps(opencode_config(token)),
+        "INSPECT_SYNCED": "1" if synced else "0",
+        "INSPECT_TOOLS_DIR": TOOLS_IN_SANDBOX,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def start_bridge(backend: SandboxBackend, sandbox: Sandbox, synced: bool) -> None:
+    token = sandbox.issue_token()
+    backend.start_service(sandbox.backend_ref, "bridge", BRIDGE_COMMAND, env=bridge_env(sandbox, token, synced))

@@ -1,0 +1,142 @@
+"""Install what the bridge needs inside a sandbox into the tools folder (idempotent).
+
+Layout (the local backend binds this folder read-only at /opt/inspect in every sandbox):
+  opencode/          npm prefix with opencode-ai; the binary is opencode/node_modules/.bin/opencode
+  opencode-config/   package.json, package-lock.json and node_modules with @opencode-ai/plugin, which the
+                     bridge links into OpenCode's config folder so OpenCode does not install it at start-up
+  python/            `pip install --target` of websockets, for the bridge
+  bridge/            an empty mount point for the bridge's own source (sandboxes/bridge)
+Each component keeps a stamp with what it was installed from; a component whose stamp matches is
+left alone, so a second run takes well under a second.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from sandboxes.bridge import OPENCODE_PLUGIN_PACKAGE, OPENCODE_VERSION, WEBSOCKETS_VERSION
+
+STAMP = ".inspect-tools.json"
+OPENCODE_BIN = Path("node_modules/.bin/opencode")  # inside the opencode component
+
+
+def default_tools_dir() -> Path:
+    """var/sandbox-tools of the checkout (shared by `make run` and the tests, whose VAR_DIR differs),
+    unless the sandbox uid could not reach it (root with a checkout under /root): then a folder of
+    this checkout's own under /var/lib/inspect, as for the sandbox root."""
+    base = Path(settings.BASE_DIR)
+    folder = base / "var" / "sandbox-tools"
+    if os.geteuid() != 0 or all(p.stat().st_mode & 0o001 for p in folder.parents if p.exists()):
+        return folder
+    checkout = hashlib.sha256(str(base).encode()).hexdigest()[:10]
+    return Path("/var/lib/inspect") / checkout / "tools"
+
+
+def tools_dir() -> Path:
+    configured = getattr(settings, "SANDBOX_TOOLS_DIR", None) or os.environ.get("SANDBOX_TOOLS_DIR")
+    return Path(configured) if configured else default_tools_dir()
+
+
+def opencode_binary(root: Path | None = None) -> Path:
+    return (root or tools_dir()) / "opencode" / OPENCODE_BIN
+
+
+def npm_package(packages: dict[str, str]) -> dict:
+    return {"name": "inspect-sandbox-tools", "private": True, "dependencies": packages}
+
+
+def components() -> dict[str, dict]:
+    """What each component is installed from: its stamp."""
+    return {
+        "opencode": {"npm": {"opencode-ai": OPENCODE_VERSION}},
+        "opencode-config": {"npm": {OPENCODE_PLUGIN_PACKAGE: OPENCODE_VERSION}},
+        "python": {"pip": [f"websockets=={WEBSOCKETS_VERSION}"]},
+    }
+
+
+def is_current(folder: Path, spec: dict) -> bool:
+    try:
+        return json.loads((folder / STAMP).read_text()) == spec
+    except (OSError, ValueError):
+        return False
+
+
+class Command(BaseCommand):
+    help = "Install OpenCode, its plugin package and the bridge's Python packages into the sandbox tools folder."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--dir", help="tools folder (default: settings.SANDBOX_TOOLS_DIR or var/sandbox-tools)")
+        parser.add_argument("--force", action="store_true", help="reinstall every component")
+
+    def handle(self, *args, **options) -> None:
+        root = Path(options["dir"]) if options["dir"] else tools_dir()
+        os.umask(0o022)  # the sandbox uid must be able to read everything
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o755)
+        (root / "bridge").mkdir(mode=0o755, exist_ok=True)
+        started = time.monotonic()
+        for name, spec in components().items():
+            target = root / name
+            if not options["force"] and is_current(target, spec):
+                self.stdout.write(f"sandbox tools: {name} is up to date")
+                continue
+            self.stdout.write(f"sandbox tools: installing {name} ({self.describe(spec)}) ...")
+            step = time.monotonic()
+            self.install(root, name, spec)
+            self.stdout.write(f"sandbox tools: {name} installed in {time.monotonic() - step:.1f} s")
+        self.stdout.write(f"sandbox tools ready in {root} ({time.monotonic() - started:.1f} s)")
+
+    @staticmethod
+    def describe(spec: dict) -> str:
+        if "npm" in spec:
+            return ", ".join(f"{k}@{v}" for k, v in spec["npm"].items())
+        return ", ".join(spec["pip"])
+
+    def install(self, root: Path, name: str, spec: dict) -> None:
+        staging = root / f".staging-{name}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        try:
+            if "npm" in spec:
+                (staging / "package.json").write_text(json.dumps(npm_package(spec["npm"]), indent=2) + "\n")
+                self.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], staging)
+            else:
+                self.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-input",
+                          "--disable-pip-version-check", "--target", str(staging), *spec["pip"]], staging)
+            if name == "opencode":
+                self.check_opencode(staging)
+            (staging / STAMP).write_text(json.dumps(spec))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        target, old = root / name, root / f".old-{name}"
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def run(self, command: list[str], cwd: Path) -> None:
+        if shutil.which(command[0]) is None and not Path(command[0]).exists():
+            raise CommandError(f"{command[0]} is not installed (run `make system-deps`)")
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise CommandError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+
+    def check_opencode(self, staging: Path) -> None:
+        binary = staging / OPENCODE_BIN
+        with tempfile.TemporaryDirectory() as home:  # it creates empty ~/.cache, ~/.config, ... there
+            env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
+            result = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60,
+                                    env={**env, "HOME": home})
+        if result.stdout.strip() != OPENCODE_VERSION:
+            raise CommandError(f"{binary} --version said {result.stdout.strip()!r}{result.stderr}")

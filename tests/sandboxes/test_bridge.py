@@ -1,0 +1,568 @@
+"""The bridge as a process: the real OpenCode server, the scripted model server, a fake control plane.
+
+One bridge (and so one OpenCode) serves the whole module; the tests run in file order and build
+on each other where a conversation continues. The bridge runs on the host here, with the same
+environment variables a sandbox gives it; npm's registry is made unreachable for OpenCode, as in a
+sandbox, so a missing pre-installed plugin package would show as a ~72 s stall.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http import HTTPStatus
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from sandboxes.bridge import OPENCODE_VERSION
+from sandboxes.bridge.agent import Agent
+from sandboxes.bridge.config import BridgeConfig, link_plugin_package
+from sandboxes.bridge.files import tool_paths, unified_diff
+from sandboxes.bridge.outbox import Outbox
+from sandboxes.bridge.translate import MAX_CHARS, Translator, clip
+from sandboxes.management.commands.install_sandbox_tools import opencode_binary, tools_dir
+from tests.support.model_server import ScriptedModelServer
+
+BRIDGE_MAIN = Path(__file__).resolve().parents[2] / "sandboxes" / "bridge" / "main.py"
+PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+SANDBOX_ID = "sbx-test"
+TOKEN = "sandbox-token-for-tests"
+
+
+class FakeControlPlane:
+    """A websockets server in a thread: checks the token, records every message, acks events."""
+
+    def __init__(self, token: str):
+        self.token = token
+        self.messages: list[tuple[int, dict]] = []  # (connection number, message)
+        self.refused = 0
+        self.connections = 0
+        self.auto_ack = True
+        self.current = None
+        self.command_ids = 0
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.call(self._start())
+
+    def call(self, coroutine, timeout: float = 10):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    async def _start(self) -> None:
+        from websockets.asyncio.server import serve
+
+        self.server = await serve(self._handle, "127.0.0.1", 0, process_request=self._check)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def _check(self, connection, request):
+        if request.path != f"/ws/sandbox/{SANDBOX_ID}/":
+            return connection.respond(HTTPStatus.NOT_FOUND, "no such sandbox\n")
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            self.refused += 1
+            return connection.respond(HTTPStatus.FORBIDDEN, "bad token\n")
+        return None
+
+    async def _handle(self, ws) -> None:
+        self.connections += 1
+        number = self.connections
+        self.current = ws
+        async for raw in ws:
+            message = json.loads(raw)
+            self.messages.append((number, message))
+            if message.get("type") == "event" and self.auto_ack:
+                await ws.send(json.dumps({"type": "ack", "id": message["id"]}))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def mark(self) -> int:
+        return len(self.messages)
+
+    def command(self, name: str, **fields) -> int:
+        self.command_ids += 1
+        message = {"type": "command", "command_id": self.command_ids, "name": name, **fields}
+        self.call(self.current.send(json.dumps(message)))
+        return self.command_ids
+
+    def ack(self, ids: list[str]) -> None:
+        for event_id in ids:
+            self.call(self.current.send(json.dumps({"type": "ack", "id": event_id})))
+
+    def drop(self) -> None:
+        self.call(self.current.close())
+
+    def wait_for(self, predicate, since: int = 0, timeout: float = 30, what: str = "a message"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for number, message in self.messages[since:]:
+                if predicate(number, message):
+                    return message
+            time.sleep(0.05)
+        raise AssertionError(f"no {what} within {timeout} s; got {[m for _, m in self.messages[since:]][-15:]}")
+
+    def events(self, since: int = 0) -> list[dict]:
+        seen, events = set(), []
+        for _number, message in self.messages[since:]:
+            if message.get("type") == "event" and message["id"] not in seen:
+                seen.add(message["id"])
+                events.append(message["event"])
+        return events
+
+    def wait_event(self, kind: str, since: int = 0, timeout: float = 30, **match) -> dict:
+        def wanted(_n, m):
+            return m.get("type") == "event" and m["event"]["kind"] == kind and all(
+                m["event"].get(k) == v for k, v in match.items())
+        return self.wait_for(wanted, since, timeout, f"{kind} event {match or ''}")["event"]
+
+    def wait_result(self, command_id: int, timeout: float = 30) -> dict:
+        return self.wait_for(lambda _n, m: m.get("type") == "command_result" and m["command_id"] == command_id,
+                             0, timeout, f"result of command {command_id}")
+
+    def stop(self) -> None:
+        self.server.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def bridge_env(control_plane: FakeControlPlane, model: ScriptedModelServer, tools: Path, workspace: Path,
+               home: Path, **extra: str) -> dict[str, str]:
+    config = {
+        "provider": {"scripted": {
+            "npm": "@ai-sdk/openai-compatible", "name": "Scripted",
+            "options": {"baseURL": model.url + "/v1", "apiKey": TOKEN},
+            "models": {"scripted": {"name": "Scripted", "tool_call": True}},
+        }},
+        "model": "scripted/scripted", "small_model": "scripted/scripted",
+    }
+    return {
+        "PATH": os.environ["PATH"], "LANG": "C.UTF-8", "HOME": str(home),
+        "INSPECT_CONTROL_PLANE_URL": control_plane.url,
+        "INSPECT_SANDBOX_ID": SANDBOX_ID,
+        "INSPECT_SANDBOX_TOKEN": TOKEN,
+        "INSPECT_OPENCODE_CONFIG": json.dumps(config),
+        "INSPECT_WORKSPACE": str(workspace),
+        "INSPECT_TOOLS_DIR": str(tools),
+        "INSPECT_OPENCODE_BIN": str(opencode_binary(tools)),
+        "INSPECT_SYNCED": "0",
+        "INSPECT_HEARTBEAT_SECONDS": "1",
+        "npm_config_registry": "http://127.0.0.1:9/",  # a sandbox reaches no registry
+        **extra,
+    }
+
+
+class Bridge:
+    def __init__(self, env: dict[str, str], log: Path):
+        self.log = log
+        self.process = subprocess.Popen([PYTHON, str(BRIDGE_MAIN)], env=env, stdin=subprocess.DEVNULL,
+                                        stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture(scope="module")
+def tools() -> Path:
+    call_command("install_sandbox_tools")
+    root = tools_dir()
+    sys.path.insert(0, str(root / "python"))  # websockets, for the fake control plane
+    return root
+
+
+@pytest.fixture(scope="module")
+def model():
+    server = ScriptedModelServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def control_plane(tools):
+    server = FakeControlPlane(TOKEN)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def bridge(tools, model, control_plane, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bridge")
+    workspace, home = root / "workspace", root / "home"
+    workspace.mkdir()
+    home.mkdir()
+    (workspace / "README.md").write_text("# demo\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "initial"]):
+        subprocess.run(["git", "-c", "user.email=dev@example.com", "-c", "user.name=Dev", *args],
+                       cwd=workspace, check=True)
+    process = Bridge(bridge_env(control_plane, model, tools, workspace, home), root / "bridge.log")
+    process.workspace, process.home, process.state = workspace, home, {}
+    try:
+        control_plane.wait_for(lambda _n, m: m.get("type") == "hello", timeout=20, what="hello")
+    except AssertionError:
+        process.stop()
+        raise AssertionError(process.output()) from None
+    yield process
+    process.stop()
+    print(process.output()[-3000:])
+
+
+# --- the bridge end to end (in file order) ----------------------------------------------
+
+
+def test_hello_then_heartbeats(bridge, control_plane):
+    hello = control_plane.wait_for(lambda _n, m: m.get("type") == "hello")
+    assert hello["opencode_version"] == OPENCODE_VERSION and hello["bridge_version"] and hello["synced"] is False
+    first = control_plane.wait_for(lambda _n, m: m.get("type") == "heartbeat")
+    mark = control_plane.mark()
+    later = control_plane.wait_for(lambda _n, m: m.get("type") == "heartbeat", mark, timeout=5)
+    assert first["busy"] is False and later["busy"] is False
+
+
+def test_a_write_waits_for_sync_done_then_the_run_completes(bridge, control_plane, model):
+    mark = control_plane.mark()
+    prompt = control_plane.command("prompt", prompt_id=1, text="Please create the greeting file", author="Ada",
+                                   model=None, opencode_session_id=None)
+    started = control_plane.wait_event("tool_started", mark, timeout=60)
+    target = bridge.workspace / "hello.txt"
+    assert started["tool"] == "write" and started["input"]["filePath"] == str(target)
+    time.sleep(1.5)  # the write waits for the bridge's permission answer, held until sync_done
+    assert not target.exists()
+    assert "tool_finished" not in [e["kind"] for e in control_plane.events(mark)]
+    assert control_plane.wait_result(prompt)["ok"] is True
+
+    sync = control_plane.command("sync_done")
+    assert control_plane.wait_result(sync)["ok"] is True
+    idle = control_plane.wait_event("idle", mark, timeout=30)
+    assert idle["prompt_id"] == 1
+    assert target.read_text() == "Hello from the scripted model!\n"
+
+    events = control_plane.events(mark)
+    kinds = [e["kind"] for e in events]
+    order = ["agent_session", "prompt_started", "busy", "tool_started", "tool_finished", "file_edited", "text", "idle"]
+    assert [kinds.index(k) for k in order] == sorted(kinds.index(k) for k in order), kinds
+    by_kind = {e["kind"]: e for e in events}
+    session_id = by_kind["agent_session"]["opencode_session_id"]
+    assert session_id.startswith("ses_")
+    finished = by_kind["tool_finished"]
+    assert finished["tool"] == "write" and finished["error"] is None
+    assert finished["output"] == "Wrote file successfully."
+    assert finished["input"]["content"] == "Hello from the scripted model!\n"
+    edited = by_kind["file_edited"]
+    assert edited["path"] == "hello.txt"
+    assert "--- /dev/null\n+++ b/hello.txt\n" in edited["diff"]
+    assert "+Hello from the scripted model!\n" in edited["diff"]
+    text = by_kind["text"]
+    assert text["text"] == "Done. The tool said: Wrote file successfully."
+    deltas = [e["delta"] for e in events if e["kind"] == "text_delta" and e["part_id"] == text["part_id"]]
+    assert "".join(deltas) == text["text"] and len(deltas) > 1
+    assert by_kind["title"] == {"kind": "title", "title": "Please create the greeting file"}
+    assert not [r for r in model.requests if not r["body"].get("tools")]  # so no title request to the model
+    assert [e["phase"] for e in events if e["kind"] == "step"][:2] == ["start", "finish"]
+    assert not [e for e in events if e["kind"] == "error"]
+    assert (bridge.home / ".config/opencode/node_modules").is_symlink()  # no plugin install at start-up
+    bridge.state["session"] = session_id
+
+
+def test_a_second_prompt_continues_the_conversation(bridge, control_plane, model):
+    session_id = bridge.state["session"]
+    mark, requests = control_plane.mark(), len(model.requests)
+    control_plane.command("prompt", prompt_id=2, text="now run bash please", author="Bob",
+                          model={"providerID": "scripted", "modelID": "scripted"}, opencode_session_id=session_id)
+    assert control_plane.wait_event("idle", mark, prompt_id=2)
+    events = control_plane.events(mark)
+    assert "agent_session" not in [e["kind"] for e in events]
+    finished = next(e for e in events if e["kind"] == "tool_finished")
+    assert finished["tool"] == "bash" and finished["output"] == "hi\n" and finished["error"] is None
+    assert (bridge.workspace / "bash.txt").read_text() == "hi\n"
+    first_call = next(r for r in model.requests[requests:] if r["body"].get("tools"))
+    history = json.dumps(first_call["body"]["messages"])
+    assert "Please create the greeting file" in history and "Wrote file successfully." in history
+    assert "now run bash please" in history
+    tools = {t["function"]["name"] for t in first_call["body"]["tools"]}
+    assert {"write", "edit", "bash", "read"} <= tools and "question" not in tools  # denied: nobody could answer
+
+
+def test_stop_aborts_a_slow_run_and_idle_follows(bridge, control_plane):
+    mark = control_plane.mark()
+    control_plane.command("prompt", prompt_id=3, text="something slow please", author="Ada", model=None,
+                          opencode_session_id=bridge.state["session"])
+    control_plane.wait_event("text_delta", mark, timeout=30)
+    busy = control_plane.wait_for(lambda _n, m: m.get("type") == "heartbeat" and m["busy"], mark, timeout=5)
+    assert busy["busy"] is True
+    stop = control_plane.command("stop")
+    assert control_plane.wait_result(stop)["ok"] is True
+    stopped = time.monotonic()
+    control_plane.wait_event("idle", mark, timeout=10, prompt_id=3)
+    assert time.monotonic() - stopped < 5
+    events = control_plane.events(mark)
+    assert len([e for e in events if e["kind"] == "text_delta"]) < 40
+    assert not [e for e in events if e["kind"] == "error"]  # a stop is not a failure
+
+
+def test_an_error_is_reported_once_and_idle_follows(bridge, control_plane):
+    mark = control_plane.mark()
+    control_plane.command("prompt", prompt_id=4, text="justtext please", author="Ada",  # a session of its own:
+                          model={"providerID": "scripted", "modelID": "nope"},  # OpenCode keeps the last model
+                          opencode_session_id=None)
+    control_plane.wait_event("idle", mark, prompt_id=4)
+    errors = [e for e in control_plane.events(mark) if e["kind"] == "error"]
+    assert len(errors) == 1, errors  # OpenCode sends this one twice
+    assert errors[0] == {"kind": "error", "name": "UnknownError", "message": "Model not found: scripted/nope."}
+
+
+def test_an_unknown_session_id_starts_a_new_session(bridge, control_plane):
+    mark = control_plane.mark()
+    control_plane.command("prompt", prompt_id=40, text="justtext please", author="Ada", model=None,
+                          opencode_session_id="ses_0000000000000000000000000")
+    control_plane.wait_event("idle", mark, prompt_id=40)
+    kinds = [e["kind"] for e in control_plane.events(mark)]
+    assert kinds[:3] == ["agent_session", "title", "prompt_started"] and "text" in kinds
+
+
+def test_unacknowledged_events_are_sent_again_after_a_reconnect(bridge, control_plane):
+    control_plane.auto_ack = False
+    try:
+        mark, connection = control_plane.mark(), control_plane.connections
+        control_plane.command("prompt", prompt_id=5, text="justtext please", author="Ada", model=None,
+                              opencode_session_id=bridge.state["session"])
+        control_plane.wait_event("idle", mark, prompt_id=5)
+        sent = [m["id"] for _n, m in control_plane.messages[mark:] if m.get("type") == "event"]
+        assert len(sent) >= 6
+        acked, unacked = sent[: len(sent) // 2], sent[len(sent) // 2:]
+        control_plane.ack(acked)
+        time.sleep(0.3)
+        control_plane.drop()
+        control_plane.wait_for(lambda n, m: n == connection + 1 and m.get("type") == "hello", mark, timeout=10)
+
+        def resent():
+            new = [m for n, m in control_plane.messages[mark:] if n == connection + 1]
+            return [m["id"] for m in new if m.get("type") == "event"]
+        deadline = time.monotonic() + 10
+        while len(resent()) < len(unacked) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert resent() == unacked  # in order, each once, and none of the acknowledged ones
+        control_plane.ack(unacked)
+    finally:
+        control_plane.auto_ack = True
+
+
+def test_prepare_snapshot_folds_the_database_log(bridge, control_plane):
+    result = control_plane.wait_result(control_plane.command("prepare_snapshot"))
+    assert result["ok"] is True, result
+    data = bridge.home / ".local/share/opencode"
+    assert (data / "opencode.db").stat().st_size > 0
+    wal = data / "opencode.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_a_bridge_with_a_wrong_token_is_refused_and_keeps_trying(tools, model, control_plane, tmp_path):
+    env = bridge_env(control_plane, model, tools, tmp_path, tmp_path, INSPECT_SANDBOX_TOKEN="not-the-token-4711",
+                     INSPECT_OPENCODE_BIN=str(tmp_path / "no-opencode"), INSPECT_RECONNECT_MAX_SECONDS="1")
+    before, hellos = control_plane.refused, control_plane.mark()
+    other = Bridge(env, tmp_path / "bridge.log")
+    try:
+        deadline = time.monotonic() + 15
+        while control_plane.refused < before + 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert control_plane.refused >= before + 3, other.output()
+        assert other.process.poll() is None, other.output()
+        assert "refused the connection: HTTP 403" in other.output()
+        assert "4711" not in other.output()  # the token is never logged
+        assert not [m for _n, m in control_plane.messages[hellos:] if m.get("type") == "hello"]
+    finally:
+        other.stop()
+    assert other.process.returncode == 0
+
+
+def opencode_pid(bridge: Bridge) -> int:
+    return int(bridge.output().rsplit("OpenCode started (pid ", 1)[1].split(",")[0])
+
+
+def test_opencode_is_restarted_when_it_dies_and_the_session_goes_on(bridge, control_plane):
+    pid, session_id = opencode_pid(bridge), bridge.state["session"]
+    mark = control_plane.mark()
+    control_plane.command("prompt", prompt_id=6, text="another slow one please", author="Ada", model=None,
+                          opencode_session_id=session_id)
+    control_plane.wait_event("text_delta", mark)
+    os.kill(pid, signal.SIGKILL)
+    control_plane.wait_event("error", mark, timeout=10, name="OpenCodeExited")
+    control_plane.wait_event("idle", mark, timeout=10, prompt_id=6)
+
+    mark = control_plane.mark()
+    control_plane.command("prompt", prompt_id=7, text="justtext after the restart", author="Ada", model=None,
+                          opencode_session_id=session_id)
+    control_plane.wait_event("idle", mark, timeout=90, prompt_id=7)
+    events = control_plane.events(mark)
+    assert "agent_session" not in [e["kind"] for e in events]  # the same OpenCode session, from its database
+    assert [e["text"] for e in events if e["kind"] == "text"] == ["Just some text, no tools here."]
+    assert opencode_pid(bridge) != pid
+
+
+def test_shutdown_stops_opencode_and_exits(bridge, control_plane):
+    pid = opencode_pid(bridge)
+    result = control_plane.wait_result(control_plane.command("shutdown"))
+    assert result["ok"] is True
+    assert bridge.process.wait(15) == 0
+    assert not Path(f"/proc/{pid}").exists()
+
+
+# --- its parts, without processes ---------------------------------------------------------
+
+
+def opencode_event(kind: str, **properties) -> dict:
+    return {"id": "evt_1", "type": kind, "properties": properties}
+
+
+def test_translator_forwards_only_its_sessions_and_skips_user_text(tmp_path):
+    translator = Translator(tmp_path)
+    translator.track("ses_A").start_prompt(7)
+    assert translator.handle(opencode_event("session.status", sessionID="ses_B", status={"type": "busy"})) == []
+    assert translator.handle(opencode_event("message.part.delta", sessionID="ses_B", messageID="m", partID="p",
+                                            field="text", delta="x")) == []
+    translator.handle(opencode_event("message.updated", sessionID="ses_A", info={"id": "msg_U", "role": "user"}))
+    user_text = {"id": "prt_U", "messageID": "msg_U", "type": "text", "text": "hi"}
+    assert translator.handle(opencode_event("message.part.updated", sessionID="ses_A", part=user_text)) == []
+    busy = opencode_event("session.status", sessionID="ses_A", status={"type": "busy"})
+    assert translator.handle(busy) == [{"kind": "busy", "prompt_id": 7}]
+    assert translator.handle(busy) == []  # OpenCode says busy at every step
+    assert translator.busy
+    assert translator.handle(opencode_event("session.idle", sessionID="ses_A")) == [{"kind": "idle", "prompt_id": 7}]
+    assert translator.handle(opencode_event("session.status", sessionID="ses_A", status={"type": "idle"})) == []
+    assert not translator.busy
+
+
+def test_translator_reports_errors_once_and_aborts_never(tmp_path):
+    translator = Translator(tmp_path)
+    translator.track("ses_A").start_prompt(1)
+    error = {"name": "APIError", "data": {"message": "scripted invalid api key"}}
+    assert translator.handle(opencode_event("session.error", sessionID="ses_A", error=error)) == [
+        {"kind": "error", "name": "APIError", "message": "scripted invalid api key"}]
+    assert translator.handle(opencode_event("session.error", sessionID="ses_A", error=error)) == []
+    aborted = {"name": "MessageAbortedError", "data": {"message": "Aborted"}}
+    assert translator.handle(opencode_event("session.error", sessionID="ses_A", error=aborted)) == []
+
+
+def test_translator_tools_start_once_and_diff_what_they_changed(tmp_path):
+    translator = Translator(tmp_path)
+    translator.track("ses_A")
+    (tmp_path / "app.py").write_text("a = 1\nb = 2\n")
+    part = {"id": "prt_T", "messageID": "msg_A", "type": "tool", "tool": "edit", "callID": "call_1"}
+    running = {"status": "running", "input": {"filePath": str(tmp_path / "app.py"), "oldString": "b = 2"}}
+
+    def update(state: dict) -> list[dict]:
+        event = opencode_event("message.part.updated", sessionID="ses_A", part={**part, "state": state})
+        return translator.handle(event)
+
+    assert [e["kind"] for e in update(running)] == ["tool_started"]
+    assert update(running) == []  # bash and others say running more than once
+    (tmp_path / "app.py").write_text("a = 1\nb = 3\n")
+    events = update({**running, "status": "completed", "output": "Edit applied successfully.", "title": "app.py"})
+    assert [e["kind"] for e in events] == ["tool_finished", "file_edited"]
+    assert events[0]["output"] == "Edit applied successfully." and events[0]["error"] is None
+    assert events[1] == {"kind": "file_edited", "path": "app.py",
+                         "diff": "--- a/app.py\n+++ b/app.py\n@@ -1,2 +1,2 @@\n a = 1\n-b = 2\n+b = 3\n"}
+
+
+def test_diffs_mark_a_missing_final_newline_and_patch_paths_are_found(tmp_path):
+    assert unified_diff("x", b"a", b"b") == (
+        "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+b\n\\ No newline at end of file\n")
+    assert unified_diff("x", b"same", b"same") is None
+    assert unified_diff("x", None, b"\0bin").startswith("Binary files /dev/null and b/x differ")
+    patch = "*** Begin Patch\n*** Update File: src/a.py\n@@\n*** Add File: b.py\n+x\n*** End Patch"
+    assert tool_paths("apply_patch", {"patchText": patch}, tmp_path) == [tmp_path / "src/a.py", tmp_path / "b.py"]
+    assert tool_paths("read", {"filePath": "/etc/passwd"}, tmp_path) == []
+    clipped = clip({"content": "x" * (MAX_CHARS + 5), "n": 1})
+    assert clipped["content"].endswith("[... 5 more characters not shown]") and clipped["n"] == 1
+
+
+def test_outbox_keeps_events_until_acknowledged_and_messages_until_sent():
+    outbox = Outbox()
+    first = outbox.add_event({"kind": "a"})
+    outbox.add_message({"type": "command_result", "command_id": 1})
+    second = outbox.add_event({"kind": "b"})
+    items = outbox.after(0)
+    assert [m.get("id") for _s, m in items] == [first, None, second]
+    for seq, _message in items:
+        outbox.sent(seq)
+    assert outbox.ack(first) and not outbox.ack(first)
+    assert [m["id"] for _s, m in outbox.after(0)] == [second] and not outbox.has_messages
+
+
+def test_config_forces_write_permissions_and_links_the_plugin_package(tmp_path, tools):
+    env = {"INSPECT_CONTROL_PLANE_URL": "https://cp.example/base", "INSPECT_SANDBOX_ID": "42",
+           "INSPECT_SANDBOX_TOKEN": "t", "HOME": str(tmp_path),
+           "INSPECT_OPENCODE_CONFIG": json.dumps({"permission": {"edit": "allow", "read": "allow"}})}
+    config = BridgeConfig.from_env(env)
+    assert config.websocket_url == "wss://cp.example/base/ws/sandbox/42/"
+    merged = config.merged_opencode_config()
+    assert merged["permission"] == {"edit": "ask", "read": "allow", "bash": "ask", "question": "deny"}
+    child_env = config.opencode_env("pw")
+    assert "INSPECT_SANDBOX_TOKEN" not in child_env and child_env["OPENCODE_SERVER_PASSWORD"] == "pw"
+    folder = tmp_path / "config"
+    assert link_plugin_package(folder, tools) and not link_plugin_package(folder, tools)
+    assert (folder / "node_modules/@opencode-ai/plugin/package.json").exists()
+    lock = json.loads((folder / "package-lock.json").read_text())
+    assert "@opencode-ai/plugin" in lock["packages"][""]["dependencies"]
+
+
+def agent_for_tests(tmp_path) -> Agent:
+    env = {"INSPECT_CONTROL_PLANE_URL": "http://cp", "INSPECT_SANDBOX_ID": "1", "INSPECT_SANDBOX_TOKEN": "t",
+           "HOME": str(tmp_path), "INSPECT_WORKSPACE": str(tmp_path)}
+    return Agent(BridgeConfig.from_env(env), Outbox())
+
+
+def test_watchdog_ends_a_run_opencode_forgot_to_end(tmp_path):
+    agent = agent_for_tests(tmp_path)
+    calls = []
+
+    class Server:
+        alive = True
+
+        async def request(self, method, path, body=None, timeout=30):
+            calls.append(path)
+            return {}  # no session is busy
+
+    agent.server = Server()
+    agent.ready.set()
+    state = agent.translator.track("ses_A")
+    state.start_prompt(9)
+    asyncio.run(agent.check_sessions())
+    assert calls == []  # OpenCode has not said anything yet: not due
+    state.error_at = time.monotonic() - 2  # an error, then no idle
+    asyncio.run(agent.check_sessions())
+    assert calls == ["/session/status"]
+    assert [m["event"] for _s, m in agent.outbox.after(0)] == [{"kind": "idle", "prompt_id": 9}]
+    assert not agent.translator.busy
+
+
+def test_a_command_sent_again_is_answered_again_not_run_again(tmp_path):
+    agent = agent_for_tests(tmp_path)
+
+    async def scenario():
+        worker = asyncio.create_task(agent.work())
+        command = {"type": "command", "command_id": 5, "name": "sync_done"}
+        agent.on_command(command)
+        agent.on_command(command)  # still running: ignored
+        await asyncio.sleep(0.05)
+        agent.on_command(command)  # done: the same result again
+        agent.on_command({"type": "command", "command_id": 6, "name": "dance"})
+        await asyncio.sleep(0.05)
+        worker.cancel()
+
+    asyncio.run(scenario())
+    results = [m for _s, m in agent.outbox.after(0)]
+    assert results[0] == results[1] == {"type": "command_result", "command_id": 5, "ok": True, "error": None}
+    assert results[2]["ok"] is False and "unknown command" in results[2]["error"] and len(results) == 3
+    assert agent.synced
