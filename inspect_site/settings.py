@@ -110,7 +110,8 @@ else:
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [CHANNEL_REDIS_HOST]},
+        # redis-py 8 times reads out after 5 s, as long as channels_redis's blocking pop waits: give it room.
+        "CONFIG": {"hosts": [{"address": CHANNEL_REDIS_HOST, "socket_timeout": 30}]},
     }
 }
 

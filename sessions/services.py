@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from sandboxes import provisioning, tasks
+from sandboxes import providers, provisioning, tasks
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox, Snapshot
 from sessions import queue
@@ -172,6 +172,10 @@ def carry_out(session: Session, action: queue.Action, user) -> bool:
 def start_sandbox(session: Session, snapshot_id: str | None) -> bool:
     """Give the session a sandbox; True when it is ready at once (a warm one from the pool)."""
     snapshot = Snapshot.objects.filter(pk=snapshot_id).first() if snapshot_id else None
+    if not providers.configured_providers():
+        # The agent could not call any model: say what to set instead of starting a sandbox that hangs.
+        session.status, session.error = Session.Status.FAILED, providers.NO_PROVIDER_MESSAGE
+        return False
     try:
         if snapshot is not None:
             sandbox, from_pool = provisioning.create_sandbox(session.repo, snapshot=snapshot), False

@@ -40,7 +40,7 @@ def embedded_env(open_tmp):
 def test_settings_default_to_sqlite_and_the_embedded_redis(embedded_env):
     out = manage(embedded_env, "shell", "-c",
                  "from django.conf import settings as s; print(s.DATABASES['default']['ENGINE']); "
-                 "print(s.CELERY_BROKER_URL); print(s.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0])")
+                 "print(s.CELERY_BROKER_URL); print(s.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0]['address'])")
     engine, broker, channel_host = out.split()[-3:]
     var = embedded_env["VAR_DIR"]
     assert engine == "django.db.backends.sqlite3"

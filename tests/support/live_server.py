@@ -42,16 +42,21 @@ class LiveServer:
             **(env or {}),
         }
         self.process: subprocess.Popen | None = None
+        self.log_path = Path(settings.VAR_DIR) / f"daphne-{self.port}.log"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def start(self) -> "LiveServer":
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "inspect_site.asgi:application"],
-            cwd=BASE, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+            cwd=BASE, env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "wb"),
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError("daphne exited: " + self.process.stderr.read().decode(errors="replace"))
+                raise RuntimeError("daphne exited: " + self.log())
             try:
                 httpx.get(self.url + "/accounts/login/", timeout=1)
                 return self

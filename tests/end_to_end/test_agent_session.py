@@ -1,0 +1,139 @@
+"""A prompt becomes an agent run, end to end, with every real part: Daphne (the session and bridge
+sockets, the model proxy), a Celery worker, a local bubblewrap sandbox running the bridge and the
+real OpenCode, and the scripted model provider."""
+
+import asyncio
+import json
+import time
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.contrib.auth.models import User
+from django.test import Client
+from websockets.asyncio.client import connect
+
+from inspect_site.celery import app
+from sandboxes import builds, provisioning
+from sandboxes.backends import get_backend
+from sandboxes.models import Repo, Sandbox
+from sessions import services
+from sessions.models import Session
+from tests.support.live_server import LiveServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def platform(settings, model_server, git_repo):
+    """The control plane as it runs in production, pointed at the scripted provider."""
+    provider_env = {
+        "OPENAI_COMPATIBLE_NAME": "scripted", "OPENAI_COMPATIBLE_BASE_URL": model_server.url + "/v1",
+        "OPENAI_COMPATIBLE_MODELS": "scripted", "OPENAI_COMPATIBLE_API_KEY": "sk-real-provider-key",
+    }
+    live = LiveServer(env=provider_env).start()
+    settings.MODEL_PROVIDERS = [{
+        "name": "scripted", "kind": "openai", "label": "Scripted", "base_url": model_server.url + "/v1",
+        "api_key": "sk-real-provider-key", "models": ["scripted"],
+    }]
+    settings.DEFAULT_MODEL = "scripted/scripted"
+    settings.SANDBOX_CONTROL_PLANE_URL = live.url
+    settings.SANDBOX_START_BRIDGE = True
+    repo = Repo.objects.create(name="demo", clone_url=git_repo.url)
+    assert builds.run_build(repo.request_build()[0].pk).status == "ready"
+    app.control.purge()
+    try:
+        with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"):
+            yield live, repo
+    finally:
+        for sandbox in Sandbox.objects.all():
+            print("sandbox", sandbox.pk, sandbox.state, sandbox.end_reason)
+            log = settings.SANDBOX_ROOT / "sandboxes" / str(sandbox.pk) / "service-bridge.log"
+            if log.exists():
+                print("bridge log:", log.read_text()[-3000:])
+        print("daphne log:", live.log()[-3000:])
+        for session in Session.objects.exclude(sandbox=None):
+            provisioning.terminate(session.sandbox_id, "test over")
+        live.stop()
+
+
+def sign_in(live) -> tuple[User, dict]:
+    user = User.objects.create_user("ada", "ada@example.com", "correct-horse-battery")
+    client = Client()
+    client.force_login(user)
+    return user, {"Cookie": f"sessionid={client.cookies['sessionid'].value}", "Origin": live.url}
+
+
+class Watcher:
+    """A browser's view of a session: the socket, the events in order."""
+
+    def __init__(self, live, session_id: int, headers: dict):
+        self.url = live.url.replace("http", "ws") + f"/ws/sessions/{session_id}/"
+        self.headers = headers
+        self.events: list[dict] = []
+
+    async def __aenter__(self):
+        self.socket = await connect(self.url, additional_headers=self.headers)
+        after = self.events[-1]["seq"] if self.events else 0
+        await self.socket.send(json.dumps({"type": "subscribe", "after": after}))
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.socket.close()
+
+    async def send(self, message: dict) -> dict:
+        await self.socket.send(json.dumps(message))
+        return await self.until(lambda m: m["type"] in ("ok", "error"))
+
+    async def until(self, done, timeout: float = 90) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                raw = await asyncio.wait_for(self.socket.recv(), max(0.01, deadline - time.monotonic()))
+            except TimeoutError:
+                pytest.fail(f"timed out; events so far: {[(e['kind'], e['data']) for e in self.events]}")
+            message = json.loads(raw)
+            if message["type"] == "event":
+                self.events.append(message)
+            if done(message):
+                return message
+
+    def kinds(self) -> list[str]:
+        return [e["kind"] for e in self.events]
+
+    def of(self, kind: str) -> list[dict]:
+        return [e["data"] for e in self.events if e["kind"] == kind]
+
+
+def is_event(kind: str, **fields):
+    return lambda m: m["type"] == "event" and m["kind"] == kind and all(m["data"].get(k) == v for k, v in fields.items())
+
+
+def test_a_prompt_runs_in_a_sandbox_and_everyone_sees_it_live(platform, model_server):
+    live, repo = platform
+    user, headers = sign_in(live)
+    session = services.create_session(repo, user, "Please write file:hello.txt")
+
+    async def scenario():
+        async with Watcher(live, session.pk, headers) as watcher:
+            await watcher.until(is_event("idle"), timeout=120)
+            return watcher
+
+    watcher = asyncio.run(scenario())
+    kinds = watcher.kinds()
+    assert kinds.index("prompt_queued") < kinds.index("prompt_started") < kinds.index("idle")
+    [write] = [t for t in watcher.of("tool_finished") if t["tool"] == "write"]
+    assert write["input"]["content"] == "Hello from the scripted model!\n" and not write["error"]
+    [edit] = watcher.of("file_edited")
+    assert edit["path"].endswith("hello.txt") and "+Hello from the scripted model!" in edit["diff"]
+    assert "Done." in "".join(t["text"] for t in watcher.of("text"))
+    assert [e["seq"] for e in watcher.events] == list(range(1, len(watcher.events) + 1))
+
+    session.refresh_from_db()
+    out = get_backend().exec(session.sandbox.backend_ref, "cat hello.txt").output
+    assert out == "Hello from the scripted model!\n"
+    # The provider saw the real key, never the sandbox's token.
+    keys = {
+        {k.lower(): v for k, v in r["headers"].items()}.get("authorization")
+        for r in model_server.requests if r["path"].endswith("completions")
+    }
+    assert keys == {"Bearer sk-real-provider-key"}
