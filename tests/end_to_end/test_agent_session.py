@@ -105,7 +105,10 @@ class Watcher:
 
 
 def is_event(kind: str, **fields):
-    return lambda m: m["type"] == "event" and m["kind"] == kind and all(m["data"].get(k) == v for k, v in fields.items())
+    def matches(m: dict) -> bool:
+        return m["type"] == "event" and m["kind"] == kind and all(m["data"].get(k) == v for k, v in fields.items())
+
+    return matches
 
 
 def test_a_prompt_runs_in_a_sandbox_and_everyone_sees_it_live(platform, model_server):
