@@ -17,6 +17,7 @@ from sandboxes import builds, provisioning
 from sandboxes.backends import get_backend
 from sandboxes.models import Repo, Sandbox
 from sessions import services
+from sessions import tasks as session_tasks
 from sessions.models import Session
 from tests.support.live_server import LiveServer
 
@@ -140,3 +141,74 @@ def test_a_prompt_runs_in_a_sandbox_and_everyone_sees_it_live(platform, model_se
         for r in model_server.requests if r["path"].endswith("completions")
     }
     assert keys == {"Bearer sk-real-provider-key"}
+
+
+def test_follow_ups_queue_cancel_stop_and_a_reconnect_gets_only_what_it_missed(platform):
+    live, repo = platform
+    user, headers = sign_in(live)
+    session = services.create_session(repo, user, "Tell me something slow")
+
+    async def scenario():
+        async with Watcher(live, session.pk, headers) as watcher:
+            await watcher.until(is_event("text_delta"), timeout=120)  # the slow answer is streaming
+            first = (await watcher.send({"type": "prompt", "text": "justtext number two"}))["prompt_id"]
+            second = (await watcher.send({"type": "prompt", "text": "justtext number three"}))["prompt_id"]
+            assert (await watcher.send({"type": "cancel", "prompt_id": second}))["type"] == "ok"
+            assert (await watcher.send({"type": "stop"}))["type"] == "ok"
+            await watcher.until(is_event("prompt_started", prompt_id=first))
+            seen_until = watcher.events[-1]["seq"]
+            await watcher.until(is_event("idle", prompt_id=first))
+            return watcher, first, second, seen_until
+
+    watcher, first, second, seen_until = asyncio.run(scenario())
+    started = [d["prompt_id"] for d in watcher.of("prompt_started")]
+    assert started[1:] == [first]  # the follow-up ran after the stopped run; the cancelled one never ran
+    assert second in [d["prompt_id"] for d in watcher.of("prompt_cancelled")]
+    assert watcher.of("stop_requested")
+    texts = "".join(t["text"] for t in watcher.of("text"))
+    assert "word39" not in texts  # the slow run was cut short
+    assert "Just some text" in texts
+
+    async def reconnect():
+        late = Watcher(live, session.pk, headers)
+        late.events = [e for e in watcher.events if e["seq"] <= seen_until]
+        async with late:
+            await late.until(lambda m: m["type"] == "event" and m["seq"] == watcher.events[-1]["seq"])
+        return late
+
+    late = asyncio.run(reconnect())
+    resent = [e["seq"] for e in late.events if e["seq"] > seen_until]
+    assert resent == list(range(seen_until + 1, watcher.events[-1]["seq"] + 1))  # exactly the missed ones
+
+
+def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversation(platform, model_server, settings):
+    live, repo = platform
+    user, headers = sign_in(live)
+    session = services.create_session(repo, user, "Please write file:notes.txt")
+
+    async def run_until_idle(count: int):
+        async with Watcher(live, session.pk, headers) as watcher:
+            while len(watcher.of("idle")) < count:
+                await watcher.until(is_event("idle"), timeout=120)
+            return watcher
+
+    asyncio.run(run_until_idle(1))
+    deadline = time.monotonic() + 30
+    while Session.objects.get(pk=session.pk).last_snapshot_id is None:  # snapshotted once idle
+        assert time.monotonic() < deadline, "no snapshot after the agent went idle"
+        time.sleep(0.2)
+    first_sandbox = Session.objects.get(pk=session.pk).sandbox
+    settings.SESSION_IDLE_TIMEOUT_SECONDS = 0
+    session_tasks.release_idle_sandboxes()
+    first_sandbox.refresh_from_db()
+    assert first_sandbox.state == "terminated" and "idle" in first_sandbox.end_reason
+
+    services.submit_prompt(Session.objects.get(pk=session.pk), user, "justtext are you still there?")
+    watcher = asyncio.run(run_until_idle(2))
+    session.refresh_from_db()
+    assert session.sandbox_id != first_sandbox.pk and session.sandbox.restored_from_id == session.last_snapshot_id
+    assert get_backend().exec(session.sandbox.backend_ref, "cat notes.txt").output == "Hello from the scripted model!\n"
+    last_call = [r for r in model_server.requests if r["path"].endswith("completions")][-1]
+    history = json.dumps(last_call["body"]["messages"])
+    assert "Please write file:notes.txt" in history  # the same OpenCode conversation went on
+    assert watcher.of("prompt_started")
