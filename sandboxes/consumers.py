@@ -4,8 +4,8 @@ Protocol: docs/bridge-protocol.md. The bridge proves who it is with its sandbox'
 only opens the socket of its own sandbox.
 """
 
-import itertools
 import logging
+import uuid
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -16,7 +16,6 @@ from sandboxes.models import Sandbox
 
 logger = logging.getLogger(__name__)
 MAX_EVENT_ID_LENGTH = 100
-_command_ids = itertools.count(1)
 
 
 def bearer_token(scope: dict) -> str:
@@ -119,7 +118,9 @@ class BridgeConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "ack", "id": event_id})
 
     async def send_command(self, command: dict) -> None:
-        await self.send_json({"type": "command", "command_id": next(_command_ids), **command})
+        # Unique across control-plane processes and restarts: the bridge answers a known id
+        # again instead of running it again.
+        await self.send_json({"type": "command", "command_id": uuid.uuid4().hex, **command})
 
     # --- channel-layer messages to the group sandbox-<id> ---------------------------
 

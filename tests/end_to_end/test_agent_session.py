@@ -7,54 +7,16 @@ import json
 import time
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.contrib.auth.models import User
 from django.test import Client
 from websockets.asyncio.client import connect
 
-from inspect_site.celery import app
-from sandboxes import builds, provisioning
 from sandboxes.backends import get_backend
-from sandboxes.models import Repo, Sandbox
 from sessions import services
 from sessions import tasks as session_tasks
 from sessions.models import Session
-from tests.support.live_server import LiveServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def platform(settings, model_server, git_repo):
-    """The control plane as it runs in production, pointed at the scripted provider."""
-    provider_env = {
-        "OPENAI_COMPATIBLE_NAME": "scripted", "OPENAI_COMPATIBLE_BASE_URL": model_server.url + "/v1",
-        "OPENAI_COMPATIBLE_MODELS": "scripted", "OPENAI_COMPATIBLE_API_KEY": "sk-real-provider-key",
-    }
-    live = LiveServer(env=provider_env).start()
-    settings.MODEL_PROVIDERS = [{
-        "name": "scripted", "kind": "openai", "label": "Scripted", "base_url": model_server.url + "/v1",
-        "api_key": "sk-real-provider-key", "models": ["scripted"],
-    }]
-    settings.DEFAULT_MODEL = "scripted/scripted"
-    settings.SANDBOX_CONTROL_PLANE_URL = live.url
-    settings.SANDBOX_START_BRIDGE = True
-    repo = Repo.objects.create(name="demo", clone_url=git_repo.url)
-    assert builds.run_build(repo.request_build()[0].pk).status == "ready"
-    app.control.purge()
-    try:
-        with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"):
-            yield live, repo
-    finally:
-        for sandbox in Sandbox.objects.all():
-            print("sandbox", sandbox.pk, sandbox.state, sandbox.end_reason)
-            log = settings.SANDBOX_ROOT / "sandboxes" / str(sandbox.pk) / "service-bridge.log"
-            if log.exists():
-                print("bridge log:", log.read_text()[-3000:])
-        print("daphne log:", live.log()[-3000:])
-        for session in Session.objects.exclude(sandbox=None):
-            provisioning.terminate(session.sandbox_id, "test over")
-        live.stop()
 
 
 def sign_in(live) -> tuple[User, dict]:

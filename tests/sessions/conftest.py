@@ -25,6 +25,16 @@ def listen():
 
 
 @pytest.fixture(autouse=True)
+def model_provider(settings):
+    """A configured provider, as every working deployment has (tests of its absence clear it)."""
+    settings.MODEL_PROVIDERS = [{
+        "name": "scripted", "kind": "openai", "label": "Scripted", "base_url": "http://127.0.0.1:9/v1",
+        "api_key": "sk-test", "models": ["scripted"],
+    }]
+    return settings.MODEL_PROVIDERS
+
+
+@pytest.fixture(autouse=True)
 def provisions(monkeypatch) -> list[str]:
     """Sandboxes queued for provisioning: recorded, never started."""
     calls: list[str] = []

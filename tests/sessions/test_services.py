@@ -244,6 +244,16 @@ def test_a_repo_without_an_image_fails_the_session_with_a_clear_reason(repo, use
     assert session.sandbox is None and prompt_statuses(session)[0][1] == "queued"
 
 
+def test_without_a_model_provider_the_session_says_what_to_set_and_starts_nothing(repo, user, settings, provisions):
+    settings.MODEL_PROVIDERS = []
+    session = services.create_session(repo, user, "anything")
+    assert session.status == Session.Status.FAILED
+    assert "OPENAI_API_KEY" in session.error and "ANTHROPIC_API_KEY" in session.error
+    assert session.sandbox is None and provisions == []
+    status = session.events.filter(kind="status").last()
+    assert "No model provider is configured" in status.data["reason"]  # shown on the session page
+
+
 def test_a_bad_model_name_creates_nothing(repo, user):
     with pytest.raises(ValueError, match="providerID/modelID"):
         services.create_session(repo, user, "hi", model="no-slash")

@@ -50,7 +50,7 @@ class LiveServer:
     def start(self) -> "LiveServer":
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "inspect_site.asgi:application"],
-            cwd=BASE, env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "wb"),
+            cwd=BASE, env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"),
             start_new_session=True,
         )
         deadline = time.monotonic() + 30

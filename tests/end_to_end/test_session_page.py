@@ -1,0 +1,67 @@
+"""The session page in a real Chromium, against the real platform (see conftest.py)."""
+
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import expect, sync_playwright
+
+pytestmark = pytest.mark.django_db(transaction=True)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def page(monkeypatch):
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls here are still plain sync code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+        yield page
+        browser.close()
+
+
+def test_sign_in_prompt_watch_queue_cancel_stop_and_survive_a_server_restart(platform, page):
+    live, repo = platform
+    User.objects.create_user("ada", "ada@example.com", "correct-horse-battery")
+
+    page.goto(live.url + "/accounts/login/")
+    page.fill("#id_login", "ada")
+    page.fill("#id_password", "correct-horse-battery")
+    page.click("button[type=submit]")
+    page.goto(live.url + "/sessions/new")
+    page.select_option("#id_repo", str(repo.pk))
+    page.fill("#id_prompt", "Please write file:hello.txt")
+    page.click("#create")
+
+    # The agent's run streams into the timeline: the write, its diff, the final text.
+    expect(page.locator(".tool-card").filter(has_text="write")).to_be_visible(timeout=120_000)
+    expect(page.locator(".file-edit .diff .line.add").filter(has_text="Hello from the scripted model!")).to_be_visible()
+    expect(page.locator(".assistant-text").filter(has_text="Done.")).to_be_visible()
+
+    # A slow run; a follow-up queued meanwhile is cancelled, and the run is stopped.
+    page.fill("#prompt-input", "Tell me something slow")
+    page.click("#send")
+    expect(page.locator(".assistant-text").filter(has_text="word3")).to_be_visible()
+    page.fill("#prompt-input", "justtext never to run")
+    page.click("#send")
+    queued = page.locator(".queue-item")
+    expect(queued).to_have_count(1)
+    queued.locator(".cancel").click()
+    expect(queued).to_have_count(0)
+    page.click("#stop")
+    expect(page.locator("#stop")).to_be_hidden()
+    assert "word39" not in page.locator("#timeline").inner_text()
+
+    # The server restarts under the page: it reconnects and carries on, nothing lost or doubled.
+    live.stop()
+    expect(page.locator("#socket-state")).not_to_have_attribute("data-state", "connected")
+    live.start()
+    expect(page.locator("#socket-state")).to_have_attribute("data-state", "connected")
+    page.fill("#prompt-input", "justtext after the restart")
+    page.click("#send")
+    expect(page.locator(".assistant-text").filter(has_text="Just some text")).to_be_visible()
+    seqs = [int(s) for s in page.locator("#timeline .ev[data-seq]").evaluate_all("els => els.map(e => e.dataset.seq)")]
+    assert seqs == sorted(set(seqs))
+    assert "never to run" not in page.locator(".assistant-text").all_inner_texts()
