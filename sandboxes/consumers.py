@@ -4,6 +4,7 @@ Protocol: docs/bridge-protocol.md. The bridge proves who it is with its sandbox'
 only opens the socket of its own sandbox.
 """
 
+import json
 import logging
 import uuid
 
@@ -82,6 +83,14 @@ class BridgeConsumer(AsyncJsonWebsocketConsumer):
 
     async def send_error(self, message: str) -> None:
         await self.send_json({"type": "error", "message": message})
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        try:
+            content = json.loads(text_data if text_data is not None else bytes_data)
+        except (TypeError, ValueError):
+            await self.send_error("a message must be JSON")
+            return
+        await self.receive_json(content)
 
     async def receive_json(self, content, **kwargs) -> None:
         if not isinstance(content, dict):
