@@ -1,0 +1,408 @@
+"""Session figures on the live platform (one Daphne, a Celery worker, the scripted model answering
+at once): submit → first token with a warm sandbox and after a restore, event fan-out to 50
+viewers, and 200 sessions streaming at once. See docs/benchmarks.md."""
+
+import asyncio
+import os
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.test.utils import override_settings
+
+from bench._common import goal, open_dir, p50, report, say, spread, stopwatch
+from bench._fixtures import build, register, terminate_all
+from bench._git import Origin
+from bench._live import (
+    Platform,
+    Stream,
+    StreamResult,
+    Viewer,
+    delete_users,
+    fake_ready_image,
+    in_thread,
+    make_user,
+    opencode_log,
+    session_on,
+    simulated_sandbox,
+    stream_events,
+)
+from sandboxes.lifecycle import State
+from sandboxes.models import Repo, Sandbox
+from sessions import services
+from sessions import tasks as session_tasks
+from sessions.models import Event, Prompt, Session
+
+WARM_RUNS = 7
+RESTORE_RUNS = 3
+FANOUT_VIEWERS = 50
+FANOUT_EVENTS = 200
+FANOUT_RATE = 50.0  # events per second
+FANOUT_SLOW_EVENTS = 20  # the same 50 viewers, at a rate one Daphne keeps up with
+FANOUT_SLOW_RATE = 5.0
+CONCURRENT_SESSIONS = 200
+# Per session. One Daphne on SQLite stores ~50-70 events/s here, so 50 events each (10,000)
+# would take minutes to drain; 10 each shows the same limit.
+CONCURRENT_EVENTS = 10
+CONCURRENT_RATE = 5.0  # events per second per session: 1,000/s offered in all
+PROMPT_TIMEOUT = 180.0
+REAL_REPO = "bench-sessions"
+SIMULATED_REPO = "bench-sessions-sim"
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+# --- one timed prompt, as a browser sees it ----------------------------------------------------
+
+
+def sandbox_heartbeat(session_id: int) -> float | None:
+    """The session's sandbox's last heartbeat (wall clock): a bridge's hello records one."""
+    sandbox = Session.objects.select_related("sandbox").get(pk=session_id).sandbox
+    return sandbox.last_heartbeat_at.timestamp() if sandbox and sandbox.last_heartbeat_at else None
+
+
+async def timed_prompt(platform: Platform, session_id: int, headers: dict, text: str,
+                       restoring: bool) -> dict[str, float]:
+    """Send a prompt on a subscribed socket and wait for its `idle`. Returns seconds from the send
+    to each milestone the socket shows (and the bridge's hello, read from the database)."""
+    after = await in_thread(lambda: Session.objects.get(pk=session_id).last_seq)
+    viewer = await Viewer(platform.ws_url, session_id, headers).open(after)
+    marks: dict[str, float] = {}
+    seen: list[tuple[str, dict]] = []
+    try:
+        start_wall, start = time.time(), time.monotonic()
+        await viewer.send({"type": "prompt", "text": text})
+        prompt_id = None
+        deadline = start + PROMPT_TIMEOUT
+        while True:
+            try:
+                at, message = await viewer.receive(max(0.01, deadline - time.monotonic()))
+            except TimeoutError:
+                raise RunFailed(f"no idle within {PROMPT_TIMEOUT:.0f} s; events: {seen[-15:]}") from None
+            since = at - start
+            if message["type"] == "error":
+                raise RunFailed(f"the prompt was refused: {message['message']}")
+            if message["type"] == "ok":
+                marks["ok"] = since
+                prompt_id = message["prompt_id"]
+                continue
+            if message["type"] != "event":
+                continue
+            kind, data = message["kind"], message["data"]
+            seen.append((kind, {k: str(v)[:60] for k, v in data.items()}))
+            if kind == "prompt_queued" and data.get("text") == text:
+                prompt_id = data["prompt_id"]
+            elif kind == "sandbox_phase" and data.get("state") == State.READY:
+                marks.setdefault("sandbox_ready", since)
+            elif kind == "prompt_started" and data.get("prompt_id") == prompt_id:
+                marks["prompt_started"] = since
+                if restoring:  # the heartbeat right after the hello; the next one is 10 s later
+                    beat = await in_thread(sandbox_heartbeat, session_id)
+                    if beat is not None:
+                        marks["bridge_hello"] = beat - start_wall
+            elif kind == "text_delta" and "first_token" not in marks:
+                marks["first_token"] = since
+                marks["_first_token_seq"] = message["seq"]
+            elif kind == "status" and data.get("status") == Session.Status.FAILED:
+                raise RunFailed(f"the session failed: {data.get('reason')}")
+            elif kind == "idle" and data.get("prompt_id") == prompt_id:
+                break
+    finally:
+        await viewer.close()
+    if "first_token" not in marks:
+        raise RunFailed(f"the run ended without a text_delta; events: {seen[-15:]}")
+    marks["_start"], marks["_start_wall"] = start, start_wall
+    return marks
+
+
+def first_line(log: list[tuple[float, str]], prefix: str, after: float = 0.0) -> float | None:
+    return next((at for at, message in log if message.startswith(prefix) and at >= after), None)
+
+
+def measure_prompt(platform: Platform, session_id: int, headers: dict, text: str,
+                   restoring: bool = False) -> dict[str, float]:
+    """timed_prompt, plus what the model server, the event log and OpenCode's own log say about
+    the same run (read while the sandbox still runs)."""
+    marks = asyncio.run(timed_prompt(platform, session_id, headers, text, restoring))
+    start, start_wall = marks.pop("_start"), marks.pop("_start_wall")
+    calls = platform.model_calls_since(start)
+    if calls:
+        marks["model_request"] = calls[0] - start
+    stored = Event.objects.get(session_id=session_id, seq=marks.pop("_first_token_seq"))
+    marks["first_token_stored"] = stored.created_at.timestamp() - start_wall
+    log = opencode_log(Session.objects.select_related("sandbox").get(pk=session_id).sandbox, start_wall)
+    if restoring and log:
+        marks["opencode_first_log"] = log[0][0]
+    for key, prefix in (("opencode_ready", "event connected"), ("opencode_loop", "loop"),
+                        ("opencode_llm_call", "stream")):
+        found = first_line(log, prefix)
+        if found is not None:
+            marks[key] = found
+    refresh = first_line(log, "project copy refresh started"), first_line(log, "project copy refresh done")
+    if None not in refresh:
+        marks["opencode_project_refresh"] = refresh[1] - refresh[0]
+    return marks
+
+
+def wait_until_saved(session_id: int, before: str | None, timeout: float = 60) -> None:
+    """After a run: wait for its snapshot (taken once the agent is idle) and the sandbox back in
+    service, so the next prompt does not queue behind the snapshot."""
+    deadline = time.monotonic() + timeout
+    while True:
+        session = Session.objects.select_related("sandbox").get(pk=session_id)
+        if session.status == Session.Status.FAILED:
+            raise RunFailed(f"the session failed: {session.error}")
+        saved = session.last_snapshot_id is not None and str(session.last_snapshot_id) != str(before)
+        if saved and session.sandbox and session.sandbox.state in (State.READY, State.RUNNING):
+            return
+        if time.monotonic() > deadline:
+            raise RunFailed(f"no new snapshot within {timeout:.0f} s after the run")
+        time.sleep(0.05)
+
+
+def wait_until_done(session_id: int, timeout: float = PROMPT_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while Prompt.objects.filter(session_id=session_id, status__in=Prompt.OPEN).exists():
+        session = Session.objects.get(pk=session_id)
+        if session.status == Session.Status.FAILED:
+            raise RunFailed(f"the session failed: {session.error}")
+        if time.monotonic() > deadline:
+            raise RunFailed(f"the first prompt did not finish within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def phase_lines(runs: list[dict[str, float]], phases: list[tuple[str, str]], scale: float, unit: str) -> None:
+    for key, label in phases:
+        values = [r[key] for r in runs if key in r]
+        if values:
+            say(f"  {label:<58} {spread(values, scale, unit)}")
+
+
+# --- warm sandbox and restore ------------------------------------------------------------------
+
+
+def first_token_warm(platform: Platform, session: Session, headers: dict) -> None:
+    runs = []
+    for run in range(WARM_RUNS):
+        before = Session.objects.get(pk=session.pk).last_snapshot_id
+        runs.append(measure_prompt(platform, session.pk, headers, f"justtext warm run {run}"))
+        wait_until_saved(session.pk, before)
+    firsts = [r["first_token"] for r in runs]
+    report("first_token_warm_p50", p50(firsts) * 1000, "ms", 1)
+    for key in ("ok", "prompt_started", "model_request", "first_token_stored"):
+        values = [r[key] for r in runs if key in r]
+        if values:
+            report(f"first_token_warm_{key}_p50", p50(values) * 1000, "ms", 1)
+    say(f"submit → first text_delta on the socket, warm sandbox: {spread(firsts, 1000, 'ms')} over {WARM_RUNS} runs "
+        f"(after one warm-up prompt; each run starts once the snapshot after the previous one is taken)")
+    say("split, from sending {\"type\": \"prompt\"} on the socket (each line: time since the send):")
+    phase_lines(runs, [
+        ("ok", "`ok` back (prompt stored, queue decided, command sent)"),
+        ("prompt_started", "prompt_started on the socket (bridge got the command)"),
+        ("opencode_loop", "OpenCode starts its loop (its log)"),
+        ("opencode_llm_call", "OpenCode calls the model (its log)"),
+        ("model_request", "the request reaches the scripted model (via the proxy)"),
+        ("first_token_stored", "first text_delta stored (Event.created_at)"),
+        ("first_token", "first text_delta on the socket"),
+    ], 1000, "ms")
+    goal("first token, warm sandbox, p50", p50(firsts) * 1000, "ms", 100)
+
+
+def restore_first_token(platform: Platform, session: Session, headers: dict) -> None:
+    runs = []
+    for run in range(RESTORE_RUNS):
+        current = Session.objects.select_related("sandbox").get(pk=session.pk)
+        old, snapshot = current.sandbox, current.last_snapshot_id
+        with override_settings(SESSION_IDLE_TIMEOUT_SECONDS=0):
+            session_tasks.release_idle_sandboxes()
+        old.refresh_from_db()
+        if old.state != State.TERMINATED:
+            raise RunFailed(f"the idle sandbox was not let go (state {old.state})")
+        marks = measure_prompt(platform, session.pk, headers, f"justtext restore run {run}", restoring=True)
+        restored = Session.objects.select_related("sandbox").get(pk=session.pk).sandbox
+        if restored is None or str(restored.restored_from_id) != str(snapshot):
+            raise RunFailed("the follow-up did not restore the session's last snapshot")
+        runs.append(marks)
+        wait_until_saved(session.pk, snapshot)
+    firsts = [r["first_token"] for r in runs]
+    report("restore_first_token_p50", p50(firsts), "s", 3)
+    for key in ("sandbox_ready", "bridge_hello", "opencode_ready", "prompt_started", "model_request"):
+        values = [r[key] for r in runs if key in r]
+        if values:
+            report(f"restore_{key}_p50", p50(values), "s", 3)
+    say(f"follow-up after the sandbox was snapshotted and terminated → first text_delta: "
+        f"{spread(firsts, 1, 's')} over {RESTORE_RUNS} runs")
+    say("split, from sending the prompt (each line: time since the send):")
+    phase_lines(runs, [
+        ("ok", "`ok` back (restore queued for the worker)"),
+        ("sandbox_ready", "sandbox_phase ready on the socket (restored, bridge launched)"),
+        ("bridge_hello", "bridge connected (the heartbeat after its hello)"),
+        ("opencode_first_log", "OpenCode's first log line (process up)"),
+        ("opencode_ready", "OpenCode serving, the bridge's event stream on (its log)"),
+        ("prompt_started", "prompt_started on the socket (session found)"),
+        ("opencode_loop", "OpenCode starts its loop (its log)"),
+        ("opencode_llm_call", "OpenCode calls the model (its log)"),
+        ("model_request", "the request reaches the scripted model"),
+        ("first_token", "first text_delta on the socket"),
+    ], 1, "s")
+    phase_lines(runs, [("opencode_project_refresh", "of which OpenCode's \"project copy refresh\"")], 1, "s")
+    goal("first token after a restore, p50", p50(firsts), "s", 3)
+
+
+def agent_figures(platform: Platform, root: Path) -> None:
+    with stopwatch() as preparing:
+        repo = register(REAL_REPO, Origin(root / "origin", 10, 64 * 1024))
+        build(repo)
+    owner = make_user("owner")
+    headers = platform.browser_headers(owner)
+    with stopwatch() as warming:
+        session = services.create_session(repo, owner, "justtext warm-up")
+        wait_until_done(session.pk)
+        wait_until_saved(session.pk, None)
+    say(f"small repo (10 files), image built in {preparing():.1f} s; warm-up, not counted: a sandbox provisioned, "
+        f"its bridge and OpenCode started, a first prompt answered and snapshotted in {warming():.1f} s "
+        f"(OpenCode's first prompt after it starts takes seconds)")
+    first_token_warm(platform, session, headers)
+    restore_first_token(platform, session, headers)
+
+
+# --- simulated bridges: fan-out and many sessions ------------------------------------------------
+
+
+def simulated_streams(label: str, repo: Repo, sessions: int, viewers_each: int, platform: Platform) -> list[Stream]:
+    """Sessions on running sandbox rows (no processes), each with its members signed in."""
+    image = fake_ready_image(repo)
+    streams = []
+    with transaction.atomic():
+        for index in range(sessions):
+            viewers = [make_user(f"{label}-{index}-{v}") for v in range(viewers_each)]
+            sandbox, token = simulated_sandbox(repo, image)
+            session = session_on(repo, sandbox, viewers)
+            streams.append(Stream(session.pk, str(sandbox.pk), token, [platform.browser_headers(u) for u in viewers]))
+    return streams
+
+
+def pct(samples: list[float], q: int) -> float:
+    ordered = sorted(samples)
+    if len(ordered) < 2:
+        return ordered[0] if ordered else float("nan")
+    return statistics.quantiles(ordered, n=100, method="inclusive")[q - 1]
+
+
+def latency_line(samples: list[float]) -> str:
+    if not samples:
+        return "none"
+    return (f"min {min(samples) * 1000:.1f} / p50 {pct(samples, 50) * 1000:.1f} / p90 {pct(samples, 90) * 1000:.1f} / "
+            f"p99 {pct(samples, 99) * 1000:.1f} / max {max(samples) * 1000:.1f} ms")
+
+
+def stream_context(result: StreamResult, events: int, rate: float) -> None:
+    acked = sum(s.acked for s in result.streams)
+    lags = [x for s in result.streams for x in s.send_lag]
+    say(f"sockets open and subscribed in {result.connect_seconds:.1f} s; {result.sent} events sent ({events} per "
+        f"bridge at {rate:g}/s, {rate * len(result.streams):g}/s offered in all) in {result.send_seconds:.1f} s "
+        f"(sends p99 {pct(lags, 99) * 1000:.1f} ms behind schedule)")
+    say(f"stored and acked: {acked} of {result.sent}, {result.stored_per_second:.1f} events/s "
+        f"(first send → last ack); last delivery {result.drain_seconds:.1f} s after the last send")
+    say(f"bridge send → ack (stored, fan-out handed to Redis): {latency_line(result.ack_latencies)}")
+    say(f"bridge send → viewer, {result.received} of {result.expected} deliveries: {latency_line(result.latencies)}")
+    for problem in result.order_problems()[:5]:
+        say(f"ORDER PROBLEM {problem}")
+
+
+def fanout(platform: Platform, repo: Repo) -> None:
+    say(f"one session, {FANOUT_VIEWERS} viewer sockets (50 members, each signed in), one simulated bridge socket")
+    [slow] = simulated_streams("fanout-slow", repo, 1, FANOUT_VIEWERS, platform)
+    low = asyncio.run(stream_events(platform.ws_url, [slow], FANOUT_SLOW_EVENTS, FANOUT_SLOW_RATE))
+    report("fanout_50_low_rate_p99", pct(low.latencies, 99) * 1000, "ms", 1)
+    say(f"at {FANOUT_SLOW_RATE:g} events/s (within what one Daphne keeps up with):")
+    stream_context(low, FANOUT_SLOW_EVENTS, FANOUT_SLOW_RATE)
+
+    [stream] = simulated_streams("fanout", repo, 1, FANOUT_VIEWERS, platform)
+    result = asyncio.run(stream_events(platform.ws_url, [stream], FANOUT_EVENTS, FANOUT_RATE))
+    lat = result.latencies
+    report("fanout_50_p99", pct(lat, 99) * 1000, "ms", 1)
+    report("fanout_50_p50", pct(lat, 50) * 1000, "ms", 1)
+    report("fanout_50_lost", result.expected - result.received, "deliveries", 0)
+    report("fanout_50_stored_rate", result.stored_per_second, "events/s", 1)
+    say(f"at {FANOUT_RATE:g} events/s:")
+    stream_context(result, FANOUT_EVENTS, FANOUT_RATE)
+    goal("fan-out to 50 viewers at 50 events/s, delivery p99", pct(lat, 99) * 1000, "ms", 50)
+
+
+def concurrent(platform: Platform, repo: Repo) -> None:
+    streams = simulated_streams("concurrent", repo, CONCURRENT_SESSIONS, 1, platform)
+    result = asyncio.run(stream_events(platform.ws_url, streams, CONCURRENT_EVENTS, CONCURRENT_RATE, grace=30))
+    lat = result.latencies
+    lost = result.sent - result.received
+    problems = result.order_problems()
+    report("concurrent_200_lost", lost, "events", 0)
+    if lat:
+        report("concurrent_200_p99", pct(lat, 99) * 1000, "ms", 1)
+        report("concurrent_200_p50", p50(lat) * 1000, "ms", 1)
+    report("concurrent_200_stored_rate", result.stored_per_second, "events/s", 1)
+    say(f"{CONCURRENT_SESSIONS} sessions, each with its own simulated bridge socket and one viewer socket (a member; "
+        f"{2 * CONCURRENT_SESSIONS} sockets on one Daphne); {CONCURRENT_EVENTS} events per session (not 50: see "
+        f"docs/benchmarks.md); lost = sent - received once all arrived or nothing arrived for 30 s")
+    say(f"viewers whose seqs were not exactly 1..n in order, or got an event twice: {len(problems)}")
+    stream_context(result, CONCURRENT_EVENTS, CONCURRENT_RATE)
+    goal("200 concurrent sessions, events lost", lost, "events", 0)
+    goal("200 concurrent sessions, viewers with a gap or duplicate", len(problems), "viewers", 0)
+    if lat:
+        goal("200 concurrent sessions, delivery p99", pct(lat, 99) * 1000, "ms", 250)
+
+
+# --- the group ---------------------------------------------------------------------------------
+
+
+def show_logs() -> None:
+    """What went wrong in a live sandbox: its bridge's log (read before the sandbox and its folder go)."""
+    for sandbox in Sandbox.objects.filter(repo__name=REAL_REPO, state__in=State.LIVE).exclude(backend_ref=""):
+        log = Path(settings.SANDBOX_ROOT) / "sandboxes" / sandbox.backend_ref / "service-bridge.log"
+        if log.exists():
+            print(f"bridge log of sandbox {sandbox.pk} (tail):\n{log.read_text(errors='replace')[-3000:]}", flush=True)
+
+
+def end_simulated() -> None:
+    """The simulated sandboxes have no processes: mark them ended without announcing it to 200 sessions."""
+    Sandbox.objects.filter(repo__name=SIMULATED_REPO, state__in=State.LIVE).update(
+        state=State.TERMINATED, backend_ref="")
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def run() -> None:
+    root = open_dir(Path(settings.VAR_DIR) / "bench-sessions")
+    say(f"load average before: {load_average()} on {os.cpu_count()} cores (the machine may be shared)")
+    simulated = Repo.objects.create(name=SIMULATED_REPO, clone_url="file:///nonexistent")
+    try:
+        with Platform() as platform:
+            say(f"one Daphne process at {platform.live.url}, a Celery worker (2 threads) in this process, "
+                f"the scripted model answering at once; database {settings.DATABASES['default']['ENGINE']}")
+            try:
+                try:
+                    agent_figures(platform, root)
+                except BaseException:
+                    show_logs()
+                    raise
+                finally:
+                    terminate_all()  # the real sandbox's OpenCode must not take CPU from the socket figures
+                fanout(platform, simulated)
+                concurrent(platform, simulated)
+            except Exception:
+                print("daphne log (tail):\n" + platform.live.log()[-3000:], flush=True)
+                raise
+        say(f"load average after: {load_average()}")
+    finally:
+        end_simulated()
+        terminate_all()
+        Repo.objects.filter(name__in=[REAL_REPO, SIMULATED_REPO]).delete()
+        delete_users()
+        shutil.rmtree(root, ignore_errors=True)
