@@ -350,7 +350,8 @@ def test_a_stream_that_breaks_off_ends_with_an_error_event(settings, broken_upst
     assert openai.status_code == 200
     first, error = sse_data(openai.text)
     assert first["choices"][0]["delta"]["content"] == "Hel"
-    assert error["error"]["message"] == "The Scripted API stream broke off (RemoteProtocolError)."
+    # The transport's error class depends on timing (RemoteProtocolError or ReadError); the message says what broke.
+    assert error["error"]["message"].startswith("The Scripted API stream broke off (")
 
     anthropic = call("POST", "/model-proxy/anthropic/v1/messages", json=messages_body("hi"),
                      headers={"x-api-key": token})
