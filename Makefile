@@ -5,7 +5,7 @@ BENCH ?=
 
 .PHONY: setup system-deps run test bench lint migrate tools
 
-setup: system-deps tools
+setup: system-deps tools vendor/node_modules/.installed
 
 system-deps:
 	@scripts/install-system-deps.sh
@@ -19,6 +19,11 @@ $(VENV)/.installed: pyproject.toml
 # OpenCode, its plugin package and the bridge's Python packages for sandboxes (idempotent, ~2 s when done).
 tools: $(VENV)/.installed
 	$(PY) manage.py install_sandbox_tools
+
+# Browser libraries served as static files (noVNC).
+vendor/node_modules/.installed: vendor/package.json vendor/package-lock.json
+	npm ci --prefix vendor --no-audit --no-fund --loglevel=error
+	touch $@
 
 migrate: setup
 	$(PY) manage.py migrate --noinput

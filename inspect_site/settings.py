@@ -156,6 +156,8 @@ SANDBOX_ROOT = Path(os.environ.get("SANDBOX_ROOT") or default_sandbox_root())
 SANDBOX_TOOLS_DIR = os.environ.get("SANDBOX_TOOLS_DIR", "")
 # Every sandbox runs the bridge (and OpenCode); off only where a test exercises sandboxes alone.
 SANDBOX_START_BRIDGE = env_bool("SANDBOX_START_BRIDGE", True)
+# VS Code (code-server) and the desktop (Xvfb, x11vnc, websockify, Chromium) in every sandbox, run by the bridge.
+SANDBOX_WORKSPACE_SERVICES = env_bool("SANDBOX_WORKSPACE_SERVICES", True)
 # When the platform runs as root, sandbox processes run as this unprivileged host uid.
 SANDBOX_HOST_UID = int(os.environ.get("SANDBOX_HOST_UID", "100000"))
 SANDBOX_MEMORY_LIMIT_BYTES = int(os.environ.get("SANDBOX_MEMORY_LIMIT_BYTES", str(16 * 1024**3)))
@@ -200,7 +202,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# noVNC's client library, from the npm registry (vendor/package.json; `make setup` installs it).
+STATICFILES_DIRS = [BASE_DIR / "static", ("novnc", BASE_DIR / "vendor" / "node_modules" / "@novnc" / "novnc")]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)
 # Daphne serves no static files itself; WhiteNoise does, straight from the apps' folders.
