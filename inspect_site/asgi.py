@@ -8,8 +8,10 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.urls import path  # noqa: E402
+from django.urls import path, re_path  # noqa: E402
 
+from ide.proxy import HttpProxy  # noqa: E402
+from ide.sockets import SocketProxy  # noqa: E402
 from sandboxes.consumers import BridgeConsumer  # noqa: E402
 from sessions.consumers import SessionConsumer  # noqa: E402
 
@@ -23,6 +25,18 @@ websocket_urlpatterns = [
     # Bridges authenticate with their sandbox's token, not cookies, and send no Origin.
     path("ws/sandbox/<uuid:sandbox_id>/", BridgeConsumer.as_asgi()),
     path("ws/sessions/<int:session_id>/", browser(SessionConsumer.as_asgi())),
+    # The workspace proxy: VS Code, the desktop and previews in the session's sandbox (docs/workspace-proxy.md).
+    re_path(r"^w/[0-9]+/[a-z0-9-]+(/|$)", browser(SocketProxy())),
 ]
 
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)})
+workspace_proxy = AuthMiddlewareStack(HttpProxy())
+
+
+async def http(scope, receive, send):
+    """Workspace paths go to the streaming proxy, everything else to Django."""
+    if scope["path"].startswith("/w/"):
+        return await workspace_proxy(scope, receive, send)
+    return await django_asgi_app(scope, receive, send)
+
+
+application = ProtocolTypeRouter({"http": http, "websocket": URLRouter(websocket_urlpatterns)})

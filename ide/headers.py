@@ -1,0 +1,167 @@
+"""Header, cookie and redirect rules between the browser and a sandbox's service.
+
+Pure functions over ASGI-style header lists ([(b"name", b"value")], names lower-case on the way in).
+"""
+
+from urllib.parse import urlsplit, urlunsplit
+
+from django.conf import settings
+
+# RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection",
+    b"te", b"trailer", b"transfer-encoding", b"upgrade",
+})
+# Set by us from what Daphne saw; a browser's own values are not to be trusted.
+FORWARDING = frozenset({b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto",
+                        b"x-forwarded-prefix", b"x-real-ip"})
+# Sent by the websockets client itself during its handshake.
+WEBSOCKET_HANDSHAKE = frozenset({b"host", b"origin", b"sec-websocket-key", b"sec-websocket-version",
+                                 b"sec-websocket-protocol", b"sec-websocket-extensions", b"user-agent"})
+
+
+def platform_cookies() -> frozenset[str]:
+    """The platform's own cookies: they sign the user in, so a sandbox must never see or set them."""
+    return frozenset({settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, "messages"})
+
+
+def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
+    """Headers named in Connection are hop-by-hop too."""
+    tokens = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    return tokens
+
+
+def filter_cookie_header(value: str) -> str:
+    """The Cookie header without the platform's cookies."""
+    hidden = platform_cookies()
+    kept = [part.strip() for part in value.split(";") if part.strip().split("=", 1)[0].strip() not in hidden]
+    return "; ".join(p for p in kept if p)
+
+
+def header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
+    """The first value of a header, decoded (latin-1, as HTTP headers are), or ""."""
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def upstream_request_headers(
+    headers: list[tuple[bytes, bytes]], *, prefix: str, scheme: str, client: str, websocket: bool = False
+) -> list[tuple[bytes, bytes]]:
+    """The browser's request headers as the sandbox's service gets them.
+
+    Host becomes the service's own (the HTTP client sets it), which any backend's address needs
+    (a tunnel routes on it); the browser's host goes in X-Forwarded-Host, which code-server 4.x
+    checks Origin against (src/node/http.ts getHost: Forwarded, then X-Forwarded-Host, then Host).
+    Origin is passed unchanged for the same check.
+    """
+    drop = HOP_BY_HOP | FORWARDING | _connection_tokens(headers) | {b"host"}
+    if websocket:
+        drop |= WEBSOCKET_HANDSHAKE
+    out = []
+    for name, value in headers:
+        name = name.lower()
+        if name in drop:
+            continue
+        if name == b"cookie":
+            kept = filter_cookie_header(value.decode("latin-1"))
+            if kept:
+                out.append((name, kept.encode("latin-1")))
+            continue
+        out.append((name, value))
+    host = header(headers, b"host")
+    if host:
+        out.append((b"x-forwarded-host", host.encode("latin-1")))
+    out.append((b"x-forwarded-proto", b"https" if scheme in ("https", "wss") else b"http"))
+    out.append((b"x-forwarded-prefix", prefix.encode()))
+    if client:
+        out.append((b"x-forwarded-for", client.encode()))
+    return out
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def rewrite_location(location: str, *, prefix: str, upstream: str, browser_host: str) -> str:
+    """A redirect from the service, pointed back under the prefix.
+
+    Absolute URLs to the service's own address or to the platform's host, and root-relative
+    paths, would otherwise leave the workspace path; relative ones and other sites stay as they are.
+    """
+    parts = urlsplit(location)
+    if parts.netloc:
+        absolute = location if parts.scheme else f"{urlsplit(upstream).scheme}:{location}"
+        same_service = _origin(absolute)[1:] == _origin(upstream)[1:]
+        same_platform = parts.netloc.lower() == browser_host.lower()
+        if not (same_service or same_platform):
+            return location
+    elif not parts.path.startswith("/"):
+        return location
+    path = parts.path or "/"
+    if not _under(path, prefix):
+        path = prefix + path
+    return urlunsplit(("", "", path, parts.query, parts.fragment))
+
+
+def rewrite_set_cookie(value: str, *, prefix: str) -> str | None:
+    """An upstream cookie scoped to the prefix, or None to drop it.
+
+    Path moves under the prefix so services don't overwrite each other's cookies or the platform's;
+    Domain goes, since the service's host is not the browser's. A cookie named like one of the
+    platform's is dropped: it could shadow the platform's session.
+    """
+    pair, *attributes = value.split(";")
+    if pair.split("=", 1)[0].strip() in platform_cookies():
+        return None
+    kept = [pair.strip()]
+    for attribute in attributes:
+        name, _, current = attribute.strip().partition("=")
+        lowered = name.strip().lower()
+        if lowered == "domain":
+            continue
+        if lowered == "path":
+            current = current.strip()
+            if not current.startswith("/"):
+                current = "/"
+            if not _under(current, prefix):
+                current = prefix + current
+            kept.append(f"Path={current}")
+            continue
+        kept.append(attribute.strip())
+    return "; ".join(kept)
+
+
+def browser_response_headers(
+    headers: list[tuple[bytes, bytes]], *, prefix: str, upstream: str, browser_host: str
+) -> list[tuple[bytes, bytes]]:
+    """The service's response headers as the browser gets them."""
+    # Clear-Site-Data from a sandbox could wipe the platform's own cookies and storage: same origin.
+    drop = HOP_BY_HOP | _connection_tokens(headers) | {b"clear-site-data"}
+    out = []
+    for name, value in headers:
+        name = name.lower()
+        if name in drop:
+            continue
+        if name == b"set-cookie":
+            cookie = rewrite_set_cookie(value.decode("latin-1"), prefix=prefix)
+            if cookie is not None:
+                out.append((name, cookie.encode("latin-1")))
+            continue
+        if name == b"location":
+            location = rewrite_location(value.decode("latin-1"), prefix=prefix, upstream=upstream,
+                                        browser_host=browser_host)
+            out.append((name, location.encode("latin-1")))
+            continue
+        out.append((name, value))
+    return out

@@ -1,0 +1,170 @@
+"""The HTTP side of the workspace proxy: a raw ASGI app, so bodies stream both ways.
+
+Mounted at /w/ by inspect_site/asgi.py inside channels' AuthMiddlewareStack (scope["user"]).
+See docs/workspace-proxy.md for the rules and why.
+"""
+
+import asyncio
+import html
+import logging
+
+import httpx
+
+from ide.headers import browser_response_headers, header, upstream_request_headers
+from ide.paths import ServicePath, parse, request_path
+from ide.targets import Target, host_allowed, resolve_async, service_label
+
+log = logging.getLogger(__name__)
+
+# Connecting must be quick (a sandbox service is local or behind a tunnel); reading never times out,
+# since VS Code and dev servers hold long polls and event streams open.
+TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=None, pool=None)
+LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=200, keepalive_expiry=30)
+
+_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+
+def shared_client() -> httpx.AsyncClient:
+    """One pooled client per event loop (Daphne has one): connections to services are reused."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        # trust_env off: an HTTP(S)_PROXY meant for the platform's outbound calls must not catch these.
+        client = httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, follow_redirects=False, trust_env=False)
+        # httpx's defaults would ask for encodings the browser may not have offered; send only the browser's.
+        for name in ("accept", "accept-encoding", "user-agent"):
+            del client.headers[name]
+        _clients[loop] = client
+    return client
+
+
+def page(status: int, message: str, retry: bool = False) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """A small HTML answer of the proxy's own. `retry` reloads it shortly (a service that is starting)."""
+    refresh = '<meta http-equiv="refresh" content="3">' if retry else ""
+    body = (
+        f'<!doctype html><meta charset="utf-8">{refresh}<title>{html.escape(message)}</title>'
+        f'<body style="font-family: system-ui, sans-serif; padding: 2rem"><p>{html.escape(message)}</p>'
+    ).encode()
+    headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+               (b"cache-control", b"no-store")]
+    if retry:
+        headers.append((b"retry-after", b"3"))
+    return headers, body
+
+
+async def respond(send, status: int, message: str, retry: bool = False, extra=()) -> None:
+    headers, body = page(status, message, retry)
+    await send({"type": "http.response.start", "status": status, "headers": headers + list(extra)})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ClientGone(Exception):
+    pass
+
+
+async def request_body(first: bytes, receive, done: asyncio.Event):
+    """The browser's body as it arrives, chunk by chunk."""
+    if first:
+        yield first
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        if message.get("body"):
+            yield message["body"]
+        if not message.get("more_body", False):
+            done.set()
+            return
+
+
+async def until_disconnect(receive, body_read: asyncio.Event) -> None:
+    await body_read.wait()  # until then the body reader owns receive()
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class HttpProxy:
+    """ASGI app for http scopes whose path starts with /w/."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = parse(request_path(scope))
+        if path is None:
+            await respond(send, 404, "No such workspace path.")
+            return
+        if not path.rest:
+            # Relative URLs in the service's pages only resolve under the prefix with its slash.
+            query = scope.get("query_string", b"")
+            location = path.prefix + "/" + ("?" + query.decode("latin-1") if query else "")
+            await respond(send, 302, "Moved.", extra=[(b"location", location.encode("latin-1"))])
+            return
+        headers = scope.get("headers", [])
+        if not host_allowed(header(headers, b"host")):
+            await respond(send, 400, "Bad Host header.")
+            return
+        target = await resolve_async(scope.get("user"), path.session_id, path.service)
+        if not target.ok:
+            await respond(send, target.status, target.message, retry=target.status == 503)
+            return
+        await self.forward(scope, receive, send, path, target)
+
+    async def forward(self, scope, receive, send, path: ServicePath, target: Target) -> None:
+        first = await receive()
+        if first["type"] == "http.disconnect":
+            return
+        body_read = asyncio.Event()
+        if first.get("more_body"):
+            content = request_body(first.get("body", b""), receive, body_read)
+        else:
+            # Bodiless requests go as plain bytes, so the service sees no chunked encoding on a GET.
+            content = first.get("body", b"")
+            body_read.set()
+        query = scope.get("query_string", b"").decode("latin-1")
+        client = scope.get("client")
+        browser_headers = scope.get("headers", [])
+        request = shared_client().build_request(
+            scope["method"], target.base_url + path.rest + ("?" + query if query else ""), content=content,
+            headers=upstream_request_headers(browser_headers, prefix=path.prefix, scheme=scope.get("scheme", "http"),
+                                             client=client[0] if client else ""),
+        )
+        relay = asyncio.ensure_future(self.relay(request, send, path, target, header(browser_headers, b"host")))
+        # A browser that goes away mid-response (a closed tab, an aborted long poll) ends the upstream request.
+        watch = asyncio.ensure_future(until_disconnect(receive, body_read))
+        try:
+            await asyncio.wait({relay, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            relay.cancel()
+            watch.cancel()
+
+    async def relay(self, request: httpx.Request, send, path: ServicePath, target: Target, host: str) -> None:
+        label = service_label(path.service)
+        started = False
+        try:
+            response = await shared_client().send(request, stream=True)
+        except ClientGone:
+            return
+        except httpx.TransportError as error:
+            log.info("workspace proxy: %s unreachable at %s: %r", path.prefix, target.base_url, error)
+            await respond(send, 502, f"{label} did not answer: the sandbox refused or dropped the connection "
+                                     f"({type(error).__name__}).")
+            return
+        try:
+            headers = browser_response_headers(response.headers.raw, prefix=path.prefix, upstream=target.base_url,
+                                               browser_host=host)
+            await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+            started = True
+            # Raw chunks as they arrive: no decoding, no re-buffering.
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except httpx.TransportError as error:
+            # Past the status line: nothing better to do than end the body short.
+            log.info("workspace proxy: %s broke off mid-response: %r", path.prefix, error)
+            if started:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except Exception:
+            # Raising would reach Daphne, which cannot answer a started response with an error page.
+            log.exception("workspace proxy: %s failed", path.prefix)
+            if not started:
+                await respond(send, 502, f"{label}: the proxy failed to relay the response.")
+        finally:
+            await response.aclose()

@@ -1,0 +1,89 @@
+"""Which sandbox address a member's request for a session's service goes to, or why it cannot go.
+
+Synchronous and database-bound: the proxies call `resolve` through `database_sync_to_async`.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from sandboxes.backends import get_backend
+from sandboxes.lifecycle import State
+from sessions.models import Session
+
+log = logging.getLogger(__name__)
+
+FORBIDDEN = "You are not a member of this session."
+
+
+@dataclass(frozen=True)
+class Target:
+    status: int  # 200: reachable at base_url; otherwise the HTTP status to answer with
+    message: str = ""
+    base_url: str = ""  # e.g. "http://127.0.0.1:41234", no trailing slash
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+def service_label(service: str) -> str:
+    """How pages name a service: "VS Code", "The desktop", "The preview on port 3000"."""
+    if service == "ide":
+        return "VS Code"
+    if service == "desktop":
+        return "The desktop"
+    if service.startswith("preview-"):
+        return f"The preview on port {service.removeprefix('preview-')}"
+    return f"The service {service!r}"
+
+
+def resolve(user, session_id: int, service: str) -> Target:
+    """Where `user` reaches `service` of session `session_id`.
+
+    An unknown session answers like a session the user is not in (403), so ids reveal nothing.
+    The port always comes from the session's own sandbox record, never from the URL, so one
+    session's path cannot reach another sandbox's ports.
+    """
+    session = Session.objects.select_related("sandbox").filter(pk=session_id).first()
+    if session is None or not session.is_member(user):
+        return Target(403, FORBIDDEN)
+    label = service_label(service)
+    sandbox = session.sandbox
+    if sandbox is None or sandbox.state not in State.LIVE:
+        return Target(503, f"{label} is not running: this session has no running sandbox. Send a prompt to start one.")
+    info = (sandbox.services or {}).get(service)
+    if not isinstance(info, dict):
+        return Target(503, f"{label} is not running in this session's sandbox.")
+    state, reason = info.get("state", ""), info.get("reason") or ""
+    if state == "starting":
+        return Target(503, f"{label} is starting…")
+    if state == "failed":
+        return Target(502, f"{label} failed: {reason or 'no reason given'}")
+    if state != "ready":
+        return Target(503, f"{label} is {state or 'in an unknown state'}" + (f": {reason}" if reason else "."))
+    port = info.get("port")
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        return Target(502, f"{label} is ready but reported no valid port.")
+    try:
+        base_url = get_backend(sandbox.backend).endpoints(sandbox.backend_ref, [port])[port]
+    except Exception:
+        log.exception("no endpoint for port %s of sandbox %s", port, sandbox.pk)
+        return Target(502, f"{label} cannot be reached: the sandbox gave no address for it.")
+    return Target(200, base_url=base_url.rstrip("/"))
+
+
+def host_allowed(host: str) -> bool:
+    """The Host header passes ALLOWED_HOSTS, as Django's own views require."""
+    from django.http.request import split_domain_port, validate_host
+
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    domain, _port = split_domain_port(host)
+    return bool(domain) and validate_host(domain, allowed)
+
+
+resolve_async = database_sync_to_async(resolve)

@@ -1,0 +1,74 @@
+"""Sessions whose sandboxes are rows pointing at real services started here, and the real Daphne."""
+
+import tempfile
+
+import pytest
+from django.utils import timezone
+
+from sandboxes.lifecycle import State
+from sandboxes.models import Repo, RepoImage, Sandbox
+from sessions.models import Session
+from tests.ide.support import HttpUpstream, SocketUpstream
+from tests.support.live_server import LiveServer
+
+
+@pytest.fixture(scope="module")
+def live(django_db_setup, django_db_blocker):
+    """Daphne serving inspect_site.asgi on the test database, once per module (it only reads rows)."""
+    with tempfile.TemporaryDirectory() as root:
+        server = LiveServer(env={"SANDBOX_ROOT": root}).start()
+        yield server
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    server = HttpUpstream("one").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def other_upstream():
+    server = HttpUpstream("two").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def socket_upstream():
+    server = SocketUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def users(django_user_model):
+    return {
+        "ada": django_user_model.objects.create_user("ada", "ada@example.com", "pw"),
+        "bob": django_user_model.objects.create_user("bob", "bob@example.com", "pw"),
+    }
+
+
+@pytest.fixture
+def repo() -> Repo:
+    repo = Repo.objects.create(name="demo", clone_url="https://example.com/demo.git")
+    RepoImage.objects.create(repo=repo, status=RepoImage.Status.READY, backend="local", backend_ref="img",
+                             commit_sha="abc123", finished_at=timezone.now())
+    return repo
+
+
+@pytest.fixture
+def make_session(repo):
+    """make_session(owner, services, state=RUNNING) -> a session whose sandbox reports `services`."""
+
+    def make(owner, services: dict | None, state: str = State.RUNNING) -> Session:
+        sandbox = None
+        if services is not None:
+            sandbox = Sandbox.objects.create(repo=repo, image=repo.current_image(), state=state, backend="local",
+                                             backend_ref="ref", ready_at=timezone.now(), services=services)
+        session = Session.objects.create(repo=repo, creator=owner, status=Session.Status.IDLE, sandbox=sandbox)
+        session.add_member(owner, "owner")
+        return session
+
+    return make

@@ -1,0 +1,148 @@
+"""Real services for the workspace proxy to reach (an HTTP server, a WebSocket echo server) and helpers."""
+
+import hashlib
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from django.test import Client
+from websockets.sync.server import ServerConnection, serve
+
+BIG = os.urandom(5 * 1024 * 1024)
+
+
+class HttpUpstream:
+    """Answers like a sandbox's service would, and remembers what reached it."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.requests: list[dict] = []
+        self.release = threading.Event()  # lets /slow send its second half
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "HttpUpstream":
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self):
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def read_body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    body = b""
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0], 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            return body
+                        body += self.rfile.read(size)
+                        self.rfile.readline()
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def reply(self, status: int, body: bytes, headers: list[tuple[str, str]] = ()) -> None:
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                self.do_GET()
+
+            def do_GET(self):
+                body = self.read_body()
+                upstream.requests.append({"path": self.path, "headers": dict(self.headers.items())})
+                route = self.path.split("?")[0]
+                if route == "/big":
+                    self.reply(200, BIG, [("Content-Type", "application/octet-stream")])
+                elif route == "/redirect":
+                    self.reply(302, b"", [("Location", "/login?next=/home")])
+                elif route == "/redirect-absolute":
+                    self.reply(302, b"", [("Location", f"{upstream.url}/abs?x=1")])
+                elif route == "/redirect-away":
+                    self.reply(302, b"", [("Location", "https://github.com/login")])
+                elif route == "/cookie":
+                    self.reply(200, b"ok", [
+                        ("Set-Cookie", "theme=dark; Path=/; Domain=127.0.0.1; HttpOnly"),
+                        ("Set-Cookie", "sessionid=planted; Path=/"),
+                        ("Set-Cookie", "deep=1; Path=/settings"),
+                    ])
+                elif route == "/slow":
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(b"5\r\nfirst\r\n")
+                    self.wfile.flush()
+                    upstream.release.wait(10)
+                    self.wfile.write(b"6\r\nsecond\r\n0\r\n\r\n")
+                else:
+                    echo = {
+                        "server": upstream.name, "method": self.command, "path": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body_length": len(body), "body_sha256": hashlib.sha256(body).hexdigest(),
+                    }
+                    self.reply(200, json.dumps(echo).encode(), [("Content-Type", "application/json")])
+
+        return Handler
+
+
+class SocketUpstream:
+    """An echo server speaking the "binary" subprotocol, as websockify does.
+
+    "headers" answers with the handshake's headers and path; "close <code>" closes with that code.
+    """
+
+    def __init__(self):
+        self.closes: list[int | None] = []  # the close code each browser-side close arrived with
+        self.server = serve(self.handle, "127.0.0.1", 0, subprotocols=["binary"], max_size=None,
+                            compression=None)
+        self.port = self.server.socket.getsockname()[1]
+
+    def start(self) -> "SocketUpstream":
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+    def handle(self, socket: ServerConnection) -> None:
+        for message in socket:
+            if message == "headers":
+                socket.send(json.dumps({"path": socket.request.path,
+                                        "headers": {k.lower(): v for k, v in socket.request.headers.raw_items()},
+                                        "subprotocol": socket.subprotocol}))
+            elif isinstance(message, str) and message.startswith("close "):
+                socket.close(int(message.split()[1]), "asked to")
+                return
+            else:
+                socket.send(message)
+        received = socket.protocol.close_rcvd
+        self.closes.append(received.code if received else None)
+
+
+def ready(port: int) -> dict:
+    """A Sandbox.services entry for a service listening on `port`."""
+    return {"state": "ready", "port": port, "reason": ""}
+
+
+def signed_in(user, live) -> dict[str, str]:
+    """A same-origin browser's headers: the session cookie of `user`, the platform's other cookies and an app's."""
+    client = Client()
+    client.force_login(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}; csrftoken=secret-csrf; messages=secret-msg; theme=light"
+    return {"Cookie": cookie, "Origin": live.url}

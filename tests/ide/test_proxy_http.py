@@ -1,0 +1,169 @@
+"""The workspace proxy over HTTP, through the real Daphne to real services."""
+
+import hashlib
+import json
+
+import httpx
+import pytest
+
+from sandboxes.lifecycle import State
+from tests.ide.support import BIG, ready, signed_in
+from tests.support.live_server import free_port
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def ada_session(users, make_session, upstream):
+    return make_session(users["ada"], {"ide": ready(upstream.port)})
+
+
+def get(live, path: str, headers: dict | None = None, **kwargs) -> httpx.Response:
+    return httpx.get(live.url + path, headers=headers, timeout=10, **kwargs)
+
+
+def test_a_member_gets_the_service_bytes_unchanged(live, users, ada_session):
+    response = get(live, f"/w/{ada_session.pk}/ide/big", signed_in(users["ada"], live))
+    assert response.status_code == 200
+    assert response.headers["content-length"] == str(len(BIG))
+    assert response.content == BIG
+
+
+def test_the_request_reaches_the_service_without_the_prefix_or_platform_cookies(live, users, ada_session, upstream):
+    headers = signed_in(users["ada"], live)
+    response = get(live, f"/w/{ada_session.pk}/ide/echo/a%2Fb?x=1&y=%20", headers)
+    echo = response.json()
+    assert echo["server"] == "one" and echo["method"] == "GET"
+    assert echo["path"] == "/echo/a%2Fb?x=1&y=%20"
+    # The platform's cookies sign the user in: a sandbox must never see them.
+    assert echo["headers"]["cookie"] == "theme=light"
+    assert "secret" not in json.dumps(echo)
+    assert "sessionid" not in json.dumps(echo)
+    # code-server compares Origin with X-Forwarded-Host; Host is the service's own address.
+    assert echo["headers"]["origin"] == live.url
+    assert echo["headers"]["x-forwarded-host"] == f"127.0.0.1:{live.port}"
+    assert echo["headers"]["x-forwarded-prefix"] == f"/w/{ada_session.pk}/ide"
+    assert echo["headers"]["host"] == f"127.0.0.1:{upstream.port}"
+
+
+def test_request_bodies_stream_to_the_service(live, users, ada_session):
+    payload = BIG[: 3 * 1024 * 1024]
+
+    def chunks():
+        for start in range(0, len(payload), 256 * 1024):
+            yield payload[start:start + 256 * 1024]
+
+    url = live.url + f"/w/{ada_session.pk}/ide/upload"
+    headers = signed_in(users["ada"], live)
+    streamed = httpx.post(url, content=chunks(), headers=headers, timeout=10).json()
+    assert streamed["method"] == "POST"
+    assert streamed["body_length"] == len(payload)
+    assert streamed["body_sha256"] == hashlib.sha256(payload).hexdigest()
+    plain = httpx.post(url, content=b"x=1", headers=headers, timeout=10).json()
+    assert plain["body_length"] == 3 and plain["headers"]["content-length"] == "3"
+
+
+def test_responses_stream_as_the_service_sends_them(live, users, ada_session, upstream):
+    upstream.release.clear()
+    url = live.url + f"/w/{ada_session.pk}/ide/slow"
+    with httpx.stream("GET", url, headers=signed_in(users["ada"], live), timeout=10) as response:
+        chunks = response.iter_raw()
+        # The service holds back its second half until the first has reached the browser.
+        assert next(chunks) == b"first"
+        upstream.release.set()
+        assert b"".join(chunks) == b"second"
+
+
+def test_redirects_stay_under_the_prefix(live, users, ada_session):
+    headers = signed_in(users["ada"], live)
+    prefix = f"/w/{ada_session.pk}/ide"
+    assert get(live, prefix + "/redirect", headers).headers["location"] == prefix + "/login?next=/home"
+    assert get(live, prefix + "/redirect-absolute", headers).headers["location"] == prefix + "/abs?x=1"
+    assert get(live, prefix + "/redirect-away", headers).headers["location"] == "https://github.com/login"
+
+
+def test_the_bare_prefix_redirects_to_its_slash_form(live, users, ada_session):
+    response = get(live, f"/w/{ada_session.pk}/ide?folder=/home", signed_in(users["ada"], live))
+    assert response.status_code == 302
+    assert response.headers["location"] == f"/w/{ada_session.pk}/ide/?folder=/home"
+
+
+def test_service_cookies_are_scoped_to_the_prefix_and_cannot_replace_the_platforms(live, users, ada_session):
+    response = get(live, f"/w/{ada_session.pk}/ide/cookie", signed_in(users["ada"], live))
+    cookies = response.headers.get_list("set-cookie")
+    prefix = f"/w/{ada_session.pk}/ide"
+    assert cookies == [f"theme=dark; Path={prefix}/; HttpOnly", f"deep=1; Path={prefix}/settings"]
+
+
+@pytest.mark.parametrize("who", ["bob", "anonymous"])
+def test_non_members_are_refused_and_nothing_reaches_the_service(live, users, ada_session, upstream, who):
+    before = len(upstream.requests)
+    headers = signed_in(users["bob"], live) if who == "bob" else {}
+    response = get(live, f"/w/{ada_session.pk}/ide/echo", headers)
+    assert response.status_code == 403
+    assert "not a member" in response.text
+    assert len(upstream.requests) == before
+
+
+def test_an_unknown_session_looks_like_a_forbidden_one(live, users):
+    response = get(live, "/w/999999/ide/", signed_in(users["ada"], live))
+    assert response.status_code == 403 and "not a member" in response.text
+
+
+def test_a_session_path_reaches_only_its_own_sandbox(live, users, make_session, upstream, other_upstream):
+    mine = make_session(users["ada"], {"ide": ready(upstream.port)})
+    theirs = make_session(users["bob"], {"ide": ready(other_upstream.port),
+                                         f"preview-{other_upstream.port}": ready(other_upstream.port)})
+    ada, bob = signed_in(users["ada"], live), signed_in(users["bob"], live)
+    before = len(other_upstream.requests)
+    assert get(live, f"/w/{mine.pk}/ide/echo", ada).json()["server"] == "one"
+    # Naming the other sandbox's service (or port) under my session finds nothing.
+    response = get(live, f"/w/{mine.pk}/preview-{other_upstream.port}/echo", ada)
+    assert response.status_code == 503
+    assert get(live, f"/w/{theirs.pk}/ide/echo", ada).status_code == 403
+    assert len(other_upstream.requests) == before
+    assert get(live, f"/w/{theirs.pk}/ide/echo", bob).json()["server"] == "two"
+
+
+def test_services_that_are_not_ready_say_so(live, users, make_session):
+    ada = signed_in(users["ada"], live)
+    starting = make_session(users["ada"], {"ide": {"state": "starting", "port": None, "reason": ""}})
+    response = get(live, f"/w/{starting.pk}/ide/", ada)
+    assert response.status_code == 503 and "VS Code is starting" in response.text
+    assert response.headers["retry-after"]
+
+    failed = make_session(users["ada"], {"desktop": {"state": "failed", "port": None, "reason": "Xvfb exited 1"}})
+    response = get(live, f"/w/{failed.pk}/desktop/", ada)
+    assert response.status_code == 502 and "The desktop failed: Xvfb exited 1" in response.text
+
+    response = get(live, f"/w/{failed.pk}/ide/", ada)
+    assert response.status_code == 503 and "VS Code is not running" in response.text
+
+    no_sandbox = make_session(users["ada"], None)
+    response = get(live, f"/w/{no_sandbox.pk}/ide/", ada)
+    assert response.status_code == 503 and "no running sandbox" in response.text
+
+    ended = make_session(users["ada"], {"ide": ready(free_port())}, state=State.TERMINATED)
+    response = get(live, f"/w/{ended.pk}/ide/", ada)
+    assert response.status_code == 503 and "no running sandbox" in response.text
+
+
+def test_a_service_that_does_not_answer_gives_502(live, users, make_session):
+    session = make_session(users["ada"], {"ide": ready(free_port())})
+    response = get(live, f"/w/{session.pk}/ide/", signed_in(users["ada"], live))
+    assert response.status_code == 502
+    assert "VS Code did not answer" in response.text
+
+
+def test_a_foreign_host_header_is_refused(live, users, ada_session, upstream):
+    before = len(upstream.requests)
+    headers = {**signed_in(users["ada"], live), "Host": "evil.example"}
+    assert get(live, f"/w/{ada_session.pk}/ide/echo", headers).status_code == 400
+    assert len(upstream.requests) == before
+
+
+def test_other_paths_still_reach_django(live):
+    response = get(live, "/accounts/login/")
+    assert response.status_code == 200 and "csrftoken" in response.headers.get("set-cookie", "")
+    assert get(live, "/w/").status_code in (302, 404)
+
