@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
 # Installs the system packages the product needs, where this user can; says what is missing otherwise.
-# usage: install-system-deps.sh [test]   ("test" adds what the test suite needs: Chromium)
+# usage: install-system-deps.sh [test]   (the tests need nothing more now: Chromium runs in every sandbox's desktop)
+# libkrb5-dev, g++ and make build code-server's native modules; ripgrep is its search (see install_sandbox_tools).
 set -euo pipefail
 
-packages=(bubblewrap git util-linux util-linux procps npm)
-commands=(bwrap git unshare nsenter ps npm)
-if [ "${1:-}" = "test" ]; then
-  packages+=(chromium)
-  commands+=(chromium)
-fi
+packages=(bubblewrap git util-linux util-linux procps npm ripgrep libkrb5-dev g++ make xvfb x11vnc websockify chromium)
+commands=(bwrap git unshare nsenter ps npm rg krb5-config g++ make Xvfb x11vnc websockify chromium)
 
 missing=()
 for i in "${!commands[@]}"; do

@@ -10,3 +10,5 @@ OPENCODE_VERSION = "1.18.33"
 # The plugin package OpenCode installs into its config folders at start-up (same version as OpenCode).
 OPENCODE_PLUGIN_PACKAGE = "@opencode-ai/plugin"
 WEBSOCKETS_VERSION = "17.4"
+# VS Code in the browser. 4.100.3 is the newest release that runs on Node 20 (the Debian/NodeSource Node here).
+CODE_SERVER_VERSION = "4.100.3"

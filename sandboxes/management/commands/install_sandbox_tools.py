@@ -5,6 +5,9 @@ Layout (the local backend binds this folder read-only at /opt/inspect in every s
   opencode-config/   package.json, package-lock.json and node_modules with @opencode-ai/plugin, which the
                      bridge links into OpenCode's config folder so OpenCode does not install it at start-up
   python/            `pip install --target` of websockets, for the bridge
+  code-server/       npm prefix with code-server (VS Code in the browser); the binary is
+                     code-server/node_modules/.bin/code-server. Installed without its postinstall script,
+                     which downloads ripgrep from GitHub: the steps are done here, with Debian's rg instead
   bridge/            an empty mount point for the bridge's own source (sandboxes/bridge)
 Each component keeps a stamp with what it was installed from; a component whose stamp matches is
 left alone, so a second run takes well under a second.
@@ -23,10 +26,11 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from sandboxes.bridge import OPENCODE_PLUGIN_PACKAGE, OPENCODE_VERSION, WEBSOCKETS_VERSION
+from sandboxes.bridge import CODE_SERVER_VERSION, OPENCODE_PLUGIN_PACKAGE, OPENCODE_VERSION, WEBSOCKETS_VERSION
 
 STAMP = ".inspect-tools.json"
 OPENCODE_BIN = Path("node_modules/.bin/opencode")  # inside the opencode component
+CODE_SERVER_BIN = Path("node_modules/.bin/code-server")  # inside the code-server component
 
 
 def default_tools_dir() -> Path:
@@ -60,6 +64,7 @@ def components() -> dict[str, dict]:
         "opencode": {"npm": {"opencode-ai": OPENCODE_VERSION}},
         "opencode-config": {"npm": {OPENCODE_PLUGIN_PACKAGE: OPENCODE_VERSION}},
         "python": {"pip": [f"websockets=={WEBSOCKETS_VERSION}"]},
+        "code-server": {"npm": {"code-server": CODE_SERVER_VERSION}, "recipe": "offline-ripgrep-1"},
     }
 
 
@@ -106,7 +111,9 @@ class Command(BaseCommand):
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
-            if "npm" in spec:
+            if name == "code-server":
+                self.install_code_server(staging, spec)
+            elif "npm" in spec:
                 (staging / "package.json").write_text(json.dumps(npm_package(spec["npm"]), indent=2) + "\n")
                 self.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], staging)
             else:
@@ -124,6 +131,34 @@ class Command(BaseCommand):
             target.rename(old)
         staging.rename(target)
         shutil.rmtree(old, ignore_errors=True)
+
+    def install_code_server(self, staging: Path, spec: dict) -> None:
+        """What code-server's postinstall does, without its ripgrep download (GitHub is not a package
+        registry, and air-gapped installs must work): Debian's rg is linked where VS Code looks for it."""
+        ripgrep = shutil.which("rg")
+        if ripgrep is None:
+            raise CommandError("ripgrep (rg) is not installed (run `make system-deps`)")
+        # npm_config_yes: node-pty's postinstall runs `npx node-gyp`, which asks before fetching it.
+        npm = ["env", "npm_config_yes=true", "npm", "--no-audit", "--no-fund", "--loglevel=error"]
+        (staging / "package.json").write_text(json.dumps(npm_package(spec["npm"]), indent=2) + "\n")
+        self.run([*npm, "install", "--ignore-scripts"], staging)
+        self.run([*npm, "rebuild", "argon2"], staging)  # its only native dependency of its own
+        vscode = staging / "node_modules" / "code-server" / "lib" / "vscode"
+        self.run([*npm, "install", "--omit=dev", "--ignore-scripts"], vscode)
+        rg_bin = vscode / "node_modules" / "@vscode" / "ripgrep" / "bin"
+        rg_bin.mkdir(parents=True, exist_ok=True)
+        (rg_bin / "rg").symlink_to(ripgrep)
+        # With bin/ present, @vscode/ripgrep's own postinstall skips its download; the others build.
+        self.run([*npm, "rebuild"], vscode)
+        (vscode / "node_modules.asar").symlink_to("node_modules")
+        (vscode / "bin" / "remote-cli" / "code-server").symlink_to("code-linux.sh")
+        (vscode / "bin" / "helpers" / "browser.sh").symlink_to("browser-linux.sh")
+        self.run([*npm, "install", "--omit=dev"], vscode / "extensions")
+        result = subprocess.run([str(staging / CODE_SERVER_BIN), "--version"], capture_output=True, text=True,
+                                timeout=60, env={**os.environ, "HOME": str(staging)})
+        if f"\n{CODE_SERVER_VERSION} " not in f"\n{result.stdout}":
+            raise CommandError(f"code-server --version said {result.stdout.strip()!r}{result.stderr}")
+        shutil.rmtree(staging / ".config", ignore_errors=True)  # written by --version
 
     def run(self, command: list[str], cwd: Path) -> None:
         if shutil.which(command[0]) is None and not Path(command[0]).exists():
