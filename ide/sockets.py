@@ -2,7 +2,8 @@
 
 Routed in inspect_site/asgi.py behind `browser()` (same-origin check, cookie auth). Close codes:
 before accept, a refused member check is a rejected handshake (HTTP 403); after accept,
-4503 = the service is not ready, 4502 = it could not be reached or failed.
+4503 = the service is not ready, 4502 = it could not be reached or failed, 4009 = a frame
+was larger than Daphne sends.
 """
 
 import asyncio
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 NOT_READY = 4503
 UNREACHABLE = 4502
+TOO_BIG = 4009  # 1009 (message too big), in the range Daphne can send
 # Daphne rejects a handshake that is not accepted within 5 s (--websocket_connect_timeout).
 OPEN_TIMEOUT = 4.0
 # Pings keep idle tunnels and NATs open; with no timeout a busy service (a VS Code extension host
@@ -132,6 +134,12 @@ class SocketProxy:
                     await send({"type": "websocket.send", "text": frame})
         except websockets.ConnectionClosed:
             pass
+        except Exception as error:
+            # Daphne refuses messages over --websocket-max-message-size (1 MiB by default) by raising here.
+            log.warning("workspace socket: a frame could not be passed to the browser: %r", error)
+            await upstream.close(1009)
+            await send({"type": "websocket.close", "code": TOO_BIG})
+            return
         # 1006: the service went away without a close frame.
         code = UNREACHABLE if upstream.close_code in (None, 1006) else sendable_close_code(upstream.close_code)
         await send({"type": "websocket.close", "code": code})

@@ -7,6 +7,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from django.test import Client
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
 BIG = os.urandom(5 * 1024 * 1024)
@@ -104,7 +105,8 @@ class HttpUpstream:
 class SocketUpstream:
     """An echo server speaking the "binary" subprotocol, as websockify does.
 
-    "headers" answers with the handshake's headers and path; "close <code>" closes with that code.
+    "headers" answers with the handshake's headers and path; "big <n>" sends n random bytes, then their
+    sha256; "close <code>" closes with that code.
     """
 
     def __init__(self):
@@ -121,18 +123,28 @@ class SocketUpstream:
         self.server.shutdown()
 
     def handle(self, socket: ServerConnection) -> None:
+        try:
+            self.answer(socket)
+        except ConnectionClosed:
+            pass  # a close code other than 1000/1001 ends iteration with an error
+        received = socket.protocol.close_rcvd
+        self.closes.append(received.code if received else None)
+
+    def answer(self, socket: ServerConnection) -> None:
         for message in socket:
             if message == "headers":
                 socket.send(json.dumps({"path": socket.request.path,
                                         "headers": {k.lower(): v for k, v in socket.request.headers.raw_items()},
                                         "subprotocol": socket.subprotocol}))
+            elif isinstance(message, str) and message.startswith("big "):
+                frame = os.urandom(int(message.split()[1]))
+                socket.send(frame)
+                socket.send(hashlib.sha256(frame).hexdigest())
             elif isinstance(message, str) and message.startswith("close "):
                 socket.close(int(message.split()[1]), "asked to")
                 return
             else:
                 socket.send(message)
-        received = socket.protocol.close_rcvd
-        self.closes.append(received.code if received else None)
 
 
 def ready(port: int) -> dict:
