@@ -309,12 +309,43 @@
       title.textContent = d.title;
       document.title = `${d.title} · Inspect`;
     },
+    service(ev, d) {
+      // Quiet: a burst of service changes is one line, each service once with its latest state.
+      let line = timeline.lastElementChild;
+      if (!line || !line.classList.contains("note-services")) line = note(ev, "", "note-services");
+      let item = [...line.children].find((node) => node.dataset.name === d.name);
+      if (!item) item = line.appendChild(el("span", "service-note"));
+      item.dataset.name = d.name;
+      item.dataset.state = d.state;
+      item.textContent = `${serviceLabel(d.name)} ${d.state}${d.state === "failed" && d.reason ? `: ${d.reason}` : ""}`;
+      line.dataset.lastSeq = ev.seq;
+    },
+    screenshot(ev, d) {
+      const card = add(el("figure", "screenshot-card"), ev);
+      const url = /^\/[^/\\]/.test(d.url || "") ? d.url : null; // our own artifact paths only
+      const link = el("a");
+      const image = el("img");
+      image.loading = "lazy";
+      image.alt = `Screenshot of ${d.source === "desktop" ? "the desktop" : d.source}`;
+      if (d.width > 0 && d.height > 0) { image.width = d.width; image.height = d.height; } // no jump when it loads
+      if (url) { link.href = image.src = url; link.target = "_blank"; link.rel = "noopener"; }
+      link.append(image);
+      const caption = el("figcaption");
+      caption.append(el("span", "source", d.source === "desktop" ? "Desktop" : d.source),
+        el("span", "taken-by", d.taken_by === "agent" ? "taken by the agent" : `taken by ${nameOf(d.taken_by)}`));
+      card.append(link, caption);
+    },
     error(ev, d) {
       const node = add(el("div", "event-error"), ev);
       node.setAttribute("role", "alert");
       node.append(el("strong", "name", d.name || "Error"), el("span", "message", d.message || ""));
     },
   };
+
+  function serviceLabel(name) {
+    const port = /^preview-(\d+)$/.exec(name || "");
+    return port ? `Preview :${port[1]}` : { ide: "VS Code", desktop: "Desktop" }[name] || String(name);
+  }
 
   function unknown(ev) { note(ev, ev.kind, "note-unknown"); }
 
@@ -354,6 +385,7 @@
     } catch (error) {
       console.error("could not show event", seq, ev.kind, error); // keep going: one bad event must not stop the stream
     }
+    document.dispatchEvent(new CustomEvent("inspect:event", { detail: { seq, ev: { ...ev, seq, data } } })); // workspace.js
     scheduleFlush();
   }
 
@@ -446,6 +478,7 @@
   }
 
   function receive(msg) {
+    if (msg.type !== "event") document.dispatchEvent(new CustomEvent("inspect:reply", { detail: msg })); // workspace.js
     if (msg.type === "event") receiveEvent(msg);
     else if (msg.type === "ok" && msg.for === "prompt") {
       pendingPrompt = false;
@@ -493,6 +526,7 @@
     updateComposer();
   });
 
+  window.inspectSession = { send }; // for workspace.js: its requests share this socket
   setPhase(phase.dataset.state);
   updateComposer();
   connect();

@@ -1,0 +1,358 @@
+// The session page's workspace: tabs for VS Code, the sandbox's desktop and the app's preview.
+//
+// session.js owns the socket and the timeline. It dispatches "inspect:event" on document for every
+// event it applies (a page load replays the log from seq 0) and "inspect:reply" for every other
+// message, and exposes window.inspectSession.send. Each workspace service reports its state in
+// `service` events; the latest one per name wins. Nothing is loaded before its service is ready,
+// nor before its tab is visible; a new "ready" (a restart) loads it again.
+(function () {
+  "use strict";
+  const box = document.getElementById("workspace");
+  if (!box) return;
+  const $ = (id) => document.getElementById(id);
+  const base = box.dataset.base; // "/w/<session id>"
+  const wide = window.matchMedia("(min-width: 1024px)");
+  const toggle = $("workspace-toggle");
+  const tabs = [...box.querySelectorAll('[role="tab"]')];
+  const ideFrame = $("ide-frame");
+  const previewFrame = $("preview-frame");
+  const portPicker = $("preview-port");
+  const screen = $("desktop-screen");
+  const connection = $("desktop-connection");
+
+  const services = new Map(); // name -> {state, reason, seq}
+  let selected = "ide";
+  let port = ""; // the chosen preview port
+  let portChosen = false; // by the user: new ports then do not take over
+  let ideLoaded = 0; // seq of the "ready" the VS Code frame loaded for
+  let previewLoaded = ""; // "<port>:<seq>" the preview frame loaded for
+  let rfb = null;
+  let desktopReady = 0; // seq of the "ready" the last desktop connection was for: one automatic try per "ready"
+  let renderQueued = false;
+  const pending = {}; // action -> its button, while the server has not answered
+
+  const LABELS = { ide: "VS Code", desktop: "Desktop" };
+  const STATE_TEXT = { unknown: "not started", starting: "starting…", ready: "ready", failed: "failed", stopped: "stopped" };
+
+  function label(name) {
+    const match = /^preview-(\d+)$/.exec(name);
+    return match ? `Preview :${match[1]}` : LABELS[name] || name;
+  }
+
+  function stateOf(name) {
+    return services.get(name) || { state: "unknown", reason: "", seq: 0 };
+  }
+
+  function previewPorts() {
+    const ports = [];
+    for (const name of services.keys()) {
+      const match = /^preview-(\d+)$/.exec(name);
+      if (match) ports.push(match[1]);
+    }
+    return ports.sort((a, b) => Number(a) - Number(b));
+  }
+
+  function visible(pane) {
+    return selected === pane && (wide.matches || box.dataset.open === "true");
+  }
+
+  // --- events from session.js ------------------------------------------------------------
+
+  document.addEventListener("inspect:event", (event) => {
+    const ev = event.detail.ev;
+    if (ev.kind !== "service" || typeof ev.data.name !== "string") return;
+    const d = ev.data;
+    services.set(d.name, { state: STATE_TEXT[d.state] ? d.state : "unknown", reason: d.reason || "", seq: event.detail.seq });
+    if (pending[`restart:${d.name}`]) settle(`restart:${d.name}`);
+    scheduleRender(); // a replay brings many: render once per frame, so frames load once
+  });
+
+  document.addEventListener("inspect:reply", (event) => {
+    const msg = event.detail;
+    if (msg.type === "ok" && msg.for === "screenshot") settle("screenshot", "Screenshot added to the timeline.");
+    else if (msg.type === "ok" && msg.for === "restart_service") {
+      for (const key of Object.keys(pending)) if (key.startsWith("restart:")) settle(key, "Restarting…");
+    }
+    else if (msg.type === "error") {
+      // Errors name no request: any pending one failed. session.js shows the message under the prompt
+      // box; repeat it next to the button, which may be far from there on a phone.
+      for (const key of Object.keys(pending)) settle(key, msg.message || "Something went wrong.", true);
+    }
+  });
+
+  function request(key, button, message) {
+    const session = window.inspectSession;
+    if (!session || !session.send(message)) {
+      paneNote(button, "Not connected: try again in a moment.", true);
+      return;
+    }
+    pending[key] = button;
+    button.disabled = true;
+    button.dataset.pending = "true";
+    paneNote(button, key === "screenshot" ? "Taking a screenshot…" : "");
+    setTimeout(() => { if (pending[key] === button) settle(key); }, 30000); // no answer: let them try again
+  }
+
+  function settle(key, text, isError) {
+    const button = pending[key];
+    if (!button) return;
+    delete pending[key];
+    delete button.dataset.pending;
+    if (text !== undefined) paneNote(button, text, isError);
+    scheduleRender(); // re-enables the button if it still applies
+  }
+
+  function paneNote(button, text, isError) {
+    const note = button.closest(".pane").querySelector(".pane-note");
+    note.textContent = text || "";
+    note.classList.toggle("error", Boolean(isError));
+    clearTimeout(note.clearTimer);
+    if (text && !isError) note.clearTimer = setTimeout(() => { note.textContent = ""; }, 6000);
+  }
+
+  // --- rendering ----------------------------------------------------------------------------
+
+  function scheduleRender() {
+    if (renderQueued) return;
+    renderQueued = true;
+    requestAnimationFrame(() => { renderQueued = false; render(); });
+  }
+
+  function render() {
+    choosePort();
+    const previewName = port ? `preview-${port}` : "";
+    $("tab-ide").dataset.state = stateOf("ide").state;
+    $("tab-desktop").dataset.state = stateOf("desktop").state;
+    $("tab-preview").dataset.state = previewName ? stateOf(previewName).state : "unknown";
+    renderIde();
+    renderDesktop();
+    renderPreview();
+  }
+
+  // The status chip in the pane's bar, and the message shown instead of the frame until it is ready.
+  function showService(pane, name, messages) {
+    const { state, reason } = name ? stateOf(name) : { state: "unknown", reason: "" };
+    const chip = pane.querySelector(".svc-state");
+    chip.dataset.state = state;
+    chip.textContent = name ? STATE_TEXT[state] : "no preview";
+    const message = pane.querySelector(".pane-message");
+    message.dataset.state = state;
+    message.querySelector(".message-title").textContent = messages[state] || "";
+    message.querySelector(".message-reason").textContent = state === "failed" ? reason : "";
+    const restart = message.querySelector(".restart");
+    restart.hidden = !(name && state === "failed");
+    restart.dataset.restart = name;
+    restart.disabled = Boolean(pending[`restart:${name}`]);
+    return state;
+  }
+
+  function renderIde() {
+    const pane = $("pane-ide");
+    const state = showService(pane, "ide", {
+      unknown: "VS Code starts with the sandbox.",
+      starting: "VS Code is starting…",
+      failed: "VS Code could not start.",
+      stopped: "VS Code stopped. It starts again with the sandbox.",
+    });
+    const ready = state === "ready";
+    pane.querySelector(".pane-message").hidden = ready;
+    ideFrame.hidden = !ready;
+    $("ide-open").hidden = !ready;
+    const seq = stateOf("ide").seq;
+    if (ready && visible("ide") && ideLoaded !== seq) {
+      ideLoaded = seq;
+      ideFrame.src = `${base}/ide/`;
+    }
+  }
+
+  function choosePort() {
+    const ports = previewPorts();
+    if (!portChosen || !ports.includes(port)) {
+      // Not chosen by the user: the first ready port, else the first one seen.
+      port = ports.find((p) => stateOf(`preview-${p}`).state === "ready") || ports[0] || "";
+    }
+  }
+
+  function renderPreview() {
+    const pane = $("pane-preview");
+    fillPortPicker(previewPorts());
+    const name = port ? `preview-${port}` : "";
+    const state = showService(pane, name, {
+      unknown: "No preview yet. When the agent starts the app's dev server, its port shows up here.",
+      starting: `The preview on port ${port} is starting…`,
+      failed: `The preview on port ${port} failed.`,
+      stopped: `The preview on port ${port} stopped.`,
+    });
+    const ready = state === "ready";
+    const url = `${base}/preview-${port}/`;
+    pane.querySelector(".pane-message").hidden = ready;
+    previewFrame.hidden = !ready;
+    $("preview-reload").disabled = !ready;
+    $("preview-open").hidden = !ready;
+    $("preview-open").href = url;
+    $("preview-screenshot").disabled = !ready || Boolean(pending.screenshot);
+    const key = `${port}:${stateOf(name).seq}`;
+    if (ready && visible("preview") && previewLoaded !== key) {
+      previewLoaded = key;
+      previewFrame.src = url;
+    }
+  }
+
+  function fillPortPicker(ports) {
+    const wanted = ports.map((p) => `${p}:${stateOf(`preview-${p}`).state}`).join(",");
+    if (portPicker.dataset.filled !== wanted) {
+      portPicker.dataset.filled = wanted;
+      portPicker.replaceChildren(...(ports.length ? ports : [""]).map((p) => {
+        const option = document.createElement("option");
+        option.value = p;
+        if (!p) {
+          option.textContent = "none yet";
+          return option;
+        }
+        const { state } = stateOf(`preview-${p}`);
+        option.textContent = state === "ready" ? p : `${p} (${STATE_TEXT[state]})`;
+        option.dataset.service = `preview-${p}`; // one element per preview service, for tests
+        option.dataset.state = state;
+        return option;
+      }));
+    }
+    portPicker.value = port;
+    portPicker.disabled = ports.length === 0;
+  }
+
+  // --- the desktop (noVNC) ----------------------------------------------------------------
+
+  function renderDesktop() {
+    const pane = $("pane-desktop");
+    const state = showService(pane, "desktop", {
+      unknown: "The desktop starts with the sandbox.",
+      starting: "The desktop is starting…",
+      failed: "The desktop could not start.",
+      stopped: "The desktop stopped. It starts again with the sandbox.",
+    });
+    const ready = state === "ready";
+    const seq = stateOf("desktop").seq;
+    if (!ready && rfb) {
+      const client = rfb;
+      rfb = null;
+      client.disconnect();
+    }
+    if (ready && visible("desktop") && screen.dataset.state === "disconnected" && desktopReady !== seq) {
+      desktopReady = seq;
+      connectDesktop();
+    }
+    // The screen stays laid out while connecting (noVNC measures it); the message covers it until connected.
+    const link = screen.dataset.state;
+    const message = pane.querySelector(".pane-message");
+    message.hidden = ready && link === "connected";
+    if (ready && link !== "connected") {
+      message.querySelector(".message-title").textContent = link === "connecting" ? "Connecting to the desktop…"
+        : desktopReady ? "Disconnected from the desktop." : "Open this tab to connect to the desktop.";
+    }
+    screen.hidden = !ready;
+    $("desktop-reconnect").hidden = !(ready && link === "disconnected");
+    $("desktop-screenshot").disabled = !ready || Boolean(pending.screenshot);
+  }
+
+  function setConnection(state, text) {
+    screen.dataset.state = state;
+    connection.dataset.state = state;
+    connection.textContent = text || state;
+    scheduleRender();
+  }
+
+  async function connectDesktop() {
+    setConnection("connecting", "connecting…");
+    let RFB;
+    try {
+      RFB = (await import(box.dataset.novnc)).default; // loaded on first use: most visits never open the desktop
+    } catch (error) {
+      console.error("could not load noVNC", error);
+      setConnection("disconnected", "could not load the viewer");
+      return;
+    }
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const client = new RFB(screen, `${scheme}//${location.host}${base}/desktop/`);
+    client.scaleViewport = true;
+    client.resizeSession = false;
+    client.background = "#1d2330";
+    client.addEventListener("connect", () => setConnection("connected"));
+    client.addEventListener("disconnect", () => {
+      if (rfb === client) rfb = null;
+      setConnection("disconnected");
+    });
+    client.addEventListener("credentialsrequired", () => {
+      client.disconnect(); // the sandbox's VNC server has no password; this is not our desktop
+    });
+    rfb = client;
+  }
+
+  $("desktop-reconnect").addEventListener("click", () => {
+    if (screen.dataset.state !== "disconnected") return;
+    desktopReady = stateOf("desktop").seq;
+    connectDesktop();
+  });
+
+  // --- tabs, the phone toggle and the buttons -------------------------------------------------
+
+  function select(pane, focus) {
+    selected = pane;
+    for (const tab of tabs) {
+      const on = tab.dataset.pane === pane;
+      tab.setAttribute("aria-selected", String(on));
+      tab.tabIndex = on ? 0 : -1;
+      $(`pane-${tab.dataset.pane}`).hidden = !on;
+      if (on && focus) tab.focus();
+    }
+    render();
+  }
+
+  for (const tab of tabs) tab.addEventListener("click", () => select(tab.dataset.pane));
+  $("workspace-tabs").addEventListener("keydown", (event) => { // arrow keys move between tabs (ARIA tabs pattern)
+    const moves = { ArrowRight: 1, ArrowLeft: -1, Home: -Infinity, End: Infinity };
+    if (!(event.key in moves)) return;
+    event.preventDefault();
+    const index = tabs.findIndex((tab) => tab.dataset.pane === selected);
+    const step = moves[event.key];
+    const next = Number.isFinite(step) ? (index + step + tabs.length) % tabs.length : step < 0 ? 0 : tabs.length - 1;
+    select(tabs[next].dataset.pane, true);
+  });
+
+  toggle.addEventListener("click", () => {
+    const open = box.dataset.open !== "true";
+    box.dataset.open = String(open);
+    toggle.setAttribute("aria-expanded", String(open));
+    render();
+    if (open) box.scrollIntoView({ behavior: "smooth", block: "start" });
+  });
+  wide.addEventListener("change", render); // a phone turned sideways, a window resized
+
+  portPicker.addEventListener("change", () => {
+    port = portPicker.value;
+    portChosen = true;
+    render();
+  });
+
+  $("preview-reload").addEventListener("click", () => {
+    try {
+      previewFrame.contentWindow.location.reload(); // keeps the page the preview navigated to
+    } catch (error) {
+      previewFrame.src = `${base}/preview-${port}/`;
+    }
+  });
+
+  $("desktop-screenshot").addEventListener("click", (event) => {
+    request("screenshot", event.currentTarget, { type: "screenshot", target: "desktop" });
+  });
+  $("preview-screenshot").addEventListener("click", (event) => {
+    if (port) request("screenshot", event.currentTarget, { type: "screenshot", target: `preview-${port}` });
+  });
+  box.addEventListener("click", (event) => {
+    const button = event.target.closest(".restart");
+    if (!button || !button.dataset.restart) return;
+    const name = button.dataset.restart;
+    request(`restart:${name}`, button, { type: "restart_service", name });
+  });
+
+  render();
+})();
