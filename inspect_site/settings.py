@@ -206,6 +206,8 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static", ("novnc", BASE_DIR / "vendor" / "node_modules" / "@novnc" / "novnc")]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)
+# Session artifacts (screenshots). No MEDIA_URL is served: members fetch them through sessions.views.artifact.
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 # Daphne serves no static files itself; WhiteNoise does, straight from the apps' folders.
 WHITENOISE_USE_FINDERS = True
 

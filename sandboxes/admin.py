@@ -77,7 +77,8 @@ class RepoAdmin(admin.ModelAdmin):
     actions = ["rebuild_now"]
     fieldsets = [
         (None, {"fields": ["name", "clone_url", "default_branch"]}),
-        ("Environment", {"fields": ["environment_source", "setup_commands", "start_commands", "env_vars"]}),
+        ("Environment", {"fields": ["environment_source", "setup_commands", "start_commands", "preview_ports",
+                                    "env_vars"]}),
         ("Rebuilds and warm pool", {"fields": ["rebuild_interval_minutes", "warm_pool_size"]}),
     ]
 

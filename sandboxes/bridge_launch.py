@@ -36,8 +36,18 @@ def opencode_config(token: str) -> dict:
         return {"share": "disabled", "autoupdate": False}
 
 
+def workspace_services(sandbox: Sandbox) -> dict:
+    """What the bridge runs beside OpenCode: VS Code and the desktop (unless turned off) and the
+    repo's dev servers with the ports they serve."""
+    wanted = settings.SANDBOX_WORKSPACE_SERVICES
+    image = sandbox.image
+    return {"ide": wanted, "desktop": wanted,
+            "dev": {"commands": list(image.start_commands), "ports": list(image.forward_ports)}}
+
+
 def bridge_env(sandbox: Sandbox, token: str, synced: bool) -> dict[str, str]:
     return {
+        "INSPECT_SERVICES": json.dumps(workspace_services(sandbox)),
         "INSPECT_CONTROL_PLANE_URL": settings.SANDBOX_CONTROL_PLANE_URL,
         "INSPECT_SANDBOX_ID": str(sandbox.pk),
         "INSPECT_SANDBOX_TOKEN": token,

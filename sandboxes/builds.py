@@ -13,7 +13,7 @@ from sandboxes import lifecycle
 from sandboxes.backends import get_backend
 from sandboxes.backends.base import BackendError, ImageSpec
 from sandboxes.devcontainer import DevcontainerError
-from sandboxes.models import Repo, RepoImage, Sandbox, Snapshot, command_lines
+from sandboxes.models import Repo, RepoImage, Sandbox, Snapshot, command_lines, port_list
 
 logger = logging.getLogger(__name__)
 LOG_FLUSH_SECONDS = 0.3
@@ -57,6 +57,7 @@ def image_spec(repo: Repo, image: RepoImage) -> ImageSpec:
         branch=repo.default_branch,
         setup_commands=command_lines(repo.setup_commands),
         start_commands=command_lines(repo.start_commands),
+        forward_ports=port_list(repo.preview_ports),
         env=dict(repo.env_vars),
         use_devcontainer=repo.environment_source == Repo.EnvironmentSource.DEVCONTAINER,
         build_secrets=repo.secrets_dict(),

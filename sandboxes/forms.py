@@ -19,6 +19,7 @@ class RepoForm(forms.ModelForm):
             "environment_source",
             "setup_commands",
             "start_commands",
+            "preview_ports",
             "env_vars",
             "warm_pool_size",
             "rebuild_interval_minutes",

@@ -39,6 +39,19 @@ def validate_env_name(value: str) -> None:
         raise ValidationError(f"{value!r} is not a valid environment variable name.")
 
 
+def port_list(text: str) -> list[int]:
+    return [int(part) for part in text.replace(",", " ").split()]
+
+
+def validate_ports(value: str) -> None:
+    try:
+        ports = port_list(value)
+    except ValueError:
+        raise ValidationError("Ports are numbers separated by commas, e.g. 3000, 5173.") from None
+    if any(not 0 < port < 65536 for port in ports):
+        raise ValidationError("A port is between 1 and 65535.")
+
+
 def command_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
@@ -59,6 +72,10 @@ class Repo(models.Model):
     )
     start_commands = models.TextField(
         blank=True, help_text="One per line, run in each sandbox when it starts (dev servers)."
+    )
+    preview_ports = models.CharField(
+        max_length=200, blank=True, validators=[validate_ports],
+        help_text="The ports the start commands serve, comma-separated (e.g. 3000, 5173): the workspace's previews.",
     )
     env_vars = models.JSONField(default=dict, blank=True, validators=[validate_env])
     warm_pool_size = models.PositiveSmallIntegerField(default=0)
@@ -85,6 +102,7 @@ class Repo(models.Model):
             "source": self.environment_source,
             "setup": command_lines(self.setup_commands),
             "start": command_lines(self.start_commands),
+            "ports": port_list(self.preview_ports),
             "env": self.env_vars,
             "secrets": sorted((s.name, s.updated_at.isoformat()) for s in self.secrets.all()),
         }

@@ -86,8 +86,9 @@ def provision(sandbox_id: uuid.UUID) -> Sandbox | None:
             backend.terminate(ref)  # terminated while starting
             return sandbox
         announce(sandbox)
-        for index, command in enumerate(image.start_commands):
-            backend.start_service(ref, f"start-{index}", command)
+        if not settings.SANDBOX_START_BRIDGE:  # otherwise the bridge runs them, and reports their state
+            for index, command in enumerate(image.start_commands):
+                backend.start_service(ref, f"start-{index}", command)
     except (BackendError, OSError) as e:
         logger.warning("sandbox %s failed to start: %s", sandbox.pk, e)
         if sandbox.backend_ref:

@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import PermissionDenied
 
-from sessions import services
+from sessions import services, workspace
 from sessions.events import events_after, group_name
 from sessions.models import Session
 
@@ -46,6 +46,14 @@ def act(session_id: int, user, kind: str, content: dict) -> dict:
     if kind == "cancel":
         prompt = services.cancel_prompt(session, user, content["prompt_id"])
         return {"prompt_id": prompt.pk}
+    if kind == "restart_service":
+        services.check_member(session, user)
+        workspace.restart_service(session, content["name"])
+        return {"name": content["name"]}
+    if kind == "screenshot":
+        services.check_member(session, user)
+        workspace.request_screenshot(session, user, content["target"])
+        return {"target": content["target"]}
     services.stop(session, user)
     return {}
 
@@ -66,8 +74,15 @@ def invalid(content: dict) -> str:
         prompt_id = content.get("prompt_id")
         if not isinstance(prompt_id, int) or isinstance(prompt_id, bool) or not 0 < prompt_id <= MAX_ID:
             return '"prompt_id" must be the id of a queued prompt.'
+    elif kind == "restart_service":
+        if not isinstance(content.get("name"), str) or not workspace.SERVICE_NAME.match(content["name"]):
+            return '"name" must be a service: ide, desktop or preview-<port>.'
+    elif kind == "screenshot":
+        if not isinstance(content.get("target"), str) or not workspace.SCREENSHOT_TARGET.match(content["target"]):
+            return '"target" must be desktop or preview-<port>.'
     elif kind not in ("stop", "ping"):
-        return f"Unknown message type {kind!r}: use subscribe, prompt, cancel, stop or ping."
+        return (f"Unknown message type {kind!r}: use subscribe, prompt, cancel, stop, restart_service, "
+                "screenshot or ping.")
     return ""
 
 

@@ -1,6 +1,8 @@
 """Sessions, who is in them, their prompts (the queue) and their event log. See docs/sessions.md."""
 
 import json
+import uuid
+from pathlib import Path
 
 from django.conf import settings
 from django.db import models
@@ -194,3 +196,32 @@ def clean_prompt(text, context) -> tuple[str, dict]:
     if "\\u0000" in encoded:
         raise ValueError("The context cannot contain NUL characters.")
     return text.strip(), context
+
+
+def artifact_path(artifact: "Artifact", filename: str) -> str:
+    return f"artifacts/{artifact.session_id}/{uuid.uuid4().hex}{Path(filename).suffix}"
+
+
+class Artifact(models.Model):
+    """A file a session produced for people to see: a screenshot of the desktop or of a page.
+    Served only to the session's members (sessions.views.artifact), never from a public URL."""
+
+    class Kind(models.TextChoices):
+        SCREENSHOT = "screenshot"
+
+    session = models.ForeignKey(Session, models.CASCADE, related_name="artifacts")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.SCREENSHOT)
+    file = models.FileField(upload_to=artifact_path)
+    content_type = models.CharField(max_length=100, default="image/png")
+    size_bytes = models.PositiveIntegerField(default=0)
+    source = models.CharField(max_length=500, blank=True, help_text='"desktop" or the page\'s URL.')
+    taken_by = models.CharField(max_length=150, blank=True, help_text='"agent" or who asked for it.')
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["session", "created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} of session {self.session_id}"

@@ -17,7 +17,7 @@ from django.utils import timezone
 from sandboxes import providers, provisioning, tasks
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox, Snapshot
-from sessions import queue
+from sessions import queue, workspace
 from sessions.events import append_event
 from sessions.models import MAX_PROMPT_CHARS, Event, Membership, Prompt, Session, clean_prompt
 
@@ -30,6 +30,8 @@ MODEL_RE = re.compile(r"^[\w.-]+/\S{1,150}$")
 STATE_FIELDS = ["status", "error", "sandbox", "agent_busy", "opencode_session_id", "title"]
 # Bridge event kinds that change more than the log.
 STATEFUL_KINDS = {"agent_session", "prompt_started", "busy", "idle", "title", "error"}
+# Kinds only the control plane writes (a screenshot arrives as an upload, see sessions.views).
+CONTROL_PLANE_KINDS = {"screenshot", "status", "prompt_finished", "sandbox_phase"}
 
 
 # --- requests from people ------------------------------------------------------
@@ -192,6 +194,8 @@ def start_sandbox(session: Session, snapshot_id: str | None) -> bool:
         "sandbox_id": str(sandbox.pk), "state": sandbox.state, "reason": "", "from_pool": from_pool,
         "restored_from": str(snapshot.pk) if snapshot else None,
     })
+    if from_pool:
+        workspace.replay_services(session, sandbox)
     if sandbox.state == State.PROVISIONING:
         transaction.on_commit(lambda: tasks.provision_sandbox.delay(str(sandbox.pk)))
     return sandbox.state in queue.USABLE
@@ -235,6 +239,11 @@ def handle_bridge_event(sandbox: Sandbox, bridge_event_id: str, event: dict) -> 
         raise ValueError("A bridge event needs an id of 1 to 100 characters.")
     if not isinstance(event, dict) or not isinstance(event.get("kind"), str):
         raise ValueError("A bridge event is an object with a kind.")
+    if event["kind"] in CONTROL_PLANE_KINDS:
+        raise ValueError(f"A bridge cannot send {event['kind']!r} events.")
+    if event["kind"] == "service":  # kept on the sandbox too: a pooled one serves no session yet
+        event = {"kind": "service", **workspace.clean_service_report(event)}
+        workspace.record_service(sandbox, event)
     session = Session.objects.filter(sandbox=sandbox).first()
     if session is None:
         logger.info("event %s from sandbox %s, which serves no session", bridge_event_id, sandbox.pk)

@@ -1,12 +1,16 @@
+from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
-from sandboxes.models import Repo, RepoImage
-from sessions import services
+from sandboxes.model_proxy import presented_token
+from sandboxes.models import Repo, RepoImage, Sandbox
+from sessions import services, workspace
 from sessions.forms import NewSessionForm
-from sessions.models import Prompt, Session
+from sessions.models import Artifact, Prompt, Session
 
 SESSIONS_PER_PAGE = 50
 
@@ -71,3 +75,46 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
         "sandbox_state": session.sandbox.state if session.sandbox else "",
         "max_prompt_length": services.MAX_PROMPT_CHARS,
     })
+
+
+def artifact(request: HttpRequest, session_id: int, artifact_id: int) -> FileResponse:
+    """A session's artifact, for its members and staff; the same 404 as the session page otherwise."""
+    found = Artifact.objects.select_related("session").filter(pk=artifact_id, session_id=session_id).first()
+    if found is None or not found.session.is_member(request.user):
+        raise Http404("No such artifact.")
+    try:
+        response = FileResponse(found.file.open("rb"), content_type=found.content_type)
+    except FileNotFoundError:
+        raise Http404("This artifact's file is gone.") from None
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@csrf_exempt
+@login_not_required  # the sandbox presents its token instead
+@require_POST
+def upload_screenshot(request: HttpRequest) -> JsonResponse:
+    """A sandbox's bridge sends a screenshot (image/png body) it took for the agent or a person."""
+    sandbox = Sandbox.from_token(presented_token(request))
+    if sandbox is None:
+        return JsonResponse({"error": "A live sandbox's token is required."}, status=401)
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = -1
+    if not 0 < length <= workspace.MAX_SCREENSHOT_BYTES:
+        return JsonResponse({"error": f"The body must be a PNG of at most {workspace.MAX_SCREENSHOT_BYTES} bytes."},
+                            status=413 if length > 0 else 400)
+    if request.content_type != "image/png":
+        return JsonResponse({"error": "The body must be image/png."}, status=415)
+    try:
+        stored = workspace.store_screenshot(
+            sandbox, request.read(length), request.headers.get("X-Screenshot-Source", ""),
+            request.headers.get("X-Screenshot-Taken-By", "agent"),
+        )
+    except ValueError as e:
+        return JsonResponse({"error": str(e)}, status=400)
+    except LookupError as e:
+        return JsonResponse({"error": str(e)}, status=409)
+    return JsonResponse({"artifact_id": stored.pk, "url": workspace.artifact_url(stored)}, status=201)

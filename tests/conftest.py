@@ -42,6 +42,7 @@ def sandbox_root(settings, open_tmp):
     settings.SANDBOX_ROOT = root
     # Sandboxes alone here: the bridge and OpenCode are started by the tests that are about them.
     settings.SANDBOX_START_BRIDGE = False
+    settings.SANDBOX_WORKSPACE_SERVICES = False  # VS Code and the desktop: only where a test turns them on
     backends._instances.clear()
     yield root
     backend = backends._instances.get("local")

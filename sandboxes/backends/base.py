@@ -20,6 +20,7 @@ class ImageSpec:
     start_commands: list[str]
     env: dict[str, str]
     use_devcontainer: bool = False
+    forward_ports: list[int] = field(default_factory=list)  # served by the start commands
     # Only for the setup commands; redacted from the log, never stored in the image's env.
     build_secrets: dict[str, str] = field(default_factory=dict)
 

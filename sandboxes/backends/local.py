@@ -220,7 +220,7 @@ class LocalBackend(SandboxBackend):
             env = dict(spec.env)
             setup = list(spec.setup_commands)
             start = list(spec.start_commands)
-            ports: list[int] = []
+            ports = list(spec.forward_ports)
             if spec.use_devcontainer:
                 plan = devcontainer.load(workspace)
                 if plan is None:
@@ -229,7 +229,7 @@ class LocalBackend(SandboxBackend):
                 env = {**plan.env, **env}
                 setup = plan.on_create + plan.post_create + setup
                 start = start + plan.post_start
-                ports = plan.forward_ports
+                ports = ports + [port for port in plan.forward_ports if port not in ports]
 
             deadline = time.monotonic() + settings.IMAGE_BUILD_TIMEOUT_SECONDS
             for command in setup:

@@ -7,11 +7,12 @@ import sqlite3
 import time
 from collections import OrderedDict
 
-from . import BRIDGE_VERSION, OPENCODE_VERSION
+from . import BRIDGE_VERSION, OPENCODE_VERSION, screenshot
 from .config import SESSION_RULES, BridgeConfig
 from .opencode import OpenCodeError, OpenCodeServer
 from .outbox import Outbox
 from .translate import SessionState, Translator
+from .workspace import Workspace
 
 log = logging.getLogger("bridge.agent")
 SESSION_ID = re.compile(r"ses_[A-Za-z0-9]{1,64}")
@@ -51,6 +52,7 @@ class Agent:
         self.synced = config.synced
         self.translator = Translator(config.workspace)
         self.server = OpenCodeServer(config, self.on_opencode_event)
+        self.workspace = Workspace(config, self.emit)
         self.ready = asyncio.Event()  # OpenCode is up and its event stream connected
         self.done = asyncio.Event()
         self.commands: asyncio.Queue[dict] = asyncio.Queue()
@@ -152,6 +154,7 @@ class Agent:
 
     async def cmd_sync_done(self, command: dict) -> None:
         self.synced = True
+        self.workspace.synced.set()
         held, self.held = self.held, {}
         for request_id in held:
             await self.allow(request_id)
@@ -163,6 +166,21 @@ class Agent:
 
     async def cmd_shutdown(self, command: dict) -> None:
         await self.server.stop()
+        await self.workspace.stop()
+
+    async def cmd_restart_service(self, command: dict) -> None:
+        try:
+            self.workspace.restart(str(command.get("service")))
+        except ValueError as e:
+            raise CommandError(str(e)) from None
+
+    async def cmd_screenshot(self, command: dict) -> None:
+        taken_by = command.get("taken_by")
+        try:
+            await self.workspace.screenshot(str(command.get("target") or "desktop"),
+                                            taken_by if isinstance(taken_by, str) and taken_by else "someone")
+        except screenshot.ScreenshotError as e:
+            raise CommandError(str(e)) from None
 
     # --- OpenCode's events ----------------------------------------------------------
 

@@ -23,7 +23,8 @@ async def run(config: BridgeConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.done.set)
-    tasks = [asyncio.create_task(c) for c in (agent.server.supervise(), link.run(), agent.work(), agent.watchdog())]
+    tasks = [asyncio.create_task(c) for c in (agent.server.supervise(), link.run(), agent.work(), agent.watchdog(),
+                                                agent.workspace.run())]
     failed: list[BaseException] = []
 
     def report_failure(task: asyncio.Task) -> None:
@@ -37,6 +38,7 @@ async def run(config: BridgeConfig) -> int:
     await agent.done.wait()
     log.info("shutting down")
     await agent.server.stop()
+    await agent.workspace.stop()
     deadline = time.monotonic() + 3  # let the last command result reach the control plane
     while outbox.has_messages and link.connection is not None and time.monotonic() < deadline:
         await asyncio.sleep(0.05)

@@ -33,6 +33,8 @@ class BridgeConfig:
     heartbeat_seconds: float = 10.0
     reconnect_max_seconds: float = 30.0
     env: dict[str, str] = field(default_factory=dict)
+    # The workspace services to run: {"ide": bool, "desktop": bool, "dev": {"commands": [...], "ports": [...]}}
+    services: dict = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "BridgeConfig":
@@ -47,6 +49,12 @@ class BridgeConfig:
             raise ConfigError(f"INSPECT_OPENCODE_CONFIG is not valid JSON: {e}") from None
         if not isinstance(opencode_config, dict):
             raise ConfigError("INSPECT_OPENCODE_CONFIG must be a JSON object")
+        try:
+            services = json.loads(env.get("INSPECT_SERVICES") or "{}")
+        except ValueError as e:
+            raise ConfigError(f"INSPECT_SERVICES is not valid JSON: {e}") from None
+        if not isinstance(services, dict):
+            raise ConfigError("INSPECT_SERVICES must be a JSON object")
         tools = Path(env.get("INSPECT_TOOLS_DIR") or "/opt/inspect")
         return cls(
             control_plane_url=env["INSPECT_CONTROL_PLANE_URL"],
@@ -61,6 +69,7 @@ class BridgeConfig:
             heartbeat_seconds=float(env.get("INSPECT_HEARTBEAT_SECONDS") or 10),
             reconnect_max_seconds=float(env.get("INSPECT_RECONNECT_MAX_SECONDS") or 30),
             env=env,
+            services=services,
         )
 
     @property
@@ -92,11 +101,15 @@ class BridgeConfig:
         config.setdefault("autoupdate", False)
         return config
 
-    def opencode_env(self, password: str) -> dict[str, str]:
-        # The bridge's own variables (the token among them) are not for OpenCode and the agent's shell;
-        # OpenCode's and the XDG ones are set here. Everything else (the repo's environment) passes.
+    def service_env(self) -> dict[str, str]:
+        """The repo's environment for its dev servers, VS Code's terminals and the desktop: the bridge's
+        own variables (the token among them) are not for them; OpenCode's and the XDG ones are set here."""
         env = {k: v for k, v in self.env.items() if not k.startswith(("INSPECT_", "XDG_", "OPENCODE_"))}
         env.update(self.xdg())
+        return env
+
+    def opencode_env(self, password: str) -> dict[str, str]:
+        env = self.service_env()
         env.update({
             "OPENCODE_CONFIG_CONTENT": json.dumps(self.merged_opencode_config()),
             "OPENCODE_PERMISSION": json.dumps(PERMISSIONS),

@@ -7,6 +7,7 @@ What it answers is picked by keywords in the last user message:
   "slow"      -> 40 words streamed 0.25 s apart (for stop / queue tests)
   "justtext"  -> plain text, no tool call
   "bash"      -> a bash tool call (`echo hi > bash.txt`)
+  "screenshot" -> a call of the bridge's screenshot tool (of the desktop, or of the page "url:X")
   "error500"  -> HTTP 500;  "error401" -> HTTP 401
   otherwise   -> a `write` tool call creating hello.txt, then text
 A message containing "file:NAME" writes NAME instead of hello.txt.
@@ -57,6 +58,9 @@ def plan(messages: list[dict], has_tools: bool, system: str = "") -> tuple[str, 
         return "status", 401
     if "slow" in user:
         return "slow", " ".join(f"word{i}" for i in range(40))
+    if "screenshot" in user:  # the bridge's custom tool; "url:X" picks a page instead of the desktop
+        url = re.search(r"url:(\S+)", user)
+        return "tool", ("screenshot", {"url": url.group(1)} if url else {})
     if "justtext" in user:
         return "text", "Just some text, no tools here."
     if "bash" in user:

@@ -1,0 +1,215 @@
+"""What the bridge runs for people to see and take over: the services, and screenshots of them.
+
+The agent's screenshot tool (an OpenCode custom tool the bridge writes into OpenCode's config
+folder) calls the bridge over a unix socket in the sandbox's private /tmp; the image goes to the
+control plane with the sandbox's token, which stores it as a session artifact.
+"""
+
+import asyncio
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from . import screenshot
+from .config import BridgeConfig
+from .opencode import free_port
+from .services import SCREEN, Plan, Service, Step, exists, free_display, http_ok, tcp_open
+
+log = logging.getLogger("bridge.workspace")
+RUNTIME = Path("/tmp/inspect")
+TOOL_SOCKET = RUNTIME / "bridge.sock"
+MAX_REQUEST_BYTES = 64 * 1024
+
+SCREENSHOT_TOOL = """\
+import { tool } from "@opencode-ai/plugin"
+
+// Written by the sandbox bridge: asks it for a screenshot, which people in the session see.
+export default tool({
+  description:
+    "Take a screenshot of the sandbox's desktop, or of a web page such as the app's dev server " +
+    "(for example http://127.0.0.1:3000/), to check visually what you built. People in the session see it.",
+  args: {
+    url: tool.schema.string().optional().describe("The page to capture; leave it out to capture the desktop"),
+  },
+  async execute(args) {
+    const response = await fetch("http://bridge/screenshot", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ url: args.url ?? null }),
+      unix: SOCKET_PATH,
+    })
+    const result = await response.json()
+    if (!result.ok) throw new Error(result.error)
+    return `Screenshot of ${result.source} (${result.width}x${result.height}) taken and shown in the session.`
+  },
+})
+"""
+
+
+class Workspace:
+    def __init__(self, config: BridgeConfig, emit: Callable[[dict], None]):
+        self.config = config
+        self.emit = emit
+        self.synced = asyncio.Event()
+        if config.synced:
+            self.synced.set()
+        self.chromium = screenshot.find_chromium()
+        self.framebuffer = RUNTIME / "framebuffer"
+        self.services: list[Service] = []
+        wanted = config.services
+        env = config.service_env()
+        logs = RUNTIME / "logs"
+        if wanted.get("ide"):
+            self.services.append(Service("ide", ["ide"], self.ide_plan, emit, env, config.workspace, logs))
+        if wanted.get("desktop"):
+            self.services.append(Service("desktop", ["desktop"], self.desktop_plan, emit, env, config.home, logs))
+        dev = wanted.get("dev") or {}
+        self.commands: list[str] = [c for c in dev.get("commands") or [] if isinstance(c, str) and c.strip()]
+        self.ports: list[int] = [p for p in dev.get("ports") or [] if isinstance(p, int) and 0 < p < 65536]
+        if self.commands:
+            names = [f"preview-{port}" for port in self.ports] or ["dev"]
+            self.services.append(Service("dev", names, self.dev_plan, emit, env, config.workspace, logs,
+                                         gate=self.synced))
+
+    # --- plans ----------------------------------------------------------------------
+
+    def ide_plan(self) -> Plan:
+        port = free_port()
+        data = self.config.home / ".local/share/code-server"
+        binary = self.config.tools_dir / "code-server/node_modules/.bin/code-server"
+        argv = [str(binary), "--bind-addr", f"127.0.0.1:{port}", "--auth", "none", "--disable-telemetry",
+                "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override",
+                "--user-data-dir", str(data), "--extensions-dir", str(data / "extensions"),
+                "--config", str(self.config.home / ".config/code-server/config.yaml"), str(self.config.workspace)]
+        return Plan([Step(argv)], port, ready=http_ok(port, "/healthz"))
+
+    def desktop_plan(self) -> Plan:
+        display, port = free_display(), free_port()
+        vnc = RUNTIME / f"vnc-{display}.sock"
+        vnc.unlink(missing_ok=True)
+        self.framebuffer.mkdir(parents=True, exist_ok=True)
+        width, height = SCREEN
+        steps = [
+            Step(["Xvfb", f":{display}", "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp",
+                  "-nolisten", "local", "-fbdir", str(self.framebuffer)],
+                 ready=exists(Path(f"/tmp/.X11-unix/X{display}"))),
+            # VNC on a unix socket of the sandbox's own; only websockify's port is reachable.
+            Step(["x11vnc", "-display", f":{display}", "-rfbport", "0", "-unixsock", str(vnc), "-nopw",
+                  "-forever", "-shared", "-quiet"], ready=exists(vnc)),
+            Step(["websockify", f"127.0.0.1:{port}", f"--unix-target={vnc}"], ready=lambda: tcp_open(port)),
+        ]
+        if self.chromium:
+            start = f"http://127.0.0.1:{self.ports[0]}/" if self.ports else "about:blank"
+            steps.append(Step([self.chromium, "--no-sandbox", "--no-first-run", "--disable-dev-shm-usage",
+                               "--disable-gpu", "--no-default-browser-check", "--password-store=basic",
+                               f"--user-data-dir={self.config.home}/.cache/inspect-desktop-browser",
+                               "--window-position=0,0", f"--window-size={width},{height}", start],
+                              env={"DISPLAY": f":{display}"}))
+        return Plan(steps, port)
+
+    def dev_plan(self) -> Plan:
+        steps = [Step(["bash", "-lc", command]) for command in self.commands]
+        ports = list(self.ports)
+
+        async def all_listening() -> bool:
+            return all([await tcp_open(port) for port in ports])
+
+        return Plan(steps, None, ready=all_listening if ports else None, ready_timeout=300.0)
+
+    # --- commands -----------------------------------------------------------------------
+
+    def find(self, name: str) -> Service | None:
+        return next((s for s in self.services if name == s.name or name in s.names), None)
+
+    def restart(self, name: str) -> None:
+        service = self.find(name)
+        if service is None:
+            raise ValueError(f"no service {name!r} in this sandbox")
+        service.restart()
+
+    async def run(self) -> None:
+        """Never ends; a service or the tool that fails is reported, the bridge goes on."""
+        try:
+            await asyncio.to_thread(self.write_tool)
+            server = await asyncio.start_unix_server(self.serve_tool, path=str(TOOL_SOCKET))
+            TOOL_SOCKET.chmod(0o600)
+        except OSError as e:
+            log.error("the screenshot tool is not available: %s", e)
+        await asyncio.gather(*(service.supervise() for service in self.services))
+        await asyncio.Event().wait()
+        server.close()
+
+    async def stop(self) -> None:
+        for service in self.services:
+            await service.stop_processes()
+
+    async def screenshot(self, target: str, taken_by: str) -> dict:
+        """Take it, upload it to the control plane; what the upload answered plus the image's facts."""
+        if target == "desktop":
+            image, width, height = await asyncio.to_thread(screenshot.desktop, self.framebuffer / "Xvfb_screen0")
+            source = "desktop"
+        else:
+            if target.startswith("preview-") and target.removeprefix("preview-").isdigit():
+                target = f"http://127.0.0.1:{int(target.removeprefix('preview-'))}/"
+            if not target.startswith(("http://", "https://")):
+                raise screenshot.ScreenshotError("a screenshot is of the desktop, a preview-<port> or an http(s) URL")
+            if not self.chromium:
+                raise screenshot.ScreenshotError("no Chromium in this sandbox")
+            image = await screenshot.page(target, self.chromium)
+            width, height = screenshot.png_size(image)
+            source = target
+        answer = await asyncio.to_thread(self.upload, image, source, taken_by, width, height)
+        return {**answer, "source": source, "width": width, "height": height}
+
+    def upload(self, image: bytes, source: str, taken_by: str, width: int, height: int) -> dict:
+        request = urllib.request.Request(
+            self.config.control_plane_url.rstrip("/") + "/sessions/api/screenshots/", data=image, method="POST",
+            headers={"Authorization": f"Bearer {self.config.token}", "Content-Type": "image/png",
+                     "X-Screenshot-Source": source[:500], "X-Screenshot-Taken-By": taken_by[:150]},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode(errors="replace")[:300]
+            raise screenshot.ScreenshotError(f"the control plane refused the screenshot ({e.code}): {detail}") from None
+        except OSError as e:
+            raise screenshot.ScreenshotError(f"could not send the screenshot: {e}") from None
+
+    # --- the agent's screenshot tool ----------------------------------------------------
+
+    def write_tool(self) -> None:
+        RUNTIME.mkdir(parents=True, exist_ok=True)
+        folder = self.config.home / ".config/opencode/tools"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "screenshot.ts").write_text(SCREENSHOT_TOOL.replace("SOCKET_PATH", json.dumps(str(TOOL_SOCKET))))
+        TOOL_SOCKET.unlink(missing_ok=True)
+
+    async def serve_tool(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One HTTP/1.0-style request per connection: POST /screenshot {"url": ...}."""
+        status, answer = 200, {}
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            lines = head.decode("latin-1").split("\r\n")
+            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+            length = int(headers.get("content-length") or 0)
+            if not lines[0].startswith("POST /screenshot ") or not 0 <= length <= MAX_REQUEST_BYTES:
+                status, answer = 404, {"ok": False, "error": "only POST /screenshot"}
+            else:
+                body = json.loads(await reader.readexactly(length) or b"{}")
+                url = body.get("url") if isinstance(body, dict) else None
+                answer = {"ok": True, **await self.screenshot(url or "desktop", "agent")}
+        except (screenshot.ScreenshotError, ValueError) as e:
+            answer = {"ok": False, "error": str(e)}
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            status, answer = 400, {"ok": False, "error": "incomplete request"}
+        data = json.dumps(answer).encode()
+        writer.write(f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                     "Connection: close\r\n\r\n".encode() + data)
+        try:
+            await writer.drain()
+        finally:
+            writer.close()

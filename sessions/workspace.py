@@ -1,0 +1,109 @@
+"""The workspace around a session: the state of its sandbox's services, restarting them, screenshots.
+
+The bridge reports each service (`service` events); the sandbox keeps the latest report per
+service (Sandbox.services), which the workspace proxy (ide app) reads to find where to connect.
+"""
+
+import re
+import struct
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+
+from sandboxes.lifecycle import State
+from sandboxes.models import Sandbox
+from sessions.events import append_event
+from sessions.models import Artifact, Session
+
+SERVICE_NAME = re.compile(r"^(ide|desktop|dev|preview-\d{1,5})$")
+SERVICE_STATES = {"starting", "ready", "failed", "stopped"}
+SCREENSHOT_TARGET = re.compile(r"^(desktop|preview-\d{1,5})$")
+MAX_SCREENSHOT_BYTES = 10 * 1024 * 1024
+MAX_REASON_CHARS = 2000
+
+
+def clean_service_report(data: dict) -> dict:
+    """A bridge's service report, checked; ValueError when it is not one."""
+    name, state, port = data.get("name"), data.get("state"), data.get("port")
+    if not isinstance(name, str) or not SERVICE_NAME.match(name):
+        raise ValueError(f"Unknown service name {name!r}.")
+    if state not in SERVICE_STATES:
+        raise ValueError(f"Unknown service state {state!r}.")
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
+        raise ValueError("A service's port is a number from 1 to 65535, or null.")
+    return {"name": name, "state": state, "port": port, "reason": str(data.get("reason") or "")[:MAX_REASON_CHARS]}
+
+
+def record_service(sandbox: Sandbox, report: dict) -> None:
+    with transaction.atomic():
+        locked = Sandbox.objects.select_for_update().filter(pk=sandbox.pk).first()
+        if locked is None:
+            return
+        services = dict(locked.services)
+        services[report["name"]] = {k: v for k, v in report.items() if k != "name"}
+        Sandbox.objects.filter(pk=sandbox.pk).update(services=services)
+        sandbox.services = services
+
+
+def replay_services(session: Session, sandbox: Sandbox) -> None:
+    """A session that takes over a running sandbox (from the pool) learns its services' states."""
+    for name, report in sorted(sandbox.services.items()):
+        append_event(session.pk, "service", {"name": name, **report})
+
+
+def live_sandbox(session: Session) -> Sandbox:
+    sandbox = session.sandbox
+    if sandbox is None or sandbox.state not in State.LIVE:
+        raise ValueError("The session has no running sandbox; send a prompt to start one.")
+    return sandbox
+
+
+def restart_service(session: Session, name: str) -> None:
+    from sessions.services import send_to_bridge
+
+    if not isinstance(name, str) or not SERVICE_NAME.match(name):
+        raise ValueError('"name" must be a service: ide, desktop or preview-<port>.')
+    sandbox = live_sandbox(session)
+    if name not in sandbox.services:
+        raise ValueError(f"This sandbox has no service {name!r}.")
+    send_to_bridge(sandbox.pk, {"name": "restart_service", "service": name})
+
+
+def request_screenshot(session: Session, user, target: str) -> None:
+    from sessions.services import send_to_bridge
+
+    if not isinstance(target, str) or not SCREENSHOT_TARGET.match(target):
+        raise ValueError('"target" must be desktop or preview-<port>.')
+    sandbox = live_sandbox(session)
+    send_to_bridge(sandbox.pk, {"name": "screenshot", "target": target, "taken_by": user.get_username()})
+
+
+def png_dimensions(image: bytes) -> tuple[int, int]:
+    if len(image) < 24 or image[:8] != b"\x89PNG\r\n\x1a\n" or image[12:16] != b"IHDR":
+        raise ValueError("A screenshot must be a PNG image.")
+    return struct.unpack(">II", image[16:24])
+
+
+def store_screenshot(sandbox: Sandbox, image: bytes, source: str, taken_by: str) -> Artifact:
+    """Keep a screenshot the sandbox took and show it in its session's timeline."""
+    if len(image) > MAX_SCREENSHOT_BYTES:
+        raise ValueError(f"A screenshot is at most {MAX_SCREENSHOT_BYTES // 2**20} MB.")
+    width, height = png_dimensions(image)
+    session = Session.objects.filter(sandbox=sandbox).first()
+    if session is None:
+        raise LookupError("This sandbox serves no session.")
+    artifact = Artifact(session=session, kind=Artifact.Kind.SCREENSHOT, content_type="image/png",
+                        size_bytes=len(image), source=source[:500], taken_by=taken_by[:150] or "agent",
+                        width=width, height=height)
+    artifact.file.save("screenshot.png", ContentFile(image), save=False)
+    with transaction.atomic():
+        artifact.save()
+        append_event(session.pk, "screenshot", {
+            "artifact_id": artifact.pk, "url": artifact_url(artifact), "source": artifact.source,
+            "taken_by": artifact.taken_by, "width": width, "height": height,
+        })
+    return artifact
+
+
+def artifact_url(artifact: Artifact) -> str:
+    return f"/sessions/{artifact.session_id}/artifacts/{artifact.pk}/"
