@@ -1,0 +1,3 @@
+from ide.paths import service_path
+
+__all__ = ["service_path"]
