@@ -59,7 +59,8 @@ def upstream_request_headers(
     checks Origin against (src/node/http.ts getHost: Forwarded, then X-Forwarded-Host, then Host).
     Origin is passed unchanged for the same check.
     """
-    drop = HOP_BY_HOP | FORWARDING | _connection_tokens(headers) | {b"host"}
+    # Expect: Daphne has already answered any 100-continue and read the body.
+    drop = HOP_BY_HOP | FORWARDING | _connection_tokens(headers) | {b"host", b"expect"}
     if websocket:
         drop |= WEBSOCKET_HANDSHAKE
     out = []

@@ -2,6 +2,7 @@
 
 import re
 from dataclasses import dataclass
+from urllib.parse import quote
 
 # The service name is a key of Sandbox.services ("ide", "desktop", "preview-3000").
 _PATTERN = re.compile(r"^/w/(?P<session_id>[0-9]+)/(?P<service>[a-z0-9-]+)(?P<rest>/.*)?$", re.DOTALL)
@@ -37,6 +38,4 @@ def request_path(scope: dict) -> str:
     raw = scope.get("raw_path")
     if raw:
         return raw.decode("latin-1").split("?", 1)[0]
-    from urllib.parse import quote
-
     return quote(scope["path"], safe="/:@!$&'()*+,;=-._~")

@@ -20,6 +20,7 @@ class HttpUpstream:
         self.name = name
         self.requests: list[dict] = []
         self.release = threading.Event()  # lets /slow send its second half
+        self.hung_up = threading.Event()  # set when the proxy closes a /hang request's connection
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
@@ -92,6 +93,17 @@ class HttpUpstream:
                     self.wfile.flush()
                     upstream.release.wait(10)
                     self.wfile.write(b"6\r\nsecond\r\n0\r\n\r\n")
+                elif route == "/hang":
+                    # A long poll: the first bytes, then nothing until the proxy gives up on it.
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(b"5\r\nfirst\r\n")
+                    self.wfile.flush()
+                    self.connection.settimeout(10)
+                    if self.connection.recv(1) == b"":
+                        upstream.hung_up.set()
+                    self.close_connection = True
                 else:
                     echo = {
                         "server": upstream.name, "method": self.command, "path": self.path,

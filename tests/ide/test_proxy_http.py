@@ -74,6 +74,15 @@ def test_responses_stream_as_the_service_sends_them(live, users, ada_session, up
         assert b"".join(chunks) == b"second"
 
 
+def test_a_browser_that_goes_away_ends_the_upstream_request(live, users, ada_session, upstream):
+    upstream.hung_up.clear()
+    url = live.url + f"/w/{ada_session.pk}/ide/hang"
+    with httpx.stream("GET", url, headers=signed_in(users["ada"], live), timeout=10) as response:
+        assert next(response.iter_raw()) == b"first"
+    # The long poll is not left open on the service once its browser is gone.
+    assert upstream.hung_up.wait(5)
+
+
 def test_redirects_stay_under_the_prefix(live, users, ada_session):
     headers = signed_in(users["ada"], live)
     prefix = f"/w/{ada_session.pk}/ide"
