@@ -321,7 +321,7 @@
       line.dataset.lastSeq = ev.seq;
     },
     screenshot(ev, d) {
-      const card = add(el("figure", "screenshot-card"), ev);
+      const card = add(el("figure", "screenshot"), ev);
       const url = /^\/[^/\\]/.test(d.url || "") ? d.url : null; // our own artifact paths only
       const link = el("a");
       const image = el("img");

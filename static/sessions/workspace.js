@@ -60,6 +60,7 @@
 
   document.addEventListener("inspect:event", (event) => {
     const ev = event.detail.ev;
+    if (ev.kind === "screenshot") settle("screenshot", "Screenshot added to the timeline.");
     if (ev.kind !== "service" || typeof ev.data.name !== "string") return;
     const d = ev.data;
     services.set(d.name, { state: STATE_TEXT[d.state] ? d.state : "unknown", reason: d.reason || "", seq: event.detail.seq });
@@ -69,11 +70,10 @@
 
   document.addEventListener("inspect:reply", (event) => {
     const msg = event.detail;
-    if (msg.type === "ok" && msg.for === "screenshot") settle("screenshot", "Screenshot added to the timeline.");
-    else if (msg.type === "ok" && msg.for === "restart_service") {
+    // A screenshot's "ok" only means the sandbox was asked: its button waits for the screenshot event.
+    if (msg.type === "ok" && msg.for === "restart_service") {
       for (const key of Object.keys(pending)) if (key.startsWith("restart:")) settle(key, "Restarting…");
-    }
-    else if (msg.type === "error") {
+    } else if (msg.type === "error") {
       // Errors name no request: any pending one failed. session.js shows the message under the prompt
       // box; repeat it next to the button, which may be far from there on a phone.
       for (const key of Object.keys(pending)) settle(key, msg.message || "Something went wrong.", true);
@@ -90,7 +90,7 @@
     button.disabled = true;
     button.dataset.pending = "true";
     paneNote(button, key === "screenshot" ? "Taking a screenshot…" : "");
-    setTimeout(() => { if (pending[key] === button) settle(key); }, 30000); // no answer: let them try again
+    setTimeout(() => { if (pending[key] === button) settle(key, ""); }, 30000); // no answer: let them try again
   }
 
   function settle(key, text, isError) {
