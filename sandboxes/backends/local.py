@@ -40,6 +40,7 @@ from sandboxes.backends.base import (
     SnapshotInfo,
     StartRequest,
 )
+from sandboxes.backends import cgroups
 from sandboxes.backends.processes import run_streaming
 
 HOME = "/home/agent"
@@ -112,7 +113,7 @@ class LocalBackend(SandboxBackend):
 
     def bwrap_args(
         self, home: Path, tmp: Path, env: dict[str, str], die_with_parent: bool = True, read_only: tuple = (),
-        mounts: dict[str, str] | None = None,
+        mounts: dict[str, str] | None = None, address_space_limit: bool = True,
     ) -> list[str]:
         args = [
             *drop_privileges(),
@@ -148,7 +149,7 @@ class LocalBackend(SandboxBackend):
             args += ["--setenv", key, value]
         limits = [
             "prlimit",
-            f"--as={settings.SANDBOX_MEMORY_LIMIT_BYTES}",
+            *([f"--as={settings.SANDBOX_MEMORY_LIMIT_BYTES}"] if address_space_limit else []),
             f"--nproc={settings.SANDBOX_PROCESS_LIMIT}",
             "--",
         ]
@@ -290,12 +291,13 @@ class LocalBackend(SandboxBackend):
             read_only.append(request.clone_url.removeprefix("file://"))
         mounts = {target: self.reachable_copy(Path(source), box / "mounts" / str(i))
                   for i, (target, source) in enumerate(request.mounts.items())}
-        config = {"env": request.env, "read_only": read_only, "mounts": mounts}
+        group = cgroups.limited_group(ref, settings.SANDBOX_MEMORY_LIMIT_BYTES)
+        config = {"env": request.env, "read_only": read_only, "mounts": mounts, "cgroup": group is not None}
         (box / "config.json").write_text(json.dumps(config))
 
         ready = box / "init.ready"
         holder = subprocess.Popen(
-            ["unshare", *self.holder_namespaces(), "--mount", "--pid", "--fork", "--kill-child",
+            [*(cgroups.join(group) if group else []), "unshare", *self.holder_namespaces(), "--mount", "--pid", "--fork", "--kill-child",
              "--propagation", "private", "--mount-proc",
              sys.executable, "-I", str(INIT_SCRIPT),
              str(lower), str(box / "upper"), str(box / "work"), str(box / "merged"), str(ready)],
@@ -338,12 +340,14 @@ class LocalBackend(SandboxBackend):
             raise BackendError(f"sandbox {sandbox_ref} is not running")
         box = self._dir(sandbox_ref)
         config = json.loads((box / "config.json").read_text())
+        # Every command joins the sandbox's memory cgroup (the limit is re-read: it may have changed).
+        group = cgroups.limited_group(sandbox_ref, settings.SANDBOX_MEMORY_LIMIT_BYTES) if config["cgroup"] else None
         nsenter = ["nsenter", "-t", str(pid), *self.holder_namespaces(enter=True), "--mount", "--pid", "--"]
         bwrap = self.bwrap_args(
             box / "merged", box / "tmp", {**config["env"], **(env or {})}, die_with_parent, tuple(config["read_only"]),
-            config["mounts"],
+            config["mounts"], address_space_limit=group is None,
         )
-        return nsenter + bwrap
+        return [*(cgroups.join(group) if group else []), *nsenter, *bwrap]
 
     def exec(
         self,
@@ -390,6 +394,7 @@ class LocalBackend(SandboxBackend):
             while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
                 time.sleep(0.01)
         shutil.rmtree(self._dir(sandbox_ref), ignore_errors=True)
+        cgroups.remove(sandbox_ref)
 
     def is_alive(self, sandbox_ref: str) -> bool:
         return self._init_pid(sandbox_ref) is not None
