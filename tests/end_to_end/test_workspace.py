@@ -1,0 +1,107 @@
+"""The workspace in a real Chromium: VS Code, the desktop and the preview from a real sandbox."""
+
+import httpx
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import expect
+
+from sandboxes import builds
+from sessions.models import Session
+from tests.end_to_end.test_session_page import page  # noqa: F401  (the Playwright page fixture)
+from tests.support.live_server import free_port
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def workspace(platform, settings, git_repo):
+    """The platform with VS Code and the desktop on, and a repo whose dev server serves site/."""
+    live, repo = platform
+    settings.SANDBOX_WORKSPACE_SERVICES = True
+    port = free_port()
+    git_repo.commit({"site/index.html": "<h1>Demo app v1</h1>\n"}, "a page")
+    repo.start_commands = f"python3 -m http.server {port} --bind 127.0.0.1 --directory site"
+    repo.preview_ports = str(port)
+    repo.save()
+    assert builds.run_build(repo.request_build()[0].pk).status == "ready"
+    return live, repo, port
+
+
+def sign_in(page, live, username: str) -> None:  # noqa: F811
+    User.objects.create_user(username, f"{username}@example.com", "correct-horse-battery")
+    page.goto(live.url + "/accounts/login/")
+    page.fill("#id_login", username)
+    page.fill("#id_password", "correct-horse-battery")
+    page.click("button[type=submit]")
+
+
+def start_session(page, live, repo, prompt: str) -> Session:  # noqa: F811
+    page.goto(live.url + "/sessions/new")
+    page.select_option("#id_repo", str(repo.pk))
+    page.fill("#id_prompt", prompt)
+    page.click("#create")
+    page.wait_for_url("**/sessions/*/")
+    return Session.objects.get(pk=int(page.url.rstrip("/").rsplit("/", 1)[1]))
+
+
+def test_vs_code_desktop_preview_and_screenshots_from_the_sandbox(workspace, page):  # noqa: F811
+    live, repo, port = workspace
+    page.set_viewport_size({"width": 1400, "height": 900})
+    sign_in(page, live, "ada")
+    session = start_session(page, live, repo, "Please write file:notes/hello.txt")
+    expect(page.locator(".tool-card").filter(has_text="write")).to_be_visible(timeout=120_000)
+
+    # VS Code: the workbench renders in its frame and opens the file the agent wrote.
+    page.click("#tab-ide")
+    expect(page.locator('#tab-ide')).to_have_attribute("data-state", "ready", timeout=90_000)
+    ide = page.frame_locator("#ide-frame")
+    expect(ide.locator(".monaco-workbench")).to_be_visible(timeout=60_000)
+    ide.locator(".explorer-folders-view .monaco-list-row").filter(has_text="notes").click()
+    ide.locator(".explorer-folders-view .monaco-list-row").filter(has_text="hello.txt").click()
+    expect(ide.locator(".editor-instance .view-lines")).to_contain_text("Hello from the scripted model!")
+
+    # The desktop: noVNC connects and its canvas shows the screen.
+    page.click("#tab-desktop")
+    expect(page.locator("#desktop-screen")).to_have_attribute("data-state", "connected", timeout=60_000)
+    size = page.locator("#desktop-screen canvas").evaluate("c => [c.width, c.height]")
+    assert size == [1280, 800]
+
+    # The preview: the dev server's page; after the agent changed it, a reload shows the change.
+    page.click("#tab-preview")
+    preview = page.frame_locator("#preview-frame")
+    expect(preview.locator("h1")).to_have_text("Demo app v1", timeout=60_000)
+    page.fill("#prompt-input", "Please write file:site/index.html")
+    page.click("#send")
+    expect(page.locator(".tool-card").filter(has_text="site/index.html")).to_be_visible(timeout=60_000)
+    expect(page.locator("#stop")).to_be_hidden(timeout=60_000)
+    page.click("#preview-reload")
+    expect(preview.locator("body")).to_contain_text("Hello from the scripted model!")
+
+    # Screenshots: one asked for from the page, one the agent takes with its tool; both in the timeline.
+    page.click("#tab-desktop")
+    page.click("#desktop-screenshot")
+    shots = page.locator("#timeline .screenshot img")
+    expect(shots).to_have_count(1, timeout=30_000)
+    page.fill("#prompt-input", f"Take a screenshot url:http://127.0.0.1:{port}/")
+    page.click("#send")
+    expect(shots).to_have_count(2, timeout=90_000)
+    for shot in shots.all():
+        shot.scroll_into_view_if_needed()
+        expect(shot).to_have_js_property("complete", True)
+        assert shot.evaluate("img => img.naturalWidth") == 1280
+    assert session.artifacts.count() == 2
+    assert set(session.artifacts.values_list("taken_by", flat=True)) == {"ada", "agent"}
+
+    # Somebody else is refused on every proxied path.
+    User.objects.create_user("eve", "eve@example.com", "correct-horse-battery")
+    with httpx.Client(base_url=live.url, follow_redirects=False) as outsider:
+        form = outsider.get("/accounts/login/")
+        outsider.post("/accounts/login/", data={
+            "login": "eve", "password": "correct-horse-battery",
+            "csrfmiddlewaretoken": form.cookies.get("csrftoken") or outsider.cookies.get("csrftoken"),
+        }, headers={"Referer": live.url + "/accounts/login/"})
+        assert "sessionid" in outsider.cookies
+        for service in ("ide", "desktop", f"preview-{port}"):
+            assert outsider.get(f"/w/{session.pk}/{service}/").status_code == 403
+        artifact = session.artifacts.first()
+        assert outsider.get(f"/sessions/{session.pk}/artifacts/{artifact.pk}/").status_code == 404
