@@ -1,0 +1,176 @@
+"""Workspace figures on the live platform (one Daphne, a Celery worker, real sandboxes with VS Code,
+the desktop and a dev server): sandbox ready -> VS Code usable in Chromium, the desktop connected
+in noVNC, and a 5 MB static asset through the workspace proxy vs straight from the dev server.
+See docs/benchmarks.md."""
+
+import os
+import shutil
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from django.conf import settings
+from django.db import connection
+from django.test.utils import override_settings
+
+from bench._common import goal, open_dir, p50, report, say, spread
+from bench._fixtures import build, register, terminate_all
+from bench._git import MB, Origin
+from bench._live import Platform, delete_users, make_user
+from sessions import services
+from sessions.models import Event, Session
+from tests.support.live_server import free_port
+
+IDE_RUNS = 5
+DESKTOP_RUNS = 7
+ASSET_RUNS = 21
+REPO = "bench-workspace"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def off_loop(function, *args):
+    """Call ORM code that fans out events (async_to_sync) away from Playwright's event loop thread."""
+    def call():
+        try:
+            return function(*args)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(call).result()
+
+
+def service_ready_at(session_id: int, name: str) -> float | None:
+    event = Event.objects.filter(session_id=session_id, kind="service", data__name=name,
+                                 data__state="ready").order_by("seq").first()
+    return event.created_at.timestamp() if event else None
+
+
+def ready_at(session_id: int) -> float:
+    """When the session's sandbox became ready (wall clock)."""
+    def check():
+        sandbox = Session.objects.select_related("sandbox").get(pk=session_id).sandbox
+        return sandbox.ready_at.timestamp() if sandbox and sandbox.ready_at else None
+    return wait_for(check, 120, "the sandbox to be ready")
+
+
+def ide_ready(platform: Platform, browser, user, repo) -> list[float]:
+    """A new session each run: its page is open while the sandbox starts; the figure is from the
+    sandbox's ready_at to VS Code's explorer listing the repo's files (the workbench talks to its server)."""
+    samples = []
+    for run in range(IDE_RUNS):
+        session = off_loop(services.create_session, repo, user, "justtext hello")
+        page = new_page(platform, browser, user)
+        page.goto(f"{platform.live.url}/sessions/{session.pk}/")
+        explorer = page.frame_locator("#ide-frame").locator(".explorer-folders-view .monaco-list-row").first
+        explorer.wait_for(state="visible", timeout=120_000)
+        usable = time.time()
+        ready = ready_at(session.pk)
+        samples.append(usable - ready)
+        service = service_ready_at(session.pk, "ide")
+        say(f"ide run {run + 1}: {samples[-1]:.2f} s after the sandbox was ready (code-server ready at "
+            f"{service - ready:+.2f} s, the workbench took {usable - max(service, ready):.2f} s more)")
+        page.context.close()
+        off_loop(terminate_all, repo)
+    return samples
+
+
+def desktop_connect(platform: Platform, browser, user, session: Session) -> list[float]:
+    """Desktop tab clicked (the desktop service already ready) -> noVNC connected, each on a fresh page."""
+    samples = []
+    for _ in range(DESKTOP_RUNS):
+        page = new_page(platform, browser, user)
+        page.goto(f"{platform.live.url}/sessions/{session.pk}/")
+        page.locator('#tab-desktop[data-state="ready"]').wait_for(timeout=120_000)
+        started = time.perf_counter()
+        page.click("#tab-desktop")
+        page.locator('#desktop-screen[data-state="connected"]').wait_for(timeout=60_000)
+        samples.append(time.perf_counter() - started)
+        page.context.close()
+    return samples
+
+
+def proxy_overhead(platform: Platform, user, session: Session, port: int) -> tuple[list[float], list[float]]:
+    """The same 5 MB file, alternately through /w/<id>/preview-<port>/ and from the dev server itself."""
+    headers = platform.browser_headers(user)
+    proxied_url = f"{platform.live.url}/w/{session.pk}/preview-{port}/f0000.bin"
+    direct_url = f"http://127.0.0.1:{port}/f0000.bin"
+    proxied, direct = [], []
+    with httpx.Client(timeout=30) as client:
+        for url in (proxied_url, direct_url):  # warm both paths (connections, caches)
+            assert len(client.get(url, headers=headers).content) == 5 * MB
+        for _ in range(ASSET_RUNS):
+            for url, samples in ((proxied_url, proxied), (direct_url, direct)):
+                started = time.perf_counter()
+                response = client.get(url, headers=headers)
+                size = len(response.content)
+                samples.append(time.perf_counter() - started)
+                if response.status_code != 200 or size != 5 * MB:
+                    raise RuntimeError(f"{url} answered {response.status_code} with {size} bytes")
+    return proxied, direct
+
+
+def new_page(platform: Platform, browser, user):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    cookie = platform.browser_headers(user)["Cookie"].split("=", 1)[1]
+    context.add_cookies([{"name": "sessionid", "value": cookie, "url": platform.live.url}])
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    return page
+
+
+def run() -> None:
+    from playwright.sync_api import sync_playwright
+
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API keeps a loop in this thread
+    root = open_dir(Path(settings.VAR_DIR) / "bench-workspace")
+    port = free_port()
+    origin = Origin(root / "origin", files=1, total_bytes=5 * MB)  # src/d00/f0000.bin: the 5 MB asset
+    repo = register(REPO, origin)
+    repo.start_commands = f"python3 -m http.server {port} --bind 127.0.0.1 --directory src/d00"
+    repo.preview_ports = str(port)
+    repo.save()
+    try:
+        build(repo)
+        user = make_user("workspace")
+        with Platform() as platform, override_settings(SANDBOX_WORKSPACE_SERVICES=True), sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                        args=CHROMIUM_ARGS)
+            say("one Daphne, a Celery worker in this process; each sandbox runs OpenCode, code-server, "
+                "Xvfb + x11vnc + websockify + Chromium and the repo's dev server")
+            ide = ide_ready(platform, browser, user, repo)
+            report("ide_ready_p50", p50(ide), "s")
+            say(spread(ide, unit="s"))
+
+            session = off_loop(services.create_session, repo, user, "justtext hello")
+            ready_at(session.pk)
+            desktop = desktop_connect(platform, browser, user, session)
+            report("desktop_connect_p50", p50(desktop), "s")
+            say(spread(desktop, unit="s"))
+
+            proxied, direct = proxy_overhead(platform, user, session, port)
+            report("proxy_overhead_ratio", p50(proxied) / p50(direct), "x")
+            say(f"5 MB through the proxy {spread(proxied, 1000, 'ms')}; straight from the dev server "
+                f"{spread(direct, 1000, 'ms')}; paired ratios p50 "
+                f"{statistics.median(a / b for a, b in zip(proxied, direct, strict=True)):.2f}")
+            browser.close()
+        goal("ide_ready_p50", p50(ide), "s", 3)
+        goal("desktop_connect_p50", p50(desktop), "s", 1)
+        goal("proxy_overhead_ratio", p50(proxied) / p50(direct), "x", 1.2)
+    finally:
+        terminate_all()
+        repo.delete()
+        delete_users()
+        shutil.rmtree(root, ignore_errors=True)
