@@ -317,7 +317,9 @@
       if (!item) item = line.appendChild(el("span", "service-note"));
       item.dataset.name = d.name;
       item.dataset.state = d.state;
-      item.textContent = `${serviceLabel(d.name)} ${d.state}${d.state === "failed" && d.reason ? `: ${d.reason}` : ""}`;
+      const reason = d.state === "failed" && d.reason ? String(d.reason) : ""; // whole in the tab; a glimpse here
+      item.textContent = `${serviceLabel(d.name)} ${d.state}${reason ? `: ${reason.length > 120 ? `${reason.slice(0, 120)}…` : reason}` : ""}`;
+      item.title = reason;
       line.dataset.lastSeq = ev.seq;
     },
     screenshot(ev, d) {
