@@ -30,6 +30,7 @@ from pathlib import Path
 from django.conf import settings
 
 from sandboxes import devcontainer
+from sandboxes.backends import cgroups
 from sandboxes.backends.base import (
     BackendError,
     BuiltImage,
@@ -40,7 +41,6 @@ from sandboxes.backends.base import (
     SnapshotInfo,
     StartRequest,
 )
-from sandboxes.backends import cgroups
 from sandboxes.backends.processes import run_streaming
 
 HOME = "/home/agent"
@@ -297,7 +297,8 @@ class LocalBackend(SandboxBackend):
 
         ready = box / "init.ready"
         holder = subprocess.Popen(
-            [*(cgroups.join(group) if group else []), "unshare", *self.holder_namespaces(), "--mount", "--pid", "--fork", "--kill-child",
+            [*(cgroups.join(group) if group else []),
+             "unshare", *self.holder_namespaces(), "--mount", "--pid", "--fork", "--kill-child",
              "--propagation", "private", "--mount-proc",
              sys.executable, "-I", str(INIT_SCRIPT),
              str(lower), str(box / "upper"), str(box / "work"), str(box / "merged"), str(ready)],

@@ -159,7 +159,7 @@ class Service:
                 if process.returncode is not None:
                     raise ServiceFailed(self.exit_reason(process))
             if time.monotonic() > deadline:
-                raise ServiceFailed(f"not ready after {timeout:.0f} s{self.log_tail()}")
+                raise ServiceFailed(f"not ready after {timeout:g} s{self.log_tail()}")
             await asyncio.sleep(0.05)
 
     async def first_exit(self) -> str:

@@ -1,0 +1,159 @@
+"""The bridge's service supervisor with real processes: states reported, failures explained, restarts."""
+
+import asyncio
+import sys
+from pathlib import Path
+
+from sandboxes.bridge.opencode import free_port
+from sandboxes.bridge.services import Plan, Service, Step, exists, http_ok, tcp_open
+
+
+class Reports:
+    def __init__(self):
+        self.items: list[dict] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, event: dict) -> None:
+        self.items.append(event)
+        self.changed.set()
+
+    async def until(self, name: str, state: str, timeout: float = 20) -> dict:
+        async def wait() -> dict:
+            while True:
+                found = [e for e in self.items if e["name"] == name and e["state"] == state]
+                if found:
+                    return found[-1]
+                self.changed.clear()
+                await self.changed.wait()
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    def states(self, name: str) -> list[str]:
+        return [e["state"] for e in self.items if e["name"] == name]
+
+
+def web_server(port: int, folder: Path) -> Plan:
+    return Plan([Step([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                       "--directory", str(folder)])], port, ready=http_ok(port, "/"))
+
+
+def service(tmp_path: Path, plan, reports: Reports, names=("web",), gate=None) -> Service:
+    return Service("web", list(names), plan, reports, {"PATH": "/usr/bin:/bin"}, tmp_path, tmp_path / "logs", gate)
+
+
+async def supervised(svc: Service):
+    task = asyncio.create_task(svc.supervise())
+    return task
+
+
+async def stop(svc: Service, task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await svc.stop_processes()
+
+
+def test_a_service_reports_starting_then_ready_with_its_port_and_serves(tmp_path):
+    async def scenario():
+        reports = Reports()
+        port = free_port()
+        svc = service(tmp_path, lambda: web_server(port, tmp_path), reports)
+        task = await supervised(svc)
+        ready = await reports.until("web", "ready")
+        assert ready == {"kind": "service", "name": "web", "state": "ready", "reason": "", "port": port}
+        assert await tcp_open(port)
+        assert reports.states("web") == ["starting", "ready"]
+        await stop(svc, task)
+        assert not await tcp_open(port)
+
+    asyncio.run(scenario())
+
+
+def test_a_crash_after_ready_is_reported_with_the_end_of_its_log_and_a_restart_brings_it_back(tmp_path):
+    async def scenario():
+        reports = Reports()
+        marker = tmp_path / "crash"
+        script = (f"import os, sys, time; print('serving', flush=True)\n"
+                  f"while not os.path.exists({str(marker)!r}): time.sleep(0.05)\n"
+                  "print('database connection lost', flush=True); sys.exit(3)")
+        ready_file = tmp_path / "logs" / "web.log"
+        plan = lambda: Plan([Step([sys.executable, "-c", script])], None, ready=exists(ready_file))  # noqa: E731
+        svc = service(tmp_path, plan, reports)
+        task = await supervised(svc)
+        await reports.until("web", "ready")
+        marker.touch()
+        failed = await reports.until("web", "failed")
+        assert failed["reason"].startswith("exited with code 3")
+        assert "database connection lost" in failed["reason"]
+        marker.unlink()
+        svc.restart()
+        await asyncio.sleep(0.2)
+        assert reports.states("web")[-2:] == ["starting", "ready"]
+        await stop(svc, task)
+
+    asyncio.run(scenario())
+
+
+def test_a_service_that_never_gets_ready_fails_with_the_time_it_was_given(tmp_path):
+    async def scenario():
+        reports = Reports()
+        port = free_port()
+        plan = lambda: Plan([Step(["sleep", "30"])], port, ready=lambda: tcp_open(port), ready_timeout=0.5)  # noqa: E731
+        svc = service(tmp_path, plan, reports)
+        task = await supervised(svc)
+        failed = await reports.until("web", "failed")
+        assert failed["reason"] == "not ready after 0.5 s"
+        assert svc.processes == []  # the sleeper was stopped
+        await stop(svc, task)
+
+    asyncio.run(scenario())
+
+
+def test_a_missing_program_fails_at_once_with_the_reason(tmp_path):
+    async def scenario():
+        reports = Reports()
+        svc = service(tmp_path, lambda: Plan([Step(["/nonexistent/code-server"])], None), reports)
+        task = await supervised(svc)
+        failed = await reports.until("web", "failed")
+        assert "cannot run /nonexistent/code-server" in failed["reason"]
+        await stop(svc, task)
+
+    asyncio.run(scenario())
+
+
+def test_dev_servers_wait_for_the_sync_and_report_once_per_port(tmp_path):
+    async def scenario():
+        reports = Reports()
+        synced = asyncio.Event()
+        port = free_port()
+        svc = service(tmp_path, lambda: web_server(port, tmp_path), reports,
+                      names=(f"preview-{port}", "preview-1"), gate=synced)
+        task = await supervised(svc)
+        waiting = await reports.until(f"preview-{port}", "starting")
+        assert waiting["reason"] == "waiting for the workspace to sync"
+        await asyncio.sleep(0.3)
+        assert not await tcp_open(port)  # nothing started before the sync
+        synced.set()
+        ready = await reports.until(f"preview-{port}", "ready")
+        assert ready["port"] == port
+        assert (await reports.until("preview-1", "ready"))["port"] == 1  # each name carries its own port
+        await stop(svc, task)
+
+    asyncio.run(scenario())
+
+
+def test_stopping_a_service_ends_its_whole_process_group(tmp_path):
+    async def scenario():
+        reports = Reports()
+        port = free_port()
+        # The parent starts the real server as a child, as code-server starts its extension host.
+        script = (f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-m', 'http.server', "
+                  f"'{port}', '--bind', '127.0.0.1']); time.sleep(60)")
+        plan = lambda: Plan([Step([sys.executable, "-c", script])], port, ready=lambda: tcp_open(port))  # noqa: E731
+        svc = service(tmp_path, plan, reports)
+        task = await supervised(svc)
+        await reports.until("web", "ready")
+        await stop(svc, task)
+        await asyncio.sleep(0.2)
+        assert not await tcp_open(port)
+
+    asyncio.run(scenario())
