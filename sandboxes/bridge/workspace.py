@@ -49,6 +49,25 @@ export default tool({
 """
 
 
+# VS Code opens straight onto the workspace: no welcome page, trust prompt or update checks.
+IDE_SETTINGS = {
+    "workbench.startupEditor": "none",
+    "security.workspace.trust.enabled": False,
+    "update.mode": "none",
+    "extensions.autoCheckUpdates": False,
+    "extensions.autoUpdate": False,
+    "telemetry.telemetryLevel": "off",
+    "workbench.enableExperiments": False,
+}
+
+
+def write_default_settings(path: Path) -> None:
+    """Only the first time: afterwards the settings are the user's (and kept in snapshots)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(IDE_SETTINGS, indent=2) + "\n")
+
+
 class Workspace:
     def __init__(self, config: BridgeConfig, emit: Callable[[dict], None]):
         self.config = config
@@ -79,6 +98,7 @@ class Workspace:
     def ide_plan(self) -> Plan:
         port = free_port()
         data = self.config.home / ".local/share/code-server"
+        write_default_settings(data / "User" / "settings.json")
         binary = self.config.tools_dir / "code-server/node_modules/.bin/code-server"
         argv = [str(binary), "--bind-addr", f"127.0.0.1:{port}", "--auth", "none", "--disable-telemetry",
                 "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override",

@@ -232,6 +232,7 @@
     });
     const ready = state === "ready";
     const seq = stateOf("desktop").seq;
+    if (ready) loadViewer(); // fetched while nobody looks, so opening the tab only connects
     if (!ready && rfb) {
       const client = rfb;
       rfb = null;
@@ -261,12 +262,20 @@
     scheduleRender();
   }
 
+  let viewer = null;
+  function loadViewer() {
+    // Once the desktop is ready, not before: most sandboxes' pages never show a desktop.
+    if (!viewer) viewer = import(box.dataset.novnc).then((module) => module.default);
+    return viewer;
+  }
+
   async function connectDesktop() {
     setConnection("connecting", "connecting…");
     let RFB;
     try {
-      RFB = (await import(box.dataset.novnc)).default; // loaded on first use: most visits never open the desktop
+      RFB = await loadViewer();
     } catch (error) {
+      viewer = null;
       console.error("could not load noVNC", error);
       setConnection("disconnected", "could not load the viewer");
       return;
