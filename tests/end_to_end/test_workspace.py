@@ -105,3 +105,25 @@ def test_vs_code_desktop_preview_and_screenshots_from_the_sandbox(workspace, pag
             assert outsider.get(f"/w/{session.pk}/{service}/").status_code == 403
         artifact = session.artifacts.first()
         assert outsider.get(f"/sessions/{session.pk}/artifacts/{artifact.pk}/").status_code == 404
+
+
+def test_a_failed_dev_server_shows_why_and_is_restarted_from_the_page(workspace, page, settings):  # noqa: F811
+    live, repo, port = workspace
+    settings.SANDBOX_WORKSPACE_SERVICES = False  # only the dev server here
+    repo.start_commands = (f"test -f site/ok || {{ echo 'site/ok is missing' >&2; exit 3; }}; "
+                           f"exec python3 -m http.server {port} --bind 127.0.0.1 --directory site")
+    repo.save()
+    assert builds.run_build(repo.request_build()[0].pk).status == "ready"
+    sign_in(page, live, "ada")
+    start_session(page, live, repo, "justtext hello")
+
+    page.click("#tab-preview")
+    expect(page.locator("#tab-preview")).to_have_attribute("data-state", "failed", timeout=120_000)
+    expect(page.locator("#pane-preview")).to_contain_text("site/ok is missing")
+
+    page.fill("#prompt-input", "Please write file:site/ok")
+    page.click("#send")
+    expect(page.locator(".tool-card").filter(has_text="site/ok")).to_be_visible(timeout=60_000)
+    page.click(f'.restart[data-restart="preview-{port}"]')
+    expect(page.locator("#tab-preview")).to_have_attribute("data-state", "ready", timeout=60_000)
+    expect(page.frame_locator("#preview-frame").locator("h1")).to_have_text("Demo app v1")
