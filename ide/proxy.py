@@ -10,6 +10,7 @@ import logging
 
 import httpx
 
+from ide import upstream
 from ide.headers import browser_response_headers, header, upstream_request_headers
 from ide.paths import ServicePath, parse, request_path
 from ide.targets import Target, host_allowed, resolve_async, service_label
@@ -121,12 +122,16 @@ class HttpProxy:
         query = scope.get("query_string", b"").decode("latin-1")
         client = scope.get("client")
         browser_headers = scope.get("headers", [])
-        request = shared_client().build_request(
-            scope["method"], target.base_url + path.rest + ("?" + query if query else ""), content=content,
-            headers=upstream_request_headers(browser_headers, prefix=path.prefix, scheme=scope.get("scheme", "http"),
-                                             client=client[0] if client else ""),
-        )
-        relay = asyncio.ensure_future(self.relay(request, send, path, target, header(browser_headers, b"host")))
+        url = target.base_url + path.rest + ("?" + query if query else "")
+        headers = upstream_request_headers(browser_headers, prefix=path.prefix, scheme=scope.get("scheme", "http"),
+                                           client=client[0] if client else "")
+        host = header(browser_headers, b"host")
+        if url.startswith("http://"):
+            relay = asyncio.ensure_future(self.relay_plain(scope["method"], url, headers, content, send, path,
+                                                           target, host))
+        else:
+            request = shared_client().build_request(scope["method"], url, content=content, headers=headers)
+            relay = asyncio.ensure_future(self.relay(request, send, path, target, host))
         # A browser that goes away mid-response (a closed tab, an aborted long poll) ends the upstream request.
         watch = asyncio.ensure_future(until_disconnect(receive, body_read))
         try:
@@ -134,6 +139,38 @@ class HttpProxy:
         finally:
             relay.cancel()
             watch.cancel()
+
+    async def relay_plain(self, method: str, url: str, headers, content, send, path: ServicePath, target: Target,
+                          host: str) -> None:
+        """http:// services (local sandboxes): ide.upstream, large reads, one ASGI message per read."""
+        label = service_label(path.service)
+        started = False
+        try:
+            response = await upstream.request(method, url, headers, content)
+        except ClientGone:
+            return
+        except upstream.UpstreamError as error:
+            log.info("workspace proxy: %s unreachable at %s: %s", path.prefix, target.base_url, error)
+            await respond(send, 502, f"{label} did not answer: the sandbox refused or dropped the connection "
+                                     f"({type(error.__cause__ or error).__name__}).")
+            return
+        try:
+            headers = browser_response_headers(response.headers, prefix=path.prefix, upstream=target.base_url,
+                                               browser_host=host)
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            started = True
+            async for chunk in response.body():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except (OSError, upstream.BrokenBody) as error:
+            log.info("workspace proxy: %s broke off mid-response: %r", path.prefix, error)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except Exception:
+            log.exception("workspace proxy: %s failed", path.prefix)
+            if not started:
+                await respond(send, 502, f"{label}: the proxy failed to relay the response.")
+        finally:
+            response.close()
 
     async def relay(self, request: httpx.Request, send, path: ServicePath, target: Target, host: str) -> None:
         label = service_label(path.service)
