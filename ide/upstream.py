@@ -153,13 +153,99 @@ def body_framing(method: str, status: int, headers: list[tuple[bytes, bytes]]):
     return UntilCloseBody()
 
 
+class Connection(asyncio.Protocol):
+    """One connection to the service. What arrives is kept as the bytes objects the transport made, and
+    `read` hands them over joined (or as they are, when there is one): no copying into a stream buffer
+    and out again, which for large bodies costs as much as the rest of the relay."""
+
+    def __init__(self):
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.eof = False
+        self.error: Exception | None = None
+        self.reading_paused = False
+        self.waiter: asyncio.Future | None = None
+        self.drain_waiter: asyncio.Future | None = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered >= 2 * READ_SIZE and not self.reading_paused:
+            self.reading_paused = True  # the browser side is slower: stop reading until it catches up
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self):
+        self.eof = True
+        self._wake()
+
+    def connection_lost(self, exc):
+        self.eof = True
+        self.error = exc
+        self._wake()
+        if self.drain_waiter is not None and not self.drain_waiter.done():
+            self.drain_waiter.set_result(None)
+
+    def pause_writing(self):
+        self.drain_waiter = self.loop.create_future()
+
+    def resume_writing(self):
+        if self.drain_waiter is not None and not self.drain_waiter.done():
+            self.drain_waiter.set_result(None)
+        self.drain_waiter = None
+
+    def _wake(self):
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def write(self, data: bytes) -> None:
+        if self.error is not None or self.transport.is_closing():
+            raise ConnectionResetError("the service closed the connection")
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.drain_waiter is not None:
+            await self.drain_waiter
+        if self.error is not None:
+            raise ConnectionResetError("the service closed the connection") from self.error
+
+    async def read(self) -> bytes:
+        """What has arrived (waiting for something if nothing has); b"" once the service closed."""
+        while not self.chunks:
+            if self.error is not None:
+                raise self.error
+            if self.eof:
+                return b""
+            self.waiter = self.loop.create_future()
+            await self.waiter
+        data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        self.chunks = []
+        self.buffered = 0
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    def unread(self, data: bytes) -> None:
+        if data:
+            self.chunks.insert(0, data)
+            self.buffered += len(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
 class Response:
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, framing):
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], connection: Connection, framing):
         self.status = status
         self.headers = headers
-        self.reader = reader
-        self.writer = writer
+        self.connection = connection
         self.framing = framing
 
     async def body(self) -> AsyncIterator[bytes]:
@@ -168,7 +254,7 @@ class Response:
         if framing is None:
             return
         while not framing.done:
-            data = await self.reader.read(READ_SIZE)
+            data = await self.connection.read()
             if not data:
                 framing.eof()
                 return
@@ -177,7 +263,7 @@ class Response:
                 yield out
 
     def close(self) -> None:
-        self.writer.transport.abort()
+        self.connection.close()
 
 
 def _request_head(method: str, target: str, host: str, headers: list[tuple[bytes, bytes]], framing: str) -> bytes:
@@ -190,63 +276,74 @@ def _request_head(method: str, target: str, host: str, headers: list[tuple[bytes
     return b"".join(lines)
 
 
+async def _send_request(connection: Connection, method: str, target: str, host: str, headers, content) -> None:
+    length = next((value for name, value in headers if name == b"content-length"), None)
+    if isinstance(content, bytes | bytearray):
+        size = len(content)
+        framing = f"Content-Length: {size}\r\n" if size or method in BODY_METHODS else ""
+        connection.write(_request_head(method, target, host, headers, framing) + content)
+    elif length is not None:
+        connection.write(_request_head(method, target, host, headers, f"Content-Length: {int(length)}\r\n"))
+        async for chunk in content:
+            connection.write(chunk)
+            await connection.drain()
+    else:
+        connection.write(_request_head(method, target, host, headers, "Transfer-Encoding: chunked\r\n"))
+        async for chunk in content:
+            if chunk:
+                connection.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                await connection.drain()
+        connection.write(b"0\r\n\r\n")
+    await connection.drain()
+
+
+async def _read_head(connection: Connection) -> tuple[int, list[tuple[bytes, bytes]]]:
+    buffer = b""
+    while True:
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > MAX_HEAD:
+                raise UpstreamError("response head too large")
+            data = await connection.read()
+            if not data:
+                raise UpstreamError("connection closed before a response")
+            buffer += data
+            continue
+        status, headers = parse_head(buffer[:end])
+        buffer = buffer[end + 4:]
+        if not 100 <= status < 200 or status == 101:
+            connection.unread(buffer)
+            return status, headers
+        # 1xx (100 Continue, 103 Early Hints) are interim: the real answer follows
+
+
 async def request(method: str, url: str, headers: list[tuple[bytes, bytes]], content) -> Response:
     """Send a request to an http:// URL and read the response head; the body is `response.body()`.
 
-    `headers` are lower-case names without Host, Connection or framing headers of their own except a
-    Content-Length the client sent; `content` is bytes or an async iterator of bytes.
+    `headers` are lower-case names; Host, Connection and the framing headers are this client's own
+    (a Content-Length the browser sent is kept for a streamed body). `content` is bytes or an async
+    iterator of bytes.
     """
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"not an http:// URL: {url}")
-    port = parts.port or 80
     target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    loop = asyncio.get_running_loop()
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, port, limit=READ_SIZE), CONNECT_TIMEOUT)
+        _, connection = await asyncio.wait_for(
+            loop.create_connection(Connection, parts.hostname, parts.port or 80), CONNECT_TIMEOUT)
     except (TimeoutError, OSError) as error:
         raise UpstreamError(f"cannot connect: {error!r}") from error
     try:
-        sock = writer.get_extra_info("socket")
+        sock = connection.transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        length = next((value for name, value in headers if name == b"content-length"), None)
-        if isinstance(content, bytes | bytearray):
-            size = len(content)
-            framing = f"Content-Length: {size}\r\n" if size or method in BODY_METHODS else ""
-            writer.write(_request_head(method, target, parts.netloc, headers, framing) + content)
-        elif length is not None:
-            writer.write(_request_head(method, target, parts.netloc, headers, f"Content-Length: {int(length)}\r\n"))
-            async for chunk in content:
-                writer.write(chunk)
-                await writer.drain()
-        else:
-            writer.write(_request_head(method, target, parts.netloc, headers, "Transfer-Encoding: chunked\r\n"))
-            async for chunk in content:
-                if chunk:
-                    writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-                    await writer.drain()
-            writer.write(b"0\r\n\r\n")
-        await writer.drain()
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError as error:
-                raise UpstreamError("connection closed before a response") from error
-            except asyncio.LimitOverrunError as error:
-                raise UpstreamError("response head too large") from error
-            if len(head) > MAX_HEAD:
-                raise UpstreamError("response head too large")
-            status, response_headers = parse_head(head[:-4])
-            if not 100 <= status < 200 or status == 101:
-                break  # 1xx (100 Continue, 103 Early Hints) are interim: the real answer follows
-        return Response(status, response_headers, reader, writer,
-                        body_framing(method, status, response_headers))
-    except (OSError, UpstreamError) as error:
-        writer.transport.abort()
-        if isinstance(error, UpstreamError):
-            raise
+        await _send_request(connection, method, target, parts.netloc, headers, content)
+        status, response_headers = await _read_head(connection)
+        return Response(status, response_headers, connection, body_framing(method, status, response_headers))
+    except OSError as error:
+        connection.close()
         raise UpstreamError(f"connection failed: {error!r}") from error
     except BaseException:
-        writer.transport.abort()
+        connection.close()
         raise

@@ -1,0 +1,228 @@
+"""ide.upstream, the proxy's HTTP/1.1 client for http:// services: framing, streaming, request bodies.
+
+Against a raw TCP server that answers with exact bytes, so every framing case is what a service sends.
+"""
+
+import asyncio
+
+import pytest
+
+from ide import upstream
+from ide.upstream import BrokenBody, ChunkedBody, LengthBody, UpstreamError, body_framing, parse_head
+
+
+def test_chunked_decoding_across_any_split():
+    raw = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n"
+    for step in (1, 2, 3, 7, len(raw)):
+        body = ChunkedBody()
+        out = b"".join(body.feed(raw[i:i + step]) for i in range(0, len(raw), step))
+        assert out == b"hello world" and body.done
+
+
+def test_chunked_returns_everything_a_read_completes_in_one_piece():
+    body = ChunkedBody()
+    assert body.feed(b"3\r\nabc\r\n3\r\ndef\r\n2\r\ngh") == b"abcdefgh"
+    assert body.feed(b"\r\n0\r\n\r\n") == b"" and body.done
+
+
+def test_chunked_errors():
+    with pytest.raises(BrokenBody):
+        ChunkedBody().feed(b"zz\r\n")
+    with pytest.raises(BrokenBody):
+        ChunkedBody().feed(b"3\r\nabcXX\r\n")
+    body = ChunkedBody()
+    body.feed(b"5\r\nab")
+    with pytest.raises(BrokenBody):
+        body.eof()
+
+
+def test_length_body_stops_at_its_length():
+    body = LengthBody(5)
+    assert body.feed(b"abc") == b"abc" and not body.done
+    assert body.feed(b"defg") == b"de" and body.done
+    short = LengthBody(5)
+    short.feed(b"ab")
+    with pytest.raises(BrokenBody):
+        short.eof()
+
+
+def test_parse_head_and_framing():
+    status, headers = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A:  b \r\nSet-Cookie: a=1\r\nSet-Cookie: b=2")
+    assert status == 200
+    assert headers == [(b"content-length", b"3"), (b"x-a", b"b"), (b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")]
+    assert isinstance(body_framing("GET", 200, headers), LengthBody)
+    assert body_framing("HEAD", 200, headers) is None
+    assert body_framing("GET", 204, []) is None
+    assert body_framing("GET", 304, [(b"content-length", b"10")]) is None
+    assert isinstance(body_framing("GET", 200, [(b"transfer-encoding", b"chunked"), (b"content-length", b"3")]),
+                      ChunkedBody)
+    assert isinstance(body_framing("GET", 200, []), upstream.UntilCloseBody)
+    with pytest.raises(UpstreamError):
+        body_framing("GET", 200, [(b"content-length", b"3"), (b"content-length", b"4")])
+    with pytest.raises(UpstreamError):
+        parse_head(b"SSH-2.0-OpenSSH")
+    with pytest.raises(UpstreamError):
+        parse_head(b"HTTP/1.1 200 OK\r\nno colon here")
+
+
+class RawServer:
+    """Accepts one connection at a time, records the request bytes, answers with `script`:
+    a list of bytes to send and asyncio.Event()s to wait for in between."""
+
+    def __init__(self, script, close: bool = True):
+        self.script = script
+        self.close = close
+        self.request = b""
+        self.request_complete = asyncio.Event()
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+
+    async def handle(self, reader, writer):
+        self.request = await reader.readuntil(b"\r\n\r\n")
+        head = self.request.lower()
+        if b"content-length: " in head:
+            length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
+            self.request += await reader.readexactly(length)
+        elif b"transfer-encoding: chunked" in head:
+            while not self.request.endswith(b"\r\n0\r\n\r\n"):
+                self.request += await reader.read(65536)
+        self.request_complete.set()
+        for step in self.script:
+            if isinstance(step, asyncio.Event):
+                await step.wait()
+            else:
+                writer.write(step)
+                await writer.drain()
+        if self.close:
+            writer.close()
+
+
+async def fetch(url, method="GET", headers=(), content=b""):
+    response = await upstream.request(method, url, list(headers), content)
+    try:
+        return response.status, response.headers, b"".join([chunk async for chunk in response.body()])
+    finally:
+        response.close()
+
+
+def run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, 10))
+
+
+def test_content_length_body_and_the_request_sent():
+    async def go():
+        async with RawServer([b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"], close=False) as server:
+            status, headers, body = await fetch(server.url + "/a%2Fb?x=1", headers=[(b"x-forwarded-prefix", b"/w/1/ide")])
+            assert (status, body) == (200, b"hello")
+            assert server.request.startswith(b"GET /a%2Fb?x=1 HTTP/1.1\r\nHost: 127.0.0.1:")
+            assert b"x-forwarded-prefix: /w/1/ide\r\n" in server.request
+            assert b"Connection: close\r\n" in server.request
+            assert b"content-length" not in server.request.lower()  # a GET without a body says nothing of one
+
+    run(go())
+
+
+def test_chunked_body_is_decoded():
+    async def go():
+        script = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", b"6\r\n world\r\n0\r\n\r\n"]
+        async with RawServer(script, close=False) as server:
+            status, headers, body = await fetch(server.url + "/")
+            assert body == b"hello world"
+            assert (b"transfer-encoding", b"chunked") in headers  # the proxy drops it as hop-by-hop
+
+    run(go())
+
+
+def test_a_body_without_length_ends_when_the_service_closes():
+    async def go():
+        async with RawServer([b"HTTP/1.0 200 OK\r\n\r\n", b"all of ", b"it"]) as server:
+            assert (await fetch(server.url + "/"))[2] == b"all of it"
+
+    run(go())
+
+
+def test_a_short_body_is_an_error():
+    async def go():
+        async with RawServer([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"]) as server:
+            with pytest.raises(BrokenBody):
+                await fetch(server.url + "/")
+
+    run(go())
+
+
+@pytest.mark.parametrize("method,status", [("HEAD", 200), ("GET", 204), ("GET", 304)])
+def test_responses_without_body_do_not_wait_for_one(method, status):
+    async def go():
+        # The connection stays open: reading a body that is not there would hang.
+        head = f"HTTP/1.1 {status} X\r\nContent-Length: 100\r\n\r\n".encode()
+        async with RawServer([head, asyncio.Event()], close=False) as server:
+            assert await fetch(server.url + "/", method=method) == (status, [(b"content-length", b"100")], b"")
+
+    run(go())
+
+
+def test_interim_responses_are_skipped():
+    async def go():
+        script = [b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+                  b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"]
+        async with RawServer(script, close=False) as server:
+            assert await fetch(server.url + "/", method="POST", content=b"x") == (
+                201, [(b"content-length", b"2")], b"ok")
+
+    run(go())
+
+
+def test_the_first_bytes_arrive_before_the_service_finishes():
+    async def go():
+        release = asyncio.Event()
+        script = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n", release,
+                  b"6\r\nsecond\r\n0\r\n\r\n"]
+        async with RawServer(script, close=False) as server:
+            response = await upstream.request("GET", server.url + "/events", [], b"")
+            body = response.body()
+            assert await body.__anext__() == b"first"  # while the service still holds the rest back
+            release.set()
+            assert b"".join([chunk async for chunk in body]) == b"second"
+            response.close()
+
+    run(go())
+
+
+def test_request_bodies_stream_with_their_length_or_chunked():
+    async def chunks():
+        yield b"abc"
+        yield b""
+        yield b"defg"
+
+    async def go():
+        answer = [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]
+        async with RawServer(answer, close=False) as server:
+            await fetch(server.url + "/", "POST", [(b"content-length", b"7")], chunks())
+            assert server.request.endswith(b"Content-Length: 7\r\nConnection: close\r\n\r\nabcdefg")
+        async with RawServer(answer, close=False) as server:
+            await fetch(server.url + "/", "POST", [], chunks())
+            assert server.request.endswith(b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                                           b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n")
+        async with RawServer(answer, close=False) as server:
+            await fetch(server.url + "/", "POST", [(b"content-length", b"0")], b"")
+            assert server.request.endswith(b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+
+    run(go())
+
+
+def test_unreachable_and_non_http_services_are_upstream_errors():
+    async def go():
+        async with RawServer([b"SSH-2.0-OpenSSH_9\r\n\r\n"]) as server:
+            with pytest.raises(UpstreamError):
+                await fetch(server.url + "/")
+            url = server.url
+        with pytest.raises(UpstreamError):
+            await fetch(url + "/")
+
+    run(go())
