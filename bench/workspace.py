@@ -16,9 +16,10 @@ from django.db import connection
 from django.test.utils import override_settings
 
 from bench._common import goal, open_dir, p50, report, say, spread
-from bench._fixtures import build, register, terminate_all
+from bench._fixtures import build, ready_sandbox, register, terminate_all
 from bench._git import MB, Origin
 from bench._live import Platform, delete_users, make_user
+from sandboxes.models import Sandbox
 from sessions import services
 from sessions.models import Event, Session
 from tests.support.live_server import free_port
@@ -87,6 +88,35 @@ def ide_ready(platform: Platform, browser, user, repo) -> list[float]:
     return samples
 
 
+def ide_ready_pooled(platform: Platform, browser, user, repo) -> list[float]:
+    """The usual path: a warm sandbox (VS Code running already) claimed by a new session; from the
+    claim (the sandbox is ready for this session) to VS Code's explorer listing the repo."""
+    samples = []
+    for run in range(IDE_RUNS):
+        pooled = off_loop(ready_sandbox, repo, True)
+        wait_for(lambda pk=pooled.pk: Sandbox.objects.get(pk=pk).services.get("ide", {}).get("state") == "ready",
+                 120, "VS Code in the pooled sandbox")
+        session = off_loop(services.create_session, repo, user, "justtext hello")
+        claimed = Session.objects.select_related("sandbox").get(pk=session.pk).sandbox
+        if claimed.pk != pooled.pk:
+            raise RuntimeError("the session did not take the pooled sandbox")
+        page = new_page(platform, browser, user)
+        opened = time.time()
+        page.goto(f"{platform.live.url}/sessions/{session.pk}/")
+        loaded = time.time()
+        page.wait_for_function("() => document.getElementById('ide-frame').getAttribute('src')")
+        framed = time.time()
+        page.frame_locator("#ide-frame").locator(".explorer-folders-view .monaco-list-row").first.wait_for(
+            state="visible", timeout=120_000)
+        samples.append(time.time() - claimed.claimed_at.timestamp())
+        claim = claimed.claimed_at.timestamp()
+        say(f"ide (pooled) run {run + 1}: {samples[-1]:.2f} s after the claim (page opened {opened - claim:+.2f} s, "
+            f"loaded {loaded - claim:+.2f} s, VS Code's frame set {framed - claim:+.2f} s)")
+        page.context.close()
+        off_loop(terminate_all, repo)
+    return samples
+
+
 def desktop_connect(platform: Platform, browser, user, session: Session) -> list[float]:
     """Desktop tab clicked (the desktop service already ready) -> noVNC connected, each on a fresh page."""
     samples = []
@@ -100,6 +130,19 @@ def desktop_connect(platform: Platform, browser, user, session: Session) -> list
         samples.append(time.perf_counter() - started)
         page.context.close()
     return samples
+
+
+def workbench_load(platform: Platform, browser, user, session: Session, direct: bool) -> float:
+    """A fresh browser context loads VS Code (running already) until its explorer lists the repo."""
+    page = new_page(platform, browser, user)
+    port = Session.objects.select_related("sandbox").get(pk=session.pk).sandbox.services["ide"]["port"]
+    url = f"http://127.0.0.1:{port}/" if direct else f"{platform.live.url}/w/{session.pk}/ide/"
+    started = time.perf_counter()
+    page.goto(url)
+    page.locator(".explorer-folders-view .monaco-list-row").first.wait_for(state="visible", timeout=120_000)
+    elapsed = time.perf_counter() - started
+    page.context.close()
+    return elapsed
 
 
 def proxy_overhead(platform: Platform, user, session: Session, port: int) -> tuple[list[float], list[float]]:
@@ -153,12 +196,22 @@ def run() -> None:
             ide = ide_ready(platform, browser, user, repo)
             report("ide_ready_p50", p50(ide), "s")
             say(spread(ide, unit="s"))
+            pooled = ide_ready_pooled(platform, browser, user, repo)
+            report("ide_ready_pooled_p50", p50(pooled), "s")
+            say(spread(pooled, unit="s"))
 
             session = off_loop(services.create_session, repo, user, "justtext hello")
             ready_at(session.pk)
             desktop = desktop_connect(platform, browser, user, session)
             report("desktop_connect_p50", p50(desktop), "s")
             say(spread(desktop, unit="s"))
+
+            loads = {True: [], False: []}
+            for _ in range(3):
+                for direct_load in (False, True):
+                    loads[direct_load].append(workbench_load(platform, browser, user, session, direct_load))
+            say(f"VS Code already running, a fresh browser until its explorer lists the repo: through the proxy "
+                f"{spread(loads[False], unit='s')}; straight from code-server {spread(loads[True], unit='s')}")
 
             proxied, direct = proxy_overhead(platform, user, session, port)
             report("proxy_overhead_ratio", p50(proxied) / p50(direct), "x")
@@ -167,6 +220,7 @@ def run() -> None:
                 f"{statistics.median(a / b for a, b in zip(proxied, direct, strict=True)):.2f}")
             browser.close()
         goal("ide_ready_p50", p50(ide), "s", 3)
+        goal("ide_ready_pooled_p50", p50(pooled), "s", 3)
         goal("desktop_connect_p50", p50(desktop), "s", 1)
         goal("proxy_overhead_ratio", p50(proxied) / p50(direct), "x", 1.2)
     finally:

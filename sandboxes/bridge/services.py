@@ -76,7 +76,8 @@ def exists(path: Path) -> Callable[[], Awaitable[bool]]:
 
 class Service:
     def __init__(self, name: str, names: list[str], plan: Callable[[], Plan], emit: Callable[[dict], None],
-                 env: dict[str, str], cwd: Path, log_dir: Path, gate: asyncio.Event | None = None):
+                 env: dict[str, str], cwd: Path, log_dir: Path, gate: asyncio.Event | None = None,
+                 gate_reason: str = ""):
         self.name = name
         self.names = names  # what it is reported as (the dev servers: one name per port)
         self.plan = plan
@@ -88,6 +89,7 @@ class Service:
         self.state = "stopped"
         self.port: int | None = None
         self.gate = gate  # started once this is set (the dev servers: once the workspace is synced)
+        self.gate_reason = gate_reason
         self.wanted = asyncio.Event()
         self.wanted.set()
 
@@ -103,7 +105,7 @@ class Service:
 
     async def supervise(self) -> None:
         if self.gate is not None and not self.gate.is_set():
-            self.report("starting", "waiting for the workspace to sync")
+            self.report("starting", self.gate_reason)
             await self.gate.wait()
         while True:
             await self.wanted.wait()

@@ -81,17 +81,28 @@ class Workspace:
         wanted = config.services
         env = config.service_env()
         logs = RUNTIME / "logs"
+        # The desktop (Xvfb and a whole Chromium) waits for VS Code to settle: on two cores, starting
+        # both at once delays the tab people open first by a second or more.
+        ide_settled = asyncio.Event()
         if wanted.get("ide"):
-            self.services.append(Service("ide", ["ide"], self.ide_plan, emit, env, config.workspace, logs))
+            def report_ide(event: dict) -> None:
+                if event["state"] in ("ready", "failed"):
+                    ide_settled.set()
+                emit(event)
+
+            self.services.append(Service("ide", ["ide"], self.ide_plan, report_ide, env, config.workspace, logs))
+        else:
+            ide_settled.set()
         if wanted.get("desktop"):
-            self.services.append(Service("desktop", ["desktop"], self.desktop_plan, emit, env, config.home, logs))
+            self.services.append(Service("desktop", ["desktop"], self.desktop_plan, emit, env, config.home, logs,
+                                         gate=ide_settled, gate_reason="waiting for VS Code to start"))
         dev = wanted.get("dev") or {}
         self.commands: list[str] = [c for c in dev.get("commands") or [] if isinstance(c, str) and c.strip()]
         self.ports: list[int] = [p for p in dev.get("ports") or [] if isinstance(p, int) and 0 < p < 65536]
         if self.commands:
             names = [f"preview-{port}" for port in self.ports] or ["dev"]
             self.services.append(Service("dev", names, self.dev_plan, emit, env, config.workspace, logs,
-                                         gate=self.synced))
+                                         gate=self.synced, gate_reason="waiting for the workspace to sync"))
 
     # --- plans ----------------------------------------------------------------------
 
@@ -118,7 +129,9 @@ class Workspace:
                  ready=exists(Path(f"/tmp/.X11-unix/X{display}"))),
             # VNC on a unix socket of the sandbox's own; only websockify's port is reachable.
             Step(["x11vnc", "-display", f":{display}", "-rfbport", "0", "-unixsock", str(vnc), "-nopw",
-                  "-forever", "-shared", "-quiet"], ready=exists(vnc)),
+                  "-forever", "-shared", "-quiet",
+                  "-nonap"],  # its naps when the screen is still made every round trip take 250 ms
+                 ready=exists(vnc)),
             Step(["websockify", f"127.0.0.1:{port}", f"--unix-target={vnc}"], ready=lambda: tcp_open(port)),
         ]
         if self.chromium:

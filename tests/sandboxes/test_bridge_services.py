@@ -38,7 +38,8 @@ def web_server(port: int, folder: Path) -> Plan:
 
 
 def service(tmp_path: Path, plan, reports: Reports, names=("web",), gate=None) -> Service:
-    return Service("web", list(names), plan, reports, {"PATH": "/usr/bin:/bin"}, tmp_path, tmp_path / "logs", gate)
+    return Service("web", list(names), plan, reports, {"PATH": "/usr/bin:/bin"}, tmp_path, tmp_path / "logs", gate,
+                   "waiting for the workspace to sync")
 
 
 async def supervised(svc: Service):
