@@ -63,8 +63,14 @@ def test_vs_code_desktop_preview_and_screenshots_from_the_sandbox(workspace, pag
     # The desktop: noVNC connects and its canvas shows the screen.
     page.click("#tab-desktop")
     expect(page.locator("#desktop-screen")).to_have_attribute("data-state", "connected", timeout=60_000)
-    size = page.locator("#desktop-screen canvas").evaluate("c => [c.width, c.height]")
-    assert size == [1280, 800]
+    canvas = page.locator("#desktop-screen canvas")
+    assert canvas.evaluate("c => [c.width, c.height]") == [1280, 800]
+    # Not an empty frame: the desktop's Chromium window draws many colours (the preview page, its toolbar).
+    colours = """c => { const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+                         const seen = new Set();
+                         for (let i = 0; i < d.length; i += 4 * 97) seen.add(d[i] << 16 | d[i + 1] << 8 | d[i + 2]);
+                         return seen.size; }"""
+    page.wait_for_function(f"() => ({colours})(document.querySelector('#desktop-screen canvas')) > 10")
 
     # The preview: the dev server's page; after the agent changed it, a reload shows the change.
     page.click("#tab-preview")
