@@ -176,10 +176,13 @@ class Agent:
 
     async def cmd_screenshot(self, command: dict) -> None:
         taken_by = command.get("taken_by")
+        taken_by = taken_by if isinstance(taken_by, str) and taken_by else "someone"
+        target = str(command.get("target") or "desktop")
         try:
-            await self.workspace.screenshot(str(command.get("target") or "desktop"),
-                                            taken_by if isinstance(taken_by, str) and taken_by else "someone")
+            await self.workspace.screenshot(target, taken_by)
         except screenshot.ScreenshotError as e:
+            # Whoever asked is watching the page, not the bridge's log.
+            self.emit({"kind": "screenshot_failed", "target": target, "taken_by": taken_by, "message": str(e)})
             raise CommandError(str(e)) from None
 
     # --- OpenCode's events ----------------------------------------------------------

@@ -337,6 +337,10 @@
         el("span", "taken-by", d.taken_by === "agent" ? "taken by the agent" : `taken by ${nameOf(d.taken_by)}`));
       card.append(link, caption);
     },
+    screenshot_failed(ev, d) {
+      const target = d.target === "desktop" ? "the desktop" : serviceLabel(d.target);
+      note(ev, `Screenshot of ${target} failed: ${d.message || "no reason given"}`, "note-error");
+    },
     error(ev, d) {
       const node = add(el("div", "event-error"), ev);
       node.setAttribute("role", "alert");

@@ -61,6 +61,7 @@
   document.addEventListener("inspect:event", (event) => {
     const ev = event.detail.ev;
     if (ev.kind === "screenshot") settle("screenshot", "Screenshot added to the timeline.");
+    if (ev.kind === "screenshot_failed") settle("screenshot", `No screenshot: ${ev.data.message || "it failed"}`, true);
     if (ev.kind !== "service" || typeof ev.data.name !== "string") return;
     const d = ev.data;
     services.set(d.name, { state: STATE_TEXT[d.state] ? d.state : "unknown", reason: d.reason || "", seq: event.detail.seq });

@@ -133,3 +133,8 @@ def test_a_failed_dev_server_shows_why_and_is_restarted_from_the_page(workspace,
     page.click(f'.restart[data-restart="preview-{port}"]')
     expect(page.locator("#tab-preview")).to_have_attribute("data-state", "ready", timeout=60_000)
     expect(page.frame_locator("#preview-frame").locator("h1")).to_have_text("Demo app v1")
+
+    # No desktop in this sandbox: asking for its screenshot says why there is none.
+    page.evaluate("window.inspectSession.send({type: 'screenshot', target: 'desktop'})")
+    expect(page.locator("#timeline .note-error")).to_contain_text(
+        "Screenshot of the desktop failed: the desktop is not running", timeout=30_000)
