@@ -47,7 +47,8 @@ def test_length_body_stops_at_its_length():
 
 
 def test_parse_head_and_framing():
-    status, headers = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A:  b \r\nSet-Cookie: a=1\r\nSet-Cookie: b=2")
+    status, headers = parse_head(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A:  b \r\nSet-Cookie: a=1\r\nSet-Cookie: b=2")
     assert status == 200
     assert headers == [(b"content-length", b"3"), (b"x-a", b"b"), (b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")]
     assert isinstance(body_framing("GET", 200, headers), LengthBody)
@@ -118,7 +119,8 @@ def run(coroutine):
 def test_content_length_body_and_the_request_sent():
     async def go():
         async with RawServer([b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"], close=False) as server:
-            status, headers, body = await fetch(server.url + "/a%2Fb?x=1", headers=[(b"x-forwarded-prefix", b"/w/1/ide")])
+            prefix = [(b"x-forwarded-prefix", b"/w/1/ide")]
+            status, headers, body = await fetch(server.url + "/a%2Fb?x=1", headers=prefix)
             assert (status, body) == (200, b"hello")
             assert server.request.startswith(b"GET /a%2Fb?x=1 HTTP/1.1\r\nHost: 127.0.0.1:")
             assert b"x-forwarded-prefix: /w/1/ide\r\n" in server.request
