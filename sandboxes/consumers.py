@@ -4,19 +4,22 @@ Protocol: docs/bridge-protocol.md. The bridge proves who it is with its sandbox'
 only opens the socket of its own sandbox.
 """
 
+import asyncio
 import json
 import logging
 import uuid
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import transaction
 
+from inspect_site.consumers import AsyncDatabaseFreeConsumer
 from sandboxes import provisioning
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
 
 logger = logging.getLogger(__name__)
 MAX_EVENT_ID_LENGTH = 100
+MAX_BATCH = 100  # events stored in one transaction
 
 
 def bearer_token(scope: dict) -> str:
@@ -55,8 +58,22 @@ def session_hooks():
 
 
 @database_sync_to_async
-def store_event(sandbox: Sandbox, event_id: str, event: dict) -> None:
-    session_hooks().handle_bridge_event(sandbox, event_id, event)
+def store_events(sandbox: Sandbox, batch: list[tuple[str, dict]]) -> tuple[list[str], list[dict]]:
+    """Store a batch of events in one transaction (one commit), in order. Returns what was wrong
+    with each ("" if it is stored, or was already) and the session events to fan out: sent by the
+    caller, so the database thread does not wait on the channel layer."""
+    from sessions.events import collect_fan_out
+
+    problems = []
+    with collect_fan_out() as fan_out, transaction.atomic():
+        for event_id, event in batch:
+            try:
+                with transaction.atomic():  # a refused event leaves the others stored
+                    session_hooks().handle_bridge_event(sandbox, event_id, event)
+                problems.append("")
+            except ValueError as e:
+                problems.append(str(e))
+    return problems, fan_out
 
 
 @database_sync_to_async
@@ -64,8 +81,14 @@ def bridge_connected(sandbox: Sandbox) -> None:
     session_hooks().handle_bridge_connected(sandbox)
 
 
-class BridgeConsumer(AsyncJsonWebsocketConsumer):
+class BridgeConsumer(AsyncDatabaseFreeConsumer):
     sandbox: Sandbox
+    storing: asyncio.Task | None = None
+    closed = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending: list[tuple[str, dict]] = []  # received, not yet being stored
 
     async def connect(self) -> None:
         sandbox = await authenticate(bearer_token(self.scope), self.scope["url_route"]["kwargs"]["sandbox_id"])
@@ -78,6 +101,11 @@ class BridgeConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
+        # A batch being stored still fans out; what was not stored yet the bridge sends again.
+        self.closed = True
+        self.pending.clear()
+        if self.storing is not None:
+            await asyncio.gather(self.storing, return_exceptions=True)
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -122,9 +150,31 @@ class BridgeConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(event, dict) or not isinstance(event.get("kind"), str):
             await self.send_error("an event needs an object with a string kind")
             return
-        await store_event(self.sandbox, event_id, event)
-        # Stored (or already stored before a resend): the bridge may forget it.
-        await self.send_json({"type": "ack", "id": event_id})
+        self.pending.append((event_id, event))
+        if self.storing is None or self.storing.done():
+            self.storing = asyncio.create_task(self.store_pending())
+
+    async def store_pending(self) -> None:
+        """Store received events in order. Those that arrive while a batch is being stored make
+        the next batch: one database-thread hop, one commit and one fan-out message for all."""
+        from sessions.events import send_fan_out  # late, like session_hooks
+
+        try:
+            while self.pending and not self.closed:
+                batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+                problems, fan_out = await store_events(self.sandbox, batch)
+                await send_fan_out(fan_out)
+                for (event_id, _event), problem in zip(batch, problems, strict=True):
+                    if self.closed:
+                        return
+                    if problem:  # not acknowledged: refused
+                        await self.send_error(f"event {event_id}: {problem}")
+                    else:  # stored (or already stored before a resend): the bridge may forget it
+                        await self.send_json({"type": "ack", "id": event_id})
+        except Exception:
+            logger.exception("sandbox %s: storing events failed; closing so the bridge resends", self.sandbox.pk)
+            if not self.closed:
+                await self.close(code=1011)
 
     async def send_command(self, command: dict) -> None:
         # Unique across control-plane processes and restarts: the bridge answers a known id

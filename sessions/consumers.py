@@ -10,9 +10,9 @@ fan-out lost or overtaken) is filled in from the log first. Nothing is ever sent
 import json
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import PermissionDenied
 
+from inspect_site.consumers import AsyncDatabaseFreeConsumer
 from sessions import services, workspace
 from sessions.events import events_after, group_name
 from sessions.models import Session
@@ -86,7 +86,7 @@ def invalid(content: dict) -> str:
     return ""
 
 
-class SessionConsumer(AsyncJsonWebsocketConsumer):
+class SessionConsumer(AsyncDatabaseFreeConsumer):
     session_id: int
     group: str | None = None
     last_sent: int | None = None  # None until the client subscribes
@@ -155,11 +155,18 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         self.last_sent = event["seq"]
 
     async def session_event(self, message: dict) -> None:
-        """A live event from the group session-<id>."""
-        event = message["event"]
-        if self.last_sent is None or event["seq"] <= self.last_sent:
-            return  # not subscribed yet, or already sent by a replay
-        if event["seq"] == self.last_sent + 1:
-            await self.send_event(event)
-        else:
-            await self.replay()  # one went missing or is late: the log has it, and this one too
+        """A live event from the group session-<id> (stored by sync code: views, tasks)."""
+        await self.deliver([message["event"]])
+
+    async def session_events(self, message: dict) -> None:
+        """Live events from the group session-<id>, in seq order (a batch a bridge sent)."""
+        await self.deliver(message["events"])
+
+    async def deliver(self, events: list[dict]) -> None:
+        for event in events:
+            if self.last_sent is None or event["seq"] <= self.last_sent:
+                continue  # not subscribed yet, or already sent by a replay
+            if event["seq"] == self.last_sent + 1:
+                await self.send_event(event)
+            else:
+                await self.replay()  # one went missing or is late: the log has it, and this one too

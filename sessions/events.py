@@ -1,7 +1,10 @@
 """The session event log: every event gets the session's next sequence number and is stored
 before it is fanned out, so a client that resumes from the last seq it saw misses nothing."""
 
+import contextvars
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -13,6 +16,9 @@ from sessions.models import Event, Session
 logger = logging.getLogger(__name__)
 
 MAX_KIND_LENGTH = 50
+
+# Set by collect_fan_out: where committed events' messages go instead of the channel layer.
+_collected: contextvars.ContextVar[list[dict] | None] = contextvars.ContextVar("collected_fan_out", default=None)
 
 
 def group_name(session_id: int) -> str:
@@ -45,12 +51,44 @@ def append_event(session_id: int, kind: str, data: dict, bridge_event_id: str = 
 
 def fan_out(event: Event) -> None:
     """Tell the session's sockets. A failure loses nothing: the event is stored and clients resume."""
+    collected = _collected.get()
+    if collected is not None:
+        collected.append(event.as_message() | {"session_id": event.session_id})
+        return
     try:
         async_to_sync(get_channel_layer().group_send)(
             group_name(event.session_id), {"type": "session.event", "event": event.as_message()}
         )
     except Exception:
         logger.exception("could not fan out event %s of session %s", event.seq, event.session_id)
+
+
+@contextmanager
+def collect_fan_out() -> Iterator[list[dict]]:
+    """For sync code an async consumer calls: events committed inside the block are not sent from
+    this (Channels' one database) thread but collected, in commit order, for `send_fan_out` on the
+    event loop. Saves the database thread a blocking group_send per event."""
+    collected: list[dict] = []
+    token = _collected.set(collected)
+    try:
+        yield collected
+    finally:
+        _collected.reset(token)
+
+
+async def send_fan_out(collected: list[dict]) -> None:
+    """Send collected events: one channel-layer message per session, its events in seq order."""
+    by_session: dict[int, list[dict]] = {}
+    for message in collected:
+        event = dict(message)
+        by_session.setdefault(event.pop("session_id"), []).append(event)
+    layer = get_channel_layer()
+    for session_id, events in by_session.items():
+        try:
+            await layer.group_send(group_name(session_id), {"type": "session.events", "events": events})
+        except Exception:
+            logger.exception("could not fan out events %s-%s of session %s",
+                             events[0]["seq"], events[-1]["seq"], session_id)
 
 
 def events_after(session_id: int, seq: int, limit: int = 500) -> list[Event]:

@@ -1,0 +1,98 @@
+"""Bridge events that arrive together: stored in order once each (one transaction per batch),
+acked, and fanned out from the event loop as one channel-layer message, never from the database
+thread."""
+
+import threading
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+
+from inspect_site.asgi import application
+from sandboxes import consumers as bridge_consumers
+from sandboxes.lifecycle import State
+from sessions.events import group_name
+from sessions.models import Event
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def bridge_socket(sandbox, token: str) -> WebsocketCommunicator:
+    headers = [(b"authorization", f"Bearer {token}".encode())]
+    return WebsocketCommunicator(application, f"/ws/sandbox/{sandbox.pk}/", headers=headers)
+
+
+def delta(n: int) -> dict:
+    return {"type": "event", "id": f"evt-{n}", "event": {"kind": "text_delta", "delta": str(n)}}
+
+
+async def send_all(sandbox, token: str, messages: list[dict], replies: int) -> list[dict]:
+    ws = bridge_socket(sandbox, token)
+    assert (await ws.connect())[0]
+    for message in messages:  # back to back, as a bridge flushing its outbox
+        await ws.send_json_to(message)
+    received = [await ws.receive_json_from(timeout=5) for _ in range(replies)]
+    assert await ws.receive_nothing(timeout=0.3)
+    await ws.disconnect()
+    return received
+
+
+@pytest.fixture
+def running(session, make_sandbox):
+    sandbox = make_sandbox(State.RUNNING)
+    session.sandbox = sandbox
+    session.save(update_fields=["sandbox"])
+    return sandbox
+
+
+def test_events_sent_together_are_stored_in_batches_acked_and_fanned_out_in_order(session, running, listen,
+                                                                                 monkeypatch):
+    listener = listen(group_name(session.pk))
+    batches, store_threads, send_threads = [], set(), set()
+    store, handle = bridge_consumers.store_events.func, bridge_consumers.session_hooks().handle_bridge_event
+
+    def slow_store(sandbox, batch):
+        batches.append([event_id for event_id, _ in batch])
+        if len(batches) == 1:
+            time.sleep(0.3)  # the rest arrive meanwhile and make one batch
+        return store(sandbox, batch)
+
+    def recording_handle(*args):
+        store_threads.add(threading.get_ident())
+        return handle(*args)
+
+    original_send = type(get_channel_layer()).group_send
+
+    async def recording_send(self, group, message):
+        send_threads.add(threading.get_ident())
+        return await original_send(self, group, message)
+
+    monkeypatch.setattr(bridge_consumers, "store_events", bridge_consumers.database_sync_to_async(slow_store))
+    monkeypatch.setattr(bridge_consumers.session_hooks(), "handle_bridge_event", recording_handle)
+    monkeypatch.setattr(type(get_channel_layer()), "group_send", recording_send)
+
+    replies = async_to_sync(send_all)(running, running.issue_token(), [delta(n) for n in range(1, 6)], 5)
+
+    assert replies == [{"type": "ack", "id": f"evt-{n}"} for n in range(1, 6)]
+    assert batches == [["evt-1"], ["evt-2", "evt-3", "evt-4", "evt-5"]]
+    stored = list(Event.objects.filter(session=session).order_by("seq").values_list("seq", "bridge_event_id"))
+    assert stored == [(n, f"evt-{n}") for n in range(1, 6)]
+    messages = [listener.receive(), listener.receive()]
+    assert listener.nothing()
+    assert [m["type"] for m in messages] == ["session.events", "session.events"]
+    assert [[e["seq"] for e in m["events"]] for m in messages] == [[1], [2, 3, 4, 5]]
+    assert [e["data"]["delta"] for e in messages[1]["events"]] == ["2", "3", "4", "5"]
+    assert send_threads and store_threads and not send_threads & store_threads  # not on the database thread
+
+
+def test_a_refused_event_gets_an_error_and_the_rest_of_its_batch_is_stored(session, running):
+    refused = {"type": "event", "id": "evt-x", "event": {"kind": "status", "status": "idle"}}
+    replies = async_to_sync(send_all)(running, running.issue_token(), [delta(1), refused, delta(2), delta(1)], 4)
+
+    assert replies[0] == {"type": "ack", "id": "evt-1"}
+    assert replies[1]["type"] == "error" and "evt-x" in replies[1]["message"]
+    assert replies[2:] == [{"type": "ack", "id": "evt-2"}, {"type": "ack", "id": "evt-1"}]  # a resend: acked again
+    assert list(Event.objects.filter(session=session).order_by("seq").values_list("bridge_event_id", flat=True)) == [
+        "evt-1", "evt-2"]
