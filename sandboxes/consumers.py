@@ -10,16 +10,15 @@ import logging
 import uuid
 
 from channels.db import database_sync_to_async
-from django.db import transaction
 
 from inspect_site.consumers import AsyncDatabaseFreeConsumer
-from sandboxes import provisioning
+from sandboxes import event_store, provisioning
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
 
 logger = logging.getLogger(__name__)
 MAX_EVENT_ID_LENGTH = 100
-MAX_BATCH = 100  # events stored in one transaction
+MAX_BATCH = 100  # events one socket hands over at once
 
 
 def bearer_token(scope: dict) -> str:
@@ -55,25 +54,6 @@ def session_hooks():
     from sessions import services
 
     return services
-
-
-@database_sync_to_async
-def store_events(sandbox: Sandbox, batch: list[tuple[str, dict]]) -> tuple[list[str], list[dict]]:
-    """Store a batch of events in one transaction (one commit), in order. Returns what was wrong
-    with each ("" if it is stored, or was already) and the session events to fan out: sent by the
-    caller, so the database thread does not wait on the channel layer."""
-    from sessions.events import collect_fan_out
-
-    problems = []
-    with collect_fan_out() as fan_out, transaction.atomic():
-        for event_id, event in batch:
-            try:
-                with transaction.atomic():  # a refused event leaves the others stored
-                    session_hooks().handle_bridge_event(sandbox, event_id, event)
-                problems.append("")
-            except ValueError as e:
-                problems.append(str(e))
-    return problems, fan_out
 
 
 @database_sync_to_async
@@ -156,14 +136,11 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
 
     async def store_pending(self) -> None:
         """Store received events in order. Those that arrive while a batch is being stored make
-        the next batch: one database-thread hop, one commit and one fan-out message for all."""
-        from sessions.events import send_fan_out  # late, like session_hooks
-
+        the next batch, written together with other bridges' (event_store)."""
         try:
             while self.pending and not self.closed:
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
-                problems, fan_out = await store_events(self.sandbox, batch)
-                await send_fan_out(fan_out)
+                problems = await event_store.writer().store(self.sandbox, batch)
                 for (event_id, _event), problem in zip(batch, problems, strict=True):
                     if self.closed:
                         return

@@ -2,19 +2,22 @@
 acked, and fanned out from the event loop as one channel-layer message, never from the database
 thread."""
 
+import asyncio
 import threading
 import time
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from inspect_site.asgi import application
-from sandboxes import consumers as bridge_consumers
+from sandboxes import event_store
 from sandboxes.lifecycle import State
+from sessions import services
 from sessions.events import group_name
-from sessions.models import Event
+from sessions.models import Event, Session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,13 +54,13 @@ def test_events_sent_together_are_stored_in_batches_acked_and_fanned_out_in_orde
                                                                                  monkeypatch):
     listener = listen(group_name(session.pk))
     batches, store_threads, send_threads = [], set(), set()
-    store, handle = bridge_consumers.store_events.func, bridge_consumers.session_hooks().handle_bridge_event
+    store, handle = event_store.store_events.func, services.handle_bridge_event
 
-    def slow_store(sandbox, batch):
-        batches.append([event_id for event_id, _ in batch])
+    def slow_store(batch):
+        batches.append([event_id for _sandbox, event_id, _event in batch])
         if len(batches) == 1:
             time.sleep(0.3)  # the rest arrive meanwhile and make one batch
-        return store(sandbox, batch)
+        return store(batch)
 
     def recording_handle(*args):
         store_threads.add(threading.get_ident())
@@ -69,8 +72,8 @@ def test_events_sent_together_are_stored_in_batches_acked_and_fanned_out_in_orde
         send_threads.add(threading.get_ident())
         return await original_send(self, group, message)
 
-    monkeypatch.setattr(bridge_consumers, "store_events", bridge_consumers.database_sync_to_async(slow_store))
-    monkeypatch.setattr(bridge_consumers.session_hooks(), "handle_bridge_event", recording_handle)
+    monkeypatch.setattr(event_store, "store_events", database_sync_to_async(slow_store))
+    monkeypatch.setattr(services, "handle_bridge_event", recording_handle)
     monkeypatch.setattr(type(get_channel_layer()), "group_send", recording_send)
 
     replies = async_to_sync(send_all)(running, running.issue_token(), [delta(n) for n in range(1, 6)], 5)
@@ -96,3 +99,40 @@ def test_a_refused_event_gets_an_error_and_the_rest_of_its_batch_is_stored(sessi
     assert replies[2:] == [{"type": "ack", "id": "evt-2"}, {"type": "ack", "id": "evt-1"}]  # a resend: acked again
     assert list(Event.objects.filter(session=session).order_by("seq").values_list("bridge_event_id", flat=True)) == [
         "evt-1", "evt-2"]
+
+
+def test_events_of_several_bridges_that_arrive_meanwhile_are_written_together(session, running, repo, user,
+                                                                               make_sandbox, monkeypatch):
+    others = [make_sandbox(State.RUNNING) for _ in range(2)]
+    other_sessions = [Session.objects.create(repo=repo, creator=user, sandbox=box) for box in others]
+    batches = []
+    store = event_store.store_events.func
+
+    def slow_store(batch):
+        batches.append(sorted(event_id for _sandbox, event_id, _event in batch))
+        if len(batches) == 1:
+            time.sleep(0.3)
+        return store(batch)
+
+    monkeypatch.setattr(event_store, "store_events", database_sync_to_async(slow_store))
+    boxes = [running, *others]
+    tokens = [box.issue_token() for box in boxes]
+
+    async def talk():
+        sockets = [bridge_socket(box, token) for box, token in zip(boxes, tokens, strict=True)]
+        for ws in sockets:
+            assert (await ws.connect())[0]
+        await sockets[0].send_json_to(delta(1))
+        await asyncio.sleep(0.1)  # the first write is under way
+        for n, ws in enumerate(sockets[1:], 1):
+            await ws.send_json_to({"type": "event", "id": f"other-{n}", "event": {"kind": "text_delta", "delta": "x"}})
+        replies = [await ws.receive_json_from(timeout=5) for ws in sockets]
+        for ws in sockets:
+            await ws.disconnect()
+        return replies
+
+    replies = async_to_sync(talk)()
+    assert batches == [["evt-1"], ["other-1", "other-2"]]
+    assert replies == [{"type": "ack", "id": i} for i in ("evt-1", "other-1", "other-2")]
+    for one in (session, *other_sessions):
+        assert list(Event.objects.filter(session=one).values_list("seq", flat=True)) == [1]

@@ -1,0 +1,88 @@
+"""Bridge events from every bridge socket of this process, stored together.
+
+Each socket hands over what it received (in order, one batch at a time); whatever the sockets
+handed over while the previous write ran is written next, in one transaction: one hop to
+Channels' database thread and one commit for many bridges. The session events to fan out come
+back from that thread and are sent from the event loop."""
+
+import asyncio
+import logging
+import weakref
+
+from channels.db import database_sync_to_async
+from django.db import transaction
+
+from sandboxes.models import Sandbox
+
+logger = logging.getLogger(__name__)
+
+
+def session_hooks():
+    # The sessions app reacts to bridges; imported late so sandboxes does not depend on it at import time.
+    from sessions import events, services
+
+    return events, services
+
+
+@database_sync_to_async
+def store_events(batch: list[tuple[Sandbox, str, dict]]) -> tuple[list[str], list[dict]]:
+    """Store events in one transaction, in order. Returns what was wrong with each ("" if it is
+    stored, or was already) and the session events to fan out."""
+    events, services = session_hooks()
+    problems = []
+    with events.collect_fan_out() as fan_out, transaction.atomic():
+        for sandbox, event_id, event in batch:
+            try:
+                with transaction.atomic():  # a refused event leaves the others stored
+                    services.handle_bridge_event(sandbox, event_id, event)
+                problems.append("")
+            except ValueError as e:
+                problems.append(str(e))
+    return problems, fan_out
+
+
+class Writer:
+    def __init__(self) -> None:
+        self.waiting: list[tuple[Sandbox, list[tuple[str, dict]], asyncio.Future]] = []
+        self.task: asyncio.Task | None = None
+
+    async def store(self, sandbox: Sandbox, events: list[tuple[str, dict]]) -> list[str]:
+        """Store a socket's events, in order; what was wrong with each, as store_events."""
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((sandbox, events, future))
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self.run())
+        return await future
+
+    async def run(self) -> None:
+        events_module, _services = session_hooks()
+        while self.waiting:
+            # Sorted by sandbox (stable: each socket's order stays) so that two processes lock
+            # the sessions' rows in the same order.
+            taken = sorted(self.waiting, key=lambda item: str(item[0].pk))
+            self.waiting = []
+            batch = [(sandbox, event_id, event) for sandbox, events, _ in taken for event_id, event in events]
+            try:
+                problems, fan_out = await store_events(batch)
+            except Exception as e:  # each socket closes, its bridge sends again
+                for _, _, future in taken:
+                    if not future.done():
+                        future.set_exception(e)
+                continue
+            await events_module.send_fan_out(fan_out)
+            start = 0
+            for _, events, future in taken:
+                if not future.done():
+                    future.set_result(problems[start:start + len(events)])
+                start += len(events)
+
+
+_writers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Writer]" = weakref.WeakKeyDictionary()
+
+
+def writer() -> Writer:
+    """This event loop's writer (one per process under Daphne; tests run several loops)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _writers:
+        _writers[loop] = Writer()
+    return _writers[loop]
