@@ -44,8 +44,8 @@ FANOUT_RATE = 50.0  # events per second
 FANOUT_SLOW_EVENTS = 20  # the same 50 viewers, at a rate one Daphne keeps up with
 FANOUT_SLOW_RATE = 5.0
 CONCURRENT_SESSIONS = 200
-# Per session. One Daphne on SQLite stores ~50-70 events/s here, so 50 events each (10,000)
-# would take minutes to drain; 10 each shows the same limit.
+# Per session. One Daphne on SQLite stores a few hundred events/s here, so 50 events each
+# (10,000) would take a minute or more to drain; 10 each shows the same limit.
 CONCURRENT_EVENTS = 10
 CONCURRENT_RATE = 5.0  # events per second per session: 1,000/s offered in all
 PROMPT_TIMEOUT = 180.0
