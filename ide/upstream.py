@@ -1,11 +1,13 @@
-"""A minimal HTTP/1.1 client for plain http:// services, built for relaying: asyncio streams, large reads.
+"""The proxy's HTTP/1.1 client for plain http:// services: h11 for the protocol, large reads for speed.
 
-The proxy's hot path. httpx reads at most 64 KiB per step and every step goes through httpcore, anyio
-and h11; here each step takes whatever the socket has buffered (up to READ_SIZE), so a 5 MB file is a
-few dozen reads and ASGI messages instead of a hundred or more, while a slow stream's first bytes still
-go out as soon as they arrive (a read returns what is there, it never waits for more).
-https upstreams (tunnels) stay on httpx. One connection per request (`Connection: close`): a loopback
-connect costs far less than the bookkeeping of a pool.
+Why not httpx: it reads at most 64 KiB per step and every step goes through httpcore and anyio (~100+
+steps and ASGI messages per 5 MB), which cost Daphne 3x the CPU for large assets. Here an asyncio
+Protocol keeps what the socket has buffered (pausing at 2 MiB) and each step hands all of it to h11 in one
+`receive_data`, so a 5 MB file is a few dozen steps and ASGI messages, while a slow stream's first bytes
+still go out as soon as they arrive (a step takes what is there, it never waits for more).
+All parsing and framing (request head and body, status line, headers, Content-Length, chunked, until
+close, HEAD/1xx/204/304) is h11's. https upstreams (tunnels) stay on httpx. One connection per request
+(`Connection: close`): a loopback connect costs far less than the bookkeeping of a pool.
 """
 
 import asyncio
@@ -13,11 +15,13 @@ import socket
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
-READ_SIZE = 1024 * 1024  # per read, and per ASGI message: what is buffered, up to this
+import h11
+
+READ_SIZE = 1024 * 1024  # reading pauses when twice this is waiting
 MAX_HEAD = 64 * 1024  # status line and headers
 CONNECT_TIMEOUT = 5.0
-NO_BODY_STATUSES = frozenset({204, 304})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+OWN_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection", b"host"})
 
 
 class UpstreamError(Exception):
@@ -25,138 +29,12 @@ class UpstreamError(Exception):
 
 
 class BrokenBody(Exception):
-    """The service's connection ended before the body it announced was complete."""
-
-
-class LengthBody:
-    """A body of Content-Length bytes."""
-
-    def __init__(self, length: int):
-        self.remaining = length
-
-    @property
-    def done(self) -> bool:
-        return self.remaining == 0
-
-    def feed(self, data: bytes) -> bytes:
-        data = data[: self.remaining]
-        self.remaining -= len(data)
-        return data
-
-    def eof(self) -> None:
-        if self.remaining:
-            raise BrokenBody(f"{self.remaining} bytes short")
-
-
-class UntilCloseBody:
-    """No length given: the body is everything until the service closes the connection."""
-
-    done = False
-
-    def feed(self, data: bytes) -> bytes:
-        return data
-
-    def eof(self) -> None:
-        pass
-
-
-class ChunkedBody:
-    """Transfer-Encoding: chunked, decoded. `feed` takes raw bytes as they come and returns all the
-    payload they complete, in one piece (however many chunks that spans)."""
-
-    def __init__(self):
-        self.buffer = bytearray()
-        self.remaining = 0  # payload bytes left in the current chunk
-        self.state = "size"  # size -> data -> crlf -> size ... -> trailers -> done
-
-    @property
-    def done(self) -> bool:
-        return self.state == "done"
-
-    def feed(self, data: bytes) -> bytes:
-        if self.state == "data" and not self.buffer and len(data) <= self.remaining:
-            self.remaining -= len(data)  # the common case mid-chunk: pass the read through, no copy
-            if not self.remaining:
-                self.state = "crlf"
-            return data
-        self.buffer += data
-        out = bytearray()
-        while not self.done:
-            if self.state == "data":
-                if not self.buffer:
-                    break
-                piece = self.buffer[: self.remaining]
-                del self.buffer[: len(piece)]
-                out += piece
-                self.remaining -= len(piece)
-                if not self.remaining:
-                    self.state = "crlf"
-                continue
-            end = self.buffer.find(b"\r\n")
-            if end < 0:
-                if len(self.buffer) > MAX_HEAD:
-                    raise BrokenBody("chunk framing line too long")
-                break
-            line = bytes(self.buffer[:end])
-            del self.buffer[: end + 2]
-            if self.state == "crlf":
-                if line:
-                    raise BrokenBody("no CRLF after a chunk")
-                self.state = "size"
-            elif self.state == "size":
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise BrokenBody(f"bad chunk size {line[:40]!r}") from None
-                if size < 0:
-                    raise BrokenBody("negative chunk size")
-                self.remaining = size
-                self.state = "data" if size else "trailers"
-            elif not line:  # trailers end with an empty line; the trailers themselves are dropped
-                self.state = "done"
-        return bytes(out)
-
-    def eof(self) -> None:
-        if not self.done:
-            raise BrokenBody("connection closed inside a chunked body")
-
-
-def parse_head(head: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
-    """`HTTP/1.1 200 OK\\r\\nName: value\\r\\n...` -> (200, [(b"name", b"value"), ...])."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not (parts[1].isdigit() and len(parts[1]) == 3):
-        raise UpstreamError(f"not an HTTP/1 status line: {lines[0][:80]!r}")
-    headers = []
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name != name.strip():
-            raise UpstreamError(f"malformed header line {line[:80]!r}")
-        headers.append((name.lower(), value.strip()))
-    return int(parts[1]), headers
-
-
-def body_framing(method: str, status: int, headers: list[tuple[bytes, bytes]]):
-    """How the response body is delimited (RFC 9112 §6.3); None when there is none."""
-    if method == "HEAD" or status < 200 or status in NO_BODY_STATUSES:
-        return None
-    encodings = [v.strip().lower() for n, value in headers if n == b"transfer-encoding" for v in value.split(b",")]
-    if encodings:
-        return ChunkedBody() if encodings[-1] == b"chunked" else UntilCloseBody()
-    lengths = {value.strip() for name, value in headers if name == b"content-length"}
-    if lengths:
-        if len(lengths) != 1 or not next(iter(lengths)).isdigit():
-            raise UpstreamError("invalid Content-Length")
-        return LengthBody(int(next(iter(lengths))))
-    return UntilCloseBody()
+    """The service's response body was cut short or malformed (after its head was relayed)."""
 
 
 class Connection(asyncio.Protocol):
     """One connection to the service. What arrives is kept as the bytes objects the transport made, and
-    `read` hands them over joined (or as they are, when there is one): no copying into a stream buffer
-    and out again, which for large bodies costs as much as the rest of the relay."""
+    `read` hands them over joined (or as they are, when there is one)."""
 
     def __init__(self):
         self.loop = asyncio.get_running_loop()
@@ -203,12 +81,10 @@ class Connection(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    def write(self, data: bytes) -> None:
+    async def write(self, data: bytes) -> None:
         if self.error is not None or self.transport.is_closing():
             raise ConnectionResetError("the service closed the connection")
         self.transport.write(data)
-
-    async def drain(self) -> None:
         if self.drain_waiter is not None:
             await self.drain_waiter
         if self.error is not None:
@@ -231,90 +107,72 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
-    def unread(self, data: bytes) -> None:
-        if data:
-            self.chunks.insert(0, data)
-            self.buffered += len(data)
-
     def close(self) -> None:
         if self.transport is not None:
             self.transport.abort()
 
 
 class Response:
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], connection: Connection, framing):
-        self.status = status
-        self.headers = headers
+    def __init__(self, head: h11.Response, connection: Connection, http: h11.Connection):
+        self.status = head.status_code
+        self.headers = list(head.headers)  # [(lower-case name, value), ...]
         self.connection = connection
-        self.framing = framing
+        self.http = http
 
     async def body(self) -> AsyncIterator[bytes]:
-        """The decoded body, in pieces of what each read brought (never waiting to fill a piece)."""
-        framing = self.framing
-        if framing is None:
-            return
-        while not framing.done:
-            data = await self.connection.read()
-            if not data:
-                framing.eof()
+        """The decoded body, one piece per read: all the payload it completes (never waiting for more)."""
+        while True:
+            pieces = []
+            try:
+                while type(event := self.http.next_event()) is h11.Data:
+                    pieces.append(event.data)
+            except h11.ProtocolError as error:
+                event = error  # after passing on what came before it
+            if pieces:
+                yield bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
+            if event is h11.NEED_DATA:
+                self.http.receive_data(await self.connection.read())
+            elif type(event) is not h11.EndOfMessage:
+                raise BrokenBody(event if isinstance(event, h11.ProtocolError) else f"unexpected {event!r}")
+            else:
                 return
-            out = framing.feed(data)
-            if out:
-                yield out
 
     def close(self) -> None:
         self.connection.close()
 
 
-def _request_head(method: str, target: str, host: str, headers: list[tuple[bytes, bytes]], framing: str) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n".encode("latin-1")]
-    for name, value in headers:
-        if name in (b"content-length", b"transfer-encoding", b"connection", b"host"):
-            continue  # framing and connection handling are this client's
-        lines.append(name + b": " + value + b"\r\n")
-    lines.append(framing.encode() + b"Connection: close\r\n\r\n")
-    return b"".join(lines)
-
-
-async def _send_request(connection: Connection, method: str, target: str, host: str, headers, content) -> None:
+async def _send_request(connection: Connection, http: h11.Connection, method: str, target: str, host: str,
+                        headers, content) -> None:
     length = next((value for name, value in headers if name == b"content-length"), None)
     if isinstance(content, bytes | bytearray):
-        size = len(content)
-        framing = f"Content-Length: {size}\r\n" if size or method in BODY_METHODS else ""
-        connection.write(_request_head(method, target, host, headers, framing) + content)
+        framing = [(b"Content-Length", b"%d" % len(content))] if content or method in BODY_METHODS else []
     elif length is not None:
-        connection.write(_request_head(method, target, host, headers, f"Content-Length: {int(length)}\r\n"))
-        async for chunk in content:
-            connection.write(chunk)
-            await connection.drain()
+        framing = [(b"Content-Length", b"%d" % int(length))]
     else:
-        connection.write(_request_head(method, target, host, headers, "Transfer-Encoding: chunked\r\n"))
-        async for chunk in content:
-            if chunk:
-                connection.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-                await connection.drain()
-        connection.write(b"0\r\n\r\n")
-    await connection.drain()
+        framing = [(b"Transfer-Encoding", b"chunked")]
+    head = h11.Request(method=method.encode("latin-1"), target=target.encode("latin-1"), headers=[
+        (b"Host", host.encode("latin-1")), *((n, v) for n, v in headers if n not in OWN_HEADERS),
+        *framing, (b"Connection", b"close")])
+    if isinstance(content, bytes | bytearray):
+        await connection.write(http.send(head) + (http.send(h11.Data(data=content)) if content else b"")
+                               + http.send(h11.EndOfMessage()))
+        return
+    await connection.write(http.send(head))
+    async for chunk in content:
+        if chunk:
+            await connection.write(http.send(h11.Data(data=chunk)))
+    await connection.write(http.send(h11.EndOfMessage()))
 
 
-async def _read_head(connection: Connection) -> tuple[int, list[tuple[bytes, bytes]]]:
-    buffer = b""
+async def _read_head(connection: Connection, http: h11.Connection) -> h11.Response:
     while True:
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buffer) > MAX_HEAD:
-                raise UpstreamError("response head too large")
-            data = await connection.read()
-            if not data:
-                raise UpstreamError("connection closed before a response")
-            buffer += data
-            continue
-        status, headers = parse_head(buffer[:end])
-        buffer = buffer[end + 4:]
-        if not 100 <= status < 200 or status == 101:
-            connection.unread(buffer)
-            return status, headers
-        # 1xx (100 Continue, 103 Early Hints) are interim: the real answer follows
+        event = http.next_event()
+        if event is h11.NEED_DATA:
+            http.receive_data(await connection.read())
+        elif type(event) is h11.Response:
+            return event
+        elif type(event) is not h11.InformationalResponse:  # 100 Continue, 103 Early Hints: the answer follows
+            raise UpstreamError(f"unexpected {event!r}")
 
 
 async def request(method: str, url: str, headers: list[tuple[bytes, bytes]], content) -> Response:
@@ -338,12 +196,12 @@ async def request(method: str, url: str, headers: list[tuple[bytes, bytes]], con
         sock = connection.transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await _send_request(connection, method, target, parts.netloc, headers, content)
-        status, response_headers = await _read_head(connection)
-        return Response(status, response_headers, connection, body_framing(method, status, response_headers))
-    except OSError as error:
+        http = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        await _send_request(connection, http, method, target, parts.netloc, headers, content)
+        return Response(await _read_head(connection, http), connection, http)
+    except (OSError, h11.ProtocolError) as error:
         connection.close()
-        raise UpstreamError(f"connection failed: {error!r}") from error
+        raise UpstreamError(f"{type(error).__name__}: {error}") from error
     except BaseException:
         connection.close()
         raise

@@ -5,65 +5,81 @@ Against a raw TCP server that answers with exact bytes, so every framing case is
 
 import asyncio
 
+import h11
 import pytest
 
 from ide import upstream
-from ide.upstream import BrokenBody, ChunkedBody, LengthBody, UpstreamError, body_framing, parse_head
+from ide.paths import ServicePath
+from ide.proxy import HttpProxy
+from ide.targets import Target
+from ide.upstream import BrokenBody, UpstreamError
 
 
-def test_chunked_decoding_across_any_split():
-    raw = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n"
-    for step in (1, 2, 3, 7, len(raw)):
-        body = ChunkedBody()
-        out = b"".join(body.feed(raw[i:i + step]) for i in range(0, len(raw), step))
-        assert out == b"hello world" and body.done
+class Pieces:
+    """Stands in for the connection: each read returns the next piece, then b"" (the service closed)."""
+
+    def __init__(self, pieces):
+        self.pieces = list(pieces)
+
+    async def read(self):
+        return self.pieces.pop(0) if self.pieces else b""
+
+    def close(self):
+        pass
 
 
-def test_chunked_returns_everything_a_read_completes_in_one_piece():
-    body = ChunkedBody()
-    assert body.feed(b"3\r\nabc\r\n3\r\ndef\r\n2\r\ngh") == b"abcdefgh"
-    assert body.feed(b"\r\n0\r\n\r\n") == b"" and body.done
+async def parsed(raw: bytes, step: int | None = None, method: str = "GET"):
+    """(status, headers, [body pieces]) of `raw` arriving `step` bytes per read (all at once by default)."""
+    step = step or max(len(raw), 1)
+    http = h11.Connection(h11.CLIENT)
+    http.send(h11.Request(method=method, target="/", headers=[("Host", "x"), ("Connection", "close")]))
+    http.send(h11.EndOfMessage())
+    connection = Pieces(raw[i:i + step] for i in range(0, len(raw), step))
+    response = upstream.Response(await upstream._read_head(connection, http), connection, http)
+    return response.status, response.headers, [piece async for piece in response.body()]
 
 
-def test_chunked_errors():
+def parse(raw: bytes, step: int | None = None, method: str = "GET"):
+    return asyncio.run(parsed(raw, step, method))
+
+
+def test_framing_across_any_split():
+    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n")
+    length = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello worldIGNORED"
+    until_close = b"HTTP/1.0 200 OK\r\n\r\nhello world"
+    for raw in (chunked, length, until_close):
+        for step in (1, 2, 3, 7, len(raw)):
+            status, _, pieces = parse(raw, step)
+            assert (status, b"".join(pieces)) == (200, b"hello world"), (raw, step)
+
+
+def test_chunked_gives_everything_a_read_completes_in_one_piece():
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n2\r\ngh"
+    assert parse(raw + b"\r\n0\r\n\r\n")[2] == [b"abcdefgh"]
+    assert all(type(piece) is bytes for piece in parse(raw + b"\r\n0\r\n\r\n")[2])  # what Daphne accepts
+
+
+@pytest.mark.parametrize("body", [
+    b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",  # invalid chunk size
+    b"Transfer-Encoding: chunked\r\n\r\n3\r\nabcXX\r\n",  # no CRLF after the chunk
+    b"Transfer-Encoding: chunked\r\n\r\n5\r\nab",  # closed inside a chunk
+    b"Content-Length: 5\r\n\r\nab",  # closed short of the length
+])
+def test_broken_bodies_are_errors(body):
     with pytest.raises(BrokenBody):
-        ChunkedBody().feed(b"zz\r\n")
-    with pytest.raises(BrokenBody):
-        ChunkedBody().feed(b"3\r\nabcXX\r\n")
-    body = ChunkedBody()
-    body.feed(b"5\r\nab")
-    with pytest.raises(BrokenBody):
-        body.eof()
+        parse(b"HTTP/1.1 200 OK\r\n" + body)
 
 
-def test_length_body_stops_at_its_length():
-    body = LengthBody(5)
-    assert body.feed(b"abc") == b"abc" and not body.done
-    assert body.feed(b"defg") == b"de" and body.done
-    short = LengthBody(5)
-    short.feed(b"ab")
-    with pytest.raises(BrokenBody):
-        short.eof()
-
-
-def test_parse_head_and_framing():
-    status, headers = parse_head(
-        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A:  b \r\nSet-Cookie: a=1\r\nSet-Cookie: b=2")
-    assert status == 200
+def test_headers_and_responses_without_body():
+    status, headers, pieces = parse(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A:  b \r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nabc")
+    assert (status, pieces) == (200, [b"abc"])
     assert headers == [(b"content-length", b"3"), (b"x-a", b"b"), (b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")]
-    assert isinstance(body_framing("GET", 200, headers), LengthBody)
-    assert body_framing("HEAD", 200, headers) is None
-    assert body_framing("GET", 204, []) is None
-    assert body_framing("GET", 304, [(b"content-length", b"10")]) is None
-    assert isinstance(body_framing("GET", 200, [(b"transfer-encoding", b"chunked"), (b"content-length", b"3")]),
-                      ChunkedBody)
-    assert isinstance(body_framing("GET", 200, []), upstream.UntilCloseBody)
-    with pytest.raises(UpstreamError):
-        body_framing("GET", 200, [(b"content-length", b"3"), (b"content-length", b"4")])
-    with pytest.raises(UpstreamError):
-        parse_head(b"SSH-2.0-OpenSSH")
-    with pytest.raises(UpstreamError):
-        parse_head(b"HTTP/1.1 200 OK\r\nno colon here")
+    assert parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", method="HEAD")[2] == []
+    assert parse(b"HTTP/1.1 204 No Content\r\n\r\nabc")[2] == []
+    assert parse(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n")[2] == []
+    assert parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")[2] == [b"abc"]
 
 
 class RawServer:
@@ -228,3 +244,52 @@ def test_unreachable_and_non_http_services_are_upstream_errors():
             await fetch(url + "/")
 
     run(go())
+
+
+@pytest.mark.parametrize("raw,close", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc", False),
+    (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\n\x00\x01: garbage\r\n\r\n", False),
+    (b"HTTP/1.1 2000 OK\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 100_000, False),  # a head that never ends
+    (b"HTTP/1.1 200 OK\r\n", True),  # closed inside the head
+    (b"", True),  # closed without a word
+])
+def test_malformed_heads_are_upstream_errors(raw, close):
+    async def go():
+        async with RawServer([raw, asyncio.Event()] if not close else [raw], close=close) as server:
+            with pytest.raises(UpstreamError):
+                await fetch(server.url + "/")
+
+    run(go())
+
+
+async def relayed(script):
+    """What the proxy sends the browser for a service that answers `script`."""
+    sent, requests = [], [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive():
+        if requests:
+            return requests.pop()
+        await asyncio.Event().wait()  # the browser stays
+
+    async def send(message):
+        sent.append(message)
+
+    async with RawServer(script, close=False) as server:
+        scope = {"type": "http", "method": "GET", "headers": [(b"host", b"testserver")], "query_string": b""}
+        await HttpProxy().forward(scope, receive, send, ServicePath(1, "ide", "/"), Target(200, base_url=server.url))
+    return sent
+
+
+def test_the_relay_answers_a_malformed_head_with_502():
+    sent = run(relayed([b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", asyncio.Event()]))
+    assert sent[0]["status"] == 502 and not sent[-1].get("more_body")
+
+
+def test_the_relay_ends_a_malformed_body_short():
+    script = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", b"zz\r\n", asyncio.Event()]
+    sent = run(relayed(script))
+    assert sent[0]["status"] == 200
+    assert b"".join(message.get("body", b"") for message in sent[1:]) == b"abc"
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
