@@ -6,6 +6,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from ide import viewer
 from sandboxes.model_proxy import presented_token
 from sandboxes.models import Repo, RepoImage, Sandbox
 from sessions import services, workspace
@@ -74,6 +75,7 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
         "display_title": display_title,
         "sandbox_state": session.sandbox.state if session.sandbox else "",
         "max_prompt_length": services.MAX_PROMPT_CHARS,
+        "viewer_modules": list(viewer.modules()),
     })
 
 

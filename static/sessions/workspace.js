@@ -11,6 +11,7 @@
   if (!box) return;
   const $ = (id) => document.getElementById(id);
   const base = box.dataset.base; // "/w/<session id>"
+  const viewerModules = JSON.parse(document.getElementById("viewer-modules").textContent); // noVNC's files
   const wide = window.matchMedia("(min-width: 1024px)");
   const toggle = $("workspace-toggle");
   const tabs = [...box.querySelectorAll('[role="tab"]')];
@@ -266,7 +267,16 @@
   let viewer = null;
   function loadViewer() {
     // Once the desktop is ready, not before: most sandboxes' pages never show a desktop.
-    if (!viewer) viewer = import(box.dataset.novnc).then((module) => module.default);
+    if (!viewer) {
+      // Every module at once: import() alone would find them one level of imports at a time.
+      for (const href of viewerModules) {
+        const link = document.createElement("link");
+        link.rel = "modulepreload";
+        link.href = href;
+        document.head.append(link);
+      }
+      viewer = import(box.dataset.novnc).then((module) => module.default);
+    }
     return viewer;
   }
 
