@@ -302,6 +302,7 @@ def handle_sandbox_phase(sandbox: Sandbox) -> None:
         if state in queue.USABLE:
             dispatch(session, queue.SANDBOX_READY)
         elif state not in queue.ALIVE:
+            workspace.services_ended(session, sandbox)
             dispatch(session, queue.SANDBOX_ENDED)
 
 

@@ -7,6 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from ide import viewer
+from sandboxes.lifecycle import State
 from sandboxes.model_proxy import presented_token
 from sandboxes.models import Repo, RepoImage, Sandbox
 from sessions import services, workspace
@@ -69,6 +70,8 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
     if session is None or not session.is_member(request.user):
         raise Http404("No such session.")
     first = session.prompts.order_by("position").values_list("text", flat=True).first()
+    live = session.sandbox is not None and session.sandbox.state in State.LIVE
+    services_now = workspace.latest_service_events(session) if live else {}
     display_title = session.title or (first or "Untitled session")[:90]
     return render(request, "sessions/detail.html", {
         "session": session,
@@ -76,6 +79,8 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
         "sandbox_state": session.sandbox.state if session.sandbox else "",
         "max_prompt_length": services.MAX_PROMPT_CHARS,
         "viewer_modules": list(viewer.modules()),
+        "services": services_now,
+        "ide_ready": (services_now.get("ide") or {}).get("state") == "ready",
     })
 
 

@@ -45,10 +45,29 @@ def record_service(sandbox: Sandbox, report: dict) -> None:
         sandbox.services = services
 
 
+def services_ended(session: Session, sandbox: Sandbox) -> None:
+    """The sandbox ended: its services with it (the page stops showing them as ready)."""
+    services = Sandbox.objects.filter(pk=sandbox.pk).values_list("services", flat=True).first() or {}
+    for name in sorted(services):
+        append_event(session.pk, "service", {"name": name, "state": "stopped", "port": None,
+                                             "reason": "the sandbox ended"},
+                     bridge_event_id=f"service-ended:{sandbox.pk}:{name}")
+
+
 def replay_services(session: Session, sandbox: Sandbox) -> None:
     """A session that takes over a running sandbox (from the pool) learns its services' states."""
     for name, report in sorted(sandbox.services.items()):
         append_event(session.pk, "service", {"name": name, **report})
+
+
+def latest_service_events(session: Session) -> dict[str, dict]:
+    """Each service's latest `service` event in the session's log, as the page replays it:
+    {name: {"state", "reason", "seq"}}. The page renders them at once instead of after the replay."""
+    latest: dict[str, dict] = {}
+    for seq, data in session.events.filter(kind="service").order_by("seq").values_list("seq", "data"):
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            latest[data["name"]] = {"state": data.get("state"), "reason": data.get("reason") or "", "seq": seq}
+    return latest
 
 
 def live_sandbox(session: Session) -> Sandbox:

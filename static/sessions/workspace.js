@@ -21,11 +21,12 @@
   const screen = $("desktop-screen");
   const connection = $("desktop-connection");
 
-  const services = new Map(); // name -> {state, reason, seq}
+  // name -> {state, reason, seq}: the server's view at render time, then every event applied.
+  const services = new Map(Object.entries(JSON.parse($("initial-services").textContent)));
   let selected = "ide";
   let port = ""; // the chosen preview port
   let portChosen = false; // by the user: new ports then do not take over
-  let ideLoaded = 0; // seq of the "ready" the VS Code frame loaded for
+  let ideLoaded = ideFrame.getAttribute("src") ? stateOf("ide").seq : 0; // seq of the "ready" the frame loaded for
   let previewLoaded = ""; // "<port>:<seq>" the preview frame loaded for
   let rfb = null;
   let desktopReady = 0; // seq of the "ready" the last desktop connection was for: one automatic try per "ready"
@@ -234,7 +235,7 @@
     });
     const ready = state === "ready";
     const seq = stateOf("desktop").seq;
-    if (ready) loadViewer(); // fetched while nobody looks, so opening the tab only connects
+    if (ready) ideSettled.then(loadViewer); // fetched while nobody looks, so opening the tab only connects
     if (!ready && rfb) {
       const client = rfb;
       rfb = null;
@@ -264,6 +265,11 @@
     scheduleRender();
   }
 
+  // noVNC's files wait for VS Code's first load (or 4 s): both at once slow the tab people see first.
+  const ideSettled = new Promise((resolve) => {
+    ideFrame.addEventListener("load", resolve, { once: true });
+    setTimeout(resolve, 4000);
+  });
   let viewer = null;
   function loadViewer() {
     // Once the desktop is ready, not before: most sandboxes' pages never show a desktop.

@@ -196,3 +196,33 @@ def test_only_members_see_an_artifact(client, session, make_sandbox, user, other
     assert response["Content-Type"] == "image/png"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert b"".join(response.streaming_content) == png_image()
+
+
+def test_when_the_sandbox_ends_its_services_are_stopped_once(session, make_sandbox):
+    sandbox = make_sandbox(services={"ide": {"state": "ready", "port": 41000, "reason": ""},
+                                     "preview-3000": {"state": "failed", "port": None, "reason": "boom"}})
+    session.sandbox = sandbox
+    session.save()
+    sandbox.__class__.objects.filter(pk=sandbox.pk).update(state=State.TERMINATED)
+    services.handle_sandbox_phase(sandbox)
+    services.handle_sandbox_phase(sandbox)  # told twice: logged once
+    stopped = [e.data for e in session.events.filter(kind="service").order_by("seq")]
+    assert stopped == [
+        {"name": "ide", "state": "stopped", "port": None, "reason": "the sandbox ended"},
+        {"name": "preview-3000", "state": "stopped", "port": None, "reason": "the sandbox ended"},
+    ]
+    assert workspace.latest_service_events(session)["ide"]["state"] == "stopped"
+
+
+def test_the_page_starts_with_the_services_latest_states(client, session, make_sandbox, user):
+    sandbox = make_sandbox()
+    session.sandbox = sandbox
+    session.save()
+    for index, state in enumerate(["starting", "ready"]):
+        services.handle_bridge_event(sandbox, f"e{index}", {"kind": "service", "name": "ide", "state": state,
+                                                            "port": 41000 if state == "ready" else None})
+    client.force_login(user)
+    page = client.get(f"/sessions/{session.pk}/").content.decode()
+    seq = session.events.get(kind="service", data__state="ready").seq
+    assert f'"ide": {{"state": "ready", "reason": "", "seq": {seq}}}' in page
+    assert f'src="/w/{session.pk}/ide/"' in page  # the browser starts on VS Code while reading the page
