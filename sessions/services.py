@@ -242,7 +242,7 @@ def handle_bridge_event(sandbox: Sandbox, bridge_event_id: str, event: dict) -> 
     if event["kind"] in CONTROL_PLANE_KINDS:
         raise ValueError(f"A bridge cannot send {event['kind']!r} events.")
     if event["kind"] == "service":  # kept on the sandbox too: a pooled one serves no session yet
-        report = workspace.clean_service_report(event)
+        report = workspace.clean_service_report(sandbox, event)
         workspace.record_service(sandbox, report)
         event = {"kind": "service", **report}
     session = Session.objects.filter(sandbox=sandbox).first()

@@ -20,10 +20,16 @@ SERVICE_STATES = {"starting", "ready", "failed", "stopped"}
 SCREENSHOT_TARGET = re.compile(r"^(desktop|preview-\d{1,5})$")
 MAX_SCREENSHOT_BYTES = 10 * 1024 * 1024
 MAX_REASON_CHARS = 2000
+EPHEMERAL_PORTS = (32768, 60999)  # where the bridge puts them (sandboxes/bridge/services.py SERVICE_PORTS)
 
 
-def clean_service_report(data: dict) -> dict:
-    """A bridge's service report, checked; ValueError when it is not one."""
+def clean_service_report(sandbox: Sandbox, data: dict) -> dict:
+    """A bridge's service report, checked; ValueError when it is not one.
+
+    The proxy connects wherever a report's port points, and a bridge is the sandbox's (untrusted)
+    code: a preview must be one of the repo's own preview ports, and VS Code's and the desktop's
+    ports (free ports the bridge got from the kernel) must be ephemeral ones, so no report can aim
+    the proxy at a service of the host (the database, Redis, the control plane itself)."""
     name, state, port = data.get("name"), data.get("state"), data.get("port")
     if not isinstance(name, str) or not SERVICE_NAME.match(name):
         raise ValueError(f"Unknown service name {name!r}.")
@@ -31,6 +37,14 @@ def clean_service_report(data: dict) -> dict:
         raise ValueError(f"Unknown service state {state!r}.")
     if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
         raise ValueError("A service's port is a number from 1 to 65535, or null.")
+    if name.startswith("preview-"):
+        preview = int(name.removeprefix("preview-"))
+        if preview not in (sandbox.image.forward_ports or []):
+            raise ValueError(f"Port {preview} is not one of the repo's preview ports.")
+        if port not in (None, preview):
+            raise ValueError(f"{name} must report port {preview}.")
+    elif port is not None and not EPHEMERAL_PORTS[0] <= port <= EPHEMERAL_PORTS[1]:
+        raise ValueError(f"{name} must listen on a port from {EPHEMERAL_PORTS[0]} to {EPHEMERAL_PORTS[1]}.")
     return {"name": name, "state": state, "port": port, "reason": str(data.get("reason") or "")[:MAX_REASON_CHARS]}
 
 

@@ -12,8 +12,10 @@ crash loop would hide the reason, so people restart a failed service from the pa
 import asyncio
 import logging
 import os
+import random
 import shlex
 import signal
+import socket
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -200,6 +202,24 @@ class Service:
                 except ProcessLookupError:
                     pass
                 await process.wait()
+
+
+# The control plane proxies only to ports in this range for VS Code and the desktop (a report cannot
+# aim it at a host service); Linux's own range for free ports, picked here whatever the kernel's is.
+SERVICE_PORTS = (32768, 60999)
+
+
+def service_port() -> int:
+    """A free 127.0.0.1 port in SERVICE_PORTS."""
+    for _ in range(200):
+        port = random.randint(*SERVICE_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise ServiceFailed("no free port for the service")
 
 
 def free_display(first: int = 50) -> int:

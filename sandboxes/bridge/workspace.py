@@ -15,8 +15,7 @@ from pathlib import Path
 
 from . import screenshot
 from .config import BridgeConfig
-from .opencode import free_port
-from .services import SCREEN, Plan, Service, Step, exists, free_display, http_ok, tcp_open
+from .services import SCREEN, Plan, Service, Step, exists, free_display, http_ok, service_port, tcp_open
 
 log = logging.getLogger("bridge.workspace")
 RUNTIME = Path("/tmp/inspect")
@@ -107,7 +106,7 @@ class Workspace:
     # --- plans ----------------------------------------------------------------------
 
     def ide_plan(self) -> Plan:
-        port = free_port()
+        port = service_port()
         data = self.config.home / ".local/share/code-server"
         write_default_settings(data / "User" / "settings.json")
         binary = self.config.tools_dir / "code-server/node_modules/.bin/code-server"
@@ -118,7 +117,7 @@ class Workspace:
         return Plan([Step(argv)], port, ready=http_ok(port, "/healthz"))
 
     def desktop_plan(self) -> Plan:
-        display, port = free_display(), free_port()
+        display, port = free_display(), service_port()
         vnc = RUNTIME / f"vnc-{display}.sock"
         vnc.unlink(missing_ok=True)
         self.framebuffer.mkdir(parents=True, exist_ok=True)

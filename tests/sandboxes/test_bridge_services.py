@@ -158,3 +158,12 @@ def test_stopping_a_service_ends_its_whole_process_group(tmp_path):
         assert not await tcp_open(port)
 
     asyncio.run(scenario())
+
+
+def test_service_ports_are_free_and_where_the_control_plane_accepts_them():
+    from sandboxes.bridge.services import SERVICE_PORTS, service_port
+    from sessions.workspace import EPHEMERAL_PORTS
+
+    assert SERVICE_PORTS == EPHEMERAL_PORTS
+    ports = {service_port() for _ in range(20)}
+    assert all(SERVICE_PORTS[0] <= port <= SERVICE_PORTS[1] for port in ports)

@@ -31,8 +31,14 @@ def upload(client, token: str, body: bytes, content_type: str = "image/png", **h
 # --- service reports ----------------------------------------------------------------
 
 
+def preview_ports(sandbox, *ports: int) -> None:
+    sandbox.image.forward_ports = list(ports)
+    sandbox.image.save()
+
+
 def test_a_service_report_is_kept_on_the_sandbox_and_in_the_session_log(session, make_sandbox):
     sandbox = make_sandbox()
+    preview_ports(sandbox, 3000)
     session.sandbox = sandbox
     session.save()
     services.handle_bridge_event(sandbox, "e1", {"kind": "service", "name": "ide", "state": "starting", "port": None})
@@ -56,9 +62,15 @@ def test_a_service_report_is_kept_on_the_sandbox_and_in_the_session_log(session,
     {"name": "ide", "state": "ready", "port": 70000},
     {"name": "ide", "state": "ready", "port": "8080"},
     {"name": "ide", "state": "ready", "port": True},
+    # Aiming the proxy at the host's own services: the database, Redis, the control plane.
+    {"name": "ide", "state": "ready", "port": 5432},
+    {"name": "desktop", "state": "ready", "port": 6379},
+    {"name": "preview-8000", "state": "ready", "port": 8000},  # not one of the repo's preview ports
+    {"name": "preview-3000", "state": "ready", "port": 5432},  # a preview answers on its own port
 ])
 def test_a_malformed_service_report_changes_nothing(session, make_sandbox, report):
     sandbox = make_sandbox()
+    preview_ports(sandbox, 3000)
     session.sandbox = sandbox
     session.save()
     with pytest.raises(ValueError):
