@@ -6,6 +6,7 @@ take the limit. A cgroup counts the memory the sandbox's processes really use, a
 """
 
 import os
+import time
 from pathlib import Path
 
 V1 = Path("/sys/fs/cgroup/memory")
@@ -50,10 +51,36 @@ def join(group: Path) -> list[str]:
     return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(group)]
 
 
-def remove(sandbox_ref: str) -> None:
+def remove(sandbox_ref: str, wait: float = 2.0) -> None:
+    """Remove the sandbox's group once its last processes (still exiting after a kill) are gone."""
     found = root()
-    if found is not None:
+    if found is None:
+        return
+    group = found[0] / sandbox_ref
+    deadline = time.monotonic() + wait
+    while group.exists():
         try:
-            (found[0] / sandbox_ref).rmdir()  # only once every process in it ended
-        except OSError:
-            pass
+            group.rmdir()
+        except OSError:  # busy: processes left in it
+            if time.monotonic() > deadline:
+                return  # prune() takes it later
+            time.sleep(0.02)
+
+
+def prune(min_age: float = 60.0) -> int:
+    """Remove every empty sandbox group (of sandboxes ended without terminate()); busy ones stay,
+    since the kernel refuses to remove a group with processes. Groups younger than `min_age`
+    seconds stay too: one may be about to receive its sandbox's first process. Returns how many went."""
+    found = root()
+    removed = 0
+    if found is None or not found[0].is_dir():
+        return 0
+    old = time.time() - min_age
+    for group in found[0].iterdir():
+        if group.is_dir() and group.stat().st_mtime < old:
+            try:
+                group.rmdir()
+                removed += 1
+            except OSError:
+                pass
+    return removed

@@ -100,6 +100,7 @@ class LocalBackend(SandboxBackend):
         self.snapshots = self.root / "snapshots"
         for folder in (self.images, self.sandboxes, self.snapshots):
             folder.mkdir(parents=True, exist_ok=True)
+        cgroups.prune()
 
     # --- isolation ------------------------------------------------------------
 

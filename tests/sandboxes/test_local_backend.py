@@ -264,3 +264,12 @@ def test_exec_in_a_terminated_sandbox_is_refused(backend, sandbox):
 def test_start_from_a_missing_image_is_refused(backend):
     with pytest.raises(BackendError, match="not on this machine"):
         backend.start(StartRequest(sandbox_id="x", image_ref="nope", env={}))
+
+
+def test_a_terminated_sandbox_leaves_no_memory_cgroup(backend, sandbox):
+    if cgroups.root() is None:
+        pytest.skip("memory cgroups need root")
+    group = cgroups.root()[0] / sandbox
+    assert group.is_dir()
+    backend.terminate(sandbox)
+    assert not group.exists()
