@@ -5,7 +5,7 @@ BENCH ?=
 
 .PHONY: setup system-deps run test bench lint migrate tools
 
-setup: system-deps tools vendor/node_modules/.installed
+setup: system-deps vendor/node_modules/.installed tools
 
 system-deps:
 	@scripts/install-system-deps.sh
