@@ -126,10 +126,13 @@ class Service:
             self.report("ready")
             exited = asyncio.create_task(self.first_exit())
             restart = asyncio.create_task(self.wanted.wait())
-            done, _ = await asyncio.wait({exited, restart}, return_when=asyncio.FIRST_COMPLETED)
-            exited.cancel()
-            restart.cancel()
-            if exited in done and not restart.done():
+            try:
+                done, _ = await asyncio.wait({exited, restart}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                exited.cancel()
+                restart.cancel()
+                await asyncio.gather(exited, restart, return_exceptions=True)
+            if exited in done and restart not in done:
                 reason = exited.result()
                 await self.stop_processes()
                 log.warning("%s stopped: %s", self.name, reason)
@@ -168,9 +171,11 @@ class Service:
 
     async def first_exit(self) -> str:
         waits = {asyncio.create_task(p.wait()): p for p in self.processes}
-        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when cancelled (a restart): no wait may outlive it
+            for task in waits:
+                task.cancel()
         return self.exit_reason(waits[next(iter(done))])
 
     def exit_reason(self, process: asyncio.subprocess.Process) -> str:
