@@ -9,17 +9,12 @@ from django.conf import settings
 from sandboxes import providers
 from sandboxes.backends.base import SandboxBackend
 from sandboxes.models import Sandbox
+from sandboxes.tools import tools_dir
 
 logger = logging.getLogger(__name__)
 TOOLS_IN_SANDBOX = "/opt/inspect"
 BRIDGE_SOURCE = Path(__file__).resolve().parent / "bridge"
 BRIDGE_COMMAND = f"exec /usr/bin/python3 {TOOLS_IN_SANDBOX}/bridge/main.py"
-
-
-def tools_dir() -> Path:
-    from sandboxes.management.commands.install_sandbox_tools import tools_dir as configured_tools_dir
-
-    return configured_tools_dir()
 
 
 def bridge_mounts() -> dict[str, str]:

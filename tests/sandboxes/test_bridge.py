@@ -26,7 +26,7 @@ from sandboxes.bridge.config import BridgeConfig, link_plugin_package
 from sandboxes.bridge.files import tool_paths, unified_diff
 from sandboxes.bridge.outbox import Outbox
 from sandboxes.bridge.translate import MAX_CHARS, Translator, clip
-from sandboxes.management.commands.install_sandbox_tools import opencode_binary, tools_dir
+from sandboxes.tools import opencode_binary, tools_dir
 from tests.support.model_server import ScriptedModelServer
 
 BRIDGE_MAIN = Path(__file__).resolve().parents[2] / "sandboxes" / "bridge" / "main.py"

@@ -13,7 +13,6 @@ Each component keeps a stamp with what it was installed from; a component whose 
 left alone, so a second run takes well under a second.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,35 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from sandboxes.bridge import CODE_SERVER_VERSION, OPENCODE_PLUGIN_PACKAGE, OPENCODE_VERSION, WEBSOCKETS_VERSION
+from sandboxes.tools import CODE_SERVER_BIN, OPENCODE_BIN, tools_dir
 
 STAMP = ".inspect-tools.json"
-OPENCODE_BIN = Path("node_modules/.bin/opencode")  # inside the opencode component
-CODE_SERVER_BIN = Path("node_modules/.bin/code-server")  # inside the code-server component
-
-
-def default_tools_dir() -> Path:
-    """var/sandbox-tools of the checkout (shared by `make run` and the tests, whose VAR_DIR differs),
-    unless the sandbox uid could not reach it (root with a checkout under /root): then a folder of
-    this checkout's own under /var/lib/inspect, as for the sandbox root."""
-    base = Path(settings.BASE_DIR)
-    folder = base / "var" / "sandbox-tools"
-    if os.geteuid() != 0 or all(p.stat().st_mode & 0o001 for p in folder.parents if p.exists()):
-        return folder
-    checkout = hashlib.sha256(str(base).encode()).hexdigest()[:10]
-    return Path("/var/lib/inspect") / checkout / "tools"
-
-
-def tools_dir() -> Path:
-    configured = getattr(settings, "SANDBOX_TOOLS_DIR", None) or os.environ.get("SANDBOX_TOOLS_DIR")
-    return Path(configured) if configured else default_tools_dir()
-
-
-def opencode_binary(root: Path | None = None) -> Path:
-    return (root or tools_dir()) / "opencode" / OPENCODE_BIN
 
 
 def npm_package(packages: dict[str, str]) -> dict:
