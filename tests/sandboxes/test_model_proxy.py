@@ -7,21 +7,14 @@ ASGITransport collects a whole response before handing it over."""
 import asyncio
 import json
 import logging
-import os
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection
 
 from inspect_site.asgi import application
 from sandboxes import model_proxy
@@ -37,6 +30,7 @@ from sandboxes.providers import (
     opencode_provider_config,
     require_providers,
 )
+from tests.support.live_server import LiveServer
 from tests.support.model_server import ScriptedModelServer
 from tests.support.providers import ANTHROPIC_KEY, OPENAI_KEY, provider_settings
 
@@ -393,57 +387,21 @@ def test_no_provider_configured(settings):
 
 # --- under a real Daphne: streaming fidelity --------------------------------------------------
 
-def live_database_url() -> str:
-    db_settings = connection.settings_dict
-    if db_settings["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{db_settings['NAME']}"
-    auth = db_settings["USER"] + (f":{db_settings['PASSWORD']}" if db_settings["PASSWORD"] else "")
-    return f"postgres://{auth}@{db_settings['HOST'] or '127.0.0.1'}:{db_settings['PORT'] or 5432}/{db_settings['NAME']}"
-
-
-
-
 @pytest.fixture(scope="module")
 def daphne(django_db_setup):
-    """Daphne serving inspect_site.asgi on the test database, its providers (from the environment)
-    pointed at a scripted model server of its own."""
+    """Daphne serving inspect_site.asgi on the test database, its providers (from the environment,
+    none inherited) pointed at a scripted model server of its own."""
     upstream = ScriptedModelServer().start()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = Path(tempfile.mkdtemp(prefix="model-proxy-daphne-")) / "daphne.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
-    env.update({
-        "DATABASE_URL": live_database_url(),
+    live = LiveServer(env={
         "OPENAI_COMPATIBLE_BASE_URL": f"{upstream.url}/v1", "OPENAI_COMPATIBLE_NAME": "scripted",
         "OPENAI_COMPATIBLE_MODELS": "scripted", "OPENAI_COMPATIBLE_API_KEY": OPENAI_KEY,
         "ANTHROPIC_API_KEY": ANTHROPIC_KEY, "ANTHROPIC_BASE_URL": upstream.url, "ANTHROPIC_MODELS": "claude-test",
-    })
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "inspect_site.asgi:application"],
-            cwd=django_settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    }, without=("OPENAI_", "ANTHROPIC_"))
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/model-proxy/scripted/v1/models", timeout=1).status_code == 401:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "daphne did not start:\n" + log.read_text()
-            time.sleep(0.1)
-        yield url, upstream
+        live.start()
+        yield live.url, upstream
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        live.stop()
         upstream.stop()
 
 

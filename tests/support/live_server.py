@@ -31,11 +31,13 @@ def test_database_url() -> str:
 
 
 class LiveServer:
-    def __init__(self, env: dict[str, str] | None = None):
+    def __init__(self, env: dict[str, str] | None = None, without: tuple[str, ...] = ()):
+        """`env` on top of this process's environment, less the variables starting with `without`."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        inherited = {k: v for k, v in os.environ.items() if not (without and k.startswith(without))}
         self.env = {
-            **os.environ,
+            **inherited,
             "DATABASE_URL": test_database_url(),
             "SANDBOX_ROOT": str(settings.SANDBOX_ROOT),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
