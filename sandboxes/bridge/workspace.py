@@ -135,8 +135,11 @@ class Workspace:
         ]
         if self.chromium:
             start = f"http://127.0.0.1:{self.ports[0]}/" if self.ports else "about:blank"
-            steps.append(Step([self.chromium, "--no-sandbox", "--no-first-run", "--disable-dev-shm-usage",
-                               "--disable-gpu", "--no-default-browser-check", "--password-store=basic",
+            # --no-sandbox: Chromium's own sandbox needs namespaces the sandbox may not create; --test-type
+            # hides the warning bar that flag brings, which people watching the desktop would see.
+            steps.append(Step([self.chromium, "--no-sandbox", "--test-type", "--no-first-run", "--disable-sync",
+                               "--disable-dev-shm-usage", "--disable-gpu", "--no-default-browser-check",
+                               "--password-store=basic",
                                f"--user-data-dir={self.config.home}/.cache/inspect-desktop-browser",
                                "--window-position=0,0", f"--window-size={width},{height}", start],
                               env={"DISPLAY": f":{display}"}))
