@@ -143,57 +143,54 @@ class HttpProxy:
     async def relay_plain(self, method: str, url: str, headers, content, send, path: ServicePath, target: Target,
                           host: str) -> None:
         """http:// services (local sandboxes): ide.upstream, large reads, one ASGI message per read."""
-        label = service_label(path.service)
-        started = False
         try:
             response = await upstream.request(method, url, headers, content)
         except ClientGone:
             return
         except upstream.UpstreamError as error:
-            log.info("workspace proxy: %s unreachable at %s: %s", path.prefix, target.base_url, error)
-            await respond(send, 502, f"{label} did not answer: the sandbox refused or dropped the connection "
-                                     f"({type(error.__cause__ or error).__name__}).")
+            await self.unreachable(send, path, target, error.__cause__ or error)
             return
         try:
-            headers = browser_response_headers(response.headers, prefix=path.prefix, upstream=target.base_url,
-                                               browser_host=host)
-            await send({"type": "http.response.start", "status": response.status, "headers": headers})
-            started = True
-            async for chunk in response.body():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except (OSError, upstream.BrokenBody) as error:
-            log.info("workspace proxy: %s broke off mid-response: %r", path.prefix, error)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except Exception:
-            log.exception("workspace proxy: %s failed", path.prefix)
-            if not started:
-                await respond(send, 502, f"{label}: the proxy failed to relay the response.")
+            await self.stream(send, path, target, host, response.status, response.headers, response.body(),
+                              broken=(OSError, upstream.BrokenBody))
         finally:
             response.close()
 
     async def relay(self, request: httpx.Request, send, path: ServicePath, target: Target, host: str) -> None:
-        label = service_label(path.service)
-        started = False
+        """https:// services (tunnels): httpx, raw chunks as they arrive, no decoding."""
         try:
             response = await shared_client().send(request, stream=True)
         except ClientGone:
             return
         except httpx.TransportError as error:
-            log.info("workspace proxy: %s unreachable at %s: %r", path.prefix, target.base_url, error)
-            await respond(send, 502, f"{label} did not answer: the sandbox refused or dropped the connection "
-                                     f"({type(error).__name__}).")
+            await self.unreachable(send, path, target, error)
             return
         try:
-            headers = browser_response_headers(response.headers.raw, prefix=path.prefix, upstream=target.base_url,
+            await self.stream(send, path, target, host, response.status_code, response.headers.raw,
+                              response.aiter_raw(), broken=(httpx.TransportError,))
+        finally:
+            await response.aclose()
+
+    @staticmethod
+    async def unreachable(send, path: ServicePath, target: Target, error: BaseException) -> None:
+        log.info("workspace proxy: %s unreachable at %s: %r", path.prefix, target.base_url, error)
+        await respond(send, 502, f"{service_label(path.service)} did not answer: the sandbox refused or dropped "
+                                 f"the connection ({type(error).__name__}).")
+
+    @staticmethod
+    async def stream(send, path: ServicePath, target: Target, host: str, status: int, raw_headers, chunks,
+                     broken: tuple[type[BaseException], ...]) -> None:
+        """The service's response to the browser, chunk by chunk as it comes."""
+        started = False
+        try:
+            headers = browser_response_headers(raw_headers, prefix=path.prefix, upstream=target.base_url,
                                                browser_host=host)
-            await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+            await send({"type": "http.response.start", "status": status, "headers": headers})
             started = True
-            # Raw chunks as they arrive: no decoding, no re-buffering.
-            async for chunk in response.aiter_raw():
+            async for chunk in chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except httpx.TransportError as error:
+        except broken as error:
             # Past the status line: nothing better to do than end the body short.
             log.info("workspace proxy: %s broke off mid-response: %r", path.prefix, error)
             if started:
@@ -202,6 +199,4 @@ class HttpProxy:
             # Raising would reach Daphne, which cannot answer a started response with an error page.
             log.exception("workspace proxy: %s failed", path.prefix)
             if not started:
-                await respond(send, 502, f"{label}: the proxy failed to relay the response.")
-        finally:
-            await response.aclose()
+                await respond(send, 502, f"{service_label(path.service)}: the proxy failed to relay the response.")
