@@ -6,10 +6,11 @@ import pytest
 from django.utils import timezone
 
 from sandboxes.lifecycle import State
-from sandboxes.models import Repo, RepoImage, Sandbox
+from sandboxes.models import Repo, Sandbox
 from sessions.models import Session
 from tests.ide.support import HttpUpstream, SocketUpstream
 from tests.support.live_server import LiveServer
+from tests.support.rows import repo_with_image
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +53,7 @@ def users(django_user_model):
 
 @pytest.fixture
 def repo() -> Repo:
-    repo = Repo.objects.create(name="demo", clone_url="https://example.com/demo.git")
-    RepoImage.objects.create(repo=repo, status=RepoImage.Status.READY, backend="local", backend_ref="img",
-                             commit_sha="abc123", finished_at=timezone.now())
-    return repo
+    return repo_with_image()
 
 
 @pytest.fixture

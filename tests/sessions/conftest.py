@@ -5,9 +5,10 @@ from django.utils import timezone
 
 from sandboxes import tasks
 from sandboxes.lifecycle import State
-from sandboxes.models import Repo, RepoImage, Sandbox
+from sandboxes.models import Repo, Sandbox
 from sessions.models import Session
 from tests.sessions.support import Listener
+from tests.support.rows import repo_with_image
 
 
 @pytest.fixture
@@ -54,10 +55,7 @@ def other_user(django_user_model):
 
 @pytest.fixture
 def repo() -> Repo:
-    repo = Repo.objects.create(name="demo", clone_url="https://example.com/demo.git")
-    RepoImage.objects.create(repo=repo, status=RepoImage.Status.READY, backend="local", backend_ref="img",
-                             commit_sha="abc123", finished_at=timezone.now())
-    return repo
+    return repo_with_image()
 
 
 @pytest.fixture
