@@ -19,6 +19,17 @@ class ConfigError(Exception):
     pass
 
 
+def json_object(env: dict[str, str], name: str) -> dict:
+    """A variable holding a JSON object ({} when unset)."""
+    try:
+        value = json.loads(env.get(name) or "{}")
+    except ValueError as e:
+        raise ConfigError(f"{name} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a JSON object")
+    return value
+
+
 @dataclass
 class BridgeConfig:
     control_plane_url: str
@@ -43,18 +54,8 @@ class BridgeConfig:
                    if not env.get(n)]
         if missing:
             raise ConfigError(f"missing environment variables: {', '.join(missing)}")
-        try:
-            opencode_config = json.loads(env.get("INSPECT_OPENCODE_CONFIG") or "{}")
-        except ValueError as e:
-            raise ConfigError(f"INSPECT_OPENCODE_CONFIG is not valid JSON: {e}") from None
-        if not isinstance(opencode_config, dict):
-            raise ConfigError("INSPECT_OPENCODE_CONFIG must be a JSON object")
-        try:
-            services = json.loads(env.get("INSPECT_SERVICES") or "{}")
-        except ValueError as e:
-            raise ConfigError(f"INSPECT_SERVICES is not valid JSON: {e}") from None
-        if not isinstance(services, dict):
-            raise ConfigError("INSPECT_SERVICES must be a JSON object")
+        opencode_config = json_object(env, "INSPECT_OPENCODE_CONFIG")
+        services = json_object(env, "INSPECT_SERVICES")
         tools = Path(env.get("INSPECT_TOOLS_DIR") or "/opt/inspect")
         return cls(
             control_plane_url=env["INSPECT_CONTROL_PLANE_URL"],

@@ -168,3 +168,17 @@ def test_a_command_sent_again_is_answered_again_not_run_again(tmp_path):
     assert results[0] == results[1] == {"type": "command_result", "command_id": 5, "ok": True, "error": None}
     assert results[2]["ok"] is False and "unknown command" in results[2]["error"] and len(results) == 3
     assert agent.synced
+
+
+@pytest.mark.parametrize(("name", "value", "error"), [
+    ("INSPECT_OPENCODE_CONFIG", "{not json", "INSPECT_OPENCODE_CONFIG is not valid JSON"),
+    ("INSPECT_SERVICES", '["ide"]', "INSPECT_SERVICES must be a JSON object"),
+])
+def test_a_bad_json_variable_is_named_in_the_error(name, value, error):
+    from sandboxes.bridge.config import ConfigError
+
+    env = {"INSPECT_CONTROL_PLANE_URL": "http://127.0.0.1:8000", "INSPECT_SANDBOX_ID": "s",
+           "INSPECT_SANDBOX_TOKEN": "t", name: value}
+    with pytest.raises(ConfigError, match=error):
+        BridgeConfig.from_env(env)
+    assert BridgeConfig.from_env({k: v for k, v in env.items() if k != name}).services == {}
