@@ -58,11 +58,12 @@ async def tcp_open(port: int) -> bool:
     return True
 
 
-def http_ok(port: int, path: str) -> Callable[[], Awaitable[bool]]:
+def http_ok(port: int, path: str, timeout: float = 1.0, status: int | None = None) -> Callable[[], Awaitable[bool]]:
+    """A probe: GET `path` answers below 500 (or exactly `status`) within `timeout` seconds."""
     def probe() -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as response:
-                return response.status < 500
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
+                return response.status == status if status else response.status < 500
         except OSError:
             return False
 

@@ -10,8 +10,9 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlencode
 
 from . import screenshot
 from .config import BridgeConfig
@@ -67,6 +68,19 @@ def write_default_settings(path: Path) -> None:
         path.write_text(json.dumps(IDE_SETTINGS, indent=2) + "\n")
 
 
+def workbench_ready(port: int, folder: Path) -> Callable[[], Awaitable[bool]]:
+    """code-server answers /healthz, then its workbench page for `folder` answers 200. code-server loads
+    VS Code's server on the first page request (~0.4 s); paying it here spares the first person to open
+    the tab. A slow answer is retried until the plan's deadline."""
+    health = http_ok(port, "/healthz")
+    page = http_ok(port, "/?" + urlencode({"folder": str(folder)}), timeout=20, status=200)
+
+    async def probe() -> bool:
+        return await health() and await page()
+
+    return probe
+
+
 class Workspace:
     def __init__(self, config: BridgeConfig, emit: Callable[[dict], None]):
         self.config = config
@@ -114,7 +128,7 @@ class Workspace:
                 "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override",
                 "--user-data-dir", str(data), "--extensions-dir", str(data / "extensions"),
                 "--config", str(self.config.home / ".config/code-server/config.yaml"), str(self.config.workspace)]
-        return Plan([Step(argv)], port, ready=http_ok(port, "/healthz"))
+        return Plan([Step(argv)], port, ready=workbench_ready(port, self.config.workspace))
 
     def desktop_plan(self) -> Plan:
         display, port = free_display(), service_port()

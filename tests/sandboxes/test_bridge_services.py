@@ -1,11 +1,20 @@
 """The bridge's service supervisor with real processes: states reported, failures explained, restarts."""
 
 import asyncio
+import json
+import os
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
+import pytest
+from django.core.management import call_command
+
+from sandboxes.bridge.config import BridgeConfig
 from sandboxes.bridge.opencode import free_port
 from sandboxes.bridge.services import Plan, Service, Step, exists, http_ok, tcp_open
+from sandboxes.bridge.workspace import Workspace, workbench_ready
+from sandboxes.tools import tools_dir
 
 
 class Reports:
@@ -167,3 +176,57 @@ def test_service_ports_are_free_and_where_the_control_plane_accepts_them():
     assert SERVICE_PORTS == EPHEMERAL_PORTS
     ports = {service_port() for _ in range(20)}
     assert all(SERVICE_PORTS[0] <= port <= SERVICE_PORTS[1] for port in ports)
+
+
+@pytest.fixture(scope="module")
+def tools() -> Path:
+    call_command("install_sandbox_tools")
+    return tools_dir()
+
+
+def test_vs_code_is_ready_only_once_its_workbench_page_was_served(tmp_path, tools):
+    """code-server loads VS Code's server on the first page request: the bridge makes it, not the browser."""
+    async def scenario():
+        reports = Reports()
+        workspace = tmp_path / "workspace"
+        workspace.mkdir()
+        (workspace / "README.md").write_text("# demo\n")
+        config = BridgeConfig.from_env({
+            "INSPECT_CONTROL_PLANE_URL": "http://cp", "INSPECT_SANDBOX_ID": "1", "INSPECT_SANDBOX_TOKEN": "t",
+            "HOME": str(tmp_path / "home"), "INSPECT_WORKSPACE": str(workspace), "INSPECT_TOOLS_DIR": str(tools),
+            "PATH": os.environ["PATH"],
+        })
+        bridge = Workspace(config, reports)
+        svc = Service("ide", ["ide"], bridge.ide_plan, reports, config.service_env(), workspace, tmp_path / "logs")
+        task = await supervised(svc)
+        ready = await reports.until("ide", "ready", timeout=60)
+        # code-server records the page's query once VS Code's server is loaded and before it answers.
+        settings = json.loads((tmp_path / "home/.local/share/code-server/coder.json").read_text())
+        assert settings["query"] == {"folder": str(workspace)}
+        assert await http_ok(ready["port"], f"/?folder={workspace}", timeout=5, status=200)()
+        await stop(svc, task)
+
+    asyncio.run(scenario())
+
+
+def test_vs_code_is_not_ready_while_its_workbench_page_fails(tmp_path):
+    async def scenario():
+        reports = Reports()
+        port = free_port()
+        # Healthy, but every page answers 500 (as code-server does when VS Code's server fails to load).
+        script = ("import http.server as h\n"
+                  "class H(h.BaseHTTPRequestHandler):\n"
+                  "    def do_GET(self):\n"
+                  "        self.send_response(200 if self.path == '/healthz' else 500); self.end_headers()\n"
+                  f"h.HTTPServer(('127.0.0.1', {port}), H).serve_forever()")
+        plan = lambda: Plan([Step([sys.executable, "-c", script])], port, ready=workbench_ready(port, tmp_path),  # noqa: E731
+                            ready_timeout=1)
+        svc = service(tmp_path, plan, reports)
+        task = await supervised(svc)
+        failed = await reports.until("web", "failed")
+        # The reason ends with the service's log: here the server's own lines, the page's 500 among them.
+        assert failed["reason"].startswith("not ready after 1 s: ")
+        assert f'"GET /?folder={quote(str(tmp_path), safe="")} HTTP/1.1" 500' in failed["reason"]
+        await stop(svc, task)
+
+    asyncio.run(scenario())
