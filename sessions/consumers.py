@@ -36,7 +36,7 @@ def stored_after(session_id: int, seq: int) -> list[dict]:
 
 @database_sync_to_async
 def act(session_id: int, user, kind: str, content: dict) -> dict:
-    """Carry out a prompt / cancel / stop; the `ok` reply's fields."""
+    """Carry out a prompt / cancel / stop / typing / ...; the `ok` reply's fields."""
     session = Session.objects.filter(pk=session_id).first()
     if session is None:
         raise ValueError("This session no longer exists.")
@@ -46,6 +46,8 @@ def act(session_id: int, user, kind: str, content: dict) -> dict:
     if kind == "cancel":
         prompt = services.cancel_prompt(session, user, content["prompt_id"])
         return {"prompt_id": prompt.pk}
+    if kind == "typing":
+        return {"warming": services.note_typing(session, user)}
     if kind == "restart_service":
         services.check_member(session, user)
         workspace.restart_service(session, content["name"])
@@ -80,8 +82,8 @@ def invalid(content: dict) -> str:
     elif kind == "screenshot":
         if not isinstance(content.get("target"), str) or not workspace.SCREENSHOT_TARGET.match(content["target"]):
             return '"target" must be desktop or preview-<port>.'
-    elif kind not in ("stop", "ping"):
-        return (f"Unknown message type {kind!r}: use subscribe, prompt, cancel, stop, restart_service, "
+    elif kind not in ("stop", "ping", "typing"):
+        return (f"Unknown message type {kind!r}: use subscribe, prompt, cancel, stop, typing, restart_service, "
                 "screenshot or ping.")
     return ""
 

@@ -13,6 +13,9 @@ class IdleFacts:
     sandbox_state: str | None
     last_activity_at: datetime
     snapshot_taken_since_activity: bool
+    # The sandbox holds nothing the session's last snapshot lacks: it was restored from it (or the
+    # session has none) and no prompt has run in it, e.g. one started while someone wrote a follow-up.
+    nothing_new: bool = False
 
 
 def should_snapshot(facts: IdleFacts) -> bool:
@@ -22,6 +25,7 @@ def should_snapshot(facts: IdleFacts) -> bool:
         and facts.queued_prompts == 0
         and facts.sandbox_state in (State.READY, State.RUNNING)
         and not facts.snapshot_taken_since_activity
+        and not facts.nothing_new
     )
 
 
@@ -31,6 +35,6 @@ def should_release(facts: IdleFacts, now: datetime, idle_timeout: timedelta) -> 
         not facts.agent_busy
         and facts.queued_prompts == 0
         and facts.sandbox_state in (State.READY, State.RUNNING)
-        and facts.snapshot_taken_since_activity
+        and (facts.snapshot_taken_since_activity or facts.nothing_new)
         and now - facts.last_activity_at >= idle_timeout
     )

@@ -11,6 +11,9 @@ The rules:
   bridge connected is sent again when it does; the bridge ignores a prompt_id it already has.
 - A prompt that needs a sandbox starts one: from the session's last snapshot when it has one
   (a follow-up keeps its work), otherwise a fresh one (the warm pool first).
+- Someone writing a prompt in a session without a live sandbox starts it then (restoring the last
+  snapshot), so the follow-up they are about to send finds it ready or nearly so. Writing in a
+  failed session starts nothing: only sending a prompt tries again.
 - Only queued prompts can be cancelled. Stop aborts the running prompt and keeps the queue.
 - A sandbox that dies under a run fails that run and the session; a failed session waits for
   a new prompt before it starts anything again (so a broken sandbox cannot loop).
@@ -26,7 +29,8 @@ SANDBOX_ENDED = "sandbox_ended"
 BRIDGE_CONNECTED = "bridge_connected"
 STOP = "stop"
 CANCEL = "cancel"
-REQUESTS = (PROMPT_SUBMITTED, AGENT_IDLE, SANDBOX_READY, SANDBOX_ENDED, BRIDGE_CONNECTED, STOP, CANCEL)
+TYPING = "typing"  # a member is writing a prompt
+REQUESTS = (PROMPT_SUBMITTED, AGENT_IDLE, SANDBOX_READY, SANDBOX_ENDED, BRIDGE_CONNECTED, STOP, CANCEL, TYPING)
 
 # Sandbox states (sandboxes.lifecycle.State), grouped by what they mean for a prompt.
 USABLE = frozenset({"syncing", "ready", "running"})  # its bridge is up, or about to say hello
@@ -122,6 +126,12 @@ def decide(facts: Facts, request: str, prompt_id: int | None = None) -> Action:
         if facts.sandbox_alive and (facts.running is not None or facts.agent_busy):
             return Abort(facts.running)
         return Reject("Nothing is running.")
+    if request == TYPING:
+        if facts.failed:
+            return Nothing("the session failed; sending a prompt tries again")
+        if facts.sandbox_alive:
+            return Nothing("the sandbox is up or on its way")
+        return StartSandbox(facts.snapshot_id)
     if request == SANDBOX_ENDED:
         if facts.running is not None:
             return FailRun(facts.running, "The sandbox ended during the run.")

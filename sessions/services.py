@@ -23,7 +23,7 @@ from sessions.models import MAX_PROMPT_CHARS, Event, Membership, Prompt, Session
 
 logger = logging.getLogger(__name__)
 __all__ = ["MAX_PROMPT_CHARS", "cancel_prompt", "create_session", "dispatch", "handle_bridge_connected",
-           "handle_bridge_event", "handle_sandbox_phase", "on_agent_idle", "stop", "submit_prompt"]
+           "handle_bridge_event", "handle_sandbox_phase", "note_typing", "on_agent_idle", "stop", "submit_prompt"]
 
 MODEL_RE = re.compile(r"^[\w.-]+/\S{1,150}$")
 # What decisions change on a session; never last_seq, which only append_event moves.
@@ -74,6 +74,14 @@ def stop(session: Session, user) -> None:
     """Abort the running prompt; the queued ones stay queued. Nothing running raises ValueError."""
     check_member(session, user)
     step(session, queue.STOP, user=user)
+
+
+def note_typing(session: Session, user) -> bool:
+    """A member is writing a prompt: a session without a live sandbox starts one now (restoring its
+    last snapshot), so the follow-up finds it up. True when this started one."""
+    check_member(session, user)
+    action, _ = step(session, queue.TYPING, user=user)
+    return isinstance(action, queue.StartSandbox)
 
 
 def check_member(session: Session, user) -> None:

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from sandboxes import provisioning
@@ -13,17 +13,22 @@ from sessions.models import Prompt, Session
 
 
 def idle_facts(session: Session) -> lifecycle.IdleFacts:
-    snapshot = session.last_snapshot
+    snapshot, sandbox = session.last_snapshot, session.sandbox
     # The agent's work ends when its last prompt does; a snapshot after that holds all of it.
     last_work = session.prompts.aggregate(done=Max("finished_at"), started=Max("started_at"))
     work_ended_at = max(filter(None, last_work.values()), default=session.created_at)
     return lifecycle.IdleFacts(
         agent_busy=session.agent_busy,
         queued_prompts=session.prompts.filter(status=Prompt.Status.QUEUED).count(),
-        sandbox_state=session.sandbox.state if session.sandbox else None,
+        sandbox_state=sandbox.state if sandbox else None,
         last_activity_at=session.last_activity_at,
         snapshot_taken_since_activity=bool(
             snapshot and snapshot.sandbox_id == session.sandbox_id and snapshot.created_at >= work_ended_at
+        ),
+        nothing_new=bool(
+            sandbox and sandbox.restored_from_id == session.last_snapshot_id
+            and not session.prompts.filter(Q(started_at__gte=sandbox.created_at) | Q(status=Prompt.Status.RUNNING))
+            .exists()
         ),
     )
 

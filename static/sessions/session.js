@@ -521,6 +521,14 @@
   input.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); submitPrompt(); }
   });
+  // Writing a follow-up starts the session's sandbox again (restoring its snapshot) before it is
+  // sent; the server decides whether one is needed. At most one message per 15 s of writing.
+  const ALIVE = ["provisioning", "syncing", "ready", "running", "snapshotting"];
+  let typingSentAt = -Infinity;
+  input.addEventListener("input", () => {
+    if (!input.value.trim() || ALIVE.includes(phase.dataset.state) || performance.now() - typingSentAt < 15000) return;
+    if (send({ type: "typing" })) typingSentAt = performance.now();
+  });
   queue.addEventListener("click", (event) => {
     const button = event.target.closest(".cancel");
     if (!button) return;

@@ -1,12 +1,32 @@
 """The session page in a real Chromium, against the real platform (see conftest.py)."""
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from playwright.sync_api import expect, sync_playwright
+
+from sandboxes.models import Sandbox
+from sessions import tasks as session_tasks
+from sessions.models import Session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
+
+
+def outside_the_event_loop(function) -> None:
+    """Run ORM code away from the thread where Playwright's sync API keeps its event loop."""
+    def call() -> None:
+        try:
+            function()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(call).result()
 
 
 @pytest.fixture
@@ -22,7 +42,7 @@ def page(monkeypatch):
         browser.close()
 
 
-def test_sign_in_prompt_watch_queue_cancel_stop_and_survive_a_server_restart(platform, page):
+def test_sign_in_prompt_watch_queue_cancel_stop_and_survive_a_server_restart(platform, page, settings):
     live, repo = platform
     User.objects.create_user("ada", "ada@example.com", "correct-horse-battery")
 
@@ -65,3 +85,22 @@ def test_sign_in_prompt_watch_queue_cancel_stop_and_survive_a_server_restart(pla
     seqs = [int(s) for s in page.locator("#timeline .ev[data-seq]").evaluate_all("els => els.map(e => e.dataset.seq)")]
     assert seqs == sorted(set(seqs))
     assert "never to run" not in page.locator(".assistant-text").all_inner_texts()
+
+    # Once idle it is snapshotted and let go; writing a follow-up restores it before it is sent.
+    settings.SESSION_IDLE_TIMEOUT_SECONDS = 0
+    session = Session.objects.get()
+    first_sandbox = session.sandbox
+    deadline = time.monotonic() + 60
+    while Sandbox.objects.get(pk=first_sandbox.pk).state != "terminated":
+        assert time.monotonic() < deadline, "the idle sandbox was not let go"
+        outside_the_event_loop(session_tasks.release_idle_sandboxes)  # it fans out with async_to_sync
+        time.sleep(0.3)
+    expect(page.locator("#sandbox-phase")).to_have_attribute("data-state", "terminated")
+    page.locator("#prompt-input").press_sequentially("justtext welcome back")
+    expect(page.locator("#sandbox-phase")).not_to_have_attribute("data-state", "terminated")
+    restoring = Session.objects.get().sandbox
+    assert restoring.pk != first_sandbox.pk and restoring.restored_from_id == Session.objects.get().last_snapshot_id
+    assert not Session.objects.get().prompts.filter(text="justtext welcome back").exists()  # not sent yet
+    page.click("#send")
+    expect(page.locator(".assistant-text").filter(has_text="Just some text")).to_have_count(2)
+    assert Session.objects.get().sandbox_id == restoring.pk  # the follow-up ran in the sandbox typing started

@@ -243,3 +243,22 @@ def test_a_member_removed_while_connected_cannot_resubscribe(session, user, othe
         assert message == {"type": "websocket.close", "code": 4403}
 
     run(scenario)
+
+
+def test_writing_a_prompt_starts_the_sessions_sandbox_over_the_socket(session, user, provisions):
+    headers = signed_in(user)
+
+    async def scenario():
+        ws = socket(session.pk, headers)
+        assert (await ws.connect())[0]
+        await ws.send_json_to({"type": "typing"})
+        received = await until(ws, lambda m: m["type"] == "ok")
+        assert received[-1] == {"type": "ok", "for": "typing", "warming": True}
+        await ws.send_json_to({"type": "typing"})
+        assert await ws.receive_json_from(timeout=3) == {"type": "ok", "for": "typing", "warming": False}
+        await ws.disconnect()
+
+    run(scenario)
+    session.refresh_from_db()
+    assert session.sandbox is not None and provisions == [str(session.sandbox_id)]
+    assert session.prompts.count() == 0

@@ -45,6 +45,17 @@ def test_a_prompt_without_a_sandbox_starts_one_restoring_the_last_snapshot():
     assert decide(ended, queue.PROMPT_SUBMITTED) == StartSandbox("snap")
 
 
+def test_writing_a_follow_up_starts_the_sandbox_so_it_is_up_when_the_prompt_is_sent():
+    assert decide(Facts(snapshot_id="snap"), queue.TYPING) == StartSandbox("snap")
+    assert decide(Facts(sandbox_state="terminated", snapshot_id="snap"), queue.TYPING) == StartSandbox("snap")
+    assert decide(Facts(), queue.TYPING) == StartSandbox(None)
+    for state in ("provisioning", "syncing", "ready", "running", "snapshotting"):
+        assert isinstance(decide(Facts(sandbox_state=state, snapshot_id="snap"), queue.TYPING), Nothing)
+    # Only sending a prompt retries a failed session (a broken image must not restart on every keystroke).
+    assert isinstance(decide(Facts(sandbox_state="failed", failed=True, snapshot_id="snap"), queue.TYPING), Nothing)
+    assert queue.status_for(Facts(sandbox_state="provisioning", snapshot_id="snap")) == "idle"
+
+
 @pytest.mark.parametrize("state", ["provisioning", "snapshotting"])
 def test_prompts_wait_for_a_starting_or_snapshotting_sandbox(state):
     assert isinstance(decide(Facts(sandbox_state=state, queued=(1,)), queue.PROMPT_SUBMITTED), Nothing)

@@ -258,3 +258,38 @@ def test_a_bad_model_name_creates_nothing(repo, user):
     with pytest.raises(ValueError, match="providerID/modelID"):
         services.create_session(repo, user, "hi", model="no-slash")
     assert not Session.objects.exists()
+
+
+def test_writing_a_follow_up_restores_the_sandbox_before_the_prompt_is_sent(
+        session, user, other_user, make_sandbox, repo, listen, provisions):
+    old = make_sandbox(State.TERMINATED, end_reason="the session was idle for 10 minutes")
+    snapshot = Snapshot.objects.create(repo=repo, image=old.image, sandbox=old, backend="local", backend_ref="snap")
+    Session.objects.filter(pk=session.pk).update(sandbox=old, last_snapshot=snapshot)
+
+    with pytest.raises(PermissionDenied):
+        services.note_typing(session, other_user)
+    assert provisions == []
+
+    assert services.note_typing(session, user) is True
+    session.refresh_from_db()
+    restoring = session.sandbox
+    assert restoring.restored_from_id == snapshot.pk and provisions == [str(restoring.pk)]
+    assert session.status == Session.Status.IDLE  # nothing is queued: the session waits for its prompt
+    assert services.note_typing(session, user) is False  # already on its way: nothing more starts
+    assert provisions == [str(restoring.pk)]
+
+    prompt = services.submit_prompt(session, user, "and now the footer")
+    assert prompt.status == "queued"
+    listener = listen(sandbox_group(restoring))
+    Sandbox.objects.filter(pk=restoring.pk).update(state=State.READY)
+    services.handle_sandbox_phase(restoring)
+    assert [(c["name"], c["prompt_id"]) for c in listener.commands()] == [("prompt", prompt.pk)]
+    assert session.sandbox_id == restoring.pk and provisions == [str(restoring.pk)]
+
+
+def test_writing_in_a_failed_or_archived_session_starts_nothing(session, user, provisions):
+    Session.objects.filter(pk=session.pk).update(status=Session.Status.FAILED)
+    assert services.note_typing(session, user) is False
+    Session.objects.filter(pk=session.pk).update(status=Session.Status.ARCHIVED)
+    assert services.note_typing(session, user) is False
+    assert provisions == [] and Sandbox.objects.count() == 0
