@@ -10,7 +10,7 @@ import logging
 
 import httpx
 
-from ide import upstream
+from ide import upstream, vscode_static
 from ide.headers import browser_response_headers, header, upstream_request_headers
 from ide.paths import ServicePath, parse, request_path
 from ide.targets import Target, host_allowed, resolve_async, service_label
@@ -103,6 +103,16 @@ class HttpProxy:
             await respond(send, 400, "Bad Host header.")
             return
         target = await resolve_async(scope.get("user"), path.session_id, path.service)
+        if target.allowed and scope["method"] in ("GET", "HEAD"):
+            # VS Code's own files, from the control plane's copy when it is the same version (also
+            # while the sandbox's code-server is starting): see ide/vscode_static.py.
+            found = vscode_static.lookup(path)
+            if found is not None:
+                if found.file is None:
+                    await respond(send, found.status, "Bad request." if found.status == 400 else "Not found.")
+                else:
+                    await vscode_static.serve(scope, send, found.file)
+                return
         if not target.ok:
             await respond(send, target.status, target.message, retry=target.status == 503)
             return

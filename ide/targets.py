@@ -28,6 +28,11 @@ class Target:
     def ok(self) -> bool:
         return self.status == 200
 
+    @property
+    def allowed(self) -> bool:
+        """The user may use this session's workspace (a member or staff), whether or not the service is up."""
+        return self.status != 403
+
 
 def service_label(service: str) -> str:
     """How pages name a service: "VS Code", "The desktop", "The preview on port 3000"."""

@@ -9,6 +9,7 @@ from django.conf import settings
 
 OPENCODE_BIN = Path("node_modules/.bin/opencode")  # inside the opencode component
 CODE_SERVER_BIN = Path("node_modules/.bin/code-server")  # inside the code-server component
+VSCODE_DIR = Path("node_modules/code-server/lib/vscode")  # VS Code itself, inside the code-server component
 
 
 def default_tools_dir() -> Path:
@@ -30,3 +31,8 @@ def tools_dir() -> Path:
 
 def opencode_binary(root: Path | None = None) -> Path:
     return (root or tools_dir()) / "opencode" / OPENCODE_BIN
+
+
+def vscode_dir(root: Path | None = None) -> Path:
+    """VS Code inside the installed code-server: what its server serves under /<quality>-<commit>/static/."""
+    return (root or tools_dir()) / "code-server" / VSCODE_DIR

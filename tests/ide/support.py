@@ -1,14 +1,22 @@
-"""Real services for the workspace proxy to reach (an HTTP server, a WebSocket echo server) and helpers."""
+"""Real services for the workspace proxy to reach (an HTTP server, a WebSocket echo server, code-server) and helpers."""
 
 import hashlib
 import json
 import os
+import signal
+import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import httpx
 from django.test import Client
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
+
+from sandboxes.tools import CODE_SERVER_BIN, tools_dir
+from tests.support.live_server import free_port
 
 BIG = os.urandom(5 * 1024 * 1024)
 
@@ -171,3 +179,39 @@ def signed_in(user, live) -> dict[str, str]:
     client.force_login(user)
     cookie = f"sessionid={client.cookies['sessionid'].value}; csrftoken=secret-csrf; messages=secret-msg; theme=light"
     return {"Cookie": cookie, "Origin": live.url}
+
+
+class CodeServer:
+    """The pinned code-server from the sandbox tools, started as the bridge starts it (no auth, one folder)."""
+
+    def __init__(self, folder: Path, data: Path):
+        self.folder = folder
+        self.data = data
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "CodeServer":
+        binary = tools_dir() / "code-server" / CODE_SERVER_BIN
+        self.process = subprocess.Popen(
+            [str(binary), "--bind-addr", f"127.0.0.1:{self.port}", "--auth", "none", "--disable-telemetry",
+             "--disable-update-check", "--disable-workspace-trust", "--user-data-dir", str(self.data),
+             "--extensions-dir", str(self.data / "extensions"), "--config", str(self.data / "config.yaml"),
+             str(self.folder)],
+            env={**os.environ, "HOME": str(self.data)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(self.url + "/healthz", timeout=1)
+                return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("code-server did not start in 30 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=10)

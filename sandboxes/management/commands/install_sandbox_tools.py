@@ -9,6 +9,8 @@ Layout (the local backend binds this folder read-only at /opt/inspect in every s
                      code-server/node_modules/.bin/code-server. Installed without its postinstall script,
                      which downloads ripgrep from GitHub: the steps are done here, with Debian's rg instead
   bridge/            an empty mount point for the bridge's own source (sandboxes/bridge)
+Then VS Code's browser files (code-server/.../lib/vscode/out) get a .gz beside each compressible one,
+which the workspace proxy serves (ide/vscode_static.py); files whose .gz is fresh are skipped.
 Each component keeps a stamp with what it was installed from; a component whose stamp matches is
 left alone, so a second run takes well under a second.
 """
@@ -24,8 +26,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ide import precompressed
 from sandboxes.bridge import CODE_SERVER_VERSION, OPENCODE_PLUGIN_PACKAGE, OPENCODE_VERSION, WEBSOCKETS_VERSION
-from sandboxes.tools import CODE_SERVER_BIN, OPENCODE_BIN, tools_dir
+from sandboxes.tools import CODE_SERVER_BIN, OPENCODE_BIN, tools_dir, vscode_dir
 
 STAMP = ".inspect-tools.json"
 
@@ -74,6 +77,10 @@ class Command(BaseCommand):
             step = time.monotonic()
             self.install(root, name, spec)
             self.stdout.write(f"sandbox tools: {name} installed in {time.monotonic() - step:.1f} s")
+        step = time.monotonic()
+        written = precompressed.precompress(vscode_dir(root) / "out")
+        self.stdout.write(f"sandbox tools: VS Code's browser files precompressed ({written} written, "
+                          f"{time.monotonic() - step:.1f} s)")
         self.stdout.write(f"sandbox tools ready in {root} ({time.monotonic() - started:.1f} s)")
 
     @staticmethod

@@ -1,0 +1,183 @@
+"""VS Code's static files from the control plane's own copy of code-server, through the real Daphne,
+compared with what the real code-server serves."""
+
+import gzip
+import http.client
+
+import httpx
+import pytest
+from django.core.management import call_command
+
+from ide import precompressed, vscode_static
+from tests.ide.support import CodeServer, ready, signed_in
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WORKBENCH_JS = "out/vs/code/browser/workbench/workbench.js"
+# What the workbench loads, as it asks for them: scripts, style, font (with its query), images.
+LOADED = [WORKBENCH_JS, "out/vs/code/browser/workbench/workbench.css", "out/nls.messages.js",
+          "out/media/codicon.ttf?5d4d76ab2ce5108968ad644d591a16a6", "out/media/letterpress-light.svg",
+          "out/vs/workbench/contrib/welcomeGettingStarted/common/media/dark.png",
+          "out/vs/workbench/contrib/webview/browser/pre/index.html?id=1"]
+
+
+@pytest.fixture(scope="module")
+def install() -> vscode_static.Install:
+    call_command("install_sandbox_tools")  # installed and precompressed, as `make setup` leaves it
+    found = vscode_static.local_install()
+    assert found is not None
+    return found
+
+
+@pytest.fixture(scope="module")
+def code_server(install, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("workspace")
+    server = CodeServer(folder, tmp_path_factory.mktemp("code-server-data")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ada_session(users, make_session, upstream):
+    """Ada's session, whose "VS Code" is the recording upstream: nothing static may reach it."""
+    return make_session(users["ada"], {"ide": ready(upstream.port)})
+
+
+def get(live, path: str, headers: dict, encoding: str) -> httpx.Response:
+    return httpx.get(live.url + path, headers={**headers, "Accept-Encoding": encoding}, timeout=30)
+
+
+def raw_get(live, path: str, headers: dict) -> tuple[int, bytes]:
+    """A path sent exactly as written (httpx would resolve "..")."""
+    connection = http.client.HTTPConnection("127.0.0.1", live.port, timeout=10)
+    connection.request("GET", path, headers=headers)
+    response = connection.getresponse()
+    answer = response.status, response.read()
+    connection.close()
+    return answer
+
+
+def test_the_local_install_is_the_one_code_server_names_in_its_page(install, code_server):
+    page = httpx.get(code_server.url + "/?folder=" + str(code_server.folder), timeout=30).text
+    assert f'src="{install.prefix.lstrip("/")}{WORKBENCH_JS}"' in page
+    assert precompressed.fresh_variant(install.root / WORKBENCH_JS) is not None  # written at install time
+
+
+def test_vscode_files_come_from_the_local_copy_gzipped_or_not_byte_for_byte_as_code_server_serves_them(
+        live, users, ada_session, upstream, install, code_server):
+    headers = signed_in(users["ada"], live)
+    before = len(upstream.requests)
+    for name in LOADED:
+        path = f"/w/{ada_session.pk}/ide{install.prefix}{name}"
+        original = httpx.get(code_server.url + install.prefix + name, headers={"Accept-Encoding": "identity"},
+                             timeout=30)
+        assert original.status_code == 200
+        file = install.root / name.split("?")[0]
+        compressible = precompressed.compressible(file, file.stat().st_size)
+
+        zipped = get(live, path, headers, "gzip, deflate, br, zstd")
+        assert zipped.status_code == 200, name
+        assert zipped.content == original.content, name  # httpx undid the gzip
+        assert zipped.headers["content-type"] == original.headers["content-type"], name
+        assert zipped.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert zipped.headers["vary"] == "Accept-Encoding"
+        assert zipped.headers.get("content-encoding") == ("gzip" if compressible else None), name
+        assert int(zipped.headers["content-length"]) == zipped.num_bytes_downloaded
+        if compressible:
+            assert zipped.num_bytes_downloaded < len(original.content), name
+
+        plain = get(live, path, headers, "identity")
+        assert plain.status_code == 200 and "content-encoding" not in plain.headers
+        assert plain.content == original.content, name
+        assert plain.headers["content-length"] == str(len(original.content))
+        assert plain.headers["vary"] == "Accept-Encoding"
+    assert len(upstream.requests) == before  # all of it from the local copy
+
+
+def test_gzip_refused_with_q_0_gives_the_file_as_it_is(live, users, ada_session, install):
+    headers = signed_in(users["ada"], live)
+    response = get(live, f"/w/{ada_session.pk}/ide{install.prefix}{WORKBENCH_JS}", headers, "br, gzip;q=0")
+    assert "content-encoding" not in response.headers
+    assert response.content == (install.root / WORKBENCH_JS).read_bytes()
+
+
+def test_head_answers_the_headers_alone(live, users, ada_session, install):
+    url = live.url + f"/w/{ada_session.pk}/ide{install.prefix}{WORKBENCH_JS}"
+    response = httpx.head(url, headers={**signed_in(users["ada"], live), "Accept-Encoding": "gzip"}, timeout=10)
+    assert response.status_code == 200 and response.content == b""
+    variant = precompressed.variant_path(install.root / WORKBENCH_JS)
+    assert response.headers["content-length"] == str(variant.stat().st_size)
+
+
+def test_vscode_files_are_there_before_the_sandboxs_code_server_is(live, users, make_session, install):
+    headers = signed_in(users["ada"], live)
+    starting = make_session(users["ada"], {"ide": {"state": "starting", "port": None, "reason": ""}})
+    no_sandbox = make_session(users["ada"], None)
+    for session in (starting, no_sandbox):
+        response = get(live, f"/w/{session.pk}/ide{install.prefix}{WORKBENCH_JS}", headers, "gzip")
+        assert response.status_code == 200
+        assert response.content == (install.root / WORKBENCH_JS).read_bytes()
+        assert get(live, f"/w/{session.pk}/ide/", headers, "gzip").status_code == 503  # the page itself waits
+
+
+@pytest.mark.parametrize("who", ["bob", "anonymous"])
+def test_non_members_get_403_for_vscode_files(live, users, ada_session, install, who):
+    headers = signed_in(users["bob"], live) if who == "bob" else {}
+    for name in (WORKBENCH_JS, "out/../../../../etc/passwd"):
+        status, body = raw_get(live, f"/w/{ada_session.pk}/ide{install.prefix}{name}", headers)
+        assert status == 403 and b"not a member" in body
+
+
+@pytest.mark.parametrize("name, status", [
+    ("out/../../../../../../../../../etc/passwd", 400),
+    ("out/%2e%2e/%2E%2E/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd", 400),
+    ("..%2F..%2F..%2F..%2F..%2F..%2F..%2F..%2Fetc%2Fpasswd", 400),
+    ("out/nls.messages.js%00.png", 400),
+    ("%2Fetc%2Fpasswd", 404),  # "/etc/passwd" is taken under the root, as code-server's join does
+    ("/etc/passwd", 404),
+    ("node_modules/@vscode/ripgrep/bin/rg", 404),  # a symlink to the system's rg, outside the root
+    ("out", 404),  # a folder
+    ("out/no-such-file.js", 404),
+])
+def test_paths_outside_vscode_are_refused_and_nothing_outside_is_read(live, users, ada_session, upstream, install,
+                                                                      name, status):
+    assert not (install.root / "node_modules/@vscode/ripgrep/bin/rg").resolve().is_relative_to(install.root)
+    before = len(upstream.requests)
+    answer, body = raw_get(live, f"/w/{ada_session.pk}/ide{install.prefix}{name}", signed_in(users["ada"], live))
+    assert answer == status
+    assert b"root:" not in body and b"\x7fELF" not in body
+    assert len(upstream.requests) == before  # refused here, not passed on
+
+
+def test_another_commit_and_other_methods_go_to_the_sandbox_as_before(live, users, ada_session, install):
+    headers = signed_in(users["ada"], live)
+    other = f"/stable-{'0' * 40}/static/{WORKBENCH_JS}"
+    echo = get(live, f"/w/{ada_session.pk}/ide{other}", headers, "gzip").json()
+    assert echo["server"] == "one" and echo["path"] == other
+    posted = httpx.post(live.url + f"/w/{ada_session.pk}/ide{install.prefix}{WORKBENCH_JS}", headers=headers,
+                        content=b"x", timeout=10).json()
+    assert posted["method"] == "POST" and posted["path"] == install.prefix + WORKBENCH_JS
+
+
+def test_a_missing_gzip_variant_is_written_on_the_first_request_and_kept(live, users, ada_session, install):
+    file = install.root / "npm-shrinkwrap.json"  # not under out/: not precompressed at install time
+    variant = precompressed.variant_path(file)
+    variant.unlink(missing_ok=True)
+    try:
+        response = get(live, f"/w/{ada_session.pk}/ide{install.prefix}npm-shrinkwrap.json",
+                       signed_in(users["ada"], live), "gzip")
+        assert response.headers["content-encoding"] == "gzip"
+        assert response.content == file.read_bytes()
+        assert precompressed.fresh_variant(file) == variant
+        assert gzip.decompress(variant.read_bytes()) == file.read_bytes()
+    finally:
+        variant.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("value, accepted", [
+    ("gzip, deflate, br, zstd", True), ("GZIP", True), ("br;q=1.0, gzip;q=0.5", True), ("*", True),
+    ("x-gzip", True), ("", False), ("identity", False), ("br", False), ("gzip;q=0", False), ("gzip; q=0.000", False),
+    ("*;q=0", False), ("gzip;q=0, *", False), ("gzip;q=oops", False),
+])
+def test_accept_encoding(value, accepted):
+    assert vscode_static.accepts_gzip(value) is accepted
