@@ -31,6 +31,7 @@ class State:
     # States in which the sandbox's processes may exist and need freeing eventually.
     LIVE = (PROVISIONING, SYNCING, READY, RUNNING, SNAPSHOTTING, TERMINATING)
     STARTING = (PROVISIONING, SYNCING)
+    STARTING_OR_READY = (READY, SYNCING, PROVISIONING)  # nearest to ready first
 
 
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -110,6 +111,14 @@ class PoolMember:
 class PoolPlan:
     start: int = 0
     retire: list[str] = field(default_factory=list)
+
+
+def pool_target(pool_size: int, warm_wanted_until: datetime | None, now: datetime) -> int:
+    """How many unclaimed sandboxes to keep: the repo's pool size, and at least one while someone
+    writes a new session's first prompt (it is retired as an extra once that wish has expired)."""
+    if warm_wanted_until is not None and now < warm_wanted_until:
+        return max(pool_size, 1)
+    return pool_size
 
 
 def pool_plan(target_size: int, current_image_id: int | None, members: list[PoolMember]) -> PoolPlan:

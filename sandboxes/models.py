@@ -79,6 +79,8 @@ class Repo(models.Model):
     )
     env_vars = models.JSONField(default=dict, blank=True, validators=[validate_env])
     warm_pool_size = models.PositiveSmallIntegerField(default=0)
+    # Someone is writing a new session's first prompt: the pool keeps one sandbox warm until then.
+    warm_wanted_until = models.DateTimeField(null=True, blank=True, editable=False)
     rebuild_interval_minutes = models.PositiveIntegerField(default=30)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -253,18 +255,21 @@ class Sandbox(models.Model):
 
     @classmethod
     def claim_from_pool(cls, repo: Repo) -> "Sandbox | None":
-        """Take a ready pooled sandbox on the current image, or None. Safe under concurrency:
-        the conditional UPDATE lets exactly one claimer win each sandbox."""
+        """Take a pooled sandbox on the current image, or None: a ready one, else the one nearest to
+        ready (warmed while its session's prompt was written, it is further along than a new one).
+        Safe under concurrency: the conditional UPDATE lets exactly one claimer win each sandbox."""
         image = repo.current_image()
         if image is None:
             return None
-        candidates = cls.objects.filter(repo=repo, image=image, pooled=True, state=State.READY)
-        for pk in candidates.order_by("ready_at").values_list("pk", flat=True)[:5]:
+        candidates = cls.objects.filter(repo=repo, image=image, pooled=True, state__in=State.STARTING_OR_READY)
+        ranked = sorted(candidates.values_list("pk", "state", "created_at")[:20],
+                        key=lambda c: (State.STARTING_OR_READY.index(c[1]), c[2]))
+        for pk, state, _ in ranked[:5]:
             now = timezone.now()
-            won = cls.objects.filter(pk=pk, pooled=True, state=State.READY).update(
-                pooled=False, claimed_at=now, state=State.RUNNING, last_heartbeat_at=now
-            )
-            if won:
+            claimed = {"pooled": False, "claimed_at": now, "last_heartbeat_at": now}
+            if state == State.READY:
+                claimed["state"] = State.RUNNING
+            if cls.objects.filter(pk=pk, pooled=True, state=state).update(**claimed):
                 return cls.objects.get(pk=pk)
         return None
 

@@ -19,6 +19,9 @@ from sandboxes.models import Repo, Sandbox, Snapshot
 from sandboxes.signals import sandbox_phase_changed
 
 logger = logging.getLogger(__name__)
+# How long a sandbox is kept warm for someone writing a new session's prompt (the page asks again
+# every 30 s while they write).
+WARM_WANTED_FOR = timedelta(minutes=3)
 
 
 class NoImage(Exception):
@@ -151,7 +154,15 @@ def pool_changes(repo: Repo) -> lifecycle.PoolPlan:
         for s in repo.sandboxes.filter(pooled=True, state__in=State.LIVE).order_by("created_at")
     ]
     current = repo.current_image()
-    return lifecycle.pool_plan(repo.warm_pool_size, current.pk if current else None, members)
+    target = lifecycle.pool_target(repo.warm_pool_size, repo.warm_wanted_until, timezone.now())
+    return lifecycle.pool_plan(target, current.pk if current else None, members)
+
+
+def want_warm(repo: Repo) -> None:
+    """Someone is writing a new session's prompt for this repo: keep a sandbox warm for a while
+    (fill_warm_pool then starts it unless one is waiting already)."""
+    Repo.objects.filter(pk=repo.pk).update(warm_wanted_until=timezone.now() + WARM_WANTED_FOR)
+    repo.refresh_from_db(fields=["warm_wanted_until"])
 
 
 def fill_pool(repo: Repo) -> tuple[list[Sandbox], list[str]]:

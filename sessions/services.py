@@ -204,7 +204,7 @@ def start_sandbox(session: Session, snapshot_id: str | None) -> bool:
     })
     if from_pool:
         workspace.replay_services(session, sandbox)
-    if sandbox.state == State.PROVISIONING:
+    if sandbox.state == State.PROVISIONING and not from_pool:  # a pooled one is on its way already
         transaction.on_commit(lambda: tasks.provision_sandbox.delay(str(sandbox.pk)))
     return sandbox.state in queue.USABLE
 

@@ -7,6 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from ide import viewer
+from sandboxes import provisioning, tasks
 from sandboxes.lifecycle import State
 from sandboxes.model_proxy import presented_token
 from sandboxes.models import Repo, RepoImage, Sandbox
@@ -61,6 +62,21 @@ def new_session(request: HttpRequest) -> HttpResponse:
     return render(request, "sessions/new.html", {
         "form": form, "no_provider_message": form.no_provider_message, "has_repos": Repo.objects.exists(),
     }, status=status)
+
+
+@require_POST
+def warm_sandbox(request: HttpRequest) -> HttpResponse:
+    """The new-session page: someone is writing a prompt for this repo, so a sandbox starts now
+    and their session claims it (see docs/sessions.md)."""
+    repo_id = request.POST.get("repo", "")
+    if not repo_id.isdigit() or len(repo_id) > 18:
+        return JsonResponse({"error": "Say which repo: its id."}, status=400)
+    repo = Repo.objects.filter(pk=int(repo_id)).first()
+    if repo is None:
+        return JsonResponse({"error": "No such repo."}, status=404)
+    provisioning.want_warm(repo)
+    tasks.fill_warm_pool.delay(repo.pk)
+    return HttpResponse(status=204)
 
 
 def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:

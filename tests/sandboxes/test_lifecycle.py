@@ -96,6 +96,14 @@ def test_pool_shrinks_when_its_size_is_lowered():
     assert plan.start == 0 and plan.retire == ["b", "c"]
 
 
+def test_pool_keeps_one_warm_while_someone_writes_a_new_sessions_prompt():
+    wanted_until = T0 + timedelta(minutes=3)
+    assert lifecycle.pool_target(0, wanted_until, T0) == 1
+    assert lifecycle.pool_target(3, wanted_until, T0) == 3
+    assert lifecycle.pool_target(0, wanted_until, wanted_until) == 0  # expired
+    assert lifecycle.pool_target(0, None, T0) == 0
+
+
 def test_pool_waits_for_a_first_image():
     assert lifecycle.pool_plan(3, None, []) == lifecycle.PoolPlan()
 

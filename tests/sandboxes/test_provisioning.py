@@ -131,6 +131,37 @@ def test_an_empty_pool_falls_back_to_a_new_sandbox(repo):
     assert not from_pool and sandbox.state == State.PROVISIONING
 
 
+def test_writing_a_prompt_warms_a_sandbox_which_the_session_claims_even_before_it_is_ready(repo):
+    assert repo.warm_pool_size == 0 and provisioning.fill_pool(repo) == ([], [])
+    provisioning.want_warm(repo)
+    [warming] = provisioning.fill_pool(repo)[0]
+    assert warming.pooled and warming.state == State.PROVISIONING
+    assert provisioning.fill_pool(repo) == ([], [])  # one is enough, however often it is asked for
+
+    sandbox, from_pool = provisioning.claim_or_create(repo)
+    assert from_pool and sandbox.pk == warming.pk and not sandbox.pooled
+    assert sandbox.state == State.PROVISIONING and sandbox.claimed_at is not None
+    assert provisioning.provision(sandbox.pk).state == State.READY  # its start goes on, now for the session
+
+    # Once the wish expires, a warm sandbox nobody claimed is retired as an extra.
+    provisioning.want_warm(repo)
+    [unclaimed] = provisioning.fill_pool(repo)[0]
+    Repo.objects.filter(pk=repo.pk).update(warm_wanted_until=timezone.now() - timedelta(seconds=1))
+    assert provisioning.fill_pool(Repo.objects.get(pk=repo.pk)) == ([], [str(unclaimed.pk)])
+
+
+def test_a_ready_pooled_sandbox_is_claimed_before_a_starting_one(repo):
+    repo.warm_pool_size = 1
+    repo.save()
+    [ready] = fill_and_start(repo)
+    repo.warm_pool_size = 2
+    repo.save()
+    [starting] = provisioning.fill_pool(repo)[0]
+    assert Sandbox.claim_from_pool(repo).pk == ready.pk
+    assert Sandbox.claim_from_pool(repo).pk == starting.pk
+    assert Sandbox.claim_from_pool(repo) is None
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_claims_never_get_the_same_sandbox(repo):
     repo.warm_pool_size = 3
@@ -167,7 +198,7 @@ def test_a_newer_image_replaces_the_pool(repo, git_repo):
     created, retired = provisioning.fill_pool(repo)
     assert retired == [str(old.pk)]
     assert len(created) == 1 and created[0].image == repo.current_image()
-    assert Sandbox.claim_from_pool(repo) is None  # the outdated one is no longer offered
+    assert Sandbox.claim_from_pool(repo).pk == created[0].pk  # the new one, starting; never the outdated one
 
 
 def test_the_reaper_finds_silent_and_dead_sandboxes(repo, settings):

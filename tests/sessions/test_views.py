@@ -139,6 +139,28 @@ def test_creating_a_session_redirects_to_its_page(client, users, repo, providers
     assert client.get(response["Location"]).status_code == 200
 
 
+def test_writing_a_new_sessions_prompt_warms_a_sandbox_that_the_session_then_takes(
+        client, users, repo, providers, provision, monkeypatch, django_capture_on_commit_callbacks):
+    from sandboxes import tasks
+    monkeypatch.setattr(tasks.fill_warm_pool, "delay", tasks.fill_warm_pool)  # run it here, as the worker would
+    assert client.post("/sessions/warm", {"repo": repo.pk}).status_code == 302  # signed out: to the login page
+    client = login(client, users["ada"])
+    assert client.get("/sessions/warm").status_code == 405
+    assert client.post("/sessions/warm", {"repo": "x"}).status_code == 400
+    assert client.post("/sessions/warm", {}).status_code == 400
+    assert client.post("/sessions/warm", {"repo": repo.pk + 100}).status_code == 404
+    assert not provision
+
+    assert client.post("/sessions/warm", {"repo": repo.pk}).status_code == 204
+    assert client.post("/sessions/warm", {"repo": repo.pk}).status_code == 204  # asked again while writing
+    [warming] = provision
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/sessions/new", {"repo": repo.pk, "model": "local/other", "prompt": "fix it"})
+    session = Session.objects.get()
+    assert str(session.sandbox_id) == warming and provision == [warming]  # taken, not a second one started
+    assert 'data-warm-url="/sessions/warm"' in client.get("/sessions/new").content.decode()
+
+
 def test_the_session_page_is_for_members_and_staff_only(client, users, repo):
     session = make_session(repo, users["ada"], "Ada's table fix")
     assert login(client, users["bob"]).get(f"/sessions/{session.pk}/").status_code == 404
@@ -287,7 +309,8 @@ def test_prompt_queue_cancel_and_stop(page):
     page.click(".queue-item[data-prompt-id='2'] .cancel")
     page.click("#stop")
     sent = page.evaluate("fake.sent.filter((m) => m.type !== 'subscribe')")
-    assert sent == [{"type": "prompt", "text": "also the payments table", "context": None},
+    # The page shows no live sandbox, so writing asked for one first (once, not per keystroke).
+    assert sent == [{"type": "typing"}, {"type": "prompt", "text": "also the payments table", "context": None},
                     {"type": "cancel", "prompt_id": 2}, {"type": "stop"}]
     page.evaluate("fake.emit('prompt_cancelled', {prompt_id: 2}); fake.emit('idle', {prompt_id: 1})")
     page.wait_for_selector("#queue-box", state="hidden")
