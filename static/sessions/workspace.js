@@ -12,6 +12,7 @@
   const $ = (id) => document.getElementById(id);
   const base = box.dataset.base; // "/w/<session id>"
   const viewerModules = JSON.parse(document.getElementById("viewer-modules").textContent); // noVNC's files
+  const ideFiles = JSON.parse(document.getElementById("vscode-prefetch").textContent); // VS Code's largest files
   const wide = window.matchMedia("(min-width: 1024px)");
   const toggle = $("workspace-toggle");
   const tabs = [...box.querySelectorAll('[role="tab"]')];
@@ -27,6 +28,7 @@
   let port = ""; // the chosen preview port
   let portChosen = false; // by the user: new ports then do not take over
   let ideLoaded = ideFrame.getAttribute("src") ? stateOf("ide").seq : 0; // seq of the "ready" the frame loaded for
+  let ideFetched = false; // VS Code's largest files were asked for ahead of its frame
   let previewLoaded = ""; // "<port>:<seq>" the preview frame loaded for
   let rfb = null;
   let desktopReady = 0; // seq of the "ready" the last desktop connection was for: one automatic try per "ready"
@@ -165,6 +167,18 @@
     if (ready && visible("ide") && ideLoaded !== seq) {
       ideLoaded = seq;
       ideFrame.src = `${base}/ide/`;
+    }
+    if (!ideFetched && !ideLoaded && (state === "starting" || state === "unknown")) prefetchIde();
+  }
+
+  // While the sandbox starts, VS Code's largest files (3.5 MB gzipped) go into the browser's cache at the
+  // URLs its page will ask for; the proxy answers them before code-server is up (ide/vscode_static.py),
+  // and they are cacheable for a year, so the frame takes them from the cache.
+  function prefetchIde() {
+    ideFetched = true;
+    for (const url of ideFiles) {
+      // Read to the end (and dropped), or the cache entry would not be complete.
+      fetch(url).then((response) => response.body && response.body.pipeTo(new WritableStream())).catch(() => {});
     }
   }
 

@@ -3,12 +3,14 @@
 import tempfile
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
+from ide import vscode_static
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox
 from sessions.models import Session
-from tests.ide.support import HttpUpstream, SocketUpstream
+from tests.ide.support import CodeServer, HttpUpstream, SocketUpstream
 from tests.support.live_server import LiveServer
 from tests.support.rows import repo_with_image
 
@@ -39,6 +41,23 @@ def other_upstream():
 @pytest.fixture(scope="module")
 def socket_upstream():
     server = SocketUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def install() -> vscode_static.Install:
+    """The pinned code-server in the sandbox tools, installed and precompressed as `make setup` leaves it."""
+    call_command("install_sandbox_tools")
+    found = vscode_static.local_install()
+    assert found is not None
+    return found
+
+
+@pytest.fixture(scope="module")
+def code_server(install, tmp_path_factory):
+    """That code-server running on an empty folder, as a sandbox's bridge runs it."""
+    server = CodeServer(tmp_path_factory.mktemp("workspace"), tmp_path_factory.mktemp("code-server-data")).start()
     yield server
     server.stop()
 

@@ -6,10 +6,9 @@ import http.client
 
 import httpx
 import pytest
-from django.core.management import call_command
 
 from ide import precompressed, vscode_static
-from tests.ide.support import CodeServer, ready, signed_in
+from tests.ide.support import ready, signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,22 +18,6 @@ LOADED = [WORKBENCH_JS, "out/vs/code/browser/workbench/workbench.css", "out/nls.
           "out/media/codicon.ttf?5d4d76ab2ce5108968ad644d591a16a6", "out/media/letterpress-light.svg",
           "out/vs/workbench/contrib/welcomeGettingStarted/common/media/dark.png",
           "out/vs/workbench/contrib/webview/browser/pre/index.html?id=1"]
-
-
-@pytest.fixture(scope="module")
-def install() -> vscode_static.Install:
-    call_command("install_sandbox_tools")  # installed and precompressed, as `make setup` leaves it
-    found = vscode_static.local_install()
-    assert found is not None
-    return found
-
-
-@pytest.fixture(scope="module")
-def code_server(install, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("workspace")
-    server = CodeServer(folder, tmp_path_factory.mktemp("code-server-data")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,81 @@
+"""The session page fetches VS Code's largest files while the sandbox starts, and VS Code's frame then
+takes them from the browser's cache: real Chromium, the real Daphne, the real code-server."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection
+from django.test import Client
+from playwright.sync_api import sync_playwright
+
+from sandboxes.models import Sandbox
+from sessions.events import append_event
+from tests.ide.support import ready
+
+pytestmark = pytest.mark.django_db(transaction=True)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+FILES = ["workbench.js", "workbench.css", "nls.messages.js"]
+
+# Each prefetched URL's resource timing in this document: [name, transferSize, encodedBodySize, responseEnd].
+TIMINGS = """names => names.map(name => {
+    const entry = performance.getEntriesByName(new URL(name, location.href).href)
+        .find(e => e.responseEnd > 0);
+    return entry ? [entry.name, entry.transferSize, entry.encodedBodySize] : null;
+})"""
+
+
+def log_service(session_id: int, report: dict) -> None:
+    """append_event away from Playwright's event-loop thread, where its fan-out (async_to_sync) cannot run."""
+    def call():
+        try:
+            append_event(session_id, "service", report)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(call).result()
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API keeps a loop in this thread
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def test_the_page_fetches_vscode_files_while_the_sandbox_starts_and_the_frame_takes_them_from_the_cache(
+        live, users, make_session, install, code_server, browser):
+    starting = {"state": "starting", "port": None, "reason": ""}
+    session = make_session(users["ada"], {"ide": starting})
+    log_service(session.pk, {"name": "ide", **starting})
+    client = Client()
+    client.force_login(users["ada"])
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live.url}])
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(f"{live.url}/sessions/{session.pk}/")
+
+    urls = page.evaluate('JSON.parse(document.getElementById("vscode-prefetch").textContent)')
+    assert [url.rsplit("/", 1)[1] for url in urls] == FILES
+    assert all(url.startswith(f"/w/{session.pk}/ide{install.prefix}") for url in urls)
+    page.wait_for_function(f"names => ({TIMINGS})(names).every(Boolean)", arg=urls)
+    fetched = page.evaluate(TIMINGS, urls)
+    assert all(transferred > 0 for _name, transferred, _size in fetched)  # from the proxy, while VS Code starts
+
+    # VS Code is up: the page loads its frame, whose page asks for the same URLs.
+    Sandbox.objects.filter(pk=session.sandbox_id).update(services={"ide": ready(code_server.port)})
+    log_service(session.pk, {"name": "ide", **ready(code_server.port)})
+    page.frame_locator("#ide-frame").locator(".monaco-workbench").wait_for(state="visible")
+    frame = next(f for f in page.frames if f.url.startswith(f"{live.url}/w/{session.pk}/ide/"))
+    loaded = frame.evaluate(TIMINGS, [f"{live.url}{url}" for url in urls])
+    assert [name for name, _transferred, _size in loaded] == [f"{live.url}{url}" for url in urls]
+    # From the cache: nothing transferred, the whole body there.
+    assert [(transferred, size > 0) for _name, transferred, size in loaded] == [(0, True)] * len(urls)
+    # The font was not prefetched: it came over the network (so the zeros above are the cache's).
+    font = "performance.getEntriesByType('resource').find(e => e.name.includes('/out/media/codicon.ttf'))"
+    frame.wait_for_function(f"() => ({font})?.responseEnd > 0")
+    assert frame.evaluate(f"() => ({font}).transferSize") > 0
+    context.close()
