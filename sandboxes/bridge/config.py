@@ -100,6 +100,10 @@ class BridgeConfig:
         config["permission"] = {**(permission if isinstance(permission, dict) else {}), **PERMISSIONS}
         config.setdefault("share", "disabled")
         config.setdefault("autoupdate", False)
+        # OpenCode's own undo snapshots copy the worktree into a git store in the sandbox at each step:
+        # CPU before every model call, and bytes in every platform snapshot. The platform's snapshots
+        # and the bridge's diffs stand in for them.
+        config.setdefault("snapshot", False)
         return config
 
     def service_env(self) -> dict[str, str]:

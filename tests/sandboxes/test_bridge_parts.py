@@ -110,6 +110,7 @@ def test_config_forces_write_permissions_and_links_the_plugin_package(tmp_path, 
     assert config.websocket_url == "wss://cp.example/base/ws/sandbox/42/"
     merged = config.merged_opencode_config()
     assert merged["permission"] == {"edit": "ask", "read": "allow", "bash": "ask", "question": "deny"}
+    assert merged["snapshot"] is False and merged["share"] == "disabled"
     child_env = config.opencode_env("pw")
     assert "INSPECT_SANDBOX_TOKEN" not in child_env and child_env["OPENCODE_SERVER_PASSWORD"] == "pw"
     folder = tmp_path / "config"
