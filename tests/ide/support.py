@@ -215,3 +215,7 @@ class CodeServer:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=10)
+        try:  # VS Code's extension host can outlive code-server's SIGTERM
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
