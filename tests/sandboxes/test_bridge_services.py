@@ -230,3 +230,23 @@ def test_vs_code_is_not_ready_while_its_workbench_page_fails(tmp_path):
         await stop(svc, task)
 
     asyncio.run(scenario())
+
+
+def test_stopping_a_service_also_ends_children_that_ignore_sigterm(tmp_path):
+    """VS Code's extension host outlives code-server's SIGTERM: what is left of the group is killed."""
+    async def scenario():
+        reports = Reports()
+        port = free_port()
+        child = (f"import runpy, signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                 f"sys.argv = ['http.server', '{port}', '--bind', '127.0.0.1']; "
+                 f"runpy.run_module('http.server', run_name='__main__')")
+        script = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(60)"
+        plan = lambda: Plan([Step([sys.executable, "-c", script])], port, ready=lambda: tcp_open(port))  # noqa: E731
+        svc = service(tmp_path, plan, reports)
+        task = await supervised(svc)
+        await reports.until("web", "ready")
+        await stop(svc, task)
+        await asyncio.sleep(0.2)
+        assert not await tcp_open(port)
+
+    asyncio.run(scenario())
