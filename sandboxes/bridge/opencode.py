@@ -97,12 +97,28 @@ class OpenCodeServer:
             log.error("cannot start OpenCode: %s", e)
             return None
         log.info("OpenCode started (pid %s, port %s)", self.process.pid, self.port)
+        warm_up = None
         if await self._wait_healthy(60):
             threading.Thread(target=self._read_events, args=(generation,), daemon=True).start()
+            warm_up = asyncio.create_task(self.warm_up())
         elif self.process.returncode is None:
             log.error("OpenCode did not become healthy in 60 s; killing it")
             self.process.kill()
-        return await self.process.wait()
+        code = await self.process.wait()
+        if warm_up is not None:
+            warm_up.cancel()
+        return code
+
+    async def warm_up(self) -> None:
+        """OpenCode sets up its project instance and model providers on first use, ~2 s of CPU that
+        the first prompt would wait for: done now, while the sandbox waits for one (a pooled
+        sandbox, or a restore started while someone writes). A prompt meanwhile shares the work."""
+        started = time.monotonic()
+        try:
+            await self.request("GET", "/config/providers", timeout=60)
+            log.info("OpenCode warmed up in %.2f s", time.monotonic() - started)
+        except (OSError, ValueError, OpenCodeError, http.client.HTTPException) as e:
+            log.warning("warming OpenCode up failed: %s", e)
 
     async def _wait_healthy(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -224,6 +224,15 @@ def test_hello_then_heartbeats(bridge, control_plane):
     assert first["busy"] is False and later["busy"] is False
 
 
+def test_opencode_is_warmed_up_before_the_first_prompt_without_calling_the_model(bridge, model):
+    deadline = time.monotonic() + 60
+    while "OpenCode warmed up" not in bridge.output():
+        assert time.monotonic() < deadline, bridge.output()[-3000:]
+        time.sleep(0.1)
+    assert "warming OpenCode up failed" not in bridge.output()
+    assert model.requests == []  # warming spends no tokens
+
+
 def test_a_write_waits_for_sync_done_then_the_run_completes(bridge, control_plane, model):
     mark = control_plane.mark()
     prompt = control_plane.command("prompt", prompt_id=1, text="Please create the greeting file", author="Ada",
