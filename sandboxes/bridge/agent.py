@@ -51,7 +51,7 @@ class Agent:
         self.outbox = outbox
         self.synced = config.synced
         self.translator = Translator(config.workspace)
-        self.server = OpenCodeServer(config, self.on_opencode_event)
+        self.server = OpenCodeServer(config, self.on_opencode_event, lambda: not self.running)
         self.workspace = Workspace(config, self.emit)
         self.ready = asyncio.Event()  # OpenCode is up and its event stream connected
         self.done = asyncio.Event()

@@ -44,9 +44,11 @@ class OpenCodeServer:
     event loop, with `{"type": "bridge.stream", "connected": bool, "generation": n}` when the stream (re)connects
     or drops, and `{"type": "bridge.exited", "code": int}` when the process ended."""
 
-    def __init__(self, config: BridgeConfig, on_event: Callable[[dict], None]):
+    def __init__(self, config: BridgeConfig, on_event: Callable[[dict], None],
+                 nothing_waiting: Callable[[], bool] = lambda: True):
         self.config = config
         self.on_event = on_event
+        self.nothing_waiting = nothing_waiting  # no command waits for OpenCode: time to warm it up
         self.password = secrets.token_urlsafe(24)
         self.port: int | None = None
         self.version: str | None = None
@@ -100,7 +102,8 @@ class OpenCodeServer:
         warm_up = None
         if await self._wait_healthy(60):
             threading.Thread(target=self._read_events, args=(generation,), daemon=True).start()
-            warm_up = asyncio.create_task(self.warm_up())
+            if self.nothing_waiting():  # else the waiting prompt does the same work, without a rival
+                warm_up = asyncio.create_task(self.warm_up())
         elif self.process.returncode is None:
             log.error("OpenCode did not become healthy in 60 s; killing it")
             self.process.kill()
@@ -112,7 +115,7 @@ class OpenCodeServer:
     async def warm_up(self) -> None:
         """OpenCode sets up its project instance and model providers on first use, ~2 s of CPU that
         the first prompt would wait for: done now, while the sandbox waits for one (a pooled
-        sandbox, or a restore started while someone writes). A prompt meanwhile shares the work."""
+        sandbox, or a restore started while someone writes)."""
         started = time.monotonic()
         try:
             await self.request("GET", "/config/providers", timeout=60)

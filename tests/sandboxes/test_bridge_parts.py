@@ -183,3 +183,11 @@ def test_a_bad_json_variable_is_named_in_the_error(name, value, error):
     with pytest.raises(ConfigError, match=error):
         BridgeConfig.from_env(env)
     assert BridgeConfig.from_env({k: v for k, v in env.items() if k != name}).services == {}
+
+
+def test_opencode_is_warmed_up_only_while_no_command_waits_for_it(tmp_path):
+    """A prompt waiting for OpenCode to start does the warm-up's work itself; both at once compete."""
+    agent = agent_for_tests(tmp_path)
+    assert agent.server.nothing_waiting()
+    agent.on_command({"command_id": 1, "name": "prompt", "prompt_id": 7, "text": "hi"})
+    assert not agent.server.nothing_waiting()
