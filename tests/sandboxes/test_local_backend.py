@@ -230,8 +230,9 @@ def test_snapshot_holds_only_the_change_and_restores_it(backend, sandbox, image)
 
 
 def test_terminate_ends_the_whole_process_tree_and_frees_everything(backend, sandbox):
-    run(backend, sandbox, "(setsid sleep 300 &) ; nohup sleep 301 >/dev/null 2>&1 &")
-    backend.start_service(sandbox, "server", "sleep 302")
+    # Durations no other process on the machine uses: the count below looks at every process.
+    run(backend, sandbox, "(setsid sleep 300.4242 &) ; nohup sleep 301.4242 >/dev/null 2>&1 &")
+    backend.start_service(sandbox, "server", "sleep 302.4242")
     time.sleep(0.3)
 
     def sleepers():
@@ -242,7 +243,7 @@ def test_terminate_ends_the_whole_process_tree_and_frees_everything(backend, san
                     cmd = (proc / "cmdline").read_bytes()
                 except OSError:
                     continue
-                if cmd.startswith(b"sleep\x0030"):
+                if cmd.startswith(b"sleep\x0030") and cmd.endswith(b".4242\x00"):
                     found.append(cmd)
         return found
 
