@@ -18,7 +18,7 @@ import signal
 import socket
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,10 +216,13 @@ class Service:
 SERVICE_PORTS = (32768, 60999)
 
 
-def service_port() -> int:
-    """A free 127.0.0.1 port in SERVICE_PORTS."""
+def service_port(avoid: Collection[int] = ()) -> int:
+    """A free 127.0.0.1 port in SERVICE_PORTS, none of `avoid` (the repo's dev server ports, which
+    may not be listening yet: taking one would make its dev server fail to start)."""
     for _ in range(200):
         port = random.randint(*SERVICE_PORTS)
+        if port in avoid:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))

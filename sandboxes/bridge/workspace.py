@@ -120,7 +120,7 @@ class Workspace:
     # --- plans ----------------------------------------------------------------------
 
     def ide_plan(self) -> Plan:
-        port = service_port()
+        port = service_port(avoid=self.ports)
         data = self.config.home / ".local/share/code-server"
         write_default_settings(data / "User" / "settings.json")
         binary = self.config.tools_dir / "code-server/node_modules/.bin/code-server"
@@ -131,7 +131,7 @@ class Workspace:
         return Plan([Step(argv)], port, ready=workbench_ready(port, self.config.workspace))
 
     def desktop_plan(self) -> Plan:
-        display, port = free_display(), service_port()
+        display, port = free_display(), service_port(avoid=self.ports)
         vnc = RUNTIME / f"vnc-{display}.sock"
         vnc.unlink(missing_ok=True)
         self.framebuffer.mkdir(parents=True, exist_ok=True)

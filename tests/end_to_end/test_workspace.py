@@ -1,5 +1,8 @@
 """The workspace in a real Chromium: VS Code, the desktop and the preview from a real sandbox."""
 
+import random
+import socket
+
 import httpx
 import pytest
 from django.contrib.auth.models import User
@@ -8,9 +11,22 @@ from playwright.sync_api import expect
 from sandboxes import builds
 from sessions.models import Session
 from tests.end_to_end.test_session_page import page  # noqa: F401  (the Playwright page fixture)
-from tests.support.live_server import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def dev_server_port() -> int:
+    """A free port below the kernel's ephemeral range, as real dev servers use (3000, 5173, ...): one
+    from free_port() could become some connection's local port before the dev server binds it."""
+    for _ in range(100):
+        port = random.randint(20000, 32000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port for the dev server")
 
 
 @pytest.fixture
@@ -18,7 +34,7 @@ def workspace(platform, settings, git_repo):
     """The platform with VS Code and the desktop on, and a repo whose dev server serves site/."""
     live, repo = platform
     settings.SANDBOX_WORKSPACE_SERVICES = True
-    port = free_port()
+    port = dev_server_port()
     git_repo.commit({"site/index.html": "<h1>Demo app v1</h1>\n"}, "a page")
     repo.start_commands = f"python3 -m http.server {port} --bind 127.0.0.1 --directory site"
     repo.preview_ports = str(port)

@@ -178,6 +178,16 @@ def test_service_ports_are_free_and_where_the_control_plane_accepts_them():
     assert all(SERVICE_PORTS[0] <= port <= SERVICE_PORTS[1] for port in ports)
 
 
+def test_service_ports_are_never_the_repos_dev_server_ports(monkeypatch):
+    """A dev server may not listen yet when VS Code starts: its port must stay free for it."""
+    from sandboxes.bridge import services
+
+    dev, other = free_port(), free_port()
+    picks = iter([dev, dev, other])
+    monkeypatch.setattr(services.random, "randint", lambda *_: next(picks))
+    assert services.service_port(avoid=[dev]) == other
+
+
 @pytest.fixture(scope="module")
 def tools() -> Path:
     call_command("install_sandbox_tools")
