@@ -29,15 +29,8 @@ def store_events(batch: list[tuple[Sandbox, str, dict]]) -> tuple[list[str], lis
     """Store events in one transaction, in order. Returns what was wrong with each ("" if it is
     stored, or was already) and the session events to fan out."""
     events, services = session_hooks()
-    problems = []
     with events.collect_fan_out() as fan_out, transaction.atomic():
-        for sandbox, event_id, event in batch:
-            try:
-                with transaction.atomic():  # a refused event leaves the others stored
-                    services.handle_bridge_event(sandbox, event_id, event)
-                problems.append("")
-            except ValueError as e:
-                problems.append(str(e))
+        problems = services.handle_bridge_events(batch)
     return problems, fan_out
 
 

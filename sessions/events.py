@@ -28,25 +28,54 @@ def group_name(session_id: int) -> str:
 def append_event(session_id: int, kind: str, data: dict, bridge_event_id: str = "") -> Event | None:
     """Store an event with the next seq; fan it out once the transaction commits.
     Returns None, changing nothing, when an event with this bridge_event_id is already stored."""
-    if not kind or len(kind) > MAX_KIND_LENGTH:
-        raise ValueError(f"An event kind is 1 to {MAX_KIND_LENGTH} characters.")
-    data = without_nul(data)
-    with transaction.atomic():
-        # The row lock serializes seq allocation per session on Postgres; on SQLite the
-        # transaction itself takes the write lock (transaction_mode IMMEDIATE).
-        last_seq = (
-            Session.objects.select_for_update(of=("self",)).values_list("last_seq", flat=True).get(pk=session_id)
+    return append_events([(session_id, kind, data, bridge_event_id)])[0]
+
+
+def append_events(entries: list[tuple[int, str, dict, str]]) -> list[Event | None]:
+    """Store events (session id, kind, data, bridge event id), in order, each with its session's
+    next seq, in a fixed number of queries however many sessions and events there are; fan them out
+    once the transaction commits. An entry whose bridge event id its session already has (stored
+    before or earlier in `entries`) is not stored again: its result is None."""
+    for _session_id, kind, _data, _bridge_event_id in entries:
+        if not kind or len(kind) > MAX_KIND_LENGTH:
+            raise ValueError(f"An event kind is 1 to {MAX_KIND_LENGTH} characters.")
+    session_ids = sorted({entry[0] for entry in entries})
+    bridge_event_ids = {entry[3] for entry in entries if entry[3]}
+    with transaction.atomic(savepoint=False):
+        # The row locks serialize seq allocation per session on Postgres (taken in pk order, as
+        # every caller does); on SQLite the transaction itself takes the write lock
+        # (transaction_mode IMMEDIATE).
+        last_seq = dict(
+            Session.objects.select_for_update(of=("self",)).filter(pk__in=session_ids)
+            .order_by("pk").values_list("pk", "last_seq")
         )
-        if bridge_event_id and Event.objects.filter(session_id=session_id, bridge_event_id=bridge_event_id).exists():
-            return None
+        if len(last_seq) < len(session_ids):
+            raise Session.DoesNotExist(f"no session {sorted(set(session_ids) - set(last_seq))}")
+        seen = set(
+            Event.objects.filter(session_id__in=session_ids, bridge_event_id__in=bridge_event_ids)
+            .values_list("session_id", "bridge_event_id")
+        ) if bridge_event_ids else set()
         now = timezone.now()
-        Session.objects.filter(pk=session_id).update(last_seq=last_seq + 1, last_activity_at=now)
-        event = Event.objects.create(
-            session_id=session_id, seq=last_seq + 1, kind=kind, data=data,
-            bridge_event_id=bridge_event_id, created_at=now,
-        )
-        transaction.on_commit(lambda: fan_out(event))
-    return event
+        results: list[Event | None] = []
+        for session_id, kind, data, bridge_event_id in entries:
+            if bridge_event_id and (session_id, bridge_event_id) in seen:
+                results.append(None)
+                continue
+            if bridge_event_id:
+                seen.add((session_id, bridge_event_id))
+            last_seq[session_id] += 1
+            results.append(Event(session_id=session_id, seq=last_seq[session_id], kind=kind, data=without_nul(data),
+                                 bridge_event_id=bridge_event_id, created_at=now))
+        stored = [event for event in results if event is not None]
+        if stored:
+            Event.objects.bulk_create(stored)
+            touched = {event.session_id for event in stored}
+            Session.objects.bulk_update(
+                [Session(pk=pk, last_seq=last_seq[pk], last_activity_at=now) for pk in sorted(touched)],
+                ["last_seq", "last_activity_at"],
+            )
+            transaction.on_commit(lambda: [fan_out(event) for event in stored])
+    return results
 
 
 def fan_out(event: Event) -> None:

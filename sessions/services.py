@@ -18,12 +18,13 @@ from sandboxes import providers, provisioning, tasks
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox, Snapshot
 from sessions import queue, workspace
-from sessions.events import append_event
+from sessions.events import MAX_KIND_LENGTH, append_event, append_events
 from sessions.models import MAX_PROMPT_CHARS, Event, Membership, Prompt, Session, clean_prompt
 
 logger = logging.getLogger(__name__)
 __all__ = ["MAX_PROMPT_CHARS", "cancel_prompt", "create_session", "dispatch", "handle_bridge_connected",
-           "handle_bridge_event", "handle_sandbox_phase", "note_typing", "on_agent_idle", "stop", "submit_prompt"]
+           "handle_bridge_event", "handle_bridge_events", "handle_sandbox_phase", "note_typing", "on_agent_idle",
+           "stop", "submit_prompt"]
 
 MODEL_RE = re.compile(r"^[\w.-]+/\S{1,150}$")
 # What decisions change on a session; never last_seq, which only append_event moves.
@@ -240,15 +241,27 @@ def send_to_bridge(sandbox_id, command: dict) -> None:
 # --- what bridges and sandboxes report ---------------------------------------------
 
 
-def handle_bridge_event(sandbox: Sandbox, bridge_event_id: str, event: dict) -> Event | None:
-    """Store a bridge's event (once per id) and apply it. None: already stored, or the sandbox
-    serves no session any more; either way the bridge may be told it is stored."""
+def check_bridge_event(bridge_event_id: str, event: dict) -> None:
+    """ValueError saying what is wrong with a bridge's event, before anything is written."""
     if not isinstance(bridge_event_id, str) or not 0 < len(bridge_event_id) <= 100:
         raise ValueError("A bridge event needs an id of 1 to 100 characters.")
     if not isinstance(event, dict) or not isinstance(event.get("kind"), str):
         raise ValueError("A bridge event is an object with a kind.")
+    if not 0 < len(event["kind"]) <= MAX_KIND_LENGTH:
+        raise ValueError(f"An event kind is 1 to {MAX_KIND_LENGTH} characters.")
     if event["kind"] in CONTROL_PLANE_KINDS:
         raise ValueError(f"A bridge cannot send {event['kind']!r} events.")
+
+
+def is_plain(event: dict) -> bool:
+    """Only stored and shown (text, tool calls, diffs): nothing about the session or sandbox changes."""
+    return event["kind"] not in STATEFUL_KINDS and event["kind"] != "service"
+
+
+def handle_bridge_event(sandbox: Sandbox, bridge_event_id: str, event: dict) -> Event | None:
+    """Store a bridge's event (once per id) and apply it. None: already stored, or the sandbox
+    serves no session any more; either way the bridge may be told it is stored."""
+    check_bridge_event(bridge_event_id, event)
     if event["kind"] == "service":  # kept on the sandbox too: a pooled one serves no session yet
         report = workspace.clean_service_report(sandbox, event)
         workspace.record_service(sandbox, report)
@@ -267,6 +280,47 @@ def handle_bridge_event(sandbox: Sandbox, bridge_event_id: str, event: dict) -> 
     if idle:
         on_agent_idle(session)
     return stored
+
+
+def handle_bridge_events(batch: list[tuple[Sandbox, str, dict]]) -> list[str]:
+    """Store and apply events from bridges, in order per sandbox; what was wrong with each ("" if it
+    is stored, was already, or its sandbox serves no session). The events of sandboxes that sent only
+    plain ones (most of a run: text, tool calls) are stored together in a few queries; the others
+    one by one, each in a savepoint so that a refused one leaves the rest stored."""
+    problems = [""] * len(batch)
+    checked = []
+    for index, (_sandbox, bridge_event_id, event) in enumerate(batch):
+        try:
+            check_bridge_event(bridge_event_id, event)
+            checked.append(index)
+        except ValueError as e:
+            problems[index] = str(e)
+    one_by_one = {batch[i][0].pk for i in checked if not is_plain(batch[i][2])}
+    plain = [i for i in checked if batch[i][0].pk not in one_by_one]
+    if plain:
+        serving = {}  # the most recently active session of each sandbox, as handle_bridge_event's first()
+        sessions = Session.objects.filter(sandbox__in={batch[i][0].pk for i in plain}).order_by("last_activity_at")
+        for sandbox_id, session_id in sessions.values_list("sandbox_id", "pk"):
+            serving[sandbox_id] = session_id
+        entries = []
+        for i in plain:
+            sandbox, bridge_event_id, event = batch[i]
+            if sandbox.pk not in serving:
+                logger.info("event %s from sandbox %s, which serves no session", bridge_event_id, sandbox.pk)
+                continue
+            data = {k: v for k, v in event.items() if k != "kind"}
+            entries.append((serving[sandbox.pk], event["kind"], data, bridge_event_id))
+        if entries:
+            append_events(entries)
+    for i in checked:
+        sandbox, bridge_event_id, event = batch[i]
+        if sandbox.pk in one_by_one:
+            try:
+                with transaction.atomic():
+                    handle_bridge_event(sandbox, bridge_event_id, event)
+            except ValueError as e:
+                problems[i] = str(e)
+    return problems
 
 
 def apply_bridge_event(session: Session, kind: str, data: dict) -> bool:

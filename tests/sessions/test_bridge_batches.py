@@ -54,7 +54,7 @@ def test_events_sent_together_are_stored_in_batches_acked_and_fanned_out_in_orde
                                                                                  monkeypatch):
     listener = listen(group_name(session.pk))
     batches, store_threads, send_threads = [], set(), set()
-    store, handle = event_store.store_events.func, services.handle_bridge_event
+    store, handle = event_store.store_events.func, services.handle_bridge_events
 
     def slow_store(batch):
         batches.append([event_id for _sandbox, event_id, _event in batch])
@@ -73,7 +73,7 @@ def test_events_sent_together_are_stored_in_batches_acked_and_fanned_out_in_orde
         return await original_send(self, group, message)
 
     monkeypatch.setattr(event_store, "store_events", database_sync_to_async(slow_store))
-    monkeypatch.setattr(services, "handle_bridge_event", recording_handle)
+    monkeypatch.setattr(services, "handle_bridge_events", recording_handle)
     monkeypatch.setattr(type(get_channel_layer()), "group_send", recording_send)
 
     replies = async_to_sync(send_all)(running, running.issue_token(), [delta(n) for n in range(1, 6)], 5)
