@@ -113,11 +113,15 @@ else:
     CELERY_BROKER_URL = f"redis+socket://{EMBEDDED_REDIS_SOCKET}"
     CHANNEL_REDIS_HOST = f"unix://{EMBEDDED_REDIS_SOCKET}"
 
+# Pub/sub: a group message is published once and each process hands it to its own sockets in the
+# group, where the list-based layer queued a copy per socket and popped each with a round trip
+# (50 viewers of a session: 50 pops per event). Nothing is kept for a socket that is not there;
+# session events are stored first and clients resume from the log; a prompt sent to a bridge that
+# was away is sent again at its hello.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        # redis-py 8 times reads out after 5 s, as long as channels_redis's blocking pop waits: give it room.
-        "CONFIG": {"hosts": [{"address": CHANNEL_REDIS_HOST, "socket_timeout": 30}]},
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [{"address": CHANNEL_REDIS_HOST}]},
     }
 }
 

@@ -4,8 +4,6 @@ import threading
 from datetime import timedelta
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import connection
 from django.utils import timezone
 
@@ -13,6 +11,7 @@ from sandboxes import builds, provisioning
 from sandboxes.backends import get_backend
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox
+from tests.support.listener import Listener
 
 pytestmark = pytest.mark.django_db
 
@@ -34,9 +33,7 @@ def shell(sandbox: Sandbox, command: str) -> str:
 def test_a_new_sandbox_syncs_to_the_branch_head_and_announces_its_phases(repo, git_repo):
     head = git_repo.commit({"app.py": "print('newer than the image')\n"}, "after the image")
     sandbox = provisioning.create_sandbox(repo)
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(provisioning.group_name(sandbox.pk), channel)
+    listener = Listener(provisioning.group_name(sandbox.pk))
 
     sandbox = provisioning.provision(sandbox.pk)
 
@@ -44,10 +41,8 @@ def test_a_new_sandbox_syncs_to_the_branch_head_and_announces_its_phases(repo, g
     assert sandbox.synced_commit == head
     assert shell(sandbox, "cat app.py image.txt") == "print('newer than the image')\nimage\n"
 
-    async def two_messages():
-        return [(await layer.receive(channel))["state"] for _ in range(2)]
-
-    phases = async_to_sync(two_messages)()
+    phases = [listener.receive()["state"] for _ in range(2)]
+    listener.close()
     assert phases == [State.SYNCING, State.READY]
 
 

@@ -7,7 +7,7 @@ from sandboxes import tasks
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox
 from sessions.models import Session
-from tests.sessions.support import Listener
+from tests.support.listener import Listener
 from tests.support.rows import repo_with_image
 
 

@@ -15,7 +15,7 @@ from channels.testing import WebsocketCommunicator
 from inspect_site.asgi import application
 from sandboxes import event_store
 from sandboxes.lifecycle import State
-from sessions import services
+from sessions import events, services
 from sessions.events import group_name
 from sessions.models import Event, Session
 
@@ -66,15 +66,16 @@ def test_events_sent_together_are_stored_in_batches_acked_and_fanned_out_in_orde
         store_threads.add(threading.get_ident())
         return handle(*args)
 
-    original_send = type(get_channel_layer()).group_send
+    layer = get_channel_layer()
 
-    async def recording_send(self, group, message):
-        send_threads.add(threading.get_ident())
-        return await original_send(self, group, message)
+    class RecordingLayer:
+        async def group_send(self, group, message):
+            send_threads.add(threading.get_ident())
+            return await layer.group_send(group, message)
 
     monkeypatch.setattr(event_store, "store_events", database_sync_to_async(slow_store))
     monkeypatch.setattr(services, "handle_bridge_events", recording_handle)
-    monkeypatch.setattr(type(get_channel_layer()), "group_send", recording_send)
+    monkeypatch.setattr(events, "get_channel_layer", RecordingLayer)
 
     replies = async_to_sync(send_all)(running, running.issue_token(), [delta(n) for n in range(1, 6)], 5)
 
