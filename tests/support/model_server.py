@@ -22,6 +22,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 TITLE = "Scripted session title"
+LATE_SECONDS = 3.0
 
 
 def text_of(content) -> str:
@@ -42,7 +43,8 @@ def working_directory(messages: list[dict], system: str = "") -> str | None:
 
 
 def plan(messages: list[dict], has_tools: bool, system: str = "") -> tuple[str, object]:
-    """What to answer: ("text", str) | ("tool", (name, args)) | ("status", code) | ("slow", str)."""
+    """What to answer: ("text", str) | ("tool", (name, args)) | ("status", code) | ("slow", str) |
+    ("late", str): text after LATE_SECONDS without a byte, as a provider thinking before it answers."""
     if not has_tools:
         return "text", TITLE
     last = messages[-1] if messages else {}
@@ -56,6 +58,8 @@ def plan(messages: list[dict], has_tools: bool, system: str = "") -> tuple[str, 
         return "status", 500
     if "error401" in user:
         return "status", 401
+    if "latefirst" in user:
+        return "late", "Thought about it."
     if "slow" in user:
         return "slow", " ".join(f"word{i}" for i in range(40))
     if "screenshot" in user:  # the bridge's custom tool; "url:X" picks a page instead of the desktop
@@ -125,10 +129,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def openai(self, body: dict) -> None:
         kind, value = plan(body.get("messages", []), bool(body.get("tools")))
+        if kind == "late":
+            time.sleep(LATE_SECONDS)
         if kind == "status":
             return self.send_json(value, {"error": {"message": f"scripted error {value}", "type": "server_error"}})
         if not body.get("stream"):
-            text = value if kind in ("text", "slow") else ""
+            text = value if kind in ("text", "slow", "late") else ""
             return self.send_json(200, {
                 "id": "chatcmpl-1", "object": "chat.completion", "model": body.get("model"),
                 "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
@@ -175,7 +181,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(value, {"type": "error", "error": {"type": error_type, "message": "scripted"}})
         model = body.get("model")
         if not body.get("stream"):
-            text = value if kind in ("text", "slow") else ""
+            text = value if kind in ("text", "slow", "late") else ""
             return self.send_json(200, {
                 "id": "msg_1", "type": "message", "role": "assistant", "model": model,
                 "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",

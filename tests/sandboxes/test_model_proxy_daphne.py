@@ -1,0 +1,121 @@
+"""The model proxy under a real Daphne process: streaming (ASGITransport collects a whole response
+before handing it over), clients that leave, and calls that wait on their provider side by side."""
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.sandboxes.test_model_proxy import assert_clean_upstream, chat_body, db, header, make_sandbox, messages_body
+from tests.support.live_server import LiveServer
+from tests.support.model_server import LATE_SECONDS, ScriptedModelServer
+from tests.support.providers import ANTHROPIC_KEY, OPENAI_KEY
+
+
+@pytest.fixture(scope="module")
+def daphne(django_db_setup):
+    """Daphne serving inspect_site.asgi on the test database, its providers (from the environment,
+    none inherited) pointed at a scripted model server of its own."""
+    upstream = ScriptedModelServer().start()
+    live = LiveServer(env={
+        "OPENAI_COMPATIBLE_BASE_URL": f"{upstream.url}/v1", "OPENAI_COMPATIBLE_NAME": "scripted",
+        "OPENAI_COMPATIBLE_MODELS": "scripted", "OPENAI_COMPATIBLE_API_KEY": OPENAI_KEY,
+        "ANTHROPIC_API_KEY": ANTHROPIC_KEY, "ANTHROPIC_BASE_URL": upstream.url, "ANTHROPIC_MODELS": "claude-test",
+    }, without=("OPENAI_", "ANTHROPIC_"))
+    try:
+        live.start()
+        yield live.url, upstream
+    finally:
+        live.stop()
+        upstream.stop()
+
+
+@db
+def test_chunks_reach_the_client_as_the_provider_sends_them(daphne):
+    url, upstream = daphne
+    _, token = make_sandbox()
+    arrivals = []
+    start = time.monotonic()
+    with httpx.stream("POST", f"{url}/model-proxy/scripted/v1/chat/completions", json=chat_body("slow"),
+                      headers={"Authorization": f"Bearer {token}"}, timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        for line in response.iter_lines():
+            if line.startswith("data: ") and '"content": "word' in line:
+                arrivals.append(time.monotonic() - start)
+    # 40 words 0.25 s apart: the first must arrive at once, not when the provider has finished.
+    assert len(arrivals) == 40
+    assert arrivals[0] < 1.5, arrivals[:3]
+    assert arrivals[-1] - arrivals[0] > 8, (arrivals[0], arrivals[-1])
+    assert arrivals[20] - arrivals[0] > 3.5  # spread out, not bunched
+    assert header(upstream.requests[-1], "Authorization") == f"Bearer {OPENAI_KEY}"
+    assert_clean_upstream(upstream.requests[-1], token)
+
+
+@db
+def test_a_client_that_leaves_stops_the_provider_stream(daphne):
+    url, upstream = daphne
+    _, token = make_sandbox()
+    first = None
+    start = time.monotonic()
+    with httpx.stream("POST", f"{url}/model-proxy/anthropic/v1/messages", json=messages_body("slow"),
+                      headers={"x-api-key": token, "anthropic-version": "2023-06-01"}, timeout=30) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if '"text_delta"' in line:
+                first = time.monotonic() - start
+                break
+    assert first is not None and first < 1.5
+    assert header(upstream.requests[-1], "x-api-key") == ANTHROPIC_KEY
+    # The proxy closed its upstream request: the provider's next write fails (it would take 10 s otherwise).
+    deadline = time.monotonic() + 5
+    while not any(r["path"] == "disconnected" for r in upstream.requests):
+        assert time.monotonic() < deadline, "the provider kept streaming to nobody"
+        time.sleep(0.05)
+
+
+@db
+def test_daphne_serves_the_proxy_without_a_login_session(daphne):
+    url, upstream = daphne
+    _, token = make_sandbox()
+    before = len(upstream.requests)
+    refused = httpx.post(f"{url}/model-proxy/scripted/v1/chat/completions", json=chat_body("justtext"), timeout=10)
+    assert refused.status_code == 401  # not a redirect to the login page, not a CSRF failure
+    answered = httpx.post(f"{url}/model-proxy/scripted/v1/chat/completions", json=chat_body("justtext"),
+                          headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert answered.status_code == 200 and answered.text.rstrip().endswith("data: [DONE]")
+    assert len(upstream.requests) == before + 1
+
+
+@db
+def test_a_call_waiting_for_its_provider_holds_up_no_other_request(daphne):
+    """Providers think for seconds before their first byte; meanwhile other agents' calls and
+    people's pages must be served as usual, not queued behind the waiting one."""
+    url, _upstream = daphne
+    _, waiting_token = make_sandbox()
+    _, other_token = make_sandbox()
+    waited = {}
+
+    def wait_for_provider() -> None:
+        start = time.monotonic()
+        answer = httpx.post(f"{url}/model-proxy/scripted/v1/chat/completions", json=chat_body("latefirst"),
+                            headers={"Authorization": f"Bearer {waiting_token}"}, timeout=30)
+        waited["seconds"], waited["status"] = time.monotonic() - start, answer.status_code
+
+    thread = threading.Thread(target=wait_for_provider)
+    thread.start()
+    time.sleep(0.5)  # the first call is waiting on its provider
+    start = time.monotonic()
+    answered = httpx.post(f"{url}/model-proxy/scripted/v1/chat/completions", json=chat_body("justtext"),
+                          headers={"Authorization": f"Bearer {other_token}"}, timeout=30)
+    other_call = time.monotonic() - start
+    start = time.monotonic()
+    page = httpx.get(f"{url}/accounts/login/", timeout=30)
+    page_load = time.monotonic() - start
+    thread.join()
+
+    assert answered.status_code == 200 and page.status_code == 200
+    assert waited == {"seconds": pytest.approx(LATE_SECONDS, abs=1.5), "status": 200}
+    assert other_call < 1.0, f"another sandbox's model call took {other_call:.2f} s"
+    assert page_load < 1.0, f"a page took {page_load:.2f} s"
