@@ -31,18 +31,21 @@ def opencode_config(token: str) -> dict:
         return {"share": "disabled", "autoupdate": False}
 
 
-def workspace_services(sandbox: Sandbox) -> dict:
+def workspace_services(sandbox: Sandbox, shares_host_network: bool = False) -> dict:
     """What the bridge runs beside OpenCode: VS Code and the desktop (unless turned off) and the
-    repo's dev servers with the ports they serve."""
+    repo's dev servers with the ports they serve. Where sandboxes share the host's network, a pooled
+    sandbox starts the dev servers only once a session claims it (the `claimed` command): they
+    listen on the repo's fixed ports, which the sandbox a session works in needs."""
     wanted = settings.SANDBOX_WORKSPACE_SERVICES
     image = sandbox.image
     return {"ide": wanted, "desktop": wanted,
-            "dev": {"commands": list(image.start_commands), "ports": list(image.forward_ports)}}
+            "dev": {"commands": list(image.start_commands), "ports": list(image.forward_ports),
+                    "after_claim": sandbox.pooled and shares_host_network}}
 
 
-def bridge_env(sandbox: Sandbox, token: str, synced: bool) -> dict[str, str]:
+def bridge_env(sandbox: Sandbox, token: str, synced: bool, shares_host_network: bool = False) -> dict[str, str]:
     return {
-        "INSPECT_SERVICES": json.dumps(workspace_services(sandbox)),
+        "INSPECT_SERVICES": json.dumps(workspace_services(sandbox, shares_host_network)),
         "INSPECT_CONTROL_PLANE_URL": settings.SANDBOX_CONTROL_PLANE_URL,
         "INSPECT_SANDBOX_ID": str(sandbox.pk),
         "INSPECT_SANDBOX_TOKEN": token,
@@ -55,4 +58,5 @@ def bridge_env(sandbox: Sandbox, token: str, synced: bool) -> dict[str, str]:
 
 def start_bridge(backend: SandboxBackend, sandbox: Sandbox, synced: bool) -> None:
     token = sandbox.issue_token()
-    backend.start_service(sandbox.backend_ref, "bridge", BRIDGE_COMMAND, env=bridge_env(sandbox, token, synced))
+    env = bridge_env(sandbox, token, synced, backend.shares_host_network)
+    backend.start_service(sandbox.backend_ref, "bridge", BRIDGE_COMMAND, env=env)

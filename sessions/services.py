@@ -205,6 +205,7 @@ def start_sandbox(session: Session, snapshot_id: str | None) -> bool:
     })
     if from_pool:
         workspace.replay_services(session, sandbox)
+        send_to_bridge(sandbox.pk, {"name": "claimed"})  # its dev servers may wait for a session
     if sandbox.state == State.PROVISIONING and not from_pool:  # a pooled one is on its way already
         transaction.on_commit(lambda: tasks.provision_sandbox.delay(str(sandbox.pk)))
     return sandbox.state in queue.USABLE
@@ -369,8 +370,12 @@ def handle_sandbox_phase(sandbox: Sandbox) -> None:
 
 
 def handle_bridge_connected(sandbox: Sandbox) -> None:
-    """A bridge said hello: it can take commands now, and gets again a prompt sent while it was away."""
-    for session in Session.objects.filter(sandbox_id=sandbox.pk):
+    """A bridge said hello: it can take commands now, and gets again a prompt sent while it was away
+    and, if a session claimed its sandbox from the pool, `claimed`."""
+    sessions = list(Session.objects.filter(sandbox_id=sandbox.pk))
+    if sessions and sandbox.claimed_at:
+        send_to_bridge(sandbox.pk, {"name": "claimed"})
+    for session in sessions:
         dispatch(session, queue.BRIDGE_CONNECTED)
 
 

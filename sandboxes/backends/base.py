@@ -60,6 +60,8 @@ class SnapshotInfo:
 
 class SandboxBackend(ABC):
     name: str
+    # Whether its sandboxes listen on the host's own network (ports are shared between sandboxes).
+    shares_host_network: bool = False
 
     @abstractmethod
     def build_image(self, spec: ImageSpec, log: LogFn) -> BuiltImage:

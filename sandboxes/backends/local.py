@@ -92,6 +92,7 @@ def redactor(secrets: dict[str, str], log: LogFn) -> LogFn:
 
 class LocalBackend(SandboxBackend):
     name = "local"
+    shares_host_network = True  # no network namespace of its own: see docs/sandboxes.md
 
     def __init__(self, root: Path):
         self.root = Path(root)

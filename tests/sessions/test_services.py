@@ -50,7 +50,8 @@ def test_a_new_session_takes_a_warm_sandbox_and_its_prompt_goes_straight_to_the_
     assert session.branch == f"inspect/{session.pk}"
     assert session.memberships.get().role == "owner"
     prompt = session.prompts.get()
-    [command] = listener.commands()
+    claimed, command = listener.commands()
+    assert claimed == {"name": "claimed"}  # its dev servers may start now
     assert command == {
         "name": "prompt", "prompt_id": prompt.pk, "text": prompt.text_for_agent(), "author": "Ada",
         "model": {"providerID": "anthropic", "modelID": "claude-sonnet-4"}, "opencode_session_id": None,

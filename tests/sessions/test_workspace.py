@@ -9,7 +9,7 @@ from sandboxes import provisioning
 from sandboxes.lifecycle import State
 from sessions import services, workspace
 from sessions.consumers import invalid
-from sessions.models import Artifact
+from sessions.models import Artifact, Session
 
 pytestmark = pytest.mark.django_db
 
@@ -87,6 +87,31 @@ def test_a_pooled_sandbox_keeps_its_services_and_the_session_that_claims_it_lear
     assert session.sandbox_id == pooled.pk
     learned = session.events.filter(kind="service").get().data
     assert learned == {"name": "ide", "state": "ready", "port": 41000, "reason": ""}
+
+
+def test_the_bridge_of_a_claimed_pool_sandbox_is_told_so_and_again_when_it_reconnects(
+        repo, user, make_sandbox, listen, django_capture_on_commit_callbacks):
+    pooled = make_sandbox(pooled=True)
+    bridge = listen(provisioning.group_name(pooled.pk))
+    with django_capture_on_commit_callbacks(execute=True):
+        session = services.create_session(repo, user, "justtext hi")
+    assert session.sandbox_id == pooled.pk
+    assert [c["name"] for c in bridge.commands()] == ["claimed", "prompt"]  # its dev servers may start now
+
+    pooled.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.handle_bridge_connected(pooled)
+    assert [c["name"] for c in bridge.commands()] == ["claimed", "prompt"]  # the prompt is not confirmed yet
+
+
+def test_the_bridge_of_a_sandbox_started_for_its_session_is_not_told_it_was_claimed(
+        session, make_sandbox, listen, django_capture_on_commit_callbacks):
+    sandbox = make_sandbox(State.READY)
+    Session.objects.filter(pk=session.pk).update(sandbox=sandbox)
+    bridge = listen(provisioning.group_name(sandbox.pk))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.handle_bridge_connected(sandbox)
+    assert bridge.nothing()
 
 
 @pytest.mark.parametrize("kind", ["screenshot", "status", "prompt_finished", "sandbox_phase"])
