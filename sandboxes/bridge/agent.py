@@ -16,6 +16,8 @@ from .workspace import Workspace
 
 log = logging.getLogger("bridge.agent")
 SESSION_ID = re.compile(r"ses_[A-Za-z0-9]{1,64}")
+# Events that say OpenCode's first run got past its start-up (it reached the model, or ended).
+STARTED_KINDS = frozenset({"step", "text_delta", "text", "tool_started", "idle", "error"})
 
 
 class CommandError(Exception):
@@ -51,8 +53,11 @@ class Agent:
         self.outbox = outbox
         self.synced = config.synced
         self.translator = Translator(config.workspace)
-        self.server = OpenCodeServer(config, self.on_opencode_event, lambda: not self.running)
-        self.workspace = Workspace(config, self.emit)
+        # OpenCode's start-up is over: its first run reached the model (or ended), or it was warmed up
+        # with nothing waiting. A restored sandbox starts its services only then (see Workspace).
+        self.started = asyncio.Event()
+        self.server = OpenCodeServer(config, self.on_opencode_event, lambda: not self.running, self.started.set)
+        self.workspace = Workspace(config, self.emit, self.started)
         self.ready = asyncio.Event()  # OpenCode is up and its event stream connected
         self.done = asyncio.Event()
         self.commands: asyncio.Queue[dict] = asyncio.Queue()
@@ -64,6 +69,8 @@ class Agent:
 
     def emit(self, event: dict) -> None:
         self.outbox.add_event(event)
+        if event.get("kind") in STARTED_KINDS:
+            self.started.set()
 
     def hello(self) -> dict:
         return {"type": "hello", "bridge_version": BRIDGE_VERSION,

@@ -45,10 +45,11 @@ class OpenCodeServer:
     or drops, and `{"type": "bridge.exited", "code": int}` when the process ended."""
 
     def __init__(self, config: BridgeConfig, on_event: Callable[[dict], None],
-                 nothing_waiting: Callable[[], bool] = lambda: True):
+                 nothing_waiting: Callable[[], bool] = lambda: True, on_warm: Callable[[], None] = lambda: None):
         self.config = config
         self.on_event = on_event
         self.nothing_waiting = nothing_waiting  # no command waits for OpenCode: time to warm it up
+        self.on_warm = on_warm  # called when a warm-up ended (done or failed)
         self.password = secrets.token_urlsafe(24)
         self.port: int | None = None
         self.version: str | None = None
@@ -122,6 +123,7 @@ class OpenCodeServer:
             log.info("OpenCode warmed up in %.2f s", time.monotonic() - started)
         except (OSError, ValueError, OpenCodeError, http.client.HTTPException) as e:
             log.warning("warming OpenCode up failed: %s", e)
+        self.on_warm()
 
     async def _wait_healthy(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

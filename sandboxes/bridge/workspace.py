@@ -22,6 +22,7 @@ log = logging.getLogger("bridge.workspace")
 RUNTIME = Path("/tmp/inspect")
 TOOL_SOCKET = RUNTIME / "bridge.sock"
 MAX_REQUEST_BYTES = 64 * 1024
+AGENT_STARTING = "waiting for the agent to start"
 
 SCREENSHOT_TOOL = """\
 import { tool } from "@opencode-ai/plugin"
@@ -82,12 +83,19 @@ def workbench_ready(port: int, folder: Path) -> Callable[[], Awaitable[bool]]:
 
 
 class Workspace:
-    def __init__(self, config: BridgeConfig, emit: Callable[[dict], None]):
+    agent_start_wait = 20.0  # a restored sandbox's services start at the latest this long after the bridge
+
+    def __init__(self, config: BridgeConfig, emit: Callable[[dict], None], agent_started: asyncio.Event | None = None):
         self.config = config
         self.emit = emit
         self.synced = asyncio.Event()
         if config.synced:
             self.synced.set()
+        # A sandbox restored from a snapshot is there for a follow-up prompt, which waits for OpenCode's
+        # start (seconds of CPU). On two cores, VS Code and the desktop (a whole Chromium) starting beside
+        # it delayed that prompt's first token by a second or more: they start once OpenCode's first run
+        # reached the model (or it was warmed up with nothing waiting), or after agent_start_wait.
+        self.agent_started = agent_started if config.synced else None
         self.chromium = screenshot.find_chromium()
         self.framebuffer = RUNTIME / "framebuffer"
         self.services: list[Service] = []
@@ -103,12 +111,16 @@ class Workspace:
                     ide_settled.set()
                 emit(event)
 
-            self.services.append(Service("ide", ["ide"], self.ide_plan, report_ide, env, config.workspace, logs))
+            self.services.append(Service("ide", ["ide"], self.ide_plan, report_ide, env, config.workspace, logs,
+                                         gate=self.agent_started, gate_reason=AGENT_STARTING))
+        elif self.agent_started is not None:
+            ide_settled = self.agent_started
         else:
             ide_settled.set()
         if wanted.get("desktop"):
+            reason = "waiting for VS Code to start" if wanted.get("ide") else AGENT_STARTING
             self.services.append(Service("desktop", ["desktop"], self.desktop_plan, emit, env, config.home, logs,
-                                         gate=ide_settled, gate_reason="waiting for VS Code to start"))
+                                         gate=ide_settled, gate_reason=reason))
         dev = wanted.get("dev") or {}
         self.commands: list[str] = [c for c in dev.get("commands") or [] if isinstance(c, str) and c.strip()]
         self.ports: list[int] = [p for p in dev.get("ports") or [] if isinstance(p, int) and 0 < p < 65536]
@@ -181,6 +193,8 @@ class Workspace:
 
     async def run(self) -> None:
         """Never ends; a service or the tool that fails is reported, the bridge goes on."""
+        if self.agent_started is not None:
+            asyncio.get_running_loop().call_later(self.agent_start_wait, self.agent_started.set)
         try:
             await asyncio.to_thread(self.write_tool)
             server = await asyncio.start_unix_server(self.serve_tool, path=str(TOOL_SOCKET))

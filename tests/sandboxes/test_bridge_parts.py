@@ -191,3 +191,17 @@ def test_opencode_is_warmed_up_only_while_no_command_waits_for_it(tmp_path):
     assert agent.server.nothing_waiting()
     agent.on_command({"command_id": 1, "name": "prompt", "prompt_id": 7, "text": "hi"})
     assert not agent.server.nothing_waiting()
+
+
+def test_opencode_has_started_once_its_first_run_reached_the_model_or_it_was_warmed_up(tmp_path):
+    """What a restored sandbox's VS Code and desktop wait for (see test_bridge_services)."""
+    agent = agent_for_tests(tmp_path)
+    agent.emit({"kind": "prompt_started", "prompt_id": 1})
+    agent.emit({"kind": "busy", "prompt_id": 1})  # OpenCode's loop starts well before it calls the model
+    assert not agent.started.is_set()
+    agent.emit({"kind": "step", "phase": "start", "reason": None, "tokens": None})
+    assert agent.started.is_set()
+
+    warmed = agent_for_tests(tmp_path)
+    asyncio.run(warmed.server.warm_up())  # fails (no OpenCode here): over all the same
+    assert warmed.started.is_set()

@@ -244,3 +244,72 @@ def test_vs_code_is_not_ready_while_its_workbench_page_fails(tmp_path):
         await stop(svc, task)
 
     asyncio.run(scenario())
+
+
+def sleeper() -> Plan:
+    return Plan([Step([sys.executable, "-c", "import time; time.sleep(60)"])], None)
+
+
+@pytest.fixture
+def runtime(tmp_path, monkeypatch) -> Path:
+    """The bridge's runtime folder (its logs, the tool's socket) under tmp_path, not the host's /tmp/inspect."""
+    import sandboxes.bridge.workspace as workspace_module
+
+    monkeypatch.setattr(workspace_module, "RUNTIME", tmp_path / "runtime")
+    monkeypatch.setattr(workspace_module, "TOOL_SOCKET", tmp_path / "runtime/bridge.sock")
+    return tmp_path / "runtime"
+
+
+def workspace_config(tmp_path: Path, synced: bool, services: dict) -> BridgeConfig:
+    (tmp_path / "home").mkdir(exist_ok=True)
+    return BridgeConfig.from_env({
+        "INSPECT_CONTROL_PLANE_URL": "http://cp", "INSPECT_SANDBOX_ID": "1", "INSPECT_SANDBOX_TOKEN": "t",
+        "HOME": str(tmp_path / "home"), "INSPECT_WORKSPACE": str(tmp_path), "INSPECT_SYNCED": "1" if synced else "0",
+        "INSPECT_SERVICES": json.dumps(services), "PATH": os.environ["PATH"],
+    })
+
+
+@pytest.mark.parametrize("synced", [True, False])
+def test_a_restored_sandbox_starts_vs_code_and_the_desktop_once_the_agent_started(tmp_path, runtime, synced):
+    """A restore is there for a follow-up prompt that waits for OpenCode's start; VS Code and the desktop
+    starting beside it on two cores delayed its first token. A new sandbox starts them at once."""
+    async def scenario():
+        reports = Reports()
+        started = asyncio.Event()
+        bridge = Workspace(workspace_config(tmp_path, synced, {"ide": True, "desktop": True}), reports, started)
+        ide, desktop = bridge.find("ide"), bridge.find("desktop")
+        port = free_port()
+        ide.plan = lambda: web_server(port, tmp_path)
+        desktop.plan = sleeper
+        tasks = [await supervised(ide), await supervised(desktop)]
+        if synced:
+            waiting = await reports.until("ide", "starting")
+            assert waiting["reason"] == "waiting for the agent to start"
+            await asyncio.sleep(0.3)
+            assert not await tcp_open(port) and reports.states("desktop") == ["starting"]
+            started.set()
+        assert (await reports.until("ide", "ready"))["port"] == port
+        await reports.until("desktop", "ready")
+        for svc, task in zip((ide, desktop), tasks, strict=True):
+            await stop(svc, task)
+
+    asyncio.run(scenario())
+
+
+def test_a_restored_sandbox_starts_its_services_after_a_while_if_the_agent_never_starts(tmp_path, runtime):
+    async def scenario():
+        reports = Reports()
+        started = asyncio.Event()
+        bridge = Workspace(workspace_config(tmp_path, True, {"desktop": True}), reports, started)
+        bridge.agent_start_wait = 0.3
+        bridge.find("desktop").plan = sleeper
+        task = asyncio.create_task(bridge.run())
+        waiting = await reports.until("desktop", "starting")
+        assert waiting["reason"] == "waiting for the agent to start" and not started.is_set()
+        await reports.until("desktop", "ready", timeout=5)
+        assert started.is_set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await bridge.stop()
+
+    asyncio.run(scenario())
