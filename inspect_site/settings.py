@@ -21,7 +21,9 @@ def env_bool(name: str, default: bool) -> bool:
     return value.lower() in ("1", "true", "yes", "on")
 
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: debug pages show settings to anyone, and the debug cursor that records every
+# query cost ~10% of the event throughput of a busy Daphne.
+DEBUG = env_bool("DEBUG", False)
 # The embedded default is for one machine; production sets its own SECRET_KEY.
 SECRET_KEY = os.environ.get("SECRET_KEY", "insecure-embedded-default-change-me")
 # Encrypts repo secrets at rest; falls back to a key derived from SECRET_KEY.
