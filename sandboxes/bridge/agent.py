@@ -175,6 +175,10 @@ class Agent:
         await self.server.stop()
         await self.workspace.stop()
 
+    async def cmd_claimed(self, command: dict) -> None:
+        """A session took this sandbox from the pool: the dev servers that waited for it start."""
+        self.workspace.claimed.set()
+
     async def cmd_restart_service(self, command: dict) -> None:
         try:
             self.workspace.restart(str(command.get("service")))

@@ -18,7 +18,7 @@ import signal
 import socket
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,8 +79,8 @@ def exists(path: Path) -> Callable[[], Awaitable[bool]]:
 
 class Service:
     def __init__(self, name: str, names: list[str], plan: Callable[[], Plan], emit: Callable[[dict], None],
-                 env: dict[str, str], cwd: Path, log_dir: Path, gate: asyncio.Event | None = None,
-                 gate_reason: str = ""):
+                 env: dict[str, str], cwd: Path, log_dir: Path,
+                 gates: Sequence[tuple[asyncio.Event | None, str]] = ()):
         self.name = name
         self.names = names  # what it is reported as (the dev servers: one name per port)
         self.plan = plan
@@ -91,8 +91,9 @@ class Service:
         self.processes: list[asyncio.subprocess.Process] = []
         self.state = "stopped"
         self.port: int | None = None
-        self.gate = gate  # started once this is set (the dev servers: once the workspace is synced)
-        self.gate_reason = gate_reason
+        # Started once each of these is set, in order, reported as starting with its reason meanwhile
+        # (the dev servers: once the workspace is synced, and a pooled sandbox's once it is claimed).
+        self.gates = [(event, reason) for event, reason in gates if event is not None]
         self.wanted = asyncio.Event()
         self.wanted.set()
 
@@ -107,9 +108,10 @@ class Service:
         self.wanted.set()
 
     async def supervise(self) -> None:
-        if self.gate is not None and not self.gate.is_set():
-            self.report("starting", self.gate_reason)
-            await self.gate.wait()
+        for gate, reason in self.gates:
+            if not gate.is_set():
+                self.report("starting", reason)
+                await gate.wait()
         while True:
             await self.wanted.wait()
             self.wanted.clear()

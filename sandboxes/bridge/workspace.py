@@ -112,7 +112,7 @@ class Workspace:
                 emit(event)
 
             self.services.append(Service("ide", ["ide"], self.ide_plan, report_ide, env, config.workspace, logs,
-                                         gate=self.agent_started, gate_reason=AGENT_STARTING))
+                                         gates=[(self.agent_started, AGENT_STARTING)]))
         elif self.agent_started is not None:
             ide_settled = self.agent_started
         else:
@@ -120,14 +120,20 @@ class Workspace:
         if wanted.get("desktop"):
             reason = "waiting for VS Code to start" if wanted.get("ide") else AGENT_STARTING
             self.services.append(Service("desktop", ["desktop"], self.desktop_plan, emit, env, config.home, logs,
-                                         gate=ide_settled, gate_reason=reason))
+                                         gates=[(ide_settled, reason)]))
         dev = wanted.get("dev") or {}
+        # A pooled sandbox whose dev servers would take ports on a network other sandboxes share starts
+        # them once a session claims it (the `claimed` command).
+        self.claimed = asyncio.Event()
+        if not dev.get("after_claim"):
+            self.claimed.set()
         self.commands: list[str] = [c for c in dev.get("commands") or [] if isinstance(c, str) and c.strip()]
         self.ports: list[int] = [p for p in dev.get("ports") or [] if isinstance(p, int) and 0 < p < 65536]
         if self.commands:
             names = [f"preview-{port}" for port in self.ports] or ["dev"]
             self.services.append(Service("dev", names, self.dev_plan, emit, env, config.workspace, logs,
-                                         gate=self.synced, gate_reason="waiting for the workspace to sync"))
+                                         gates=[(self.synced, "waiting for the workspace to sync"),
+                                                (self.claimed, "waiting for a session to claim the sandbox")]))
 
     # --- plans ----------------------------------------------------------------------
 

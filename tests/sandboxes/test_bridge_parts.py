@@ -120,9 +120,9 @@ def test_config_forces_write_permissions_and_links_the_plugin_package(tmp_path, 
     assert "@opencode-ai/plugin" in lock["packages"][""]["dependencies"]
 
 
-def agent_for_tests(tmp_path) -> Agent:
+def agent_for_tests(tmp_path, **env) -> Agent:
     env = {"INSPECT_CONTROL_PLANE_URL": "http://cp", "INSPECT_SANDBOX_ID": "1", "INSPECT_SANDBOX_TOKEN": "t",
-           "HOME": str(tmp_path), "INSPECT_WORKSPACE": str(tmp_path)}
+           "HOME": str(tmp_path), "INSPECT_WORKSPACE": str(tmp_path), **env}
     return Agent(BridgeConfig.from_env(env), Outbox())
 
 
@@ -205,3 +205,24 @@ def test_opencode_has_started_once_its_first_run_reached_the_model_or_it_was_war
     warmed = agent_for_tests(tmp_path)
     asyncio.run(warmed.server.warm_up())  # fails (no OpenCode here): over all the same
     assert warmed.started.is_set()
+
+
+def test_a_pooled_sandboxs_dev_servers_wait_for_the_claimed_command(tmp_path):
+    """Its dev servers would hold ports on the network the host's other sandboxes share (the local
+    backend) before any session needs them; the gate itself is tested in test_bridge_services."""
+    dev = {"commands": ["python3 -m http.server 3000"], "ports": [3000]}
+    pooled = agent_for_tests(tmp_path, INSPECT_SERVICES=json.dumps({"dev": {**dev, "after_claim": True}}))
+    assert not pooled.workspace.claimed.is_set()
+
+    async def scenario():
+        worker = asyncio.create_task(pooled.work())
+        pooled.on_command({"type": "command", "command_id": 1, "name": "claimed"})
+        await asyncio.sleep(0.05)
+        worker.cancel()
+
+    asyncio.run(scenario())
+    assert pooled.workspace.claimed.is_set()
+    assert [m for _s, m in pooled.outbox.after(0)] == [
+        {"type": "command_result", "command_id": 1, "ok": True, "error": None}]
+    started_for_a_session = agent_for_tests(tmp_path, INSPECT_SERVICES=json.dumps({"dev": dev}))
+    assert started_for_a_session.workspace.claimed.is_set()

@@ -46,9 +46,8 @@ def web_server(port: int, folder: Path) -> Plan:
                        "--directory", str(folder)])], port, ready=http_ok(port, "/"))
 
 
-def service(tmp_path: Path, plan, reports: Reports, names=("web",), gate=None) -> Service:
-    return Service("web", list(names), plan, reports, {"PATH": "/usr/bin:/bin"}, tmp_path, tmp_path / "logs", gate,
-                   "waiting for the workspace to sync")
+def service(tmp_path: Path, plan, reports: Reports, names=("web",), gates=()) -> Service:
+    return Service("web", list(names), plan, reports, {"PATH": "/usr/bin:/bin"}, tmp_path, tmp_path / "logs", gates)
 
 
 async def supervised(svc: Service):
@@ -130,19 +129,25 @@ def test_a_missing_program_fails_at_once_with_the_reason(tmp_path):
     asyncio.run(scenario())
 
 
-def test_dev_servers_wait_for_the_sync_and_report_once_per_port(tmp_path):
+def test_dev_servers_wait_for_the_sync_and_the_claim_and_report_once_per_port(tmp_path):
     async def scenario():
         reports = Reports()
-        synced = asyncio.Event()
+        synced, claimed = asyncio.Event(), asyncio.Event()
         port = free_port()
         svc = service(tmp_path, lambda: web_server(port, tmp_path), reports,
-                      names=(f"preview-{port}", "preview-1"), gate=synced)
+                      names=(f"preview-{port}", "preview-1"),
+                      gates=[(synced, "waiting for the workspace to sync"), (claimed, "waiting for a session")])
         task = await supervised(svc)
         waiting = await reports.until(f"preview-{port}", "starting")
         assert waiting["reason"] == "waiting for the workspace to sync"
         await asyncio.sleep(0.3)
         assert not await tcp_open(port)  # nothing started before the sync
         synced.set()
+        await asyncio.sleep(0.3)
+        assert [e["reason"] for e in reports.items if e["name"] == "preview-1"] == [
+            "waiting for the workspace to sync", "waiting for a session"]
+        assert not await tcp_open(port)  # nor before a session claimed the sandbox
+        claimed.set()
         ready = await reports.until(f"preview-{port}", "ready")
         assert ready["port"] == port
         assert (await reports.until("preview-1", "ready"))["port"] == 1  # each name carries its own port
