@@ -226,3 +226,38 @@ def test_a_pooled_sandboxs_dev_servers_wait_for_the_claimed_command(tmp_path):
         {"type": "command_result", "command_id": 1, "ok": True, "error": None}]
     started_for_a_session = agent_for_tests(tmp_path, INSPECT_SERVICES=json.dumps({"dev": dev}))
     assert started_for_a_session.workspace.claimed.is_set()
+
+
+def test_the_bridge_asks_often_whether_opencode_serves_yet(tmp_path):
+    """Its start is on the way of a restored sandbox's first prompt: the bridge asks often whether it serves."""
+    import http.server
+    import threading
+
+    asked = []
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(time.monotonic())
+            body = json.dumps({"healthy": len(asked) > 3 and asked[-1] - asked[0] > 0.3, "version": "x"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    agent = agent_for_tests(tmp_path)
+
+    class Process:
+        returncode = None
+
+    agent.server.process, agent.server.port = Process(), server.server_address[1]
+    try:
+        assert asyncio.run(agent.server._wait_healthy(10)) and agent.server.version == "x"
+    finally:
+        server.shutdown()
+    gaps = [b - a for a, b in zip(asked, asked[1:], strict=False)]
+    assert len(asked) >= 5 and max(gaps) < 0.15, gaps
