@@ -41,7 +41,8 @@ WARM_RUNS = 7
 RESTORE_RUNS = 3
 TYPING_SECONDS = 3.0  # a short follow-up being written: the first keystroke to the send
 POOLED_RUNS = 3
-POOL_SETTLE_SECONDS = 20.0  # a pooled sandbox waits minutes for its session; its start (VS Code, desktop) is over by then
+# A pooled sandbox waits minutes for its session; its start (VS Code, desktop) is over by then.
+POOL_SETTLE_SECONDS = 20.0
 FANOUT_VIEWERS = 50
 FANOUT_EVENTS = 200
 FANOUT_RATE = 50.0  # events per second
