@@ -48,26 +48,37 @@ class Writer:
         return await future
 
     async def run(self) -> None:
-        events_module, _services = session_hooks()
+        events_module, services = session_hooks()
         while self.waiting:
             # Sorted by sandbox (stable: each socket's order stays) so that two processes lock
             # the sessions' rows in the same order.
             taken = sorted(self.waiting, key=lambda item: str(item[0].pk))
             self.waiting = []
-            batch = [(sandbox, event_id, event) for sandbox, events, _ in taken for event_id, event in events]
+            # Each socket's leading plain events (text, tool calls) are written and fanned out first:
+            # a state change after them (an idle, with its prompt's bookkeeping and the queue's next
+            # step) takes longer to write, and the text before it need not wait for that.
+            heads, tails = [], []
+            for index, (sandbox, events, _) in enumerate(taken):
+                split = next((n for n, (_id, event) in enumerate(events) if not services.is_plain(event)), len(events))
+                heads += [(index, sandbox, event_id, event) for event_id, event in events[:split]]
+                tails += [(index, sandbox, event_id, event) for event_id, event in events[split:]]
+            problems: list[list[str]] = [[] for _ in taken]
             try:
-                problems, fan_out = await store_events(batch)
-            except Exception as e:  # each socket closes, its bridge sends again
+                for part in (heads, tails):
+                    if not part:
+                        continue
+                    part_problems, fan_out = await store_events([(box, i, e) for _n, box, i, e in part])
+                    await events_module.send_fan_out(fan_out)
+                    for (index, *_rest), problem in zip(part, part_problems, strict=True):
+                        problems[index].append(problem)
+            except Exception as e:  # each socket closes, its bridge sends again (stored ones are acked then)
                 for _, _, future in taken:
                     if not future.done():
                         future.set_exception(e)
                 continue
-            await events_module.send_fan_out(fan_out)
-            start = 0
-            for _, events, future in taken:
+            for (_, _, future), socket_problems in zip(taken, problems, strict=True):
                 if not future.done():
-                    future.set_result(problems[start:start + len(events)])
-                start += len(events)
+                    future.set_result(socket_problems)
 
 
 _writers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Writer]" = weakref.WeakKeyDictionary()

@@ -254,9 +254,11 @@ def check_bridge_event(bridge_event_id: str, event: dict) -> None:
         raise ValueError(f"A bridge cannot send {event['kind']!r} events.")
 
 
-def is_plain(event: dict) -> bool:
-    """Only stored and shown (text, tool calls, diffs): nothing about the session or sandbox changes."""
-    return event["kind"] not in STATEFUL_KINDS and event["kind"] != "service"
+def is_plain(event) -> bool:
+    """Only stored and shown (text, tool calls, diffs): nothing about the session or sandbox changes.
+    False for what is not an event with a kind at all (check_bridge_event says what is wrong)."""
+    kind = event.get("kind") if isinstance(event, dict) else None
+    return isinstance(kind, str) and kind not in STATEFUL_KINDS and kind != "service"
 
 
 def handle_bridge_event(sandbox: Sandbox, bridge_event_id: str, event: dict) -> Event | None:

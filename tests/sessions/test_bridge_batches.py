@@ -137,3 +137,30 @@ def test_events_of_several_bridges_that_arrive_meanwhile_are_written_together(se
     assert replies == [{"type": "ack", "id": i} for i in ("evt-1", "other-1", "other-2")]
     for one in (session, *other_sessions):
         assert list(Event.objects.filter(session=one).values_list("seq", flat=True)) == [1]
+
+
+def test_text_before_a_state_change_in_one_batch_is_fanned_out_before_the_change_is_written(
+        session, running, listen, monkeypatch):
+    """An instant answer arrives as one batch: its text, then `idle` (the prompt's bookkeeping and the
+    queue's next step, the slow part). The text is stored and sent first, in a transaction of its own."""
+    listener = listen(group_name(session.pk))
+    writes = []
+    store = event_store.store_events.func
+
+    def recording_store(batch):
+        writes.append([event_id for _sandbox, event_id, _event in batch])
+        if len(writes) == 1:
+            time.sleep(0.3)  # the answer arrives meanwhile, as one batch
+        return store(batch)
+
+    monkeypatch.setattr(event_store, "store_events", database_sync_to_async(recording_store))
+    idle = {"type": "event", "id": "evt-idle", "event": {"kind": "idle"}}
+    replies = async_to_sync(send_all)(running, running.issue_token(), [delta(1), delta(2), delta(3), idle, delta(4)], 5)
+
+    assert [r["type"] for r in replies] == ["ack"] * 5
+    assert writes == [["evt-1"], ["evt-2", "evt-3"], ["evt-idle", "evt-4"]]
+    fanned_out = [[e["kind"] for e in listener.receive()["events"]] for _ in range(3)]
+    assert fanned_out[:2] == [["text_delta"], ["text_delta", "text_delta"]]
+    assert fanned_out[2][0] == "idle" and fanned_out[2][-1] == "text_delta"
+    stored = Event.objects.filter(session=session).exclude(bridge_event_id="").order_by("seq")
+    assert list(stored.values_list("bridge_event_id", flat=True)) == ["evt-1", "evt-2", "evt-3", "evt-idle", "evt-4"]
