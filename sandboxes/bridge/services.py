@@ -218,11 +218,10 @@ class Service:
 SERVICE_PORTS = (32768, 60999)
 
 
-def service_port(avoid: Collection[int] = ()) -> int:
-    """A free 127.0.0.1 port in SERVICE_PORTS, none of `avoid` (the repo's dev server ports, which
-    may not be listening yet: taking one would make its dev server fail to start)."""
+def free_port_in(ports: tuple[int, int], avoid: Collection[int] = ()) -> int:
+    """A free 127.0.0.1 port in the range `ports` (both ends included), none of `avoid`."""
     for _ in range(200):
-        port = random.randint(*SERVICE_PORTS)
+        port = random.randint(*ports)
         if port in avoid:
             continue
         with socket.socket() as sock:
@@ -231,7 +230,13 @@ def service_port(avoid: Collection[int] = ()) -> int:
             except OSError:
                 continue
         return port
-    raise ServiceFailed("no free port for the service")
+    raise ServiceFailed(f"no free port in {ports[0]}-{ports[1]}")
+
+
+def service_port(avoid: Collection[int] = ()) -> int:
+    """A free port in SERVICE_PORTS, none of `avoid` (the repo's dev server ports, which may not be
+    listening yet: taking one would make its dev server fail to start)."""
+    return free_port_in(SERVICE_PORTS, avoid)
 
 
 def free_display(first: int = 50) -> int:

@@ -1,7 +1,5 @@
 """The workspace in a real Chromium: VS Code, the desktop and the preview from a real sandbox."""
 
-import random
-import socket
 
 import httpx
 import pytest
@@ -9,6 +7,7 @@ from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
 from sandboxes import builds
+from sandboxes.bridge.services import free_port_in
 from sessions.models import Session
 from tests.end_to_end.test_session_page import page  # noqa: F401  (the Playwright page fixture)
 
@@ -18,15 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def dev_server_port() -> int:
     """A free port below the kernel's ephemeral range, as real dev servers use (3000, 5173, ...): one
     from free_port() could become some connection's local port before the dev server binds it."""
-    for _ in range(100):
-        port = random.randint(20000, 32000)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port for the dev server")
+    return free_port_in((20000, 32000))
 
 
 @pytest.fixture
