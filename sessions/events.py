@@ -25,6 +25,11 @@ def group_name(session_id: int) -> str:
     return f"session-{session_id}"
 
 
+def check_kind(kind: str) -> None:
+    if not kind or len(kind) > MAX_KIND_LENGTH:
+        raise ValueError(f"An event kind is 1 to {MAX_KIND_LENGTH} characters.")
+
+
 def append_event(session_id: int, kind: str, data: dict, bridge_event_id: str = "") -> Event | None:
     """Store an event with the next seq; fan it out once the transaction commits.
     Returns None, changing nothing, when an event with this bridge_event_id is already stored."""
@@ -37,8 +42,7 @@ def append_events(entries: list[tuple[int, str, dict, str]]) -> list[Event | Non
     once the transaction commits. An entry whose bridge event id its session already has (stored
     before or earlier in `entries`) is not stored again: its result is None."""
     for _session_id, kind, _data, _bridge_event_id in entries:
-        if not kind or len(kind) > MAX_KIND_LENGTH:
-            raise ValueError(f"An event kind is 1 to {MAX_KIND_LENGTH} characters.")
+        check_kind(kind)
     session_ids = sorted({entry[0] for entry in entries})
     bridge_event_ids = {entry[3] for entry in entries if entry[3]}
     with transaction.atomic(savepoint=False):

@@ -18,7 +18,7 @@ from sandboxes import providers, provisioning, tasks
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox, Snapshot
 from sessions import queue, workspace
-from sessions.events import MAX_KIND_LENGTH, append_event, append_events
+from sessions.events import append_event, append_events, check_kind
 from sessions.models import MAX_PROMPT_CHARS, Event, Membership, Prompt, Session, clean_prompt
 
 logger = logging.getLogger(__name__)
@@ -248,8 +248,7 @@ def check_bridge_event(bridge_event_id: str, event: dict) -> None:
         raise ValueError("A bridge event needs an id of 1 to 100 characters.")
     if not isinstance(event, dict) or not isinstance(event.get("kind"), str):
         raise ValueError("A bridge event is an object with a kind.")
-    if not 0 < len(event["kind"]) <= MAX_KIND_LENGTH:
-        raise ValueError(f"An event kind is 1 to {MAX_KIND_LENGTH} characters.")
+    check_kind(event["kind"])  # here too: one bad event must not refuse its whole batch
     if event["kind"] in CONTROL_PLANE_KINDS:
         raise ValueError(f"A bridge cannot send {event['kind']!r} events.")
 
