@@ -1,12 +1,7 @@
-// The session page: a live timeline over the session's WebSocket, the prompt box, the queue, Stop.
-//
-// Every event carries a per-session sequence number. The page keeps the last one it applied in
-// memory; each (re)connect subscribes with it and the server sends exactly the missing events, then
-// live ones. Events at or below it are dropped, so nothing is shown twice. Seqs have no holes, so an
-// event past the next one waits (live fan-out may overtake) and, if the missing one does not come
-// soon, the page reconnects and resubscribes from its last seq. A fresh page load has an empty
-// timeline, so it subscribes from 0; this tab's last seq (sessionStorage) only marks where "new since
-// you last looked" starts.
+// The session page: the live timeline (each event kind rendered into it), the prompt box, the queue,
+// Stop. Events come in order, exactly once, from the session's stream (live.js). The page keeps the
+// last seq it showed in this tab's sessionStorage only to mark where "new since you last looked"
+// starts: a fresh page load has an empty timeline, so the stream starts from 0.
 // All data goes into the page with textContent / text nodes: nothing from an event is parsed as HTML.
 (function () {
   "use strict";
@@ -29,15 +24,8 @@
   const STARTING = ["provisioning", "syncing", "starting"];
   const storageKey = `inspect.session.${root.dataset.sessionId}.seq`;
   const seenBefore = Number(readStorage()) || 0;
-  let lastSeq = 0;
-  const early = new Map(); // events that arrived before the one right after lastSeq, by seq
-  let gapTimer = null;
-  let gapAt = null; // lastSeq when the previous resync for a gap happened
-  let socket = null;
-  let attempt = 0;
-  let retryTimer = null;
-  let pingTimer = null;
-  let pongTimer = null;
+  let shownSeq = 0;
+  let stream = null; // live.js
   let pendingPrompt = false;
   let unreadMarked = false;
   let stick = true; // follow new events while the reader is at the bottom
@@ -128,7 +116,7 @@
   }
 
   function updateComposer() {
-    const open = socket !== null && socket.readyState === WebSocket.OPEN;
+    const open = stream !== null && stream.isOpen();
     sendButton.disabled = !open || pendingPrompt;
     stopButton.hidden = !busy;
     stopButton.disabled = !open || stopButton.dataset.sent === "true";
@@ -355,35 +343,8 @@
 
   function unknown(ev) { note(ev, ev.kind, "note-unknown"); }
 
-  function receiveEvent(ev) {
-    const seq = Number(ev.seq);
-    if (!Number.isInteger(seq) || seq <= lastSeq) return; // already applied: a replay overlapping live events
-    if (seq > lastSeq + 1 && gapAt !== lastSeq) { // a gap: wait for the missing events
-      early.set(seq, ev);
-      if (!gapTimer) gapTimer = setTimeout(resyncGap, 2000);
-      return;
-    }
-    apply(seq, ev);
-    while (early.has(lastSeq + 1)) {
-      const next = early.get(lastSeq + 1);
-      early.delete(lastSeq + 1);
-      apply(lastSeq + 1, next);
-    }
-    if (!early.size) { clearTimeout(gapTimer); gapTimer = null; }
-  }
-
-  // The gap did not fill: reconnect and resubscribe from lastSeq. Should the very same gap come back
-  // (the server lost the events), show what follows it rather than loop.
-  function resyncGap() {
-    gapTimer = null;
-    gapAt = lastSeq;
-    early.clear();
-    console.warn("events missing after seq", lastSeq, ": resubscribing");
-    dropped(1000, 0);
-  }
-
   function apply(seq, ev) {
-    lastSeq = seq;
+    shownSeq = seq;
     const handler = Object.prototype.hasOwnProperty.call(handlers, ev.kind) ? handlers[ev.kind] : unknown;
     const data = ev.data && typeof ev.data === "object" ? ev.data : {};
     try {
@@ -401,8 +362,8 @@
     flushQueued = true;
     requestAnimationFrame(() => {
       flushQueued = false;
-      timeline.dataset.lastSeq = lastSeq;
-      try { sessionStorage.setItem(storageKey, String(lastSeq)); } catch (e) { /* private mode */ }
+      timeline.dataset.lastSeq = shownSeq;
+      try { sessionStorage.setItem(storageKey, String(shownSeq)); } catch (e) { /* private mode */ }
       if (stick) window.scrollTo(0, document.documentElement.scrollHeight);
     });
   }
@@ -412,81 +373,20 @@
     stick = window.innerHeight + window.scrollY >= doc.scrollHeight - 120;
   }, { passive: true });
 
-  // --- the socket -------------------------------------------------------------------------
+  // --- the stream's other messages ---------------------------------------------------------
 
-  function wsUrl() {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${scheme}//${location.host}${root.dataset.wsPath}`;
-  }
+  function send(message) { return stream !== null && stream.send(message); }
 
-  function send(message) {
-    if (!socket || socket.readyState !== WebSocket.OPEN) return false;
-    socket.send(JSON.stringify(message));
-    return true;
-  }
-
-  function connect() {
-    clearTimeout(retryTimer);
-    retryTimer = null;
-    if (socket) return;
-    setSocketState(attempt ? "reconnecting" : "connecting", attempt ? "reconnecting…" : "connecting…");
-    const ws = new WebSocket(wsUrl());
-    socket = ws;
-    ws.onopen = () => {
-      if (ws !== socket) return;
-      attempt = 0;
-      ws.send(JSON.stringify({ type: "subscribe", after: lastSeq }));
-      setSocketState("connected");
-      startPing();
-    };
-    ws.onmessage = (message) => {
-      if (ws !== socket) return;
-      clearTimeout(pongTimer); // anything from the server shows the socket is alive
-      let msg;
-      try { msg = JSON.parse(message.data); } catch (e) { return; }
-      if (msg && typeof msg === "object") receive(msg);
-    };
-    ws.onclose = (event) => { if (ws === socket) dropped(event.code); };
-  }
-
-  function dropped(code, retryDelay) {
-    if (socket) {
-      socket.onclose = socket.onmessage = socket.onopen = null;
-      try { socket.close(); } catch (e) { /* already closed */ }
-    }
-    socket = null;
-    clearInterval(pingTimer);
-    clearTimeout(pongTimer);
+  function dropped() {
     if (pendingPrompt) {
       pendingPrompt = false;
       showNotice("Connection lost: check the timeline before sending again.", true);
     }
-    if (code === 4403 || code === 4404) { // the server says we may not watch this session (any more)
-      setSocketState("closed", "no access");
-      return;
-    }
-    early.clear(); // the resubscription sends them again
-    clearTimeout(gapTimer);
-    gapTimer = null;
-    attempt += 1;
-    const delay = retryDelay ?? Math.min(15000, 500 * 2 ** (attempt - 1)) * (0.8 + Math.random() * 0.4);
-    setSocketState("reconnecting", `reconnecting in ${Math.ceil(delay / 1000)} s…`);
-    retryTimer = setTimeout(connect, delay);
-  }
-
-  function startPing() {
-    clearInterval(pingTimer);
-    pingTimer = setInterval(() => {
-      if (!send({ type: "ping" })) return;
-      clearTimeout(pongTimer);
-      pongTimer = setTimeout(() => dropped(), 10000); // no answer: a dead connection the browser has not noticed
-    }, 25000);
   }
 
   function receive(msg) {
-    if (msg.type !== "event") document.dispatchEvent(new CustomEvent("inspect:reply", { detail: msg })); // workspace.js
-    if (msg.type === "event") receiveEvent(msg);
-    else if (msg.type === "ok" && msg.for === "prompt") {
+    document.dispatchEvent(new CustomEvent("inspect:reply", { detail: msg })); // workspace.js
+    if (msg.type === "ok" && msg.for === "prompt") {
       pendingPrompt = false;
       input.value = "";
       showNotice("");
@@ -499,11 +399,6 @@
       updateComposer();
     }
   }
-
-  // Back online or back to the tab: do not wait out the backoff.
-  function reconnectNow() { if (!socket && retryTimer) connect(); }
-  window.addEventListener("online", reconnectNow);
-  document.addEventListener("visibilitychange", () => { if (!document.hidden) reconnectNow(); });
 
   // --- user actions -----------------------------------------------------------------------
 
@@ -543,5 +438,7 @@
   window.inspectSession = { send }; // for workspace.js: its requests share this socket
   setPhase(phase.dataset.state);
   updateComposer();
-  connect();
+  stream = window.openSessionStream({
+    path: root.dataset.wsPath, onEvent: apply, onMessage: receive, onState: setSocketState, onDropped: dropped,
+  });
 })();
