@@ -10,15 +10,17 @@ import logging
 
 import httpx
 
-from ide import upstream, vscode_static
+from ide import upstream, vscode_static, workbench_page
 from ide.headers import browser_response_headers, header, upstream_request_headers
 from ide.paths import ServicePath, parse, request_path
-from ide.targets import Target, host_allowed, resolve_async, service_label
+from ide.targets import Target, host_allowed, resolve_async, resolve_when_up, service_label
 
 log = logging.getLogger(__name__)
 
 # Connecting must be quick (a sandbox service is local or behind a tunnel); reading never times out,
 # since VS Code and dev servers hold long polls and event streams open.
+# VS Code's page can be up before its server (ide/workbench_page.py): its requests wait this long for it.
+IDE_WAIT_SECONDS = 20.0
 TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=None, pool=None)
 LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=200, keepalive_expiry=30)
 
@@ -113,6 +115,16 @@ class HttpProxy:
                 else:
                     await vscode_static.serve(scope, send, found.file)
                 return
+        if path.service == "ide" and target.starting:
+            early = None
+            if scope["method"] == "GET" and path.rest == "/":
+                early = workbench_page.answer((target.report or {}).get("vscode"), scope.get("query_string", b""))
+            if early is not None:
+                await send({"type": "http.response.start", "status": early.status, "headers": early.headers})
+                await send({"type": "http.response.body", "body": early.body})
+                return
+            target = await resolve_when_up(scope.get("user"), path.session_id, path.service, IDE_WAIT_SECONDS,
+                                           first=target)
         if not target.ok:
             await respond(send, target.status, target.message, retry=target.status == 503)
             return

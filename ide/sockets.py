@@ -15,7 +15,7 @@ from websockets.typing import Subprotocol
 
 from ide.headers import header, upstream_request_headers
 from ide.paths import parse, request_path
-from ide.targets import host_allowed, resolve_async
+from ide.targets import host_allowed, resolve_async, resolve_when_up
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,9 @@ UNREACHABLE = 4502
 TOO_BIG = 4009  # 1009 (message too big), in the range Daphne can send
 # Daphne rejects a handshake that is not accepted within 5 s (--websocket_connect_timeout).
 OPEN_TIMEOUT = 4.0
+# VS Code's page may be up before its server (ide/workbench_page.py): its socket waits for it this long,
+# within Daphne's 5 s; VS Code tries its first connection five times.
+IDE_WAIT_SECONDS = 3.0
 # Pings keep idle tunnels and NATs open; with no timeout a busy service (a VS Code extension host
 # blocking its loop) never gets its socket killed by us. Daphne pings the browser on its own.
 PING_INTERVAL = 30.0
@@ -60,6 +63,9 @@ class SocketProxy:
         if target.status == 403:
             await send({"type": "websocket.close", "code": 4403})
             return
+        if path.service == "ide" and target.starting:
+            target = await resolve_when_up(scope.get("user"), path.session_id, path.service, IDE_WAIT_SECONDS,
+                                           first=target)
         if not target.ok:
             await self.accept_and_close(send, NOT_READY if target.status == 503 else UNREACHABLE)
             return

@@ -3,7 +3,9 @@
 Synchronous and database-bound: the proxies call `resolve` through `database_sync_to_async`.
 """
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
@@ -23,6 +25,8 @@ class Target:
     status: int  # 200: reachable at base_url; otherwise the HTTP status to answer with
     message: str = ""
     base_url: str = ""  # e.g. "http://127.0.0.1:41234", no trailing slash
+    starting: bool = False  # not up yet, but on its way (the sandbox or the service is starting)
+    report: dict | None = None  # the service's latest report, when the sandbox has one
 
     @property
     def ok(self) -> bool:
@@ -61,10 +65,12 @@ def resolve(user, session_id: int, service: str) -> Target:
         return Target(503, f"{label} is not running: this session has no running sandbox. Send a prompt to start one.")
     info = (sandbox.services or {}).get(service)
     if not isinstance(info, dict):
+        if sandbox.state in State.STARTING:
+            return Target(503, f"{label} is starting with the sandbox…", starting=True)
         return Target(503, f"{label} is not running in this session's sandbox.")
     state, reason = info.get("state", ""), info.get("reason") or ""
     if state == "starting":
-        return Target(503, f"{label} is starting…")
+        return Target(503, f"{label} is starting…", starting=True, report=info)
     if state == "failed":
         return Target(502, f"{label} failed: {reason or 'no reason given'}")
     if state != "ready":
@@ -92,3 +98,16 @@ def host_allowed(host: str) -> bool:
 
 
 resolve_async = database_sync_to_async(resolve)
+
+POLL_SECONDS = 0.1
+
+
+async def resolve_when_up(user, session_id: int, service: str, seconds: float, first: Target | None = None) -> Target:
+    """`resolve`, waiting up to `seconds` while the service is on its way up (checked every 0.1 s):
+    a request held until VS Code is ready rather than refused while it starts."""
+    deadline = time.monotonic() + seconds
+    target = first or await resolve_async(user, session_id, service)
+    while target.starting and time.monotonic() < deadline:
+        await asyncio.sleep(POLL_SECONDS)
+        target = await resolve_async(user, session_id, service)
+    return target

@@ -20,6 +20,8 @@ SERVICE_STATES = {"starting", "ready", "failed", "stopped"}
 SCREENSHOT_TARGET = re.compile(r"^(desktop|preview-\d{1,5})$")
 MAX_SCREENSHOT_BYTES = 10 * 1024 * 1024
 MAX_REASON_CHARS = 2000
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+SANDBOX_PATH = re.compile(r"^/[A-Za-z0-9._/-]{0,500}$")
 EPHEMERAL_PORTS = (32768, 60999)  # where the bridge puts them (sandboxes/bridge/services.py SERVICE_PORTS)
 
 
@@ -45,7 +47,24 @@ def clean_service_report(sandbox: Sandbox, data: dict) -> dict:
             raise ValueError(f"{name} must report port {preview}.")
     elif port is not None and not EPHEMERAL_PORTS[0] <= port <= EPHEMERAL_PORTS[1]:
         raise ValueError(f"{name} must listen on a port from {EPHEMERAL_PORTS[0]} to {EPHEMERAL_PORTS[1]}.")
-    return {"name": name, "state": state, "port": port, "reason": str(data.get("reason") or "")[:MAX_REASON_CHARS]}
+    report = {"name": name, "state": state, "port": port, "reason": str(data.get("reason") or "")[:MAX_REASON_CHARS]}
+    vscode = clean_vscode_facts(data.get("vscode")) if name == "ide" else None
+    if vscode:
+        report["vscode"] = vscode
+    return report
+
+
+def clean_vscode_facts(facts: object) -> dict | None:
+    """VS Code's commit and paths as the bridge reports them (ide/workbench_page.py renders its page from
+    them before code-server is up), or None when they are not plainly a commit and two absolute paths."""
+    if not isinstance(facts, dict):
+        return None
+    commit, folder, data = facts.get("commit"), facts.get("folder"), facts.get("data")
+    if not (isinstance(commit, str) and COMMIT.match(commit)):
+        return None
+    if not all(isinstance(p, str) and SANDBOX_PATH.match(p) for p in (folder, data)):
+        return None
+    return {"commit": commit, "folder": folder, "data": data}
 
 
 def record_service(sandbox: Sandbox, report: dict) -> None:

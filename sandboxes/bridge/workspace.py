@@ -69,6 +69,34 @@ def write_default_settings(path: Path) -> None:
         path.write_text(json.dumps(IDE_SETTINGS, indent=2) + "\n")
 
 
+def vscode_data(home: Path) -> Path:
+    return home / ".local/share/code-server"
+
+
+def code_server_argv(tools_dir: Path, port: int, home: Path, folder: Path) -> list[str]:
+    """code-server as the bridge runs it. The control plane renders the page these flags give while it
+    starts (ide/workbench_page.py), so a change here shows in tests/ide/test_workbench_page.py."""
+    data = vscode_data(home)
+    return [str(tools_dir / "code-server/node_modules/.bin/code-server"), "--bind-addr", f"127.0.0.1:{port}",
+            "--auth", "none", "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust",
+            "--disable-getting-started-override", "--user-data-dir", str(data),
+            "--extensions-dir", str(data / "extensions"), "--config", str(home / ".config/code-server/config.yaml"),
+            str(folder)]
+
+
+def vscode_facts(tools_dir: Path, home: Path, folder: Path) -> dict:
+    """What the control plane needs to render VS Code's page before code-server is up: its commit (from
+    the installed product.json; none if unreadable), the folder it opens and its data folder."""
+    try:
+        product = json.loads((tools_dir / "code-server/node_modules/code-server/lib/vscode/product.json").read_text())
+        commit = product.get("commit")
+    except (OSError, ValueError, AttributeError):
+        commit = None
+    if not isinstance(commit, str):
+        return {}
+    return {"vscode": {"commit": commit, "folder": str(folder), "data": str(vscode_data(home))}}
+
+
 def workbench_ready(port: int, folder: Path) -> Callable[[], Awaitable[bool]]:
     """code-server answers /healthz, then its workbench page for `folder` answers 200. code-server loads
     VS Code's server on the first page request (~0.4 s); paying it here spares the first person to open
@@ -106,10 +134,12 @@ class Workspace:
         # both at once delays the tab people open first by a second or more.
         ide_settled = asyncio.Event()
         if wanted.get("ide"):
+            facts = vscode_facts(config.tools_dir, config.home, config.workspace)
+
             def report_ide(event: dict) -> None:
                 if event["state"] in ("ready", "failed"):
                     ide_settled.set()
-                emit(event)
+                emit({**event, **facts})
 
             self.services.append(Service("ide", ["ide"], self.ide_plan, report_ide, env, config.workspace, logs,
                                          gates=[(self.agent_started, AGENT_STARTING)]))
@@ -139,13 +169,9 @@ class Workspace:
 
     def ide_plan(self) -> Plan:
         port = service_port(avoid=self.ports)
-        data = self.config.home / ".local/share/code-server"
+        data = vscode_data(self.config.home)
         write_default_settings(data / "User" / "settings.json")
-        binary = self.config.tools_dir / "code-server/node_modules/.bin/code-server"
-        argv = [str(binary), "--bind-addr", f"127.0.0.1:{port}", "--auth", "none", "--disable-telemetry",
-                "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override",
-                "--user-data-dir", str(data), "--extensions-dir", str(data / "extensions"),
-                "--config", str(self.config.home / ".config/code-server/config.yaml"), str(self.config.workspace)]
+        argv = code_server_argv(self.config.tools_dir, port, self.config.home, self.config.workspace)
         return Plan([Step(argv)], port, ready=workbench_ready(port, self.config.workspace))
 
     def desktop_plan(self) -> Plan:

@@ -3,8 +3,10 @@
 // session.js owns the socket and the timeline. It dispatches "inspect:event" on document for every
 // event it applies (a page load replays the log from seq 0) and "inspect:reply" for every other
 // message, and exposes window.inspectSession.send. Each workspace service reports its state in
-// `service` events; the latest one per name wins. Nothing is loaded before its service is ready,
-// nor before its tab is visible; a new "ready" (a restart) loads it again.
+// `service` events; the latest one per name wins. Nothing is loaded before its tab is visible, nor
+// before its service is ready, except VS Code: its frame loads (out of sight) while it starts, since
+// the proxy answers its page early and holds its requests until it is up (ide/workbench_page.py).
+// A new start (a restart) loads it again.
 (function () {
   "use strict";
   const box = document.getElementById("workspace");
@@ -27,7 +29,9 @@
   let selected = "ide";
   let port = ""; // the chosen preview port
   let portChosen = false; // by the user: new ports then do not take over
-  let ideLoaded = ideFrame.getAttribute("src") ? stateOf("ide").seq : 0; // seq of the "ready" the frame loaded for
+  let ideRun = stateOf("ide").seq; // seq of the event that began VS Code's current run (a "starting")
+  let ideLoaded = ideFrame.getAttribute("src") ? ideRun : 0; // the run the frame was loaded for
+  let ideLoadedAt = 0; // when the frame was loaded, if that was before VS Code was ready
   let ideFetched = false; // VS Code's largest files were asked for ahead of its frame
   let previewLoaded = ""; // "<port>:<seq>" the preview frame loaded for
   let rfb = null;
@@ -68,7 +72,11 @@
     if (ev.kind === "screenshot_failed") settle("screenshot", `No screenshot: ${ev.data.message || "it failed"}`, true);
     if (ev.kind !== "service" || typeof ev.data.name !== "string") return;
     const d = ev.data;
-    services.set(d.name, { state: STATE_TEXT[d.state] ? d.state : "unknown", reason: d.reason || "", seq: event.detail.seq });
+    if (event.detail.seq <= stateOf(d.name).seq) return; // replayed: the page was rendered with a later state
+    const state = STATE_TEXT[d.state] ? d.state : "unknown";
+    if (d.name === "ide" && !(state === "ready" && stateOf("ide").state === "starting") &&
+        !(state === "starting" && stateOf("ide").state === "starting")) ideRun = event.detail.seq;
+    services.set(d.name, { state, reason: d.reason || "", seq: event.detail.seq });
     if (pending[`restart:${d.name}`]) settle(`restart:${d.name}`);
     scheduleRender(); // a replay brings many: render once per frame, so frames load once
   });
@@ -161,14 +169,19 @@
     });
     const ready = state === "ready";
     pane.querySelector(".pane-message").hidden = ready;
-    ideFrame.hidden = !ready;
     $("ide-open").hidden = !ready;
-    const seq = stateOf("ide").seq;
-    if (ready && visible("ide") && ideLoaded !== seq) {
-      ideLoaded = seq;
+    if (!ideFetched && !ideLoaded && (state === "starting" || state === "unknown")) prefetchIde();
+    // VS Code gives up on a server it cannot reach after five tries (~15 s of the proxy holding them):
+    // a frame loaded that long before the server was ready starts again.
+    const stale = ready && ideLoadedAt && performance.now() - ideLoadedAt > 12000;
+    if ((ready || state === "starting") && visible("ide") && (ideLoaded !== ideRun || stale)) {
+      ideLoaded = ideRun;
+      ideLoadedAt = ready ? 0 : performance.now();
       ideFrame.src = `${base}/ide/`;
     }
-    if (!ideFetched && !ideLoaded && (state === "starting" || state === "unknown")) prefetchIde();
+    if (ready) ideLoadedAt = 0;
+    ideFrame.hidden = !(ready || ideLoaded === ideRun);
+    ideFrame.dataset.early = String(!ready); // laid out at full size, out of sight, until VS Code is ready
   }
 
   // While the sandbox starts, VS Code's largest files (3.5 MB gzipped) go into the browser's cache at the

@@ -57,7 +57,7 @@ def install() -> vscode_static.Install:
 @pytest.fixture(scope="module")
 def code_server(install, tmp_path_factory):
     """That code-server running on an empty folder, as a sandbox's bridge runs it."""
-    server = CodeServer(tmp_path_factory.mktemp("workspace"), tmp_path_factory.mktemp("code-server-data")).start()
+    server = CodeServer(tmp_path_factory.mktemp("workspace"), tmp_path_factory.mktemp("code-server-home")).start()
     yield server
     server.stop()
 

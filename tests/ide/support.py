@@ -15,7 +15,8 @@ from django.test import Client
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
-from sandboxes.tools import CODE_SERVER_BIN, tools_dir
+from sandboxes.bridge.workspace import code_server_argv
+from sandboxes.tools import tools_dir
 from tests.support.live_server import free_port
 
 BIG = os.urandom(5 * 1024 * 1024)
@@ -182,23 +183,20 @@ def signed_in(user, live) -> dict[str, str]:
 
 
 class CodeServer:
-    """The pinned code-server from the sandbox tools, started as the bridge starts it (no auth, one folder)."""
+    """The pinned code-server from the sandbox tools, started with the bridge's own arguments (no auth,
+    one folder) and `home` as its HOME."""
 
-    def __init__(self, folder: Path, data: Path):
+    def __init__(self, folder: Path, home: Path):
         self.folder = folder
-        self.data = data
+        self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "CodeServer":
-        binary = tools_dir() / "code-server" / CODE_SERVER_BIN
         self.process = subprocess.Popen(
-            [str(binary), "--bind-addr", f"127.0.0.1:{self.port}", "--auth", "none", "--disable-telemetry",
-             "--disable-update-check", "--disable-workspace-trust", "--user-data-dir", str(self.data),
-             "--extensions-dir", str(self.data / "extensions"), "--config", str(self.data / "config.yaml"),
-             str(self.folder)],
-            env={**os.environ, "HOME": str(self.data)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            code_server_argv(tools_dir(), self.port, self.home, self.folder),
+            env={**os.environ, "HOME": str(self.home)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         deadline = time.monotonic() + 30

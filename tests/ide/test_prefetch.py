@@ -1,5 +1,6 @@
-"""The session page fetches VS Code's largest files while the sandbox starts, and VS Code's frame then
-takes them from the browser's cache: real Chromium, the real Daphne, the real code-server."""
+"""While the sandbox starts, the session page gets VS Code going: it fetches VS Code's largest files, which
+the frame then takes from the browser's cache, and loads the frame itself out of sight. Real Chromium, the
+real Daphne, the real code-server."""
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -8,7 +9,9 @@ from django.db import connection
 from django.test import Client
 from playwright.sync_api import sync_playwright
 
+from sandboxes.bridge.workspace import vscode_facts
 from sandboxes.models import Sandbox
+from sandboxes.tools import tools_dir
 from sessions.events import append_event
 from tests.ide.support import ready
 
@@ -78,4 +81,34 @@ def test_the_page_fetches_vscode_files_while_the_sandbox_starts_and_the_frame_ta
     font = "performance.getEntriesByType('resource').find(e => e.name.includes('/out/media/codicon.ttf'))"
     frame.wait_for_function(f"() => ({font})?.responseEnd > 0")
     assert frame.evaluate(f"() => ({font}).transferSize") > 0
+    context.close()
+
+
+def test_vscodes_frame_loads_out_of_sight_while_it_starts_and_shows_once_ready_without_loading_again(
+        live, users, make_session, install, code_server, browser):
+    facts = vscode_facts(tools_dir(), code_server.home, code_server.folder)
+    starting = {"state": "starting", "port": None, "reason": "", **facts}
+    session = make_session(users["ada"], {"ide": starting})
+    log_service(session.pk, {"name": "ide", **starting})
+    client = Client()
+    client.force_login(users["ada"])
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live.url}])
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(f"{live.url}/sessions/{session.pk}/")
+
+    # The workbench page (the control plane's) runs its scripts while VS Code's server is not up.
+    page.wait_for_function("() => document.getElementById('ide-frame').contentWindow.performance"
+                           ".getEntriesByName('code/didLoadWorkbenchMain').length > 0")
+    frame = page.locator("#ide-frame")
+    assert frame.get_attribute("data-early") == "true" and not frame.is_visible()
+    assert page.locator("#pane-ide .pane-message").is_visible()
+    page.evaluate("() => { document.getElementById('ide-frame').contentWindow.loadedEarly = true; }")
+
+    Sandbox.objects.filter(pk=session.sandbox_id).update(services={"ide": ready(code_server.port)})
+    log_service(session.pk, {"name": "ide", **ready(code_server.port), **facts})
+    frame.wait_for(state="visible")
+    page.frame_locator("#ide-frame").locator(".explorer-folders-view").wait_for(state="visible")
+    assert page.evaluate("() => document.getElementById('ide-frame').contentWindow.loadedEarly") is True
     context.close()

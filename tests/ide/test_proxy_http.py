@@ -136,9 +136,10 @@ def test_a_session_path_reaches_only_its_own_sandbox(live, users, make_session, 
 
 def test_services_that_are_not_ready_say_so(live, users, make_session):
     ada = signed_in(users["ada"], live)
-    starting = make_session(users["ada"], {"ide": {"state": "starting", "port": None, "reason": ""}})
-    response = get(live, f"/w/{starting.pk}/ide/", ada)
-    assert response.status_code == 503 and "VS Code is starting" in response.text
+    # (VS Code's own requests wait for it instead: tests/ide/test_workbench_page.py.)
+    starting = make_session(users["ada"], {"preview-3000": {"state": "starting", "port": None, "reason": ""}})
+    response = get(live, f"/w/{starting.pk}/preview-3000/", ada)
+    assert response.status_code == 503 and "The preview on port 3000 is starting" in response.text
     assert response.headers["retry-after"]
 
     failed = make_session(users["ada"], {"desktop": {"state": "failed", "port": None, "reason": "Xvfb exited 1"}})

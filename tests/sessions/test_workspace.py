@@ -80,6 +80,32 @@ def test_a_malformed_service_report_changes_nothing(session, make_sandbox, repor
     assert not session.events.exists()
 
 
+VSCODE = {"commit": "409c64e0df4d53530e59c16acc2b5d5766f717b0", "folder": "/home/agent/workspace",
+          "data": "/home/agent/.local/share/code-server"}
+
+
+@pytest.mark.parametrize("facts, kept", [
+    (VSCODE, VSCODE),
+    ({**VSCODE, "commit": "409C64E0"}, None),  # not a commit
+    ({**VSCODE, "folder": 'x" onload="alert(1)'}, None),  # not an absolute path
+    ({**VSCODE, "data": "/home/agent/<script>"}, None),
+    ({**VSCODE, "data": None}, None),
+    ("409c64e0df4d53530e59c16acc2b5d5766f717b0", None),
+])
+def test_vscodes_commit_and_paths_are_kept_only_when_they_are_plainly_that(session, make_sandbox, facts, kept):
+    """The proxy renders VS Code's page from them while code-server starts (ide/workbench_page.py)."""
+    sandbox = make_sandbox()
+    session.sandbox = sandbox
+    session.save()
+    services.handle_bridge_event(sandbox, "e1", {"kind": "service", "name": "ide", "state": "starting",
+                                                 "port": None, "vscode": facts})
+    services.handle_bridge_event(sandbox, "e2", {"kind": "service", "name": "desktop", "state": "starting",
+                                                 "port": None, "vscode": VSCODE})
+    sandbox.refresh_from_db()
+    assert sandbox.services["ide"].get("vscode") == kept
+    assert "vscode" not in sandbox.services["desktop"]  # only VS Code's report carries them
+
+
 def test_a_pooled_sandbox_keeps_its_services_and_the_session_that_claims_it_learns_them(repo, user, make_sandbox):
     pooled = make_sandbox(pooled=True)
     services.handle_bridge_event(pooled, "e1", {"kind": "service", "name": "ide", "state": "ready", "port": 41000})

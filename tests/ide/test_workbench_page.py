@@ -1,0 +1,119 @@
+"""VS Code's page answered by the control plane while the sandbox's code-server starts, compared with the
+real code-server's answer; the page's requests held until VS Code is ready."""
+
+import threading
+import time
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from ide import workbench_page
+from sandboxes.bridge.workspace import vscode_facts
+from sandboxes.models import Sandbox
+from sandboxes.tools import tools_dir
+from tests.ide.support import ready, signed_in
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+OTHER_COMMIT = "0" * 40
+
+
+def starting(facts: dict | None) -> dict:
+    report = {"state": "starting", "port": None, "reason": ""}
+    return {"ide": {**report, "vscode": facts}} if facts else {"ide": report}
+
+
+def sandbox_facts(code_server) -> dict:
+    """What the bridge reports for a code-server started on that folder and home."""
+    return vscode_facts(tools_dir(), code_server.home, code_server.folder)["vscode"]
+
+
+def get(live, path: str, headers: dict, **kwargs) -> httpx.Response:
+    return httpx.get(live.url + path, headers=headers, timeout=30, **kwargs)
+
+
+def test_the_page_is_the_one_code_server_answers_for_the_bridges_flags(install, code_server):
+    facts = sandbox_facts(code_server)
+    folder = str(code_server.folder)
+
+    real = httpx.get(code_server.url + "/", timeout=30)
+    mine = workbench_page.answer(facts, b"")
+    assert real.status_code == mine.status == 302
+    assert dict(mine.headers)[b"location"].decode() == real.headers["location"] == f"./?folder={folder}"
+
+    real = httpx.get(code_server.url + "/", params={"folder": folder}, timeout=30)
+    mine = workbench_page.answer(facts, f"folder={folder}".encode())
+    assert real.status_code == mine.status == 200
+    assert mine.body == real.content  # byte for byte: the same configuration, paths and script URLs
+    headers = {name.decode(): value.decode() for name, value in mine.headers}
+    assert headers["content-type"] == real.headers["content-type"]
+    assert headers["content-security-policy"] == real.headers["content-security-policy"]
+
+
+def test_another_commit_or_request_is_left_to_code_server(install, code_server):
+    facts = sandbox_facts(code_server)
+    assert workbench_page.answer({**facts, "commit": OTHER_COMMIT}, b"folder=/x") is None
+    assert workbench_page.answer(None, b"folder=/x") is None
+    assert workbench_page.answer(facts, b"workspace=/x.code-workspace") is None
+    assert workbench_page.answer(facts, b"folder=/x&tkn=secret") is None
+
+
+def test_while_vs_code_starts_members_get_its_page_from_the_control_plane(
+        live, users, make_session, upstream, install, code_server):
+    facts = sandbox_facts(code_server)
+    session = make_session(users["ada"], starting(facts))
+    ada = signed_in(users["ada"], live)
+    before = len(upstream.requests)
+
+    moved = get(live, f"/w/{session.pk}/ide/", ada)
+    assert moved.status_code == 302 and moved.headers["location"] == f"./?folder={code_server.folder}"
+    page = get(live, f"/w/{session.pk}/ide/", ada, params={"folder": str(code_server.folder)})
+    assert page.status_code == 200
+    assert page.content == httpx.get(code_server.url + "/", params={"folder": str(code_server.folder)}).content
+    assert len(upstream.requests) == before
+
+    bob = signed_in(users["bob"], live)
+    refused = get(live, f"/w/{session.pk}/ide/", bob, params={"folder": str(code_server.folder)})
+    assert refused.status_code == 403 and "not a member" in refused.text
+
+
+def become_ready(session, port: int, after: float) -> threading.Thread:
+    def run():
+        time.sleep(after)
+        Sandbox.objects.filter(pk=session.sandbox_id).update(services={"ide": ready(port)})
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_a_request_made_while_vs_code_starts_waits_and_reaches_it_once_ready(live, users, make_session, upstream):
+    # Another commit: no page of the control plane's, so even the page waits for code-server's.
+    session = make_session(users["ada"], starting({"commit": OTHER_COMMIT, "folder": "/w", "data": "/d"}))
+    thread = become_ready(session, upstream.port, after=1.0)
+    started = time.monotonic()
+    response = get(live, f"/w/{session.pk}/ide/", signed_in(users["ada"], live), params={"folder": "/w"})
+    waited = time.monotonic() - started
+    thread.join()
+    assert response.status_code == 200
+    assert response.json()["server"] == "one" and response.json()["path"] == "/?folder=%2Fw"
+    assert 0.9 < waited < 10
+
+
+def test_other_services_that_are_starting_answer_at_once(live, users, make_session):
+    session = make_session(users["ada"], {"desktop": {"state": "starting", "port": None, "reason": ""}})
+    started = time.monotonic()
+    response = get(live, f"/w/{session.pk}/desktop/", signed_in(users["ada"], live))
+    assert response.status_code == 503 and time.monotonic() - started < 5
+
+
+def test_vs_codes_socket_waits_for_its_server_and_then_relays(live, users, make_session, socket_upstream):
+    session = make_session(users["ada"], starting(None))
+    thread = become_ready(session, socket_upstream.port, after=1.0)
+    url = live.url.replace("http", "ws") + f"/w/{session.pk}/ide/stable-x/?reconnectionToken=1"
+    with connect(url, additional_headers=signed_in(users["ada"], live), subprotocols=["binary"],
+                 open_timeout=10) as socket:
+        socket.send("hello")
+        assert socket.recv(timeout=10) == "hello"
+    thread.join()
