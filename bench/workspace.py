@@ -75,6 +75,20 @@ def wait_usable(page) -> None:
     page.locator("#ide-frame").wait_for(state="visible", timeout=120_000)
 
 
+WORKBENCH_MARKS = {"code/didStartRenderer": "page", "code/didLoadWorkbenchMain": "scripts run",
+                   "code/didCreateSocketOK/Management": "server socket", "code/didResolveExplorer": "explorer"}
+
+
+def workbench_marks(page) -> list[tuple[str, float]]:
+    """When (epoch seconds) VS Code's frame reached its own performance marks."""
+    found = page.evaluate("""names => {
+        const w = document.getElementById("ide-frame").contentWindow;
+        return names.map(n => { const m = w.performance.getEntriesByName(n)[0];
+                                return m ? (w.performance.timeOrigin + m.startTime) / 1000 : null; });
+    }""", list(WORKBENCH_MARKS))
+    return [(label, at) for label, at in zip(WORKBENCH_MARKS.values(), found, strict=True) if at is not None]
+
+
 def ide_ready(platform: Platform, browser, user, repo) -> list[float]:
     """A new session each run: its page is open while the sandbox starts; the figure is from the
     sandbox's ready_at to VS Code's explorer listing the repo's files (the workbench talks to its server)."""
@@ -88,8 +102,10 @@ def ide_ready(platform: Platform, browser, user, repo) -> list[float]:
         ready = ready_at(session.pk)
         samples.append(usable - ready)
         service = service_ready_at(session.pk, "ide")
+        marks = ", ".join(f"{name} {at - ready:+.2f} s" for name, at in workbench_marks(page))
         say(f"ide run {run + 1}: {samples[-1]:.2f} s after the sandbox was ready (code-server ready at "
-            f"{service - ready:+.2f} s, the workbench took {usable - max(service, ready):.2f} s more)")
+            f"{service - ready:+.2f} s, the workbench took {usable - max(service, ready):.2f} s more; "
+            f"the frame's {marks})")
         page.context.close()
         off_loop(terminate_all, repo)
     return samples

@@ -112,6 +112,7 @@ def workbench_ready(port: int, folder: Path) -> Callable[[], Awaitable[bool]]:
 
 class Workspace:
     agent_start_wait = 20.0  # a restored sandbox's services start at the latest this long after the bridge
+    desktop_after_ide = 3.0  # the desktop starts this long after VS Code is ready
 
     def __init__(self, config: BridgeConfig, emit: Callable[[dict], None], agent_started: asyncio.Event | None = None):
         self.config = config
@@ -131,14 +132,18 @@ class Workspace:
         env = config.service_env()
         logs = RUNTIME / "logs"
         # The desktop (Xvfb and a whole Chromium) waits for VS Code to settle: on two cores, starting
-        # both at once delays the tab people open first by a second or more.
+        # both at once delays the tab people open first by a second or more. Once VS Code is ready, the
+        # browser's workbench (already loaded: ide/workbench_page.py) connects and lists the files: the
+        # desktop waits desktop_after_ide seconds more, so that it does not take the CPU from that either.
         ide_settled = asyncio.Event()
         if wanted.get("ide"):
             facts = vscode_facts(config.tools_dir, config.home, config.workspace)
 
             def report_ide(event: dict) -> None:
-                if event["state"] in ("ready", "failed"):
+                if event["state"] == "failed":
                     ide_settled.set()
+                elif event["state"] == "ready" and not ide_settled.is_set():
+                    asyncio.get_running_loop().call_later(self.desktop_after_ide, ide_settled.set)
                 emit({**event, **facts})
 
             self.services.append(Service("ide", ["ide"], self.ide_plan, report_ide, env, config.workspace, logs,

@@ -30,7 +30,7 @@
   let port = ""; // the chosen preview port
   let portChosen = false; // by the user: new ports then do not take over
   let ideRun = stateOf("ide").seq; // seq of the event that began VS Code's current run (a "starting")
-  let ideLoaded = ideFrame.getAttribute("src") ? ideRun : 0; // the run the frame was loaded for
+  let ideLoaded = ideFrame.getAttribute("src") ? ideRun : null; // the run the frame was loaded for
   let ideLoadedAt = 0; // when the frame was loaded, if that was before VS Code was ready
   let ideFetched = false; // VS Code's largest files were asked for ahead of its frame
   let previewLoaded = ""; // "<port>:<seq>" the preview frame loaded for
@@ -39,6 +39,9 @@
   let renderQueued = false;
   const pending = {}; // action -> its button, while the server has not answered
 
+  const phase = $("sandbox-phase"); // session.js keeps its data-state: the sandbox's state
+  const SANDBOX_STARTING = ["provisioning", "syncing"];
+  const BEFORE_REPORT = -1; // ideLoaded: the frame loaded while the sandbox started, before VS Code's first report
   const LABELS = { ide: "VS Code", desktop: "Desktop" };
   const STATE_TEXT = { unknown: "not started", starting: "starting…", ready: "ready", failed: "failed", stopped: "stopped" };
 
@@ -70,12 +73,19 @@
     const ev = event.detail.ev;
     if (ev.kind === "screenshot") settle("screenshot", "Screenshot added to the timeline.");
     if (ev.kind === "screenshot_failed") settle("screenshot", `No screenshot: ${ev.data.message || "it failed"}`, true);
+    if (["sandbox_phase", "sandbox", "status"].includes(ev.kind)) scheduleRender(); // VS Code may load early
     if (ev.kind !== "service" || typeof ev.data.name !== "string") return;
     const d = ev.data;
     if (event.detail.seq <= stateOf(d.name).seq) return; // replayed: the page was rendered with a later state
     const state = STATE_TEXT[d.state] ? d.state : "unknown";
     if (d.name === "ide" && !(state === "ready" && stateOf("ide").state === "starting") &&
-        !(state === "starting" && stateOf("ide").state === "starting")) ideRun = event.detail.seq;
+        !(state === "starting" && stateOf("ide").state === "starting")) {
+      ideRun = event.detail.seq;
+      if (ideLoaded === BEFORE_REPORT && state === "starting") { // the frame asked in time: its page comes now
+        ideLoaded = ideRun;
+        ideLoadedAt = performance.now();
+      }
+    }
     services.set(d.name, { state, reason: d.reason || "", seq: event.detail.seq });
     if (pending[`restart:${d.name}`]) settle(`restart:${d.name}`);
     scheduleRender(); // a replay brings many: render once per frame, so frames load once
@@ -170,17 +180,24 @@
     const ready = state === "ready";
     pane.querySelector(".pane-message").hidden = ready;
     $("ide-open").hidden = !ready;
-    if (!ideFetched && !ideLoaded && (state === "starting" || state === "unknown")) prefetchIde();
+    if (!ideFetched && ideLoaded === null && (state === "starting" || state === "unknown")) prefetchIde();
     // VS Code gives up on a server it cannot reach after five tries (~15 s of the proxy holding them):
     // a frame loaded that long before the server was ready starts again.
+    // A sandbox starting will soon report VS Code starting: the proxy holds the page until then.
+    const early = state === "starting" || (state === "unknown" && SANDBOX_STARTING.includes(phase.dataset.state));
     const stale = ready && ideLoadedAt && performance.now() - ideLoadedAt > 12000;
-    if ((ready || state === "starting") && visible("ide") && (ideLoaded !== ideRun || stale)) {
-      ideLoaded = ideRun;
+    const loaded = ideLoaded === ideRun || (ideLoaded === BEFORE_REPORT && state === "unknown");
+    if ((ready || early) && visible("ide") && (!loaded || stale)) {
+      ideLoaded = state === "unknown" ? BEFORE_REPORT : ideRun;
       ideLoadedAt = ready ? 0 : performance.now();
       ideFrame.src = `${base}/ide/`;
     }
     if (ready) ideLoadedAt = 0;
-    ideFrame.hidden = !(ready || ideLoaded === ideRun);
+    if (ideLoaded === BEFORE_REPORT && state === "unknown" && !early) { // that start ended (or was an old one replayed)
+      ideLoaded = null;
+      ideFrame.src = "about:blank";
+    }
+    ideFrame.hidden = !(ready || ideLoaded === ideRun || ideLoaded === BEFORE_REPORT);
     ideFrame.dataset.early = String(!ready); // laid out at full size, out of sight, until VS Code is ready
   }
 

@@ -112,3 +112,32 @@ def test_vscodes_frame_loads_out_of_sight_while_it_starts_and_shows_once_ready_w
     page.frame_locator("#ide-frame").locator(".explorer-folders-view").wait_for(state="visible")
     assert page.evaluate("() => document.getElementById('ide-frame').contentWindow.loadedEarly") is True
     context.close()
+
+
+def test_while_the_sandbox_starts_vscodes_frame_asks_for_its_page_before_vscode_is_reported(
+        live, users, make_session, install, code_server, browser):
+    from sandboxes.lifecycle import State
+
+    session = make_session(users["ada"], {}, state=State.PROVISIONING)
+    client = Client()
+    client.force_login(users["ada"])
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live.url}])
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    with page.expect_request(f"{live.url}/w/{session.pk}/ide/"):  # held by the proxy: nothing reported yet
+        page.goto(f"{live.url}/sessions/{session.pk}/", wait_until="commit")  # "load" waits for the frame
+
+    facts = vscode_facts(tools_dir(), code_server.home, code_server.folder)
+    starting = {"state": "starting", "port": None, "reason": "", **facts}
+    Sandbox.objects.filter(pk=session.sandbox_id).update(services={"ide": starting})  # the bridge's report
+    page.wait_for_function("() => document.getElementById('ide-frame').contentWindow.performance"
+                           ".getEntriesByName('code/didLoadWorkbenchMain').length > 0")
+    page.evaluate("() => { document.getElementById('ide-frame').contentWindow.loadedEarly = true; }")
+    log_service(session.pk, {"name": "ide", **starting})  # the page learns it: the same run, no new load
+    Sandbox.objects.filter(pk=session.sandbox_id).update(services={"ide": ready(code_server.port)})
+    log_service(session.pk, {"name": "ide", **ready(code_server.port), **facts})
+    page.locator("#ide-frame").wait_for(state="visible")
+    page.frame_locator("#ide-frame").locator(".explorer-folders-view").wait_for(state="visible")
+    assert page.evaluate("() => document.getElementById('ide-frame').contentWindow.loadedEarly") is True
+    context.close()

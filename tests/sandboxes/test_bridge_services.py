@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -13,7 +14,7 @@ from django.core.management import call_command
 from sandboxes.bridge.config import BridgeConfig
 from sandboxes.bridge.opencode import free_port
 from sandboxes.bridge.services import Plan, Service, Step, exists, http_ok, tcp_open
-from sandboxes.bridge.workspace import Workspace, workbench_ready
+from sandboxes.bridge.workspace import Workspace, vscode_facts, workbench_ready
 from sandboxes.tools import tools_dir
 
 
@@ -222,6 +223,11 @@ def test_vs_code_is_ready_only_once_its_workbench_page_was_served(tmp_path, tool
         # code-server records the page's query once VS Code's server is loaded and before it answers.
         settings = json.loads((tmp_path / "home/.local/share/code-server/coder.json").read_text())
         assert settings["query"] == {"folder": str(workspace)}
+        # What the control plane needs to render VS Code's page while it starts (ide/workbench_page.py).
+        product = json.loads((tools / "code-server/node_modules/code-server/lib/vscode/product.json").read_text())
+        data = str(tmp_path / "home/.local/share/code-server")
+        assert vscode_facts(config.tools_dir, config.home, config.workspace)["vscode"] == {
+            "commit": product["commit"], "folder": str(workspace), "data": data}
         assert await http_ok(ready["port"], f"/?folder={workspace}", timeout=5, status=200)()
         await stop(svc, task)
 
@@ -295,6 +301,28 @@ def test_a_restored_sandbox_starts_vs_code_and_the_desktop_once_the_agent_starte
             started.set()
         assert (await reports.until("ide", "ready"))["port"] == port
         await reports.until("desktop", "ready")
+        for svc, task in zip((ide, desktop), tasks, strict=True):
+            await stop(svc, task)
+
+    asyncio.run(scenario())
+
+
+def test_a_new_sandboxs_desktop_starts_a_while_after_vs_code_is_ready(tmp_path, runtime):
+    """The browser's workbench connects to VS Code as soon as it is ready: the desktop's Chromium waits."""
+    async def scenario():
+        reports = Reports()
+        bridge = Workspace(workspace_config(tmp_path, False, {"ide": True, "desktop": True}), reports)
+        bridge.desktop_after_ide = 0.5
+        ide, desktop = bridge.find("ide"), bridge.find("desktop")
+        ide.plan = lambda: web_server(free_port(), tmp_path)
+        desktop.plan = sleeper
+        tasks = [await supervised(ide), await supervised(desktop)]
+        waiting = await reports.until("desktop", "starting")
+        assert waiting["reason"] == "waiting for VS Code to start"
+        await reports.until("ide", "ready")
+        ready_at = time.monotonic()
+        await reports.until("desktop", "ready")
+        assert time.monotonic() - ready_at >= 0.45
         for svc, task in zip((ide, desktop), tasks, strict=True):
             await stop(svc, task)
 
