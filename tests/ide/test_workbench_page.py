@@ -6,6 +6,7 @@ import time
 
 import httpx
 import pytest
+from django.db import connection
 from websockets.sync.client import connect
 
 from ide import workbench_page
@@ -81,7 +82,10 @@ def test_while_vs_code_starts_members_get_its_page_from_the_control_plane(
 def become_ready(session, port: int, after: float) -> threading.Thread:
     def run():
         time.sleep(after)
-        Sandbox.objects.filter(pk=session.sandbox_id).update(services={"ide": ready(port)})
+        try:
+            Sandbox.objects.filter(pk=session.sandbox_id).update(services={"ide": ready(port)})
+        finally:
+            connection.close()  # this thread's own connection, or the test database could not be dropped
 
     thread = threading.Thread(target=run)
     thread.start()
