@@ -7,14 +7,13 @@ See docs/workspace-proxy.md for the rules and why.
 import asyncio
 import html
 import logging
-import time
 
 import httpx
 
 from ide import upstream, vscode_static, workbench_page
 from ide.headers import browser_response_headers, header, upstream_request_headers
 from ide.paths import ServicePath, parse, request_path
-from ide.targets import POLL_SECONDS, Target, host_allowed, resolve_async, service_label
+from ide.targets import Target, host_allowed, resolve_async, resolve_when_up, service_label
 
 log = logging.getLogger(__name__)
 
@@ -129,19 +128,21 @@ class HttpProxy:
     async def while_vscode_starts(scope, send, path: ServicePath, target: Target) -> Target | None:
         """VS Code's page from the control plane as soon as the sandbox reported what it runs (None: answered);
         any other request waits for VS Code to be up, then goes to it (see ide/workbench_page.py)."""
-        page = scope["method"] == "GET" and path.rest == "/"
-        deadline = time.monotonic() + IDE_WAIT_SECONDS
-        while True:
-            if page:
-                early = workbench_page.answer((target.report or {}).get("vscode"), scope.get("query_string", b""))
-                if early is not None:
-                    await send({"type": "http.response.start", "status": early.status, "headers": early.headers})
-                    await send({"type": "http.response.body", "body": early.body})
-                    return None
-            if not target.starting or time.monotonic() >= deadline:
-                return target
-            await asyncio.sleep(POLL_SECONDS)
-            target = await resolve_async(scope.get("user"), path.session_id, path.service)
+        query = scope.get("query_string", b"")
+
+        def early(target: Target) -> workbench_page.Answer | None:
+            if scope["method"] != "GET" or path.rest != "/":
+                return None
+            return workbench_page.answer((target.report or {}).get("vscode"), query)
+
+        target = await resolve_when_up(scope.get("user"), path.session_id, path.service, IDE_WAIT_SECONDS,
+                                       first=target, enough=lambda t: early(t) is not None)
+        answer = early(target) if target.starting else None
+        if answer is None:
+            return target
+        await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+        await send({"type": "http.response.body", "body": answer.body})
+        return None
 
     async def forward(self, scope, receive, send, path: ServicePath, target: Target) -> None:
         first = await receive()

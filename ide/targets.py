@@ -6,6 +6,7 @@ Synchronous and database-bound: the proxies call `resolve` through `database_syn
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
@@ -102,12 +103,13 @@ resolve_async = database_sync_to_async(resolve)
 POLL_SECONDS = 0.1
 
 
-async def resolve_when_up(user, session_id: int, service: str, seconds: float, first: Target | None = None) -> Target:
-    """`resolve`, waiting up to `seconds` while the service is on its way up (checked every 0.1 s):
-    a request held until VS Code is ready rather than refused while it starts."""
+async def resolve_when_up(user, session_id: int, service: str, seconds: float, first: Target | None = None,
+                          enough: Callable[[Target], bool] = lambda target: False) -> Target:
+    """`resolve`, waiting up to `seconds` while the service is on its way up (checked every 0.1 s) and
+    `enough(target)` is false: a request held until VS Code is ready rather than refused while it starts."""
     deadline = time.monotonic() + seconds
     target = first or await resolve_async(user, session_id, service)
-    while target.starting and time.monotonic() < deadline:
+    while target.starting and not enough(target) and time.monotonic() < deadline:
         await asyncio.sleep(POLL_SECONDS)
         target = await resolve_async(user, session_id, service)
     return target

@@ -69,16 +69,16 @@ def answer(vscode: object, query_string: bytes) -> Answer | None:
                             (b"content-length", str(len(body)).encode())], body)
     if set(query) != {"folder"}:
         return None  # a workspace file, a connection token, ...: left to code-server
-    page = render(install.root, install.prefix, data)
-    if page is None:
+    rendered = render(install.root, install.prefix, data)
+    if rendered is None:
         return None
-    return Answer(200, [(b"content-type", b"text/html"),
-                        (b"content-security-policy", content_security_policy(page).encode()),
+    page, policy = rendered
+    return Answer(200, [(b"content-type", b"text/html"), (b"content-security-policy", policy),
                         (b"content-length", str(len(page)).encode()), (b"cache-control", b"no-store")], page)
 
 
 @lru_cache(maxsize=4)
-def _render(root: Path, prefix: str, data: str, template_mtime: int) -> bytes | None:
+def _render(root: Path, prefix: str, data: str, template_mtime: int) -> tuple[bytes, bytes] | None:
     try:
         template = (root / TEMPLATE).read_text()
         product = json.loads((root / "product.json").read_text())
@@ -120,11 +120,13 @@ def _render(root: Path, prefix: str, data: str, template_mtime: int) -> bytes | 
         "BASE": ".",
         "VS_BASE": ".",
     }
-    return re.sub(r"\{\{([^}]+)\}\}", lambda m: values.get(m[1], "undefined"), template).encode()
+    page = re.sub(r"\{\{([^}]+)\}\}", lambda m: values.get(m[1], "undefined"), template).encode()
+    return page, content_security_policy(page).encode()
 
 
-def render(root: Path, prefix: str, data: str) -> bytes | None:
-    """The page for a code-server whose --user-data-dir is `data` (None if the install is unreadable)."""
+def render(root: Path, prefix: str, data: str) -> tuple[bytes, bytes] | None:
+    """The page for a code-server whose --user-data-dir is `data`, and its Content-Security-Policy
+    (None if the install is unreadable)."""
     try:
         mtime = (root / TEMPLATE).stat().st_mtime_ns
     except OSError:

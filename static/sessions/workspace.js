@@ -78,8 +78,9 @@
     const d = ev.data;
     if (event.detail.seq <= stateOf(d.name).seq) return; // replayed: the page was rendered with a later state
     const state = STATE_TEXT[d.state] ? d.state : "unknown";
-    if (d.name === "ide" && !(state === "ready" && stateOf("ide").state === "starting") &&
-        !(state === "starting" && stateOf("ide").state === "starting")) {
+    // A new run of VS Code begins with any ide event but those that go on from "starting".
+    const goesOn = stateOf("ide").state === "starting" && (state === "starting" || state === "ready");
+    if (d.name === "ide" && !goesOn) {
       ideRun = event.detail.seq;
       if (ideLoaded === BEFORE_REPORT && state === "starting") { // the frame asked in time: its page comes now
         ideLoaded = ideRun;
@@ -181,10 +182,10 @@
     pane.querySelector(".pane-message").hidden = ready;
     $("ide-open").hidden = !ready;
     if (!ideFetched && ideLoaded === null && (state === "starting" || state === "unknown")) prefetchIde();
-    // VS Code gives up on a server it cannot reach after five tries (~15 s of the proxy holding them):
-    // a frame loaded that long before the server was ready starts again.
     // A sandbox starting will soon report VS Code starting: the proxy holds the page until then.
     const early = state === "starting" || (state === "unknown" && SANDBOX_STARTING.includes(phase.dataset.state));
+    // VS Code gives up on a server it cannot reach after five tries (~15 s of the proxy holding them):
+    // a frame loaded that long before the server was ready starts again.
     const stale = ready && ideLoadedAt && performance.now() - ideLoadedAt > 12000;
     const loaded = ideLoaded === ideRun || (ideLoaded === BEFORE_REPORT && state === "unknown");
     if ((ready || early) && visible("ide") && (!loaded || stale)) {

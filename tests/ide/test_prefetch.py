@@ -10,6 +10,7 @@ from django.test import Client
 from playwright.sync_api import sync_playwright
 
 from sandboxes.bridge.workspace import vscode_facts
+from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
 from sandboxes.tools import tools_dir
 from sessions.events import append_event
@@ -39,6 +40,31 @@ def log_service(session_id: int, report: dict) -> None:
         pool.submit(call).result()
 
 
+def signed_in_page(live, browser, user):
+    """A fresh browser context (no cache) signed in as `user`, and a page in it."""
+    client = Client()
+    client.force_login(user)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live.url}])
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    return page
+
+
+def wait_for_workbench_scripts(page) -> None:
+    """VS Code's frame ran the workbench's scripts (its own performance mark)."""
+    page.wait_for_function("() => document.getElementById('ide-frame').contentWindow.performance"
+                           ".getEntriesByName('code/didLoadWorkbenchMain').length > 0")
+
+
+def mark_frame(page) -> None:
+    page.evaluate("() => { document.getElementById('ide-frame').contentWindow.loadedEarly = true; }")
+
+
+def frame_marked(page) -> bool:
+    return page.evaluate("() => document.getElementById('ide-frame').contentWindow.loadedEarly") is True
+
+
 @pytest.fixture
 def browser(monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API keeps a loop in this thread
@@ -53,12 +79,7 @@ def test_the_page_fetches_vscode_files_while_the_sandbox_starts_and_the_frame_ta
     starting = {"state": "starting", "port": None, "reason": ""}
     session = make_session(users["ada"], {"ide": starting})
     log_service(session.pk, {"name": "ide", **starting})
-    client = Client()
-    client.force_login(users["ada"])
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live.url}])
-    page = context.new_page()
-    page.set_default_timeout(60_000)
+    page = signed_in_page(live, browser, users["ada"])
     page.goto(f"{live.url}/sessions/{session.pk}/")
 
     urls = page.evaluate('JSON.parse(document.getElementById("vscode-prefetch").textContent)')
@@ -81,7 +102,7 @@ def test_the_page_fetches_vscode_files_while_the_sandbox_starts_and_the_frame_ta
     font = "performance.getEntriesByType('resource').find(e => e.name.includes('/out/media/codicon.ttf'))"
     frame.wait_for_function(f"() => ({font})?.responseEnd > 0")
     assert frame.evaluate(f"() => ({font}).transferSize") > 0
-    context.close()
+    page.context.close()
 
 
 def test_vscodes_frame_loads_out_of_sight_while_it_starts_and_shows_once_ready_without_loading_again(
@@ -90,54 +111,40 @@ def test_vscodes_frame_loads_out_of_sight_while_it_starts_and_shows_once_ready_w
     starting = {"state": "starting", "port": None, "reason": "", **facts}
     session = make_session(users["ada"], {"ide": starting})
     log_service(session.pk, {"name": "ide", **starting})
-    client = Client()
-    client.force_login(users["ada"])
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live.url}])
-    page = context.new_page()
-    page.set_default_timeout(60_000)
+    page = signed_in_page(live, browser, users["ada"])
     page.goto(f"{live.url}/sessions/{session.pk}/")
 
     # The workbench page (the control plane's) runs its scripts while VS Code's server is not up.
-    page.wait_for_function("() => document.getElementById('ide-frame').contentWindow.performance"
-                           ".getEntriesByName('code/didLoadWorkbenchMain').length > 0")
+    wait_for_workbench_scripts(page)
     frame = page.locator("#ide-frame")
     assert frame.get_attribute("data-early") == "true" and not frame.is_visible()
     assert page.locator("#pane-ide .pane-message").is_visible()
-    page.evaluate("() => { document.getElementById('ide-frame').contentWindow.loadedEarly = true; }")
+    mark_frame(page)
 
     Sandbox.objects.filter(pk=session.sandbox_id).update(services={"ide": ready(code_server.port)})
     log_service(session.pk, {"name": "ide", **ready(code_server.port), **facts})
     frame.wait_for(state="visible")
     page.frame_locator("#ide-frame").locator(".explorer-folders-view").wait_for(state="visible")
-    assert page.evaluate("() => document.getElementById('ide-frame').contentWindow.loadedEarly") is True
-    context.close()
+    assert frame_marked(page)  # the same document: not loaded again
+    page.context.close()
 
 
 def test_while_the_sandbox_starts_vscodes_frame_asks_for_its_page_before_vscode_is_reported(
         live, users, make_session, install, code_server, browser):
-    from sandboxes.lifecycle import State
-
     session = make_session(users["ada"], {}, state=State.PROVISIONING)
-    client = Client()
-    client.force_login(users["ada"])
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live.url}])
-    page = context.new_page()
-    page.set_default_timeout(60_000)
+    page = signed_in_page(live, browser, users["ada"])
     with page.expect_request(f"{live.url}/w/{session.pk}/ide/"):  # held by the proxy: nothing reported yet
         page.goto(f"{live.url}/sessions/{session.pk}/", wait_until="commit")  # "load" waits for the frame
 
     facts = vscode_facts(tools_dir(), code_server.home, code_server.folder)
     starting = {"state": "starting", "port": None, "reason": "", **facts}
     Sandbox.objects.filter(pk=session.sandbox_id).update(services={"ide": starting})  # the bridge's report
-    page.wait_for_function("() => document.getElementById('ide-frame').contentWindow.performance"
-                           ".getEntriesByName('code/didLoadWorkbenchMain').length > 0")
-    page.evaluate("() => { document.getElementById('ide-frame').contentWindow.loadedEarly = true; }")
+    wait_for_workbench_scripts(page)
+    mark_frame(page)
     log_service(session.pk, {"name": "ide", **starting})  # the page learns it: the same run, no new load
     Sandbox.objects.filter(pk=session.sandbox_id).update(services={"ide": ready(code_server.port)})
     log_service(session.pk, {"name": "ide", **ready(code_server.port), **facts})
     page.locator("#ide-frame").wait_for(state="visible")
     page.frame_locator("#ide-frame").locator(".explorer-folders-view").wait_for(state="visible")
-    assert page.evaluate("() => document.getElementById('ide-frame').contentWindow.loadedEarly") is True
-    context.close()
+    assert frame_marked(page)  # the same document: not loaded again
+    page.context.close()

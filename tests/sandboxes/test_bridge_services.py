@@ -15,7 +15,7 @@ from sandboxes.bridge.config import BridgeConfig
 from sandboxes.bridge.opencode import free_port
 from sandboxes.bridge.services import Plan, Service, Step, exists, http_ok, tcp_open
 from sandboxes.bridge.workspace import Workspace, vscode_facts, workbench_ready
-from sandboxes.tools import tools_dir
+from sandboxes.tools import tools_dir, vscode_dir
 
 
 class Reports:
@@ -224,7 +224,7 @@ def test_vs_code_is_ready_only_once_its_workbench_page_was_served(tmp_path, tool
         settings = json.loads((tmp_path / "home/.local/share/code-server/coder.json").read_text())
         assert settings["query"] == {"folder": str(workspace)}
         # What the control plane needs to render VS Code's page while it starts (ide/workbench_page.py).
-        product = json.loads((tools / "code-server/node_modules/code-server/lib/vscode/product.json").read_text())
+        product = json.loads((vscode_dir(tools) / "product.json").read_text())
         data = str(tmp_path / "home/.local/share/code-server")
         assert vscode_facts(config.tools_dir, config.home, config.workspace)["vscode"] == {
             "commit": product["commit"], "folder": str(workspace), "data": data}
@@ -280,6 +280,18 @@ def workspace_config(tmp_path: Path, synced: bool, services: dict) -> BridgeConf
     })
 
 
+async def supervise_ide_and_desktop(bridge: Workspace, port: int, folder: Path) -> list[asyncio.Task]:
+    """The bridge's VS Code (a web server on `port`) and desktop (a sleeper), supervised."""
+    bridge.find("ide").plan = lambda: web_server(port, folder)
+    bridge.find("desktop").plan = sleeper
+    return [await supervised(bridge.find("ide")), await supervised(bridge.find("desktop"))]
+
+
+async def stop_ide_and_desktop(bridge: Workspace, tasks: list[asyncio.Task]) -> None:
+    for svc, task in zip((bridge.find("ide"), bridge.find("desktop")), tasks, strict=True):
+        await stop(svc, task)
+
+
 @pytest.mark.parametrize("synced", [True, False])
 def test_a_restored_sandbox_starts_vs_code_and_the_desktop_once_the_agent_started(tmp_path, runtime, synced):
     """A restore is there for a follow-up prompt that waits for OpenCode's start; VS Code and the desktop
@@ -288,11 +300,9 @@ def test_a_restored_sandbox_starts_vs_code_and_the_desktop_once_the_agent_starte
         reports = Reports()
         started = asyncio.Event()
         bridge = Workspace(workspace_config(tmp_path, synced, {"ide": True, "desktop": True}), reports, started)
-        ide, desktop = bridge.find("ide"), bridge.find("desktop")
+        bridge.desktop_after_ide = 0
         port = free_port()
-        ide.plan = lambda: web_server(port, tmp_path)
-        desktop.plan = sleeper
-        tasks = [await supervised(ide), await supervised(desktop)]
+        tasks = await supervise_ide_and_desktop(bridge, port, tmp_path)
         if synced:
             waiting = await reports.until("ide", "starting")
             assert waiting["reason"] == "waiting for the agent to start"
@@ -301,8 +311,7 @@ def test_a_restored_sandbox_starts_vs_code_and_the_desktop_once_the_agent_starte
             started.set()
         assert (await reports.until("ide", "ready"))["port"] == port
         await reports.until("desktop", "ready")
-        for svc, task in zip((ide, desktop), tasks, strict=True):
-            await stop(svc, task)
+        await stop_ide_and_desktop(bridge, tasks)
 
     asyncio.run(scenario())
 
@@ -313,18 +322,14 @@ def test_a_new_sandboxs_desktop_starts_a_while_after_vs_code_is_ready(tmp_path, 
         reports = Reports()
         bridge = Workspace(workspace_config(tmp_path, False, {"ide": True, "desktop": True}), reports)
         bridge.desktop_after_ide = 0.5
-        ide, desktop = bridge.find("ide"), bridge.find("desktop")
-        ide.plan = lambda: web_server(free_port(), tmp_path)
-        desktop.plan = sleeper
-        tasks = [await supervised(ide), await supervised(desktop)]
+        tasks = await supervise_ide_and_desktop(bridge, free_port(), tmp_path)
         waiting = await reports.until("desktop", "starting")
         assert waiting["reason"] == "waiting for VS Code to start"
         await reports.until("ide", "ready")
         ready_at = time.monotonic()
         await reports.until("desktop", "ready")
         assert time.monotonic() - ready_at >= 0.45
-        for svc, task in zip((ide, desktop), tasks, strict=True):
-            await stop(svc, task)
+        await stop_ide_and_desktop(bridge, tasks)
 
     asyncio.run(scenario())
 
