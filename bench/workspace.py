@@ -53,9 +53,10 @@ def off_loop(function, *args):
         return pool.submit(call).result()
 
 
-def service_ready_at(session_id: int, name: str) -> float | None:
+def service_ready_at(session_id: int, name: str, state: str = "ready") -> float | None:
+    """When the session's log first had `name` in `state` (epoch seconds)."""
     event = Event.objects.filter(session_id=session_id, kind="service", data__name=name,
-                                 data__state="ready").order_by("seq").first()
+                                 data__state=state).order_by("seq").first()
     return event.created_at.timestamp() if event else None
 
 
@@ -94,18 +95,21 @@ def ide_ready(platform: Platform, browser, user, repo) -> list[float]:
     sandbox's ready_at to VS Code's explorer listing the repo's files (the workbench talks to its server)."""
     samples = []
     for run in range(IDE_RUNS):
+        created = time.time()
         session = off_loop(services.create_session, repo, user, "justtext hello")
         page = new_page(platform, browser, user)
+        opened = time.time()
         page.goto(f"{platform.live.url}/sessions/{session.pk}/")
         wait_usable(page)
         usable = time.time()
         ready = ready_at(session.pk)
         samples.append(usable - ready)
         service = service_ready_at(session.pk, "ide")
+        starting = service_ready_at(session.pk, "ide", "starting")
         marks = ", ".join(f"{name} {at - ready:+.2f} s" for name, at in workbench_marks(page))
-        say(f"ide run {run + 1}: {samples[-1]:.2f} s after the sandbox was ready (code-server ready at "
-            f"{service - ready:+.2f} s, the workbench took {usable - max(service, ready):.2f} s more; "
-            f"the frame's {marks})")
+        say(f"ide run {run + 1}: {samples[-1]:.2f} s after the sandbox was ready (session created "
+            f"{created - ready:+.2f} s, its page opened {opened - ready:+.2f} s, VS Code starting "
+            f"{starting - ready:+.2f} s, code-server ready {service - ready:+.2f} s; the frame's {marks})")
         page.context.close()
         off_loop(terminate_all, repo)
     return samples

@@ -8,6 +8,8 @@ from django.conf import settings
 
 from sandboxes import providers
 from sandboxes.backends.base import SandboxBackend
+from sandboxes.bridge.config import SANDBOX_HOME, SANDBOX_WORKSPACE
+from sandboxes.bridge.workspace import vscode_facts
 from sandboxes.models import Sandbox
 from sandboxes.tools import tools_dir
 
@@ -59,4 +61,17 @@ def bridge_env(sandbox: Sandbox, token: str, synced: bool, shares_host_network: 
 def start_bridge(backend: SandboxBackend, sandbox: Sandbox, synced: bool) -> None:
     token = sandbox.issue_token()
     env = bridge_env(sandbox, token, synced, backend.shares_host_network)
+    if json.loads(env["INSPECT_SERVICES"])["ide"]:
+        expect_vscode(sandbox)
     backend.start_service(sandbox.backend_ref, "bridge", BRIDGE_COMMAND, env=env)
+
+
+def expect_vscode(sandbox: Sandbox) -> None:
+    """VS Code is starting with the bridge about to run: record it now, with the facts its page is rendered
+    from (ide/workbench_page.py), rather than when the bridge first reports (0.2-0.6 s later), so a page
+    open while the sandbox starts gets VS Code's page that much sooner. The facts are the ones the bridge
+    will report: the code-server mounted is the control plane's own (bridge_mounts), in the usual layout."""
+    facts = vscode_facts(tools_dir(), SANDBOX_HOME, SANDBOX_WORKSPACE)
+    report = {"state": "starting", "port": None, "reason": "", **facts}
+    Sandbox.objects.filter(pk=sandbox.pk).update(services={**sandbox.services, "ide": report})
+    sandbox.services = {**sandbox.services, "ide": report}

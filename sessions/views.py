@@ -87,7 +87,7 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
         raise Http404("No such session.")
     first = session.prompts.order_by("position").values_list("text", flat=True).first()
     live = session.sandbox is not None and session.sandbox.state in State.LIVE
-    services_now = workspace.latest_service_events(session) if live else {}
+    services_now = workspace.services_now(session, session.sandbox) if live else {}
     display_title = session.title or (first or "Untitled session")[:90]
     return render(request, "sessions/detail.html", {
         "session": session,

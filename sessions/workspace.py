@@ -103,6 +103,18 @@ def latest_service_events(session: Session) -> dict[str, dict]:
     return latest
 
 
+def services_now(session: Session, sandbox: Sandbox) -> dict[str, dict]:
+    """The page's starting point for a session whose live sandbox is `sandbox`: each service's latest
+    event, with the sandbox's own record where it says otherwise (VS Code recorded as starting before the
+    bridge reported it, see sandboxes/bridge_launch.expect_vscode; a service of an earlier sandbox)."""
+    latest = latest_service_events(session)
+    for name, report in sandbox.services.items():
+        logged = latest.get(name, {"seq": 0})
+        if logged.get("state") != report.get("state"):
+            latest[name] = {"state": report.get("state"), "reason": report.get("reason") or "", "seq": logged["seq"]}
+    return latest
+
+
 def live_sandbox(session: Session) -> Sandbox:
     sandbox = session.sandbox
     if sandbox is None or sandbox.state not in State.LIVE:

@@ -42,9 +42,10 @@ from sandboxes.backends.base import (
     StartRequest,
 )
 from sandboxes.backends.processes import run_streaming
+from sandboxes.bridge.config import SANDBOX_HOME, SANDBOX_WORKSPACE
 
-HOME = "/home/agent"
-WORKSPACE = f"{HOME}/workspace"
+HOME = str(SANDBOX_HOME)
+WORKSPACE = str(SANDBOX_WORKSPACE)
 SANDBOX_UID = 1000
 INIT_SCRIPT = Path(__file__).with_name("local_init.py")
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

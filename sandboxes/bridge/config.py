@@ -15,6 +15,11 @@ PERMISSIONS = {"edit": "ask", "bash": "ask", "question": "deny"}
 SESSION_RULES = [{"permission": name, "pattern": "*", "action": action} for name, action in PERMISSIONS.items()]
 
 
+# Every sandbox's layout: the agent's home, with the repo in workspace/ (backends start the bridge there).
+SANDBOX_HOME = Path("/home/agent")
+SANDBOX_WORKSPACE = SANDBOX_HOME / "workspace"
+
+
 class ConfigError(Exception):
     pass
 
@@ -62,8 +67,8 @@ class BridgeConfig:
             sandbox_id=env["INSPECT_SANDBOX_ID"],
             token=env["INSPECT_SANDBOX_TOKEN"],
             opencode_config=opencode_config,
-            workspace=Path(env.get("INSPECT_WORKSPACE") or "/home/agent/workspace"),
-            home=Path(env.get("HOME") or "/home/agent"),
+            workspace=Path(env.get("INSPECT_WORKSPACE") or SANDBOX_WORKSPACE),
+            home=Path(env.get("HOME") or SANDBOX_HOME),
             tools_dir=tools,
             opencode_bin=Path(env.get("INSPECT_OPENCODE_BIN") or tools / "opencode/node_modules/.bin/opencode"),
             synced=env.get("INSPECT_SYNCED") == "1",

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from sandboxes.bridge_launch import bridge_env
+from sandboxes.bridge_launch import bridge_env, start_bridge
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, RepoImage, Sandbox
+from sandboxes.tools import vscode_dir
 
 pytestmark = pytest.mark.django_db
 
@@ -33,3 +34,34 @@ def test_a_pooled_sandbox_on_the_hosts_network_starts_its_dev_servers_once_claim
     assert dev_services(sandbox(pooled), shares_host_network) == {
         "commands": ["npm run dev"], "ports": [3000], "after_claim": after_claim}
 
+
+
+class RecordingBackend:
+    """Takes the bridge's start: what the sandbox's record said by then is what matters here."""
+    shares_host_network = True
+
+    def __init__(self):
+        self.started: list[tuple[str, dict]] = []
+
+    def start_service(self, ref: str, name: str, command: str, env: dict) -> None:
+        self.started.append((name, Sandbox.objects.get(backend_ref=ref).services))
+
+
+@pytest.mark.parametrize("wanted", [True, False])
+def test_vs_code_is_recorded_as_starting_with_its_facts_before_the_bridge_runs(settings, wanted):
+    """So VS Code's page can be answered before the bridge first reports (ide/workbench_page.py)."""
+    settings.SANDBOX_WORKSPACE_SERVICES = wanted
+    box = sandbox(pooled=False)
+    box.backend_ref = "ref-1"
+    box.save()
+    backend = RecordingBackend()
+    start_bridge(backend, box, synced=False)
+    [(name, services)] = backend.started
+    assert name == "bridge"
+    if not wanted:
+        assert services == {}
+        return
+    product = json.loads((vscode_dir() / "product.json").read_text())
+    assert services == {"ide": {"state": "starting", "port": None, "reason": "", "vscode": {
+        "commit": product["commit"], "folder": "/home/agent/workspace",
+        "data": "/home/agent/.local/share/code-server"}}}

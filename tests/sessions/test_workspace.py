@@ -9,6 +9,7 @@ from sandboxes import provisioning
 from sandboxes.lifecycle import State
 from sessions import services, workspace
 from sessions.consumers import invalid
+from sessions.events import append_event
 from sessions.models import Artifact, Session
 
 pytestmark = pytest.mark.django_db
@@ -104,6 +105,25 @@ def test_vscodes_commit_and_paths_are_kept_only_when_they_are_plainly_that(sessi
     sandbox.refresh_from_db()
     assert sandbox.services["ide"].get("vscode") == kept
     assert "vscode" not in sandbox.services["desktop"]  # only VS Code's report carries them
+
+
+def test_the_page_starts_from_the_sandboxs_record_where_the_log_is_behind(session, make_sandbox):
+    """VS Code recorded as starting before the bridge reported it (bridge_launch.expect_vscode), over a
+    service the log last saw stopped with an earlier sandbox; the seq stays the log's, for what follows."""
+    sandbox = make_sandbox()
+    session.sandbox = sandbox
+    session.save()
+    stopped = append_event(session.pk, "service", {"name": "ide", "state": "stopped", "port": None,
+                                                            "reason": "the sandbox ended"})
+    append_event(session.pk, "service", {"name": "desktop", "state": "ready", "port": 41001, "reason": ""})
+    sandbox.services = {"ide": {"state": "starting", "port": None, "reason": ""},
+                        "desktop": {"state": "ready", "port": 41001, "reason": ""}}
+    now = workspace.services_now(session, sandbox)
+    assert now["ide"] == {"state": "starting", "reason": "", "seq": stopped.seq}
+    assert now["desktop"]["state"] == "ready"
+    sandbox.services = {"preview-3000": {"state": "starting", "port": None, "reason": "waiting"}}
+    assert workspace.services_now(session, sandbox)["preview-3000"] == {"state": "starting", "reason": "waiting",
+                                                                        "seq": 0}
 
 
 def test_a_pooled_sandbox_keeps_its_services_and_the_session_that_claims_it_learns_them(repo, user, make_sandbox):
