@@ -61,7 +61,7 @@ def bridge_env(sandbox: Sandbox, token: str, synced: bool, shares_host_network: 
 def start_bridge(backend: SandboxBackend, sandbox: Sandbox, synced: bool) -> None:
     token = sandbox.issue_token()
     env = bridge_env(sandbox, token, synced, backend.shares_host_network)
-    if json.loads(env["INSPECT_SERVICES"])["ide"]:
+    if workspace_services(sandbox)["ide"]:
         expect_vscode(sandbox)
     backend.start_service(sandbox.backend_ref, "bridge", BRIDGE_COMMAND, env=env)
 
