@@ -8,6 +8,8 @@ still go out as soon as they arrive (a step takes what is there, it never waits 
 All parsing and framing (request head and body, status line, headers, Content-Length, chunked, until
 close, HEAD/1xx/204/304) is h11's. https upstreams (tunnels) stay on httpx. One connection per request
 (`Connection: close`): a loopback connect costs far less than the bookkeeping of a pool.
+The model proxy (sandboxes/model_proxy.py) uses it too, for http:// providers (Ollama, the tests' model),
+with a read timeout; errors are named as httpx names them, since their names reach people in messages.
 """
 
 import asyncio
@@ -28,6 +30,18 @@ class UpstreamError(Exception):
     """The service could not be reached or answered something that is not HTTP."""
 
 
+class ConnectError(UpstreamError):
+    """Nothing accepted the connection."""
+
+
+class ConnectTimeout(ConnectError):
+    pass
+
+
+class ReadTimeout(UpstreamError):
+    """The service sent nothing for longer than the caller's read timeout (before or within its body)."""
+
+
 class BrokenBody(Exception):
     """The service's response body was cut short or malformed (after its head was relayed)."""
 
@@ -36,8 +50,9 @@ class Connection(asyncio.Protocol):
     """One connection to the service. What arrives is kept as the bytes objects the transport made, and
     `read` hands them over joined (or as they are, when there is one)."""
 
-    def __init__(self):
+    def __init__(self, read_timeout: float | None = None):
         self.loop = asyncio.get_running_loop()
+        self.read_timeout = read_timeout
         self.transport: asyncio.Transport | None = None
         self.chunks: list[bytes] = []
         self.buffered = 0
@@ -98,7 +113,10 @@ class Connection(asyncio.Protocol):
             if self.eof:
                 return b""
             self.waiter = self.loop.create_future()
-            await self.waiter
+            try:
+                await asyncio.wait_for(self.waiter, self.read_timeout)
+            except TimeoutError:
+                raise ReadTimeout(f"nothing for {self.read_timeout} s") from None
         data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
         self.chunks = []
         self.buffered = 0
@@ -175,12 +193,13 @@ async def _read_head(connection: Connection, http: h11.Connection) -> h11.Respon
             raise UpstreamError(f"unexpected {event!r}")
 
 
-async def request(method: str, url: str, headers: list[tuple[bytes, bytes]], content) -> Response:
+async def request(method: str, url: str, headers: list[tuple[bytes, bytes]], content,
+                  connect_timeout: float = CONNECT_TIMEOUT, read_timeout: float | None = None) -> Response:
     """Send a request to an http:// URL and read the response head; the body is `response.body()`.
 
     `headers` are lower-case names; Host, Connection and the framing headers are this client's own
     (a Content-Length the browser sent is kept for a streamed body). `content` is bytes or an async
-    iterator of bytes.
+    iterator of bytes. `read_timeout` bounds each wait for the service's bytes (None: no bound).
     """
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
@@ -189,9 +208,12 @@ async def request(method: str, url: str, headers: list[tuple[bytes, bytes]], con
     loop = asyncio.get_running_loop()
     try:
         _, connection = await asyncio.wait_for(
-            loop.create_connection(Connection, parts.hostname, parts.port or 80), CONNECT_TIMEOUT)
-    except (TimeoutError, OSError) as error:
-        raise UpstreamError(f"cannot connect: {error!r}") from error
+            loop.create_connection(lambda: Connection(read_timeout), parts.hostname, parts.port or 80),
+            connect_timeout)
+    except TimeoutError as error:
+        raise ConnectTimeout(f"no connection within {connect_timeout} s") from error
+    except OSError as error:
+        raise ConnectError(f"cannot connect: {error!r}") from error
     try:
         sock = connection.transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):

@@ -13,6 +13,8 @@ from django.urls import path, re_path  # noqa: E402
 from ide.proxy import HttpProxy  # noqa: E402
 from ide.sockets import SocketProxy  # noqa: E402
 from sandboxes.consumers import BridgeConsumer  # noqa: E402
+from sandboxes.model_proxy import PREFIX as MODEL_PROXY_PREFIX  # noqa: E402
+from sandboxes.model_proxy import ModelProxy  # noqa: E402
 from sessions.consumers import SessionConsumer  # noqa: E402
 
 
@@ -30,12 +32,15 @@ websocket_urlpatterns = [
 ]
 
 workspace_proxy = AuthMiddlewareStack(HttpProxy())
+model_proxy = ModelProxy()
 
 
 async def http(scope, receive, send):
-    """Workspace paths go to the streaming proxy, everything else to Django."""
+    """Workspace paths and model calls go to the streaming proxies, everything else to Django."""
     if scope["path"].startswith("/w/"):
         return await workspace_proxy(scope, receive, send)
+    if scope["path"].startswith(MODEL_PROXY_PREFIX):
+        return await model_proxy(scope, receive, send)
     return await django_asgi_app(scope, receive, send)
 
 

@@ -12,20 +12,18 @@ Nothing is written to the database per request, and neither the token nor a key 
 import asyncio
 import json
 import logging
+import re
 import weakref
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
-from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from django.views.decorators.csrf import csrf_exempt
 
+from ide import upstream
 from sandboxes.models import Sandbox
-from sandboxes.providers import NO_PROVIDER_MESSAGE, Provider, configured_providers
+from sandboxes.providers import MODEL_PROXY_PATH, NO_PROVIDER_MESSAGE, Provider, configured_providers
 
 logger = logging.getLogger(__name__)
 
@@ -83,41 +81,38 @@ def error_body(wire: str, status: int, message: str) -> dict:
                       "param": None, "code": OPENAI_ERROR_CODES.get(status)}}
 
 
-def error_response(wire: str, status: int, message: str) -> JsonResponse:
-    response = JsonResponse(error_body(wire, status, message), status=status)
-    if status == 401:
-        response["WWW-Authenticate"] = "Bearer"
-    return response
+# --- the ASGI app -----------------------------------------------------------------------------
+
+PREFIX = MODEL_PROXY_PATH + "/"
+ROUTE = re.compile("^" + re.escape(PREFIX) + r"(?P<provider>[^/]+)/v1/(?P<endpoint>chat/completions|messages|models)$")
 
 
-# --- the view ---------------------------------------------------------------------------------
-
-def presented_token(request: HttpRequest) -> str:
+def presented_token(x_api_key: str, authorization: str) -> str:
     """The sandbox token: `x-api-key` (Anthropic SDKs) or `Authorization: Bearer` (OpenAI SDKs)."""
-    token = request.headers.get("X-Api-Key", "").strip()
+    token = x_api_key.strip()
     if not token:
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer":
             token = value.strip()
     return token
 
 
-def upstream_headers(request: HttpRequest, provider: Provider, token: str) -> dict[str, str]:
-    connection_tokens = {t.strip().lower() for t in request.headers.get("Connection", "").split(",")}
-    headers = {}
-    for name, value in request.headers.items():
-        lower = name.lower()
-        if lower in DROP_REQUEST_HEADERS or lower in connection_tokens or (token and token in value):
+def upstream_headers(headers: list[tuple[str, str]], provider: Provider, token: str) -> dict[str, str]:
+    """The client's headers (lower-case names) as they go to the provider: its credentials replaced."""
+    connection_tokens = {t.strip() for name, value in headers if name == "connection" for t in value.lower().split(",")}
+    forwarded = {}
+    for name, value in headers:
+        if name in DROP_REQUEST_HEADERS or name in connection_tokens or (token and token in value):
             continue
-        headers[lower] = value
+        forwarded[name] = f"{forwarded[name]}, {value}" if name in forwarded else value
     # Stream the body through as the provider sends it: compressed only if the client asked for it.
-    headers.setdefault("accept-encoding", "identity")
+    forwarded.setdefault("accept-encoding", "identity")
     if provider.kind == "anthropic":
-        headers["x-api-key"] = provider.api_key
-        headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
+        forwarded["x-api-key"] = provider.api_key
+        forwarded.setdefault("anthropic-version", ANTHROPIC_VERSION)
     elif provider.api_key:
-        headers["authorization"] = f"Bearer {provider.api_key}"
-    return headers
+        forwarded["authorization"] = f"Bearer {provider.api_key}"
+    return forwarded
 
 
 def where(provider: Provider) -> str:
@@ -126,117 +121,207 @@ def where(provider: Provider) -> str:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
-@csrf_exempt
-@login_not_required  # sandboxes have no session: they present their token instead
-async def proxy(request: HttpRequest, provider: str, endpoint: str) -> HttpResponse:
-    wire = "anthropic" if endpoint == "messages" else "openai"
-    expected_method = "GET" if endpoint == "models" else "POST"
-    if request.method != expected_method:
-        response = error_response(wire, 405, f"Use {expected_method} for /v1/{endpoint}.")
-        response["Allow"] = expected_method
-        return response
+class Refused(Exception):
+    """An answer of the proxy's own (an error in the caller's wire format)."""
 
-    token = presented_token(request)
-    sandbox = await sync_to_async(Sandbox.from_token)(token)
-    if sandbox is None:
-        return error_response(wire, 401, "Invalid sandbox token: call the model proxy with the sandbox's own token "
-                                         "as the API key (the sandbox may have ended).")
+    def __init__(self, wire: str, status: int, message: str, extra: tuple[tuple[bytes, bytes], ...] = ()):
+        super().__init__(message)
+        self.wire, self.status, self.message, self.extra = wire, status, message, extra
 
+
+class ClientGone(Exception):
+    pass
+
+
+async def send_error(send, error: Refused) -> None:
+    body = json.dumps(error_body(error.wire, error.status, error.message)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)), *error.extra]
+    if error.status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def find_provider(name: str, endpoint: str, wire: str) -> tuple[Provider, str]:
+    """The configured provider and the wire its errors use, or Refused saying what is wrong."""
     try:
         providers = configured_providers()
     except ImproperlyConfigured as exc:  # says which setting to fix, holds no secret
         logger.error("model proxy: %s", exc)
-        return error_response(wire, 500, f"The control plane's model providers are misconfigured: {exc}")
+        raise Refused(wire, 500, f"The control plane's model providers are misconfigured: {exc}") from None
     if not providers:
-        return error_response(wire, 404, NO_PROVIDER_MESSAGE)
-    found = next((p for p in providers if p.name == provider), None)
+        raise Refused(wire, 404, NO_PROVIDER_MESSAGE)
+    found = next((p for p in providers if p.name == name), None)
     if found is None:
         names = ", ".join(p.name for p in providers)
-        return error_response(wire, 404, f"Unknown model provider {provider!r}; configured: {names}.")
+        raise Refused(wire, 404, f"Unknown model provider {name!r}; configured: {names}.")
     if found.kind == "anthropic":
         wire = "anthropic"  # /v1/models of an Anthropic provider answers errors Anthropic's way
     if endpoint not in found.endpoints:
         api = "Anthropic API (/v1/messages)" if found.kind == "anthropic" else "OpenAI API (/v1/chat/completions)"
-        return error_response(wire, 404, f"Provider {found.name!r} speaks the {api}, not /v1/{endpoint}.")
-
-    body = b""
-    if request.method == "POST":
-        limit = settings.MODEL_PROXY_MAX_BODY_BYTES
-        too_big = f"The request body is larger than the model proxy's limit of {limit // 1024**2} MB."
-        try:
-            declared = int(request.headers.get("Content-Length") or 0)
-        except ValueError:
-            declared = 0
-        if declared > limit:
-            return error_response(wire, 413, too_big)
-        body = request.read(limit + 1)  # not request.body: DATA_UPLOAD_MAX_MEMORY_SIZE is for forms
-        if len(body) > limit:
-            return error_response(wire, 413, too_big)
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return error_response(wire, 400, "The request body is not valid JSON.")
-        if not isinstance(payload, dict):
-            return error_response(wire, 400, "The request body must be a JSON object.")
-
-    return await forward(request, found, endpoint, body, wire, token=token, sandbox_id=str(sandbox.pk))
+        raise Refused(wire, 404, f"Provider {found.name!r} speaks the {api}, not /v1/{endpoint}.")
+    return found, wire
 
 
-async def forward(request: HttpRequest, provider: Provider, endpoint: str, body: bytes, wire: str, *,
-                  token: str, sandbox_id: str) -> HttpResponse:
-    url = provider.upstream_url(endpoint)
-    query = request.META.get("QUERY_STRING", "")
-    client = upstream_client()
-    timeout = httpx.Timeout(CONNECT_TIMEOUT_SECONDS, read=settings.MODEL_PROXY_READ_TIMEOUT_SECONDS)
-    upstream_request = client.build_request(
-        request.method, f"{url}?{query}" if query else url,
-        headers=upstream_headers(request, provider, token), content=body or None, timeout=timeout,
-    )
+async def read_body(receive, declared: str, wire: str) -> bytes:
+    """The whole request body, a JSON object of at most MODEL_PROXY_MAX_BODY_BYTES, or Refused."""
+    limit = settings.MODEL_PROXY_MAX_BODY_BYTES
+    too_big = Refused(wire, 413, f"The request body is larger than the model proxy's limit of {limit // 1024**2} MB.")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_big
+    pieces, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        piece = message.get("body", b"")
+        size += len(piece)
+        if size > limit:
+            raise too_big
+        pieces.append(piece)
+        if not message.get("more_body", False):
+            break
+    body = b"".join(pieces)
     try:
-        upstream = await client.send(upstream_request, stream=True)
-    except httpx.TimeoutException as exc:
-        logger.warning("model proxy: %s (%s) timed out for sandbox %s: %s", provider.name, where(provider),
-                       sandbox_id, type(exc).__name__)
-        status = 502 if isinstance(exc, httpx.ConnectTimeout) else 504
-        return error_response(wire, status, f"The {provider.label} API at {where(provider)} did not answer in time "
-                                            f"({type(exc).__name__}).")
-    except httpx.HTTPError as exc:
+        payload = json.loads(body)
+    except ValueError:
+        raise Refused(wire, 400, "The request body is not valid JSON.") from None
+    if not isinstance(payload, dict):
+        raise Refused(wire, 400, "The request body must be a JSON object.")
+    return body
+
+
+class ModelProxy:
+    """ASGI app for http scopes under /model-proxy/ (routed before Django in inspect_site/asgi.py: the
+    whole middleware stack and a streaming response cost ~10 ms on every model call)."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        route = ROUTE.match(scope["path"])
+        if route is None:
+            await send_error(send, Refused("openai", 404, "No such model proxy endpoint: use "
+                                           "/model-proxy/<provider>/v1/chat/completions, /messages or /models."))
+            return
+        provider_name, endpoint = route["provider"], route["endpoint"]
+        wire = "anthropic" if endpoint == "messages" else "openai"
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope.get("headers", [])]
+        first: dict[str, str] = {}  # the first of a repeated header is enough for these
+        for name, value in headers:
+            first.setdefault(name, value)
+        try:
+            expected_method = "GET" if endpoint == "models" else "POST"
+            if scope["method"] != expected_method:
+                raise Refused(wire, 405, f"Use {expected_method} for /v1/{endpoint}.",
+                              extra=((b"allow", expected_method.encode()),))
+            token = presented_token(first.get("x-api-key", ""), first.get("authorization", ""))
+            sandbox_id = await database_sync_to_async(Sandbox.live_id_for_token)(token)
+            if sandbox_id is None:
+                raise Refused(wire, 401, "Invalid sandbox token: call the model proxy with the sandbox's own token "
+                                         "as the API key (the sandbox may have ended).")
+            provider, wire = find_provider(provider_name, endpoint, wire)
+            body = await read_body(receive, first.get("content-length", ""), wire) if expected_method == "POST" else b""
+        except Refused as error:
+            await send_error(send, error)
+            return
+        except ClientGone:
+            return
+        url = provider.upstream_url(endpoint)
+        query = scope.get("query_string", b"").decode("latin-1")
+        call = Call(scope["method"], f"{url}?{query}" if query else url, upstream_headers(headers, provider, token),
+                    body, provider, wire, str(sandbox_id))
+        relay = asyncio.ensure_future(call.relay(send))
+        watch = asyncio.ensure_future(until_disconnect(receive))
+        # When the client goes away (OpenCode aborts), the upstream request is closed, so the provider stops.
+        try:
+            await asyncio.wait({relay, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            relay.cancel()
+            watch.cancel()
+        if relay.done() and not relay.cancelled() and relay.exception() is not None:
+            raise relay.exception()
+
+
+async def until_disconnect(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class Call:
+    """One forwarded request: the provider's answer streamed back as it arrives. http:// providers (a
+    local Ollama, the tests' model) go through ide.upstream, a new connection each (a loopback connect is
+    cheap, and it saves ~2 ms a call over httpx); https:// ones through the pooled httpx client, so the
+    TLS connection is kept."""
+
+    def __init__(self, method: str, url: str, headers: dict[str, str], body: bytes, provider: Provider, wire: str,
+                 sandbox_id: str):
+        self.method, self.url, self.headers, self.body = method, url, headers, body
+        self.provider, self.wire, self.sandbox_id = provider, wire, sandbox_id
+
+    async def relay(self, send) -> None:
+        try:
+            answer = await (self.plain() if self.url.startswith("http://") else self.pooled())
+        except (httpx.HTTPError, upstream.UpstreamError) as exc:
+            await send_error(send, self.unreachable(exc))
+            return
+        status, raw_headers, chunks, close = answer
+        try:
+            logger.debug("model proxy: sandbox %s %s %s -> %s", self.sandbox_id, self.method, self.provider.name,
+                         status)
+            content_type = next((v for n, v in raw_headers if n.lower() == b"content-type"),
+                                b"application/octet-stream")
+            # x-accel-buffering: a reverse proxy in front of Daphne must not hold chunks back.
+            headers = [(b"content-type", content_type), (b"x-accel-buffering", b"no")]
+            headers += [(name, value) for name, value in raw_headers
+                        if name.lower().decode("latin-1") not in DROP_RESPONSE_HEADERS
+                        and name.lower() != b"x-accel-buffering"]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            try:
+                async for chunk in chunks:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except (httpx.HTTPError, upstream.UpstreamError, upstream.BrokenBody, OSError) as exc:
+                await send({"type": "http.response.body", "body": self.broke_off(exc, content_type),
+                            "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await close()
+
+    async def plain(self):
+        response = await upstream.request(
+            self.method, self.url, [(name.encode("latin-1"), value.encode("latin-1"))
+                                    for name, value in self.headers.items()],
+            self.body, connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=settings.MODEL_PROXY_READ_TIMEOUT_SECONDS)
+
+        async def close() -> None:
+            response.close()
+
+        return response.status, response.headers, response.body(), close
+
+    async def pooled(self):
+        client = upstream_client()
+        timeout = httpx.Timeout(CONNECT_TIMEOUT_SECONDS, read=settings.MODEL_PROXY_READ_TIMEOUT_SECONDS)
+        request = client.build_request(self.method, self.url, headers=self.headers, content=self.body or None,
+                                       timeout=timeout)
+        response = await client.send(request, stream=True)
+        return response.status_code, response.headers.raw, response.aiter_raw(), response.aclose
+
+    def unreachable(self, exc: Exception) -> Refused:
+        provider, name = self.provider, type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException | upstream.ConnectTimeout | upstream.ReadTimeout):
+            logger.warning("model proxy: %s (%s) timed out for sandbox %s: %s", provider.name, where(provider),
+                           self.sandbox_id, name)
+            status = 502 if isinstance(exc, httpx.ConnectTimeout | upstream.ConnectTimeout) else 504
+            return Refused(self.wire, status, f"The {provider.label} API at {where(provider)} did not answer in time "
+                                              f"({name}).")
         logger.warning("model proxy: cannot reach %s (%s) for sandbox %s: %s", provider.name, where(provider),
-                       sandbox_id, type(exc).__name__)
-        return error_response(wire, 502, f"Could not reach the {provider.label} API at {where(provider)} "
-                                         f"({type(exc).__name__}).")
+                       self.sandbox_id, name)
+        return Refused(self.wire, 502, f"Could not reach the {provider.label} API at {where(provider)} ({name}).")
 
-    logger.debug("model proxy: sandbox %s %s %s/v1/%s -> %s", sandbox_id, request.method, provider.name, endpoint,
-                upstream.status_code)
-    content_type = upstream.headers.get("content-type", "application/octet-stream")
-    stream = relay(upstream, provider, wire, sandbox_id, sse=content_type.startswith("text/event-stream"))
-    # Start the generator now: from here on its `finally` closes the upstream response whatever
-    # happens, even if the client leaves before Django reads the first chunk.
-    await anext(stream)
-    response = StreamingHttpResponse(stream, status=upstream.status_code, content_type=content_type)
-    for name, value in upstream.headers.multi_items():
-        if name.lower() not in DROP_RESPONSE_HEADERS:
-            response.headers[name] = value
-    response["X-Accel-Buffering"] = "no"  # a reverse proxy in front of Daphne must not hold chunks back
-    return response
-
-
-async def relay(upstream: httpx.Response, provider: Provider, wire: str, sandbox_id: str,
-                sse: bool) -> AsyncIterator[bytes]:
-    """The provider's bytes as they arrive. When the client goes away, Django cancels this and the
-    upstream request is closed, so the provider stops generating. The first item is b"" (see forward)."""
-    try:
-        yield b""
-        async for chunk in upstream.aiter_raw():
-            yield chunk
-    except httpx.HTTPError as exc:
-        # Headers are already sent: end the stream with an error event the SDKs understand
-        # instead of a clean end that would look like a complete answer.
-        logger.warning("model proxy: %s stream broke for sandbox %s: %s", provider.name, sandbox_id,
+    def broke_off(self, exc: Exception, content_type: bytes) -> bytes:
+        """Headers are already sent: end the stream with an error event the SDKs understand instead of a
+        clean end that would look like a complete answer (nothing to add to a body that is not a stream)."""
+        logger.warning("model proxy: %s stream broke for sandbox %s: %s", self.provider.name, self.sandbox_id,
                        type(exc).__name__)
-        if sse:
-            message = f"The {provider.label} API stream broke off ({type(exc).__name__})."
-            event = "event: error\n" if wire == "anthropic" else ""
-            yield f"\n\n{event}data: {json.dumps(error_body(wire, 502, message))}\n\n".encode()
-    finally:
-        await upstream.aclose()
+        if not content_type.startswith(b"text/event-stream"):
+            return b""
+        message = f"The {self.provider.label} API stream broke off ({type(exc).__name__})."
+        event = "event: error\n" if self.wire == "anthropic" else ""
+        return f"\n\n{event}data: {json.dumps(error_body(self.wire, 502, message))}\n\n".encode()

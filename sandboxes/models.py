@@ -249,6 +249,14 @@ class Sandbox(models.Model):
             return None
         return cls.objects.filter(token_hash=hash_token(token), state__in=State.LIVE).first()
 
+    @classmethod
+    def live_id_for_token(cls, token: str) -> "uuid.UUID | None":
+        """from_token's answer as just the sandbox's id: what the model proxy needs on every call."""
+        if not token:
+            return None
+        live = cls.objects.filter(token_hash=hash_token(token), state__in=State.LIVE)
+        return live.values_list("pk", flat=True).first()
+
     def record_heartbeat(self, at=None) -> None:
         self.last_heartbeat_at = at or timezone.now()
         Sandbox.objects.filter(pk=self.pk).update(last_heartbeat_at=self.last_heartbeat_at)

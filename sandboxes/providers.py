@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.urls import reverse
 
 NO_PROVIDER_MESSAGE = (
     "No model provider is configured: set OPENAI_API_KEY, ANTHROPIC_API_KEY or OPENAI_COMPATIBLE_BASE_URL "
     "(with OPENAI_COMPATIBLE_MODELS) in the control plane's environment and restart it."
 )
 
+# Where the control plane serves the model proxy (routed in inspect_site/asgi.py).
+MODEL_PROXY_PATH = "/model-proxy"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
 # Kind -> the endpoints (under the provider's /v1) the proxy forwards, and OpenCode's SDK package.
 ENDPOINTS = {"openai": ("chat/completions", "models"), "anthropic": ("messages", "models")}
@@ -159,8 +160,7 @@ def default_model() -> str:
 
 def default_proxy_base_url() -> str:
     """The proxy's root as a sandbox reaches it, e.g. http://127.0.0.1:8000/model-proxy."""
-    path = reverse("model_proxy:models", kwargs={"provider": "_"}).removesuffix("/_/v1/models")
-    return settings.SANDBOX_CONTROL_PLANE_URL.rstrip("/") + path
+    return settings.SANDBOX_CONTROL_PLANE_URL.rstrip("/") + MODEL_PROXY_PATH
 
 
 def proxy_url(provider: Provider, proxy_base_url: str | None = None) -> str:

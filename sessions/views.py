@@ -119,7 +119,8 @@ def artifact(request: HttpRequest, session_id: int, artifact_id: int) -> FileRes
 @require_POST
 def upload_screenshot(request: HttpRequest) -> JsonResponse:
     """A sandbox's bridge sends a screenshot (image/png body) it took for the agent or a person."""
-    sandbox = Sandbox.from_token(presented_token(request))
+    sandbox = Sandbox.from_token(presented_token(request.headers.get("X-Api-Key", ""),
+                                                 request.headers.get("Authorization", "")))
     if sandbox is None:
         return JsonResponse({"error": "A live sandbox's token is required."}, status=401)
     try:

@@ -336,6 +336,56 @@ def test_a_stream_that_breaks_off_ends_with_an_error_event(settings, broken_upst
     assert sse_data(anthropic.text)[-1]["error"]["type"] == "api_error"
 
 
+@pytest.fixture
+def silent_upstream():
+    """A provider that accepts connections and reads requests; `answer_head` says whether it then
+    sends a stream's head and one event. Either way it then says nothing more."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held, answer_head = [], threading.Event()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+            conn.recv(65536)
+            if answer_head.is_set():
+                event = b'data: {"choices": [{"index": 0, "delta": {"content": "Hel"}}]}\n\n'
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n" + f"{len(event):x}\r\n".encode() + event + b"\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", answer_head
+    listener.close()
+    for conn in held:
+        conn.close()
+
+
+@db
+def test_a_provider_that_goes_silent_is_a_timeout_not_a_hang(settings, silent_upstream):
+    url, answer_head = silent_upstream
+    settings.MODEL_PROVIDERS = provider_settings(url)
+    settings.MODEL_PROXY_READ_TIMEOUT_SECONDS = 0.5
+    _, token = make_sandbox()
+    auth = {"Authorization": f"Bearer {token}"}
+    silent = call("POST", "/model-proxy/scripted/v1/chat/completions", json=chat_body("hi"), headers=auth)
+    assert silent.status_code == 504
+    assert silent.json()["error"]["message"] == (
+        f"The Scripted API at {url} did not answer in time (ReadTimeout)."
+    )
+    answer_head.set()
+    stalled = call("POST", "/model-proxy/scripted/v1/chat/completions", json=chat_body("hi"), headers=auth)
+    assert stalled.status_code == 200
+    first, error = sse_data(stalled.text)
+    assert first["choices"][0]["delta"]["content"] == "Hel"
+    assert error["error"]["message"] == "The Scripted API stream broke off (ReadTimeout)."
+
+
 @db
 def test_misconfigured_providers_answer_with_what_to_fix(settings):
     settings.MODEL_PROVIDERS = [{"name": "local", "kind": "openai", "base_url": "http://127.0.0.1:11434/v1",
