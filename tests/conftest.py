@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from inspect_site import embedded_redis
 from sandboxes import backends
@@ -21,6 +22,19 @@ def redis_service():
     yield settings.CHANNEL_REDIS_HOST
     proc.terminate()
     proc.wait()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, plus: before the test database is dropped, end the connections that async code run
+    in-process (the app under httpx.ASGITransport, consumers) left open on asgiref's worker threads. They
+    are kept for reuse (CONN_MAX_AGE), and PostgreSQL refuses to drop a database someone is connected to."""
+    yield
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
 @pytest.fixture

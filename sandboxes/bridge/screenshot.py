@@ -76,6 +76,7 @@ async def page(url: str, chromium: str, width: int = 1280, height: int = 800, ti
             _, stderr = await asyncio.wait_for(process.communicate(), timeout)
         except TimeoutError:
             os.killpg(process.pid, 9)
+            await process.wait()  # reaped, its pipe closed while the loop still runs
             raise ScreenshotError(f"Chromium did not finish the screenshot of {url} in {timeout:.0f} s") from None
         if not target.exists():
             tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
