@@ -22,6 +22,7 @@ from bench._live import (
     make_user,
     opencode_log,
 )
+from bench._model_hop import model_proxy_hop
 from bench._simulated import SIMULATED_REPO, concurrent, end_simulated, fanout
 from sandboxes import provisioning
 from sandboxes.lifecycle import State
@@ -334,6 +335,7 @@ def run() -> None:
                     raise
                 finally:
                     terminate_all()  # the real sandbox's OpenCode must not take CPU from the socket figures
+                model_proxy_hop(platform, simulated)
                 fanout(platform, simulated)
                 concurrent(platform, simulated)
             except Exception:
