@@ -80,8 +80,10 @@ async def request_body(first: bytes, receive, done: asyncio.Event):
             return
 
 
-async def until_disconnect(receive, body_read: asyncio.Event) -> None:
-    await body_read.wait()  # until then the body reader owns receive()
+async def until_disconnect(receive, body_read: asyncio.Event | None = None) -> None:
+    """Returns once the browser has gone; `body_read`: wait for the body reader to finish first."""
+    if body_read is not None:
+        await body_read.wait()  # until then the body reader owns receive()
     while (await receive())["type"] != "http.disconnect":
         pass
 

@@ -22,6 +22,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from ide import upstream
+from ide.headers import header
+from ide.proxy import ClientGone, until_disconnect
 from sandboxes.models import Sandbox
 from sandboxes.providers import MODEL_PROXY_PATH, NO_PROVIDER_MESSAGE, Provider, configured_providers
 
@@ -129,10 +131,6 @@ class Refused(Exception):
         self.wire, self.status, self.message, self.extra = wire, status, message, extra
 
 
-class ClientGone(Exception):
-    pass
-
-
 async def send_error(send, error: Refused) -> None:
     body = json.dumps(error_body(error.wire, error.status, error.message)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)), *error.extra]
@@ -203,22 +201,21 @@ class ModelProxy:
             return
         provider_name, endpoint = route["provider"], route["endpoint"]
         wire = "anthropic" if endpoint == "messages" else "openai"
-        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope.get("headers", [])]
-        first: dict[str, str] = {}  # the first of a repeated header is enough for these
-        for name, value in headers:
-            first.setdefault(name, value)
+        raw_headers = scope.get("headers", [])
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw_headers]
         try:
             expected_method = "GET" if endpoint == "models" else "POST"
             if scope["method"] != expected_method:
                 raise Refused(wire, 405, f"Use {expected_method} for /v1/{endpoint}.",
                               extra=((b"allow", expected_method.encode()),))
-            token = presented_token(first.get("x-api-key", ""), first.get("authorization", ""))
+            token = presented_token(header(raw_headers, b"x-api-key"), header(raw_headers, b"authorization"))
             sandbox_id = await database_sync_to_async(Sandbox.live_id_for_token)(token)
             if sandbox_id is None:
                 raise Refused(wire, 401, "Invalid sandbox token: call the model proxy with the sandbox's own token "
                                          "as the API key (the sandbox may have ended).")
             provider, wire = find_provider(provider_name, endpoint, wire)
-            body = await read_body(receive, first.get("content-length", ""), wire) if expected_method == "POST" else b""
+            declared = header(raw_headers, b"content-length")
+            body = await read_body(receive, declared, wire) if expected_method == "POST" else b""
         except Refused as error:
             await send_error(send, error)
             return
@@ -238,11 +235,6 @@ class ModelProxy:
             watch.cancel()
         if relay.done() and not relay.cancelled() and relay.exception() is not None:
             raise relay.exception()
-
-
-async def until_disconnect(receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 class Call:

@@ -245,17 +245,19 @@ class Sandbox(models.Model):
     @classmethod
     def from_token(cls, token: str) -> "Sandbox | None":
         """The live sandbox this token belongs to, or None."""
-        if not token:
-            return None
-        return cls.objects.filter(token_hash=hash_token(token), state__in=State.LIVE).first()
+        return cls.live_with_token(token).first()
 
     @classmethod
     def live_id_for_token(cls, token: str) -> "uuid.UUID | None":
         """from_token's answer as just the sandbox's id: what the model proxy needs on every call."""
+        return cls.live_with_token(token).values_list("pk", flat=True).first()
+
+    @classmethod
+    def live_with_token(cls, token: str) -> models.QuerySet:
+        """The live sandbox this token belongs to, as a query (empty for no token)."""
         if not token:
-            return None
-        live = cls.objects.filter(token_hash=hash_token(token), state__in=State.LIVE)
-        return live.values_list("pk", flat=True).first()
+            return cls.objects.none()
+        return cls.objects.filter(token_hash=hash_token(token), state__in=State.LIVE)
 
     def record_heartbeat(self, at=None) -> None:
         self.last_heartbeat_at = at or timezone.now()

@@ -9,6 +9,7 @@ import logging
 import socket
 import threading
 import uuid
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -293,12 +294,20 @@ def test_an_unreachable_provider_is_a_clear_502(settings):
     assert anthropic.json()["error"]["type"] == "api_error"
 
 
-@pytest.fixture
-def broken_upstream():
-    """A provider that starts a stream, sends one event and hangs up mid-body."""
+# A stream's head and its first event, as a provider sends them (chunked).
+ONE_EVENT = b'data: {"choices": [{"index": 0, "delta": {"content": "Hel"}}]}\n\n'
+STREAM_START = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + f"{len(ONE_EVENT):x}\r\n".encode() + ONE_EVENT + b"\r\n")
+
+
+@contextmanager
+def raw_provider(answer):
+    """A provider on a plain socket: `answer(conn)` handles each connection (on a thread) once its
+    request was read. Yields its URL; every connection still open is closed at the end."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
+    held = []
 
     def serve() -> None:
         while True:
@@ -306,16 +315,28 @@ def broken_upstream():
                 conn, _ = listener.accept()
             except OSError:
                 return
-            with conn:
-                conn.recv(65536)
-                event = b'data: {"choices": [{"index": 0, "delta": {"content": "Hel"}}]}\n\n'
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                             b"Transfer-Encoding: chunked\r\n\r\n" + f"{len(event):x}\r\n".encode() + event + b"\r\n")
+            held.append(conn)
+            conn.recv(65536)
+            answer(conn)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    listener.close()
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+@pytest.fixture
+def broken_upstream():
+    """A provider that starts a stream, sends one event and hangs up mid-body."""
+    def answer(conn) -> None:
+        conn.sendall(STREAM_START)
+        conn.close()
+
+    with raw_provider(answer) as url:
+        yield url
 
 
 @db
@@ -338,32 +359,16 @@ def test_a_stream_that_breaks_off_ends_with_an_error_event(settings, broken_upst
 
 @pytest.fixture
 def silent_upstream():
-    """A provider that accepts connections and reads requests; `answer_head` says whether it then
-    sends a stream's head and one event. Either way it then says nothing more."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    held, answer_head = [], threading.Event()
+    """A provider that reads requests; `answer_head` says whether it then sends a stream's head and one
+    event. Either way it then says nothing more."""
+    answer_head = threading.Event()
 
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            held.append(conn)
-            conn.recv(65536)
-            if answer_head.is_set():
-                event = b'data: {"choices": [{"index": 0, "delta": {"content": "Hel"}}]}\n\n'
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                             b"Transfer-Encoding: chunked\r\n\r\n" + f"{len(event):x}\r\n".encode() + event + b"\r\n")
+    def answer(conn) -> None:
+        if answer_head.is_set():
+            conn.sendall(STREAM_START)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}", answer_head
-    listener.close()
-    for conn in held:
-        conn.close()
+    with raw_provider(answer) as url:
+        yield url, answer_head
 
 
 @db
