@@ -96,6 +96,16 @@ class SandboxBackend(ABC):
     @abstractmethod
     def delete_snapshot(self, snapshot_ref: str) -> None: ...
 
+    # Whether apply_snapshot works: a follow-up then restores into a warm pooled sandbox.
+    applies_snapshots_live: bool = False
+
+    def apply_snapshot(self, sandbox_ref: str, snapshot_ref: str, skip: tuple[str, ...],
+                       aside: dict[str, str], done: str) -> None:
+        """Bring a running sandbox's home to a snapshot taken on the same image and commit: its changes
+        written, its deletions made, except the `skip` paths (the running services' own state). Files at
+        `aside` paths go to the path given instead; `done` is written last. Paths are relative to the home."""
+        raise BackendError(f"the {self.name} backend cannot restore a snapshot into a running sandbox")
+
     @abstractmethod
     def terminate(self, sandbox_ref: str) -> None:
         """End every process of the sandbox and free what it holds. Idempotent."""

@@ -3,13 +3,14 @@
 import asyncio
 import logging
 import re
+import shutil
 import sqlite3
 import time
 from collections import OrderedDict
 
-from . import BRIDGE_VERSION, OPENCODE_VERSION, screenshot
-from .config import SESSION_RULES, BridgeConfig
-from .opencode import OpenCodeError, OpenCodeServer
+from . import BRIDGE_VERSION, OPENCODE_VERSION, history, screenshot
+from .config import RESTORE_DIR, RESTORE_DONE, SESSION_RULES, BridgeConfig
+from .opencode import OpenCodeServer
 from .outbox import Outbox
 from .translate import SessionState, Translator
 from .workspace import Workspace
@@ -47,6 +48,7 @@ def checkpoint(db) -> None:
 class Agent:
     no_busy_timeout = 120.0  # a prompt OpenCode never started (no busy, no idle) is given up after this
     check_interval = 15.0  # how often a busy session's status is checked against OpenCode's
+    restore_timeout = 120.0  # how long `resume` waits for the control plane to copy a snapshot's files in
 
     def __init__(self, config: BridgeConfig, outbox: Outbox):
         self.config = config
@@ -122,11 +124,7 @@ class Agent:
         if session_id is not None and not (isinstance(session_id, str) and SESSION_ID.fullmatch(session_id)):
             raise CommandError(f"invalid opencode_session_id {session_id!r}")
         if session_id and session_id not in self.translator.sessions:  # e.g. restored from a snapshot
-            try:
-                await self.server.request("GET", f"/session/{session_id}")
-            except OpenCodeError as e:
-                if e.status not in (400, 404):
-                    raise
+            if not await self.server.has_session(session_id):
                 log.warning("OpenCode has no session %s; starting a new one", session_id)
                 session_id = None
         if not session_id:
@@ -170,6 +168,32 @@ class Agent:
         if self.translator.busy:
             raise CommandError("a run is in progress")
         await asyncio.to_thread(checkpoint, self.config.opencode_data / "opencode.db")
+
+    async def cmd_resume(self, command: dict) -> None:
+        """A snapshot is being restored into this running sandbox (it was pooled). Once the control plane
+        has copied its files in, the sessions of the snapshot's OpenCode are replayed into the running
+        one, so the prompts after this command go on with the same conversation."""
+        aside = self.config.home / RESTORE_DIR
+        done = self.config.home / RESTORE_DONE
+        deadline = time.monotonic() + self.restore_timeout
+        while not done.exists():
+            if time.monotonic() > deadline:
+                raise CommandError("the snapshot's files did not arrive")
+            await asyncio.sleep(0.02)
+        await self.wait_ready()
+        try:
+            histories = await asyncio.to_thread(history.read_histories, aside / "opencode.db")
+            for events in histories:
+                session_id = events[0]["aggregateID"]
+                if await self.server.has_session(session_id):
+                    continue
+                body = {"directory": str(self.config.workspace), "events": events}
+                await self.server.request("POST", "/sync/replay", body, timeout=60)
+            log.info("resumed %d OpenCode session(s) from the snapshot", len(histories))
+        except history.HistoryError as e:
+            raise CommandError(str(e)) from None
+        finally:
+            await asyncio.to_thread(shutil.rmtree, aside, True)
 
     async def cmd_shutdown(self, command: dict) -> None:
         await self.server.stop()

@@ -19,6 +19,17 @@ SESSION_RULES = [{"permission": name, "pattern": "*", "action": action} for name
 SANDBOX_HOME = Path("/home/agent")
 SANDBOX_WORKSPACE = SANDBOX_HOME / "workspace"
 
+# A snapshot restored into a running sandbox (a pooled one; see docs/sandboxes.md) brings its home's
+# changes, except the folders of the services already running there (RESTORE_SKIP). OpenCode's database
+# is put aside instead (RESTORE_ASIDE): the bridge replays the conversation from it into the running
+# OpenCode (`resume`) once RESTORE_DONE exists. Paths are relative to the home.
+RESTORE_DIR = ".inspect-restore"
+RESTORE_SKIP = (".local/share/opencode", ".local/state", ".cache", ".config/opencode",
+                ".local/share/code-server", ".config/code-server", RESTORE_DIR)
+RESTORE_ASIDE = {f".local/share/opencode/{name}": f"{RESTORE_DIR}/{name}"
+                 for name in ("opencode.db", "opencode.db-wal")}
+RESTORE_DONE = f"{RESTORE_DIR}/done"
+
 
 class ConfigError(Exception):
     pass

@@ -163,6 +163,15 @@ class OpenCodeServer:
     async def request(self, method: str, path: str, body: object = None, timeout: float = 30) -> object:
         return await asyncio.to_thread(self._request, method, path, body, timeout)
 
+    async def has_session(self, session_id: str) -> bool:
+        try:
+            await self.request("GET", f"/session/{session_id}")
+        except OpenCodeError as e:
+            if e.status not in (400, 404):
+                raise
+            return False
+        return True
+
     def _request(self, method: str, path: str, body: object, timeout: float) -> object:
         if self.port is None:
             raise OSError("OpenCode is not running")

@@ -229,6 +229,43 @@ def test_snapshot_holds_only_the_change_and_restores_it(backend, sandbox, image)
         backend.terminate(restored)
 
 
+def test_a_snapshot_applied_to_a_running_sandbox_brings_its_changes_and_spares_the_services(backend, sandbox, image):
+    run(backend, sandbox, "echo changed > built.txt && rm README.md && mkdir -p deep && echo new > deep/f.txt && "
+                          "ln -s deep/f.txt link && "
+                          "mkdir -p ~/.local/share/opencode && echo old-db > ~/.local/share/opencode/opencode.db && "
+                          "echo old-log > ~/.local/share/opencode/log.txt && echo pip > ~/.agent-tool")
+    # A folder of the image deleted and made anew: an opaque folder in the snapshot.
+    run(backend, sandbox, "ls .git/hooks | grep -q sample && rm -r .git/hooks && mkdir .git/hooks && echo fresh > .git/hooks/fresh.txt")
+    backend.snapshot(sandbox, "snap1")
+    backend.terminate(sandbox)
+
+    pooled = backend.start(StartRequest(sandbox_id="box2", image_ref=image.ref, env={}))
+    try:
+        # The pooled sandbox's own state: its running OpenCode's database, a file the snapshot lacks.
+        run(backend, pooled, "mkdir -p ~/.local/share/opencode && echo live-db > ~/.local/share/opencode/opencode.db"
+                             " && echo stale > .git/hooks/stale.txt && sleep 600 &")
+        backend.apply_snapshot(pooled, "snap1", skip=(".local/share/opencode",),
+                               aside={".local/share/opencode/opencode.db": ".restore/opencode.db"}, done=".restore/done")
+        out = run(backend, pooled, "cat built.txt deep/f.txt link ~/.agent-tool; ls; ls .git/hooks; "
+                                   "cat ~/.local/share/opencode/opencode.db ~/.restore/opencode.db; ls ~/.restore; "
+                                   "ls ~/.local/share/opencode; echo more >> deep/f.txt && rm ~/.restore/done && echo w")
+        assert "changed\nnew\nnew\npip\n" in out
+        assert "README.md" not in out  # deleted in the snapshot, so deleted here
+        assert "fresh.txt" in out and "stale.txt" not in out and "sample" not in out  # the folder replaced whole
+        assert "live-db\nold-db\ndone\nopencode.db\n" in out  # the running service's file untouched
+        assert "log.txt" not in out
+        assert out.endswith("w\n")  # everything is the sandbox user's to change
+    finally:
+        backend.terminate(pooled)
+
+
+def test_a_snapshot_cannot_be_applied_to_a_sandbox_that_is_not_running(backend, sandbox, image):
+    backend.snapshot(sandbox, "snap1")
+    backend.terminate(sandbox)
+    with pytest.raises(BackendError, match="not running"):
+        backend.apply_snapshot(sandbox, "snap1", skip=(), aside={}, done=".restore/done")
+
+
 def test_terminate_ends_the_whole_process_tree_and_frees_everything(backend, sandbox):
     # Durations no other process on the machine uses: the count below looks at every process.
     run(backend, sandbox, "(setsid sleep 300.4242 &) ; nohup sleep 301.4242 >/dev/null 2>&1 &")
