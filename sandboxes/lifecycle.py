@@ -135,6 +135,34 @@ def pool_plan(target_size: int, current_image_id: int | None, members: list[Pool
     return PoolPlan(start=max(0, target_size - len(current)), retire=outdated + extras)
 
 
+@dataclass(frozen=True)
+class SnapshotFacts:
+    image_id: int
+    synced_commit: str  # the commit its workspace was synced to before the session's changes ("" unknown)
+    applies_live: bool  # its backend can apply a snapshot to a running sandbox
+
+
+@dataclass(frozen=True)
+class WarmSandbox:
+    sandbox_id: str
+    image_id: int
+    state: str
+    synced_commit: str
+
+
+def restore_target(snapshot: SnapshotFacts, warm: list[WarmSandbox]) -> str | None:
+    """Which warm pooled sandbox a follow-up's snapshot is restored into, or None for a new sandbox
+    started from it. A ready one on the snapshot's image and commit: its OpenCode already runs (a new
+    one starts cold, seconds), and the snapshot's changes apply on the very files they were made on."""
+    if not snapshot.applies_live or not snapshot.synced_commit:
+        return None
+    for member in warm:
+        if (member.state == State.READY and member.image_id == snapshot.image_id
+                and member.synced_commit == snapshot.synced_commit):
+            return member.sandbox_id
+    return None
+
+
 # --- image rebuilds ---------------------------------------------------------
 
 

@@ -266,8 +266,7 @@ class Sandbox(models.Model):
     @classmethod
     def claim_from_pool(cls, repo: Repo) -> "Sandbox | None":
         """Take a pooled sandbox on the current image, or None: a ready one, else the one nearest to
-        ready (warmed while its session's prompt was written, it is further along than a new one).
-        Safe under concurrency: the conditional UPDATE lets exactly one claimer win each sandbox."""
+        ready (warmed while its session's prompt was written, it is further along than a new one)."""
         image = repo.current_image()
         if image is None:
             return None
@@ -275,13 +274,19 @@ class Sandbox(models.Model):
         ranked = sorted(candidates.values_list("pk", "state", "created_at")[:20],
                         key=lambda c: (State.STARTING_OR_READY.index(c[1]), c[2]))
         for pk, state, _ in ranked[:5]:
-            now = timezone.now()
-            claimed = {"pooled": False, "claimed_at": now, "last_heartbeat_at": now}
-            if state == State.READY:
-                claimed["state"] = State.RUNNING
-            if cls.objects.filter(pk=pk, pooled=True, state=state).update(**claimed):
+            if cls.claim(pk, state):
                 return cls.objects.get(pk=pk)
         return None
+
+    @classmethod
+    def claim(cls, pk, state: str, **fields) -> bool:
+        """Take the pooled sandbox `pk` if it is still pooled and in `state`. Safe under concurrency:
+        the conditional UPDATE lets exactly one claimer win each sandbox."""
+        now = timezone.now()
+        claimed = {"pooled": False, "claimed_at": now, "last_heartbeat_at": now, **fields}
+        if state == State.READY:
+            claimed["state"] = State.RUNNING
+        return bool(cls.objects.filter(pk=pk, pooled=True, state=state).update(**claimed))
 
 
 class Snapshot(models.Model):

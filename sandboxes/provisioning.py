@@ -14,6 +14,7 @@ from django.utils import timezone
 from sandboxes import bridge_launch, lifecycle
 from sandboxes.backends import get_backend
 from sandboxes.backends.base import BackendError, StartRequest, sync_script
+from sandboxes.bridge.config import RESTORE_ASIDE, RESTORE_DONE, RESTORE_SKIP
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox, Snapshot
 from sandboxes.signals import sandbox_phase_changed
@@ -83,7 +84,7 @@ def provision(sandbox_id: uuid.UUID) -> Sandbox | None:
                 raise BackendError(f"git sync failed: {result.output.strip()[-500:]}")
             synced = result.output.strip().splitlines()[-1]
         else:
-            synced = image.commit_sha
+            synced = snapshot_base_commit(snapshot) or image.commit_sha
         now = timezone.now()
         if not sandbox.move_to(State.READY, synced_commit=synced, ready_at=now, last_heartbeat_at=now):
             backend.terminate(ref)  # terminated while starting
@@ -146,6 +147,50 @@ def claim_or_create(repo: Repo) -> tuple[Sandbox, bool]:
     if sandbox is not None:
         return sandbox, True
     return create_sandbox(repo), False
+
+
+def snapshot_base_commit(snapshot: Snapshot) -> str:
+    """The commit the snapshotted workspace was synced to before the session changed it."""
+    source = snapshot.sandbox
+    return source.synced_commit if source is not None else ""
+
+
+def claim_for_restore(snapshot: Snapshot) -> Sandbox | None:
+    """A warm pooled sandbox that the snapshot can be restored into (see lifecycle.restore_target),
+    claimed and marked as restored from it; None when there is none."""
+    facts = lifecycle.SnapshotFacts(
+        snapshot.image_id, snapshot_base_commit(snapshot), get_backend(snapshot.backend).applies_snapshots_live,
+    )
+    warm = [
+        lifecycle.WarmSandbox(str(pk), image_id, state, commit)
+        for pk, image_id, state, commit in Sandbox.objects.filter(
+            repo_id=snapshot.repo_id, backend=snapshot.backend, pooled=True, state=State.READY,
+        ).order_by("created_at").values_list("pk", "image_id", "state", "synced_commit")[:20]
+    ]
+    for _ in range(3):  # another claimer may win the one chosen
+        target = lifecycle.restore_target(facts, warm)
+        if target is None:
+            return None
+        if Sandbox.claim(target, State.READY, restored_from=snapshot):
+            return Sandbox.objects.get(pk=target)
+        warm = [w for w in warm if w.sandbox_id != target]
+    return None
+
+
+def apply_snapshot(sandbox_id: uuid.UUID, snapshot_id: uuid.UUID) -> None:
+    """Copy a snapshot's files into the running sandbox that claim_for_restore gave it. The bridge
+    waits for them (the `resume` command) before it goes on with the conversation."""
+    sandbox = Sandbox.objects.filter(pk=sandbox_id).first()
+    snapshot = Snapshot.objects.filter(pk=snapshot_id).first()
+    if sandbox is None or snapshot is None or sandbox.state not in State.LIVE:
+        return
+    try:
+        get_backend(sandbox.backend).apply_snapshot(
+            sandbox.backend_ref, snapshot.backend_ref, RESTORE_SKIP, RESTORE_ASIDE, RESTORE_DONE,
+        )
+    except BackendError as e:
+        logger.warning("restoring snapshot %s into sandbox %s failed: %s", snapshot.pk, sandbox.pk, e)
+        terminate(sandbox.pk, str(e))
 
 
 def pool_changes(repo: Repo) -> lifecycle.PoolPlan:

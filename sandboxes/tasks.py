@@ -19,6 +19,11 @@ def provision_sandbox(sandbox_id: str) -> None:
 
 
 @shared_task
+def apply_snapshot(sandbox_id: str, snapshot_id: str) -> None:
+    provisioning.apply_snapshot(sandbox_id, snapshot_id)
+
+
+@shared_task
 def snapshot_sandbox(sandbox_id: str) -> None:
     provisioning.take_snapshot(sandbox_id)
 

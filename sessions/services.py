@@ -189,7 +189,10 @@ def start_sandbox(session: Session, snapshot_id: str | None) -> bool:
         return False
     try:
         if snapshot is not None:
-            sandbox, from_pool = provisioning.create_sandbox(session.repo, snapshot=snapshot), False
+            sandbox = provisioning.claim_for_restore(snapshot)
+            from_pool = sandbox is not None
+            if sandbox is None:
+                sandbox = provisioning.create_sandbox(session.repo, snapshot=snapshot)
         else:
             sandbox, from_pool = provisioning.claim_or_create(session.repo)
     except provisioning.NoImage as e:
@@ -203,6 +206,10 @@ def start_sandbox(session: Session, snapshot_id: str | None) -> bool:
         "sandbox_id": str(sandbox.pk), "state": sandbox.state, "reason": "", "from_pool": from_pool,
         "restored_from": str(snapshot.pk) if snapshot else None,
     })
+    if from_pool and snapshot is not None:
+        # Before any prompt: the bridge takes commands in order, and this one waits for the files.
+        send_to_bridge(sandbox.pk, {"name": "resume"})
+        transaction.on_commit(lambda: tasks.apply_snapshot.delay(str(sandbox.pk), str(snapshot.pk)))
     if from_pool:
         workspace.replay_services(session, sandbox)
         send_to_bridge(sandbox.pk, {"name": "claimed"})  # its dev servers may wait for a session

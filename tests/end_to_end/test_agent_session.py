@@ -11,7 +11,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 from websockets.asyncio.client import connect
 
+from sandboxes import tasks as sandbox_tasks
 from sandboxes.backends import get_backend
+from sandboxes.models import Repo, Sandbox
 from sessions import services
 from sessions import tasks as session_tasks
 from sessions.models import Session
@@ -143,7 +145,10 @@ def test_follow_ups_queue_cancel_stop_and_a_reconnect_gets_only_what_it_missed(p
     assert resent == list(range(seen_until + 1, watcher.events[-1]["seq"] + 1))  # exactly the missed ones
 
 
-def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversation(platform, model_server, settings):
+@pytest.mark.parametrize("warm_pool", [False, True], ids=["new-sandbox", "into-a-pooled-sandbox"])
+def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversation(
+    platform, model_server, settings, warm_pool
+):
     live, repo = platform
     user, headers = sign_in(live)
     session = services.create_session(repo, user, "Please write file:notes.txt")
@@ -165,14 +170,26 @@ def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversat
     session_tasks.release_idle_sandboxes()
     first_sandbox.refresh_from_db()
     assert first_sandbox.state == "terminated" and "idle" in first_sandbox.end_reason
+    pooled = None
+    if warm_pool:  # a warm sandbox waits: the follow-up restores into it, its OpenCode already running
+        Repo.objects.filter(pk=repo.pk).update(warm_pool_size=1)
+        sandbox_tasks.fill_warm_pool(repo.pk)
+        pooled = Sandbox.objects.get(repo=repo, pooled=True)
+        deadline = time.monotonic() + 60
+        while Sandbox.objects.get(pk=pooled.pk).state != "ready":
+            assert time.monotonic() < deadline, "the pooled sandbox did not start"
+            time.sleep(0.2)
 
     services.submit_prompt(Session.objects.get(pk=session.pk), user, "justtext are you still there?")
     watcher = asyncio.run(run_until_idle(2))
     session.refresh_from_db()
     # (the restored sandbox may be snapshotted again already, once idle)
     assert session.sandbox_id != first_sandbox.pk and session.sandbox.restored_from_id == snapshot_id
+    if warm_pool:
+        assert session.sandbox_id == pooled.pk and session.sandbox.claimed_at is not None
     assert get_backend().exec(session.sandbox.backend_ref, "cat notes.txt").output == "Hello from the scripted model!\n"
     last_call = [r for r in model_server.requests if r["path"].endswith("completions")][-1]
     history = json.dumps(last_call["body"]["messages"])
     assert "Please write file:notes.txt" in history  # the same OpenCode conversation went on
     assert watcher.of("prompt_started")
+    assert not watcher.of("agent_session")[1:]  # no new OpenCode session was started for the follow-up

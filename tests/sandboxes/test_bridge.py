@@ -21,6 +21,7 @@ import pytest
 from django.core.management import call_command
 
 from sandboxes.bridge import OPENCODE_VERSION
+from sandboxes.bridge.config import RESTORE_DIR, RESTORE_DONE
 from sandboxes.tools import opencode_binary, tools_dir
 from tests.support.model_server import ScriptedModelServer
 
@@ -369,6 +370,23 @@ def test_prepare_snapshot_folds_the_database_log(bridge, control_plane):
     assert (data / "opencode.db").stat().st_size > 0
     wal = data / "opencode.db-wal"
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_resume_with_an_unreadable_database_fails_clearly_and_cleans_up(bridge, control_plane):
+    # (the replay itself is tested end to end: a follow-up restored into a pooled sandbox)
+    aside = bridge.home / RESTORE_DIR
+    aside.mkdir()
+    (aside / "opencode.db").write_text("not a database")
+    (bridge.home / RESTORE_DONE).write_text("done\n")
+    result = control_plane.wait_result(control_plane.command("resume"))
+    assert result["ok"] is False and "could not be read" in result["error"]
+    assert not aside.exists()
+    # The conversation the bridge runs is untouched.
+    mark = control_plane.mark()
+    control_plane.command("prompt", prompt_id=9, text="justtext still here?", author="Ada", model=None,
+                          opencode_session_id=bridge.state["session"])
+    assert control_plane.wait_event("idle", mark, prompt_id=9)
+    assert "agent_session" not in [e["kind"] for e in control_plane.events(mark)]
 
 
 def test_a_bridge_with_a_wrong_token_is_refused_and_keeps_trying(tools, model, control_plane, tmp_path):

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sandboxes import lifecycle
-from sandboxes.lifecycle import ImageFacts, PoolMember, RebuildFacts, SandboxFacts, State
+from sandboxes.lifecycle import ImageFacts, PoolMember, RebuildFacts, SandboxFacts, State, WarmSandbox
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 HB = timedelta(seconds=120)
@@ -106,6 +106,29 @@ def test_pool_keeps_one_warm_while_someone_writes_a_new_sessions_prompt():
 
 def test_pool_waits_for_a_first_image():
     assert lifecycle.pool_plan(3, None, []) == lifecycle.PoolPlan()
+
+
+# --- restoring into the warm pool -----------------------------------------------
+
+
+SNAPSHOT = lifecycle.SnapshotFacts(image_id=7, synced_commit="abc", applies_live=True)
+
+
+def test_a_follow_up_restores_into_a_ready_pooled_sandbox_of_the_same_image_and_commit():
+    warm = [WarmSandbox("starting", 7, State.PROVISIONING, ""), WarmSandbox("ready", 7, State.READY, "abc")]
+    assert lifecycle.restore_target(SNAPSHOT, warm) == "ready"
+
+
+def test_a_pooled_sandbox_on_another_image_or_commit_is_not_used_for_a_restore():
+    # The snapshot's changes would land on files they were not made on.
+    warm = [WarmSandbox("newer-image", 8, State.READY, "abc"), WarmSandbox("newer-head", 7, State.READY, "def")]
+    assert lifecycle.restore_target(SNAPSHOT, warm) is None
+
+
+def test_no_restore_into_the_pool_without_a_known_commit_or_a_backend_that_can():
+    warm = [WarmSandbox("ready", 7, State.READY, "abc")]
+    assert lifecycle.restore_target(lifecycle.SnapshotFacts(7, "", True), warm) is None
+    assert lifecycle.restore_target(lifecycle.SnapshotFacts(7, "abc", False), warm) is None
 
 
 def rebuild(last_ago=None, active=False, commit="abc", fingerprint="f1"):

@@ -235,7 +235,8 @@ def test_a_snapshot_applied_to_a_running_sandbox_brings_its_changes_and_spares_t
                           "mkdir -p ~/.local/share/opencode && echo old-db > ~/.local/share/opencode/opencode.db && "
                           "echo old-log > ~/.local/share/opencode/log.txt && echo pip > ~/.agent-tool")
     # A folder of the image deleted and made anew: an opaque folder in the snapshot.
-    run(backend, sandbox, "ls .git/hooks | grep -q sample && rm -r .git/hooks && mkdir .git/hooks && echo fresh > .git/hooks/fresh.txt")
+    run(backend, sandbox, "ls .git/hooks | grep -q sample && rm -r .git/hooks && mkdir .git/hooks && "
+                          "echo fresh > .git/hooks/fresh.txt")
     backend.snapshot(sandbox, "snap1")
     backend.terminate(sandbox)
 
@@ -244,11 +245,12 @@ def test_a_snapshot_applied_to_a_running_sandbox_brings_its_changes_and_spares_t
         # The pooled sandbox's own state: its running OpenCode's database, a file the snapshot lacks.
         run(backend, pooled, "mkdir -p ~/.local/share/opencode && echo live-db > ~/.local/share/opencode/opencode.db"
                              " && echo stale > .git/hooks/stale.txt && sleep 600 &")
-        backend.apply_snapshot(pooled, "snap1", skip=(".local/share/opencode",),
-                               aside={".local/share/opencode/opencode.db": ".restore/opencode.db"}, done=".restore/done")
+        aside = {".local/share/opencode/opencode.db": ".restore/opencode.db"}
+        backend.apply_snapshot(pooled, "snap1", skip=(".local/share/opencode",), aside=aside, done=".restore/done")
         out = run(backend, pooled, "cat built.txt deep/f.txt link ~/.agent-tool; ls; ls .git/hooks; "
                                    "cat ~/.local/share/opencode/opencode.db ~/.restore/opencode.db; ls ~/.restore; "
-                                   "ls ~/.local/share/opencode; echo more >> deep/f.txt && rm ~/.restore/done && echo w")
+                                   "ls ~/.local/share/opencode; "
+                                   "echo more >> deep/f.txt && rm ~/.restore/done && echo w")
         assert "changed\nnew\nnew\npip\n" in out
         assert "README.md" not in out  # deleted in the snapshot, so deleted here
         assert "fresh.txt" in out and "stale.txt" not in out and "sample" not in out  # the folder replaced whole
