@@ -261,6 +261,29 @@ def restore_first_token(platform: Platform, session: Session, headers: dict) -> 
     goal("first token after a restore, p50", p50(firsts), "s", 3)
 
 
+def restore_into_pool(platform: Platform, session: Session, headers: dict) -> None:
+    """A follow-up after the sandbox ended, with a warm pooled sandbox waiting (as a repo with a pool
+    has): the snapshot is restored into it, its OpenCode already running."""
+    runs = []
+    for run in range(RESTORE_RUNS):
+        pooled = ready_sandbox(session.repo, pooled=True)
+        time.sleep(POOL_SETTLE_SECONDS)
+        runs.append(let_go_and_follow_up(platform, session, headers, f"justtext pooled restore run {run}"))
+        if Session.objects.get(pk=session.pk).sandbox_id != pooled.pk:
+            raise RunFailed("the follow-up did not restore into the pooled sandbox")
+    firsts = [r["first_token"] for r in runs]
+    report("restore_pooled_first_token_p50", p50(firsts), "s", 3)
+    say(f"the same with a pooled sandbox ready for {POOL_SETTLE_SECONDS:.0f} s on the same image and commit (the "
+        f"snapshot restored into it) → first text_delta: {spread(firsts, 1, 's')} over {RESTORE_RUNS} runs")
+    phase_lines(runs, [
+        ("ok", "`ok` back (pooled sandbox claimed, files queued for the worker)"),
+        ("prompt_started", "prompt_started on the socket (files in, conversation replayed)"),
+        ("model_request", "the request reaches the scripted model"),
+        ("first_token", "first text_delta on the socket"),
+    ], 1, "s")
+    goal("first token after a restore into a warm pooled sandbox, p50", p50(firsts), "s", 3)
+
+
 def first_token_pooled(repo: Repo, owner) -> None:
     """The usual new session: it claims a warm pooled sandbox (OpenCode running and warmed up), and its
     first prompt goes out at once. From create_session to the first text_delta stored."""
@@ -301,6 +324,7 @@ def agent_figures(platform: Platform, root: Path) -> None:
     first_token_warm(platform, session, headers)
     restore_first_token(platform, session, headers)
     restore_while_typing(platform, session, headers)
+    restore_into_pool(platform, session, headers)
     first_token_pooled(repo, owner)
 
 

@@ -379,8 +379,10 @@ def handle_sandbox_phase(sandbox: Sandbox) -> None:
 
 def handle_bridge_connected(sandbox: Sandbox) -> None:
     """A bridge said hello: it can take commands now, and gets again a prompt sent while it was away
-    and, if a session claimed its sandbox from the pool, `claimed`."""
+    and, if a session claimed its sandbox from the pool, `claimed` (and `resume` if it restored into it)."""
     sessions = list(Session.objects.filter(sandbox_id=sandbox.pk))
+    if sessions and sandbox.claimed_at and sandbox.restored_from_id:
+        send_to_bridge(sandbox.pk, {"name": "resume"})  # lost if it came while the bridge was away
     if sessions and sandbox.claimed_at:
         send_to_bridge(sandbox.pk, {"name": "claimed"})
     for session in sessions:

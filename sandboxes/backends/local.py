@@ -63,6 +63,23 @@ def dir_size(path: Path) -> int:
     return total
 
 
+def opaque_folders(upper: Path) -> list[str]:
+    """Folders of an overlay upper layer marked opaque (their lower contents hidden), relative to it.
+    The marks are `trusted.` xattrs (`user.` in a user namespace), which only the platform can read."""
+    found = []
+    for dirpath, dirs, _files in os.walk(upper):
+        for name in dirs:
+            path = os.path.join(dirpath, name)
+            for attribute in ("trusted.overlay.opaque", "user.overlay.opaque"):
+                try:
+                    if os.getxattr(path, attribute, follow_symlinks=False) == b"y":
+                        found.append(os.path.relpath(path, upper))
+                        break
+                except OSError:
+                    pass
+    return found
+
+
 def host_uid() -> int | None:
     """The host uid sandbox processes run as, when the platform runs as root."""
     return settings.SANDBOX_HOST_UID if os.geteuid() == 0 else None
@@ -340,7 +357,8 @@ class LocalBackend(SandboxBackend):
             return None  # the pid was reused by something else
         return pid
 
-    def _enter(self, sandbox_ref: str, env: dict[str, str] | None, die_with_parent: bool = True) -> list[str]:
+    def _enter(self, sandbox_ref: str, env: dict[str, str] | None, die_with_parent: bool = True,
+               mounts: dict[str, str] | None = None) -> list[str]:
         pid = self._init_pid(sandbox_ref)
         if pid is None:
             raise BackendError(f"sandbox {sandbox_ref} is not running")
@@ -351,7 +369,7 @@ class LocalBackend(SandboxBackend):
         nsenter = ["nsenter", "-t", str(pid), *self.holder_namespaces(enter=True), "--mount", "--pid", "--"]
         bwrap = self.bwrap_args(
             box / "merged", box / "tmp", {**config["env"], **(env or {})}, die_with_parent, tuple(config["read_only"]),
-            config["mounts"], address_space_limit=group is None,
+            {**config["mounts"], **(mounts or {})}, address_space_limit=group is None,
         )
         return [*(cgroups.join(group) if group else []), *nsenter, *bwrap]
 
@@ -389,21 +407,16 @@ class LocalBackend(SandboxBackend):
     def apply_snapshot(self, sandbox_ref: str, snapshot_ref: str, skip: tuple[str, ...],
                        aside: dict[str, str], done: str) -> None:
         saved = self.snapshots / snapshot_ref / "upper"
-        pid = self._init_pid(sandbox_ref)
-        if pid is None:
-            raise BackendError(f"sandbox {sandbox_ref} is not running")
         if not saved.is_dir():
             raise BackendError(f"snapshot {snapshot_ref} is not on this machine")
-        # In the sandbox's mount namespace, where its overlay is mounted (not under bubblewrap: the
-        # snapshot is hidden from sandboxes), as the platform: it writes the sandbox user's files as theirs.
-        plan = json.dumps({"skip": list(skip), "aside": aside, "done": done})
-        result = subprocess.run(
-            ["nsenter", "-t", str(pid), *self.holder_namespaces(enter=True), "--mount", "--",
-             sys.executable, "-I", str(APPLY_SCRIPT), str(saved), str(self._dir(sandbox_ref) / "merged"), plan],
-            capture_output=True, text=True, timeout=600,
-        )
-        if result.returncode != 0:
-            raise BackendError(f"restoring the snapshot failed: {result.stderr.strip()[-500:]}")
+        # The copy runs as a command of the sandbox (see local_apply.py), the snapshot mounted read-only.
+        source = "/opt/inspect-snapshot"
+        plan = {"source": source, "home": HOME, "skip": list(skip), "aside": aside, "done": done,
+                "opaque": opaque_folders(saved)}
+        command = ["python3", "-I", "-c", APPLY_SCRIPT.read_text(), json.dumps(plan)]
+        result = run_streaming([*self._enter(sandbox_ref, None, mounts={source: str(saved)}), *command], timeout=600)
+        if result.exit_code != 0:
+            raise BackendError(f"restoring the snapshot failed: {result.output.strip()[-500:]}")
 
     def delete_snapshot(self, snapshot_ref: str) -> None:
         shutil.rmtree(self.snapshots / snapshot_ref, ignore_errors=True)

@@ -9,7 +9,7 @@ import time
 from collections import OrderedDict
 
 from . import BRIDGE_VERSION, OPENCODE_VERSION, history, screenshot
-from .config import RESTORE_DIR, RESTORE_DONE, SESSION_RULES, BridgeConfig
+from .config import RESTORE_DIR, RESTORE_DONE, RESTORE_RESUMED, SESSION_RULES, BridgeConfig
 from .opencode import OpenCodeServer
 from .outbox import Outbox
 from .translate import SessionState, Translator
@@ -175,6 +175,8 @@ class Agent:
         one, so the prompts after this command go on with the same conversation."""
         aside = self.config.home / RESTORE_DIR
         done = self.config.home / RESTORE_DONE
+        if (self.config.home / RESTORE_RESUMED).exists():
+            return  # sent again after a reconnect
         deadline = time.monotonic() + self.restore_timeout
         while not done.exists():
             if time.monotonic() > deadline:
@@ -194,6 +196,8 @@ class Agent:
             raise CommandError(str(e)) from None
         finally:
             await asyncio.to_thread(shutil.rmtree, aside, True)
+            aside.mkdir()
+            (self.config.home / RESTORE_RESUMED).write_text("resumed\n")
 
     async def cmd_shutdown(self, command: dict) -> None:
         await self.server.stop()

@@ -29,6 +29,7 @@ RESTORE_SKIP = (".local/share/opencode", ".local/state", ".cache", ".config/open
 RESTORE_ASIDE = {f".local/share/opencode/{name}": f"{RESTORE_DIR}/{name}"
                  for name in ("opencode.db", "opencode.db-wal")}
 RESTORE_DONE = f"{RESTORE_DIR}/done"
+RESTORE_RESUMED = f"{RESTORE_DIR}/resumed"  # left by the bridge: a `resume` sent again does nothing
 
 
 class ConfigError(Exception):

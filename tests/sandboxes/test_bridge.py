@@ -380,7 +380,10 @@ def test_resume_with_an_unreadable_database_fails_clearly_and_cleans_up(bridge, 
     (bridge.home / RESTORE_DONE).write_text("done\n")
     result = control_plane.wait_result(control_plane.command("resume"))
     assert result["ok"] is False and "could not be read" in result["error"]
-    assert not aside.exists()
+    assert [p.name for p in aside.iterdir()] == ["resumed"]
+    again = time.monotonic()  # sent again (after a reconnect): done already, it does not wait for files
+    assert control_plane.wait_result(control_plane.command("resume"))["ok"] is True
+    assert time.monotonic() - again < 5
     # The conversation the bridge runs is untouched.
     mark = control_plane.mark()
     control_plane.command("prompt", prompt_id=9, text="justtext still here?", author="Ada", model=None,
