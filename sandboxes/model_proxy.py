@@ -5,6 +5,7 @@ back unchanged, chunk by chunk. Provider keys never enter the sandbox. See docs/
   POST /model-proxy/<provider>/v1/chat/completions   OpenAI wire (token: Authorization: Bearer)
   POST /model-proxy/<provider>/v1/messages           Anthropic wire (token: x-api-key or Bearer)
   GET  /model-proxy/<provider>/v1/models
+  /model-proxy/inspect-warm-up/v1/...                answered by the proxy itself (sandboxes/warm_up.py)
 
 Nothing is written to the database per request, and neither the token nor a key is logged.
 """
@@ -24,6 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from ide import upstream
 from ide.headers import header
 from ide.proxy import ClientGone, until_disconnect
+from sandboxes import warm_up
 from sandboxes.models import Sandbox
 from sandboxes.providers import MODEL_PROXY_PATH, NO_PROVIDER_MESSAGE, Provider, configured_providers
 
@@ -213,8 +215,15 @@ class ModelProxy:
             if sandbox_id is None:
                 raise Refused(wire, 401, "Invalid sandbox token: call the model proxy with the sandbox's own token "
                                          "as the API key (the sandbox may have ended).")
-            provider, wire = find_provider(provider_name, endpoint, wire)
             declared = header(raw_headers, b"content-length")
+            if provider_name == warm_up.WARM_UP_PROVIDER:
+                body = await read_body(receive, declared, wire) if expected_method == "POST" else b""
+                content_type, answer = warm_up.answer(endpoint, wire, body)
+                await send({"type": "http.response.start", "status": 200, "headers": [
+                    (b"content-type", content_type), (b"content-length", b"%d" % len(answer))]})
+                await send({"type": "http.response.body", "body": answer})
+                return
+            provider, wire = find_provider(provider_name, endpoint, wire)
             body = await read_body(receive, declared, wire) if expected_method == "POST" else b""
         except Refused as error:
             await send_error(send, error)

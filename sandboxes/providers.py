@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from sandboxes.bridge.config import WARM_UP_MODEL, WARM_UP_PROVIDER
+
 NO_PROVIDER_MESSAGE = (
     "No model provider is configured: set OPENAI_API_KEY, ANTHROPIC_API_KEY or OPENAI_COMPATIBLE_BASE_URL "
     "(with OPENAI_COMPATIBLE_MODELS) in the control plane's environment and restart it."
@@ -31,6 +33,7 @@ NPM = {"openai": "@ai-sdk/openai-compatible", "anthropic": "@ai-sdk/anthropic"}
 RESERVED_NAMES = {
     "opencode", "azure", "azure-cognitive-services", "amazon-bedrock", "github-copilot", "gitlab",
     "google-vertex", "google-vertex-anthropic", "xai", "sap-ai-core", "snowflake-cortex",
+    WARM_UP_PROVIDER,  # the proxy answers it itself (sandboxes/warm_up.py)
 }
 MODELS_ENV = {"openai": "OPENAI_MODELS", "anthropic": "ANTHROPIC_MODELS"}
 
@@ -191,6 +194,15 @@ def opencode_config(token: str, model: str | None = None, proxy_base_url: str | 
     if not is_configured_model(model):
         raise ValueError(f"{model!r} is not a configured model.")
     providers = opencode_provider_config(token, proxy_base_url)
+    # Same SDK as the default model's provider, so warming OpenCode up loads what its prompts will use.
+    default_kind = get_provider(split_model(default_model())[0]).kind
+    providers[WARM_UP_PROVIDER] = {
+        "npm": NPM[default_kind],
+        "name": "Warm-up (answered by the control plane)",
+        "options": {"baseURL": f"{(proxy_base_url or default_proxy_base_url()).rstrip('/')}/{WARM_UP_PROVIDER}/v1",
+                    "apiKey": token},
+        "models": {WARM_UP_MODEL: {"tool_call": True}},
+    }
     return {
         "$schema": "https://opencode.ai/config.json",
         "provider": providers,

@@ -19,6 +19,11 @@ SESSION_RULES = [{"permission": name, "pattern": "*", "action": action} for name
 SANDBOX_HOME = Path("/home/agent")
 SANDBOX_WORKSPACE = SANDBOX_HOME / "workspace"
 
+# The model the bridge warms a waiting OpenCode up with: the control plane's model proxy answers it
+# itself (sandboxes/warm_up.py), so the warm-up reaches no provider.
+WARM_UP_PROVIDER = "inspect-warm-up"
+WARM_UP_MODEL = "warm-up"
+
 # A snapshot restored into a running sandbox (a pooled one; see docs/sandboxes.md) brings its home's
 # changes, except the folders of the services already running there (RESTORE_SKIP). OpenCode's database
 # is put aside instead (RESTORE_ASIDE): the bridge replays the conversation from it into the running

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .config import BridgeConfig, link_plugin_package
+from .config import SESSION_RULES, WARM_UP_MODEL, WARM_UP_PROVIDER, BridgeConfig, link_plugin_package
 
 log = logging.getLogger("bridge.opencode")
 
@@ -118,16 +118,39 @@ class OpenCodeServer:
         return code
 
     async def warm_up(self) -> None:
-        """OpenCode sets up its project instance and model providers on first use, ~2 s of CPU that
-        the first prompt would wait for: done now, while the sandbox waits for one (a pooled
-        sandbox, or a restore started while someone writes)."""
+        """OpenCode sets up its project instance and model providers on first use, and loads its
+        model-calling code on its first prompt: ~2 s of CPU that the first prompt would wait for. Done
+        now, while the sandbox waits for one (a pooled sandbox, or a restore started while someone
+        writes): the providers listed, then one throwaway prompt to the warm-up model, which the control
+        plane's model proxy answers itself (sandboxes/warm_up.py), so no provider is called."""
         started = time.monotonic()
         try:
             await self.request("GET", "/config/providers", timeout=60)
+            if WARM_UP_PROVIDER in (self.config.opencode_config.get("provider") or {}):
+                await self.warm_up_prompt()
             log.info("OpenCode warmed up in %.2f s", time.monotonic() - started)
-        except (OSError, ValueError, OpenCodeError, http.client.HTTPException) as e:
+        except (OSError, ValueError, OpenCodeError, http.client.HTTPException, TimeoutError) as e:
             log.warning("warming OpenCode up failed: %s", e)
         self.on_warm()
+
+    async def warm_up_prompt(self, timeout: float = 30) -> None:
+        session = await self.request("POST", "/session", {"title": "warm-up", "permission": SESSION_RULES})
+        try:
+            body = {"model": {"providerID": WARM_UP_PROVIDER, "modelID": WARM_UP_MODEL},
+                    "parts": [{"type": "text", "text": "Reply with one word."}]}
+            await self.request("POST", f"/session/{session['id']}/prompt_async", body)
+            deadline = time.monotonic() + timeout
+            while not await self.answered(session["id"]):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the warm-up prompt got no answer")
+                await asyncio.sleep(0.05)
+        finally:
+            await self.request("DELETE", f"/session/{session['id']}")
+
+    async def answered(self, session_id: str) -> bool:
+        messages = await self.request("GET", f"/session/{session_id}/message")
+        return any(m.get("info", {}).get("role") == "assistant" and (m["info"].get("time") or {}).get("completed")
+                   for m in messages or [])
 
     async def _wait_healthy(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

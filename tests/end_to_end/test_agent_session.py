@@ -176,9 +176,14 @@ def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversat
         sandbox_tasks.fill_warm_pool(repo.pk)
         pooled = Sandbox.objects.get(repo=repo, pooled=True)
         deadline = time.monotonic() + 60
-        while Sandbox.objects.get(pk=pooled.pk).state != "ready":
-            assert time.monotonic() < deadline, "the pooled sandbox did not start"
+        bridge_log = settings.SANDBOX_ROOT / "sandboxes" / str(pooled.pk) / "service-bridge.log"
+        # Waiting, its OpenCode is warmed up by a prompt that the control plane answers itself.
+        while Sandbox.objects.get(pk=pooled.pk).state != "ready" or "OpenCode warmed up" not in (
+            bridge_log.read_text() if bridge_log.exists() else ""
+        ):
+            assert time.monotonic() < deadline, "the pooled sandbox did not start and warm up"
             time.sleep(0.2)
+        assert "warming OpenCode up failed" not in bridge_log.read_text()
 
     services.submit_prompt(Session.objects.get(pk=session.pk), user, "justtext are you still there?")
     watcher = asyncio.run(run_until_idle(2))
@@ -187,6 +192,7 @@ def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversat
     assert session.sandbox_id != first_sandbox.pk and session.sandbox.restored_from_id == snapshot_id
     if warm_pool:
         assert session.sandbox_id == pooled.pk and session.sandbox.claimed_at is not None
+        assert "Reply with one word." not in json.dumps(model_server.requests)  # the warm-up reached no model
     assert get_backend().exec(session.sandbox.backend_ref, "cat notes.txt").output == "Hello from the scripted model!\n"
     last_call = [r for r in model_server.requests if r["path"].endswith("completions")][-1]
     history = json.dumps(last_call["body"]["messages"])
