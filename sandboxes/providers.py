@@ -194,10 +194,9 @@ def opencode_config(token: str, model: str | None = None, proxy_base_url: str | 
     if not is_configured_model(model):
         raise ValueError(f"{model!r} is not a configured model.")
     providers = opencode_provider_config(token, proxy_base_url)
-    # Same SDK as the default model's provider, so warming OpenCode up loads what its prompts will use.
-    default_kind = get_provider(split_model(default_model())[0]).kind
+    # Same SDK as the model's provider, so warming OpenCode up loads what its prompts will use.
     providers[WARM_UP_PROVIDER] = {
-        "npm": NPM[default_kind],
+        "npm": NPM[get_provider(split_model(model)[0]).kind],
         "name": "Warm-up (answered by the control plane)",
         "options": {"baseURL": f"{(proxy_base_url or default_proxy_base_url()).rstrip('/')}/{WARM_UP_PROVIDER}/v1",
                     "apiKey": token},

@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied
 
 from inspect_site.consumers import AsyncDatabaseFreeConsumer
 from sessions import services, workspace
-from sessions.events import events_after, group_name
+from sessions.events import collect_fan_out, events_after, group_name, send_fan_out
 from sessions.models import Session
 
 MAX_MESSAGE_CHARS = 1_000_000  # a prompt and its context fit well within this
@@ -35,7 +35,18 @@ def stored_after(session_id: int, seq: int) -> list[dict]:
 
 
 @database_sync_to_async
-def act(session_id: int, user, kind: str, content: dict) -> dict:
+def act(session_id: int, user, kind: str, content: dict) -> tuple[dict | str, list[dict]]:
+    """request() with the events it committed collected, not sent from the database thread: the
+    command to the bridge, sent at commit, is then the only thing the prompt waits for there.
+    Returns (the `ok` reply's fields or an error message, the events to fan out)."""
+    with collect_fan_out() as fan_out:
+        try:
+            return request(session_id, user, kind, content), fan_out
+        except (ValueError, PermissionDenied) as e:
+            return str(e), fan_out
+
+
+def request(session_id: int, user, kind: str, content: dict) -> dict:
     """Carry out a prompt / cancel / stop / typing / ...; the `ok` reply's fields."""
     session = Session.objects.filter(pk=session_id).first()
     if session is None:
@@ -134,10 +145,10 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
                 return await self.close(code=FORBIDDEN)
             self.last_sent = content.get("after", 0)
             return await self.replay()
-        try:
-            fields = await act(self.session_id, self.scope["user"], kind, content)
-        except (ValueError, PermissionDenied) as e:
-            return await self.error(str(e))
+        fields, fan_out = await act(self.session_id, self.scope["user"], kind, content)
+        await send_fan_out(fan_out)
+        if isinstance(fields, str):
+            return await self.error(fields)
         await self.send_json({"type": "ok", "for": kind, **fields})
 
     async def error(self, message: str) -> None:

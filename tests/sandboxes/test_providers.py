@@ -18,6 +18,7 @@ from sandboxes.providers import (
     opencode_config,
     opencode_provider_config,
 )
+from sandboxes.warm_up import WARM_UP_PROVIDER
 from tests.support.providers import ANTHROPIC_KEY, OPENAI_KEY, provider_settings
 
 
@@ -57,7 +58,8 @@ def test_opencode_config_default_model_and_choices(settings):
     ]
     config = opencode_config("t", "scripted/scripted-mini", "http://cp/model-proxy")
     assert config["model"] == config["small_model"] == "scripted/scripted-mini"
-    assert config["enabled_providers"] == ["scripted", "anthropic"]
+    assert config["enabled_providers"] == ["scripted", "anthropic", WARM_UP_PROVIDER]
+    assert config["provider"][WARM_UP_PROVIDER]["npm"] == "@ai-sdk/openai-compatible"  # the model's SDK
     assert config["provider"]["scripted"]["options"]["apiKey"] == "t"
     assert opencode_config("t")["model"] == "anthropic/claude-test"
     with pytest.raises(ValueError):

@@ -63,7 +63,7 @@ def test_a_bad_warm_up_body_is_refused(providers):
     assert answer.status_code == 400 and "not valid JSON" in answer.json()["error"]["message"]
 
 
-def test_the_sandbox_config_has_the_warm_up_model_with_the_default_models_sdk(providers, settings):
+def test_the_sandbox_config_has_the_warm_up_model_with_its_models_sdk(providers, settings):
     config = opencode_config("tok", proxy_base_url="http://cp/model-proxy")
     warm = config["provider"][WARM_UP_PROVIDER]
     default = config["provider"][config["model"].split("/")[0]]
