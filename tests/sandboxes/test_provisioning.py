@@ -73,6 +73,46 @@ def test_a_snapshot_restores_the_work_into_a_new_sandbox(repo):
     assert shell(restored, "cat work.txt; ls") == "agent work\napp.py\nimage.txt\nwork.txt\n"
 
 
+def test_a_snapshot_restores_into_a_matching_pooled_sandbox_and_keeps_its_commit(repo, git_repo):
+    first = provisioning.provision(provisioning.create_sandbox(repo).pk)
+    shell(first, "echo agent work > work.txt && rm README.md")
+    snapshot = provisioning.take_snapshot(first.pk)
+    provisioning.terminate(first.pk, "idle")
+    cold = provisioning.provision(provisioning.create_sandbox(repo, snapshot=snapshot).pk)
+    assert cold.synced_commit == first.synced_commit  # the snapshot's commit, for its own snapshots later
+    provisioning.terminate(cold.pk, "done")
+
+    pooled = provisioning.provision(provisioning.create_sandbox(repo, pooled=True).pk)
+    claimed = provisioning.claim_for_restore(snapshot)
+    assert claimed.pk == pooled.pk and claimed.restored_from == snapshot and not claimed.pooled
+    assert claimed.state == State.RUNNING and claimed.claimed_at is not None
+    provisioning.apply_snapshot(claimed.pk, snapshot.pk)
+    listing = shell(claimed, "cat work.txt; ls; ls ~/.inspect-restore")
+    assert listing == "agent work\napp.py\nimage.txt\nwork.txt\ndone\n"
+    assert provisioning.claim_for_restore(snapshot) is None  # nothing left in the pool
+
+
+def test_a_pooled_sandbox_on_a_newer_commit_is_not_restored_into(repo, git_repo):
+    first = provisioning.provision(provisioning.create_sandbox(repo).pk)
+    snapshot = provisioning.take_snapshot(first.pk)
+    git_repo.commit({"app.py": "print('moved on')\n"}, "the branch moved")
+    pooled = provisioning.provision(provisioning.create_sandbox(repo, pooled=True).pk)
+    assert pooled.synced_commit != first.synced_commit
+    assert provisioning.claim_for_restore(snapshot) is None
+    assert Sandbox.objects.get(pk=pooled.pk).pooled  # still waiting for a new session
+
+
+def test_a_restore_into_a_pooled_sandbox_that_fails_ends_it_with_the_reason(repo):
+    first = provisioning.provision(provisioning.create_sandbox(repo).pk)
+    snapshot = provisioning.take_snapshot(first.pk)
+    provisioning.provision(provisioning.create_sandbox(repo, pooled=True).pk)
+    claimed = provisioning.claim_for_restore(snapshot)
+    get_backend().delete_snapshot(snapshot.backend_ref)  # e.g. the snapshot's files are gone
+    provisioning.apply_snapshot(claimed.pk, snapshot.pk)
+    claimed.refresh_from_db()
+    assert claimed.state == State.TERMINATED and "is not on this machine" in claimed.end_reason
+
+
 def test_terminate_ends_the_sandbox_and_records_why(repo, sandbox_root):
     sandbox = provisioning.provision(provisioning.create_sandbox(repo).pk)
     ended = provisioning.terminate(sandbox.pk, "idle for 10 minutes")
