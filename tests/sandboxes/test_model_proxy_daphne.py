@@ -1,12 +1,20 @@
 """The model proxy under a real Daphne process: streaming (ASGITransport collects a whole response
-before handing it over), clients that leave, and calls that wait on their provider side by side."""
+before handing it over), clients that leave, calls that wait on their provider side by side, and the
+warm-up model's answers taken by the real OpenCode's SDKs."""
 
+import json
+import os
+import subprocess
 import threading
 import time
 
 import httpx
 import pytest
 
+from sandboxes.bridge.config import link_plugin_package
+from sandboxes.bridge.opencode import free_port
+from sandboxes.tools import opencode_binary, tools_dir
+from sandboxes.warm_up import WARM_UP_MODEL, WARM_UP_PROVIDER
 from tests.sandboxes.test_model_proxy import assert_clean_upstream, chat_body, db, header, make_sandbox, messages_body
 from tests.support.live_server import LiveServer
 from tests.support.model_server import LATE_SECONDS, ScriptedModelServer
@@ -119,3 +127,52 @@ def test_a_call_waiting_for_its_provider_holds_up_no_other_request(daphne):
     assert waited == {"seconds": pytest.approx(LATE_SECONDS, abs=1.5), "status": 200}
     assert other_call < 1.0, f"another sandbox's model call took {other_call:.2f} s"
     assert page_load < 1.0, f"a page took {page_load:.2f} s"
+
+
+@db
+@pytest.mark.parametrize("npm", ["@ai-sdk/openai-compatible", "@ai-sdk/anthropic"])
+def test_opencodes_own_sdks_accept_the_warm_up_answer(daphne, npm, tmp_path):
+    """The real OpenCode, through the proxy under Daphne, completes a prompt to the warm-up model in
+    both wire formats (what the bridge's warm-up does), and no provider is called."""
+    url, upstream = daphne
+    _, token = make_sandbox()
+    before = len(upstream.requests)
+    config = {"provider": {WARM_UP_PROVIDER: {
+        "npm": npm, "options": {"baseURL": f"{url}/model-proxy/{WARM_UP_PROVIDER}/v1", "apiKey": token},
+        "models": {WARM_UP_MODEL: {"tool_call": True}}}},
+        "model": f"{WARM_UP_PROVIDER}/{WARM_UP_MODEL}", "share": "disabled", "autoupdate": False, "snapshot": False}
+    (tmp_path / "repo").mkdir()
+    # As the bridge does: OpenCode finds its plugin package and does not try to install it at start.
+    assert link_plugin_package(tmp_path / ".config" / "opencode", tools_dir())
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / ".config"),
+           "XDG_DATA_HOME": str(tmp_path / "data"),
+           "OPENCODE_CONFIG_CONTENT": json.dumps(config), "OPENCODE_DISABLE_MODELS_FETCH": "1",
+           "OPENCODE_DISABLE_AUTOUPDATE": "1"}
+    port = free_port()
+    opencode = subprocess.Popen([str(opencode_binary()), "serve", "--port", str(port)], cwd=tmp_path / "repo", env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/global/health", timeout=2).raise_for_status()  # as the bridge polls it
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "OpenCode did not start"
+                time.sleep(0.1)
+        session = httpx.post(f"{base}/session", json={"title": "warm-up"}, timeout=30).json()["id"]
+        httpx.post(f"{base}/session/{session}/prompt_async", timeout=30, json={
+            "model": {"providerID": WARM_UP_PROVIDER, "modelID": WARM_UP_MODEL},
+            "parts": [{"type": "text", "text": "Reply with one word."}]}).raise_for_status()
+        while not (done := [m for m in httpx.get(f"{base}/session/{session}/message", timeout=30).json()
+                            if m["info"]["role"] == "assistant" and (m["info"].get("time") or {}).get("completed")]):
+            assert time.monotonic() < deadline, "the warm-up prompt got no answer"
+            time.sleep(0.1)
+    finally:
+        opencode.kill()
+        opencode.wait()
+    answer = done[0]
+    assert answer["info"].get("error") is None and answer["info"].get("finish") == "stop"
+    assert [part["text"] for part in answer["parts"] if part["type"] == "text"] == ["ok"]
+    assert len(upstream.requests) == before
