@@ -49,10 +49,7 @@ def create_session(repo: Repo, user, prompt_text: str, model: str = "", context:
         session = Session.objects.create(repo=repo, creator=user, model=model)
         session.add_member(user, Membership.Role.OWNER)
         queue_prompt(session, user, text, context)
-        _action, again = step(session, queue.PROMPT_SUBMITTED)  # one transaction: a prompt's first step
-    if again:
-        dispatch(session)
-    session.refresh_from_db()
+        dispatch(session)  # in the same transaction: the prompt's command leaves at its one commit
     return session
 
 
@@ -62,9 +59,7 @@ def submit_prompt(session: Session, user, text: str, context: dict | None = None
     text, context = clean_prompt(text, context)
     with transaction.atomic():
         prompt = queue_prompt(session, user, text, context)
-        _action, again = step(session, queue.PROMPT_SUBMITTED)  # one transaction: a warm prompt goes out in it
-    if again:
-        dispatch(session)
+        dispatch(session)  # in the same transaction: a warm prompt's command leaves at its one commit
     prompt.refresh_from_db()
     return prompt
 

@@ -229,9 +229,7 @@ def test_snapshot_holds_only_the_change_and_restores_it(backend, sandbox, image)
         backend.terminate(restored)
 
 
-def test_a_snapshot_applied_to_a_running_sandbox_brings_its_changes_and_spares_the_services(
-    backend, sandbox, image, tmp_path
-):
+def test_a_snapshot_applied_to_a_running_sandbox_brings_its_changes_and_spares_the_services(backend, sandbox, image):
     run(backend, sandbox, "echo changed > built.txt && rm README.md && mkdir -p deep && echo new > deep/f.txt && "
                           "ln -s deep/f.txt link && "
                           "mkdir -p ~/.local/share/opencode && echo old-db > ~/.local/share/opencode/opencode.db && "
@@ -246,10 +244,9 @@ def test_a_snapshot_applied_to_a_running_sandbox_brings_its_changes_and_spares_t
     try:
         # The pooled sandbox's own state: its running OpenCode's database, a file the snapshot lacks.
         # And a symlink planted where the snapshot has a folder: the copy must not follow it out.
-        outside = tmp_path / "outside"
-        outside.mkdir(mode=0o777)
         run(backend, pooled, "mkdir -p ~/.local/share/opencode && echo live-db > ~/.local/share/opencode/opencode.db"
-                             f" && echo stale > .git/hooks/stale.txt && ln -s {outside} deep && sleep 600 &")
+                             " && echo stale > .git/hooks/stale.txt && mkdir /tmp/outside && ln -s /tmp/outside deep"
+                             " && sleep 600 &")
         aside = {".local/share/opencode/opencode.db": ".restore/opencode.db"}
         backend.apply_snapshot(pooled, "snap1", skip=(".local/share/opencode",), aside=aside, done=".restore/done")
         out = run(backend, pooled, "cat built.txt deep/f.txt link ~/.agent-tool; ls; ls .git/hooks; "
@@ -262,7 +259,7 @@ def test_a_snapshot_applied_to_a_running_sandbox_brings_its_changes_and_spares_t
         assert "live-db\nold-db\ndone\nopencode.db\n" in out  # the running service's file untouched
         assert "log.txt" not in out
         assert out.endswith("w\n")  # everything is the sandbox user's to change
-        assert list(outside.iterdir()) == []
+        assert run(backend, pooled, "test -d deep && test ! -L deep && ls -A /tmp/outside") == ""
     finally:
         backend.terminate(pooled)
 
