@@ -100,19 +100,25 @@ def rewrite_location(location: str, *, prefix: str, upstream: str, browser_host:
     Absolute URLs to the service's own address or to the platform's host, and root-relative
     paths, would otherwise leave the workspace path; relative ones and other sites stay as they are.
     """
-    parts = urlsplit(location)
-    if parts.netloc:
-        absolute = location if parts.scheme else f"{urlsplit(upstream).scheme}:{location}"
-        same_service = _origin(absolute)[1:] == _origin(upstream)[1:]
-        same_platform = parts.netloc.lower() == browser_host.lower()
-        if not (same_service or same_platform):
-            return location
-    elif not parts.path.startswith("/"):
+    try:
+        parts = urlsplit(location)
+        foreign = parts.netloc and not _points_back(location, parts.scheme, parts.netloc, upstream, browser_host)
+    except ValueError:  # an unparsable port or IPv6 literal: not an address of ours
+        return location
+    if foreign:
+        return location
+    if not parts.netloc and not parts.path.startswith("/"):
         return location
     path = parts.path or "/"
     if not _under(path, prefix):
         path = prefix + path
     return urlunsplit(("", "", path, parts.query, parts.fragment))
+
+
+def _points_back(location: str, scheme: str, netloc: str, upstream: str, browser_host: str) -> bool:
+    """An absolute redirect to the service's own address or to the platform's host."""
+    absolute = location if scheme else f"{urlsplit(upstream).scheme}:{location}"
+    return _origin(absolute)[1:] == _origin(upstream)[1:] or netloc.lower() == browser_host.lower()
 
 
 def rewrite_set_cookie(value: str, *, prefix: str) -> str | None:

@@ -10,6 +10,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path, re_path  # noqa: E402
 
+from ide.front import ROUTE_PATH as FRONT_ROUTE_PATH  # noqa: E402
+from ide.front import FrontRoute  # noqa: E402
 from ide.proxy import HttpProxy  # noqa: E402
 from ide.sockets import SocketProxy  # noqa: E402
 from sandboxes.consumers import BridgeConsumer  # noqa: E402
@@ -33,12 +35,16 @@ websocket_urlpatterns = [
 
 workspace_proxy = AuthMiddlewareStack(HttpProxy())
 model_proxy = ModelProxy()
+front_route = AuthMiddlewareStack(FrontRoute())
 
 
 async def http(scope, receive, send):
-    """Workspace paths and model calls go to the streaming proxies, everything else to Django."""
+    """Workspace paths and model calls go to the streaming proxies, the front proxy's routing question
+    to its answer (ide/front.py), everything else to Django."""
     if scope["path"].startswith("/w/"):
         return await workspace_proxy(scope, receive, send)
+    if scope["path"] == FRONT_ROUTE_PATH:
+        return await front_route(scope, receive, send)
     if scope["path"].startswith(MODEL_PROXY_PREFIX):
         return await model_proxy(scope, receive, send)
     return await django_asgi_app(scope, receive, send)

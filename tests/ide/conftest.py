@@ -11,6 +11,7 @@ from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox
 from sessions.models import Session
 from tests.ide.support import CodeServer, HttpUpstream, SocketUpstream
+from tests.support.front import FrontServer
 from tests.support.live_server import LiveServer
 from tests.support.rows import repo_with_image
 
@@ -22,6 +23,17 @@ def live(django_db_setup, django_db_blocker):
         server = LiveServer(env={"SANDBOX_ROOT": root}).start()
         yield server
         server.stop()
+
+
+@pytest.fixture(scope="module", params=["daphne", "front"])
+def entry(request, live):
+    """Where browsers connect: Daphne itself, or the front proxy (nginx) in front of it, as `make run` serves."""
+    if request.param == "daphne":
+        yield live
+        return
+    front = FrontServer(live).start()
+    yield front
+    front.stop()
 
 
 @pytest.fixture(scope="module")

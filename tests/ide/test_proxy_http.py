@@ -18,20 +18,20 @@ def ada_session(users, make_session, upstream):
     return make_session(users["ada"], {"ide": ready(upstream.port)})
 
 
-def get(live, path: str, headers: dict | None = None, **kwargs) -> httpx.Response:
-    return httpx.get(live.url + path, headers=headers, timeout=10, **kwargs)
+def get(entry, path: str, headers: dict | None = None, **kwargs) -> httpx.Response:
+    return httpx.get(entry.url + path, headers=headers, timeout=10, **kwargs)
 
 
-def test_a_member_gets_the_service_bytes_unchanged(live, users, ada_session):
-    response = get(live, f"/w/{ada_session.pk}/ide/big", signed_in(users["ada"], live))
+def test_a_member_gets_the_service_bytes_unchanged(entry, users, ada_session):
+    response = get(entry, f"/w/{ada_session.pk}/ide/big", signed_in(users["ada"], entry))
     assert response.status_code == 200
     assert response.headers["content-length"] == str(len(BIG))
     assert response.content == BIG
 
 
-def test_the_request_reaches_the_service_without_the_prefix_or_platform_cookies(live, users, ada_session, upstream):
-    headers = signed_in(users["ada"], live)
-    response = get(live, f"/w/{ada_session.pk}/ide/echo/a%2Fb?x=1&y=%20", headers)
+def test_the_request_reaches_the_service_without_the_prefix_or_platform_cookies(entry, users, ada_session, upstream):
+    headers = signed_in(users["ada"], entry)
+    response = get(entry, f"/w/{ada_session.pk}/ide/echo/a%2Fb?x=1&y=%20", headers)
     echo = response.json()
     assert echo["server"] == "one" and echo["method"] == "GET"
     assert echo["path"] == "/echo/a%2Fb?x=1&y=%20"
@@ -40,21 +40,21 @@ def test_the_request_reaches_the_service_without_the_prefix_or_platform_cookies(
     assert "secret" not in json.dumps(echo)
     assert "sessionid" not in json.dumps(echo)
     # code-server compares Origin with X-Forwarded-Host; Host is the service's own address.
-    assert echo["headers"]["origin"] == live.url
-    assert echo["headers"]["x-forwarded-host"] == f"127.0.0.1:{live.port}"
+    assert echo["headers"]["origin"] == entry.url
+    assert echo["headers"]["x-forwarded-host"] == f"127.0.0.1:{entry.port}"
     assert echo["headers"]["x-forwarded-prefix"] == f"/w/{ada_session.pk}/ide"
     assert echo["headers"]["host"] == f"127.0.0.1:{upstream.port}"
 
 
-def test_request_bodies_stream_to_the_service(live, users, ada_session):
+def test_request_bodies_stream_to_the_service(entry, users, ada_session):
     payload = BIG[: 3 * 1024 * 1024]
 
     def chunks():
         for start in range(0, len(payload), 256 * 1024):
             yield payload[start:start + 256 * 1024]
 
-    url = live.url + f"/w/{ada_session.pk}/ide/upload"
-    headers = signed_in(users["ada"], live)
+    url = entry.url + f"/w/{ada_session.pk}/ide/upload"
+    headers = signed_in(users["ada"], entry)
     streamed = httpx.post(url, content=chunks(), headers=headers, timeout=10).json()
     assert streamed["method"] == "POST"
     assert streamed["body_length"] == len(payload)
@@ -63,10 +63,10 @@ def test_request_bodies_stream_to_the_service(live, users, ada_session):
     assert plain["body_length"] == 3 and plain["headers"]["content-length"] == "3"
 
 
-def test_responses_stream_as_the_service_sends_them(live, users, ada_session, upstream):
+def test_responses_stream_as_the_service_sends_them(entry, users, ada_session, upstream):
     upstream.release.clear()
-    url = live.url + f"/w/{ada_session.pk}/ide/slow"
-    with httpx.stream("GET", url, headers=signed_in(users["ada"], live), timeout=10) as response:
+    url = entry.url + f"/w/{ada_session.pk}/ide/slow"
+    with httpx.stream("GET", url, headers=signed_in(users["ada"], entry), timeout=10) as response:
         chunks = response.iter_raw()
         # The service holds back its second half until the first has reached the browser.
         assert next(chunks) == b"first"
@@ -74,106 +74,106 @@ def test_responses_stream_as_the_service_sends_them(live, users, ada_session, up
         assert b"".join(chunks) == b"second"
 
 
-def test_a_browser_that_goes_away_ends_the_upstream_request(live, users, ada_session, upstream):
+def test_a_browser_that_goes_away_ends_the_upstream_request(entry, users, ada_session, upstream):
     upstream.hung_up.clear()
-    url = live.url + f"/w/{ada_session.pk}/ide/hang"
-    with httpx.stream("GET", url, headers=signed_in(users["ada"], live), timeout=10) as response:
+    url = entry.url + f"/w/{ada_session.pk}/ide/hang"
+    with httpx.stream("GET", url, headers=signed_in(users["ada"], entry), timeout=10) as response:
         assert next(response.iter_raw()) == b"first"
     # The long poll is not left open on the service once its browser is gone.
     assert upstream.hung_up.wait(5)
 
 
-def test_redirects_stay_under_the_prefix(live, users, ada_session):
-    headers = signed_in(users["ada"], live)
+def test_redirects_stay_under_the_prefix(entry, users, ada_session):
+    headers = signed_in(users["ada"], entry)
     prefix = f"/w/{ada_session.pk}/ide"
-    assert get(live, prefix + "/redirect", headers).headers["location"] == prefix + "/login?next=/home"
-    assert get(live, prefix + "/redirect-absolute", headers).headers["location"] == prefix + "/abs?x=1"
-    assert get(live, prefix + "/redirect-away", headers).headers["location"] == "https://github.com/login"
+    assert get(entry, prefix + "/redirect", headers).headers["location"] == prefix + "/login?next=/home"
+    assert get(entry, prefix + "/redirect-absolute", headers).headers["location"] == prefix + "/abs?x=1"
+    assert get(entry, prefix + "/redirect-away", headers).headers["location"] == "https://github.com/login"
 
 
-def test_the_bare_prefix_redirects_to_its_slash_form(live, users, ada_session):
-    response = get(live, f"/w/{ada_session.pk}/ide?folder=/home", signed_in(users["ada"], live))
+def test_the_bare_prefix_redirects_to_its_slash_form(entry, users, ada_session):
+    response = get(entry, f"/w/{ada_session.pk}/ide?folder=/home", signed_in(users["ada"], entry))
     assert response.status_code == 302
     assert response.headers["location"] == f"/w/{ada_session.pk}/ide/?folder=/home"
 
 
-def test_service_cookies_are_scoped_to_the_prefix_and_cannot_replace_the_platforms(live, users, ada_session):
-    response = get(live, f"/w/{ada_session.pk}/ide/cookie", signed_in(users["ada"], live))
+def test_service_cookies_are_scoped_to_the_prefix_and_cannot_replace_the_platforms(entry, users, ada_session):
+    response = get(entry, f"/w/{ada_session.pk}/ide/cookie", signed_in(users["ada"], entry))
     cookies = response.headers.get_list("set-cookie")
     prefix = f"/w/{ada_session.pk}/ide"
     assert cookies == [f"theme=dark; Path={prefix}/; HttpOnly", f"deep=1; Path={prefix}/settings"]
 
 
 @pytest.mark.parametrize("who", ["bob", "anonymous"])
-def test_non_members_are_refused_and_nothing_reaches_the_service(live, users, ada_session, upstream, who):
+def test_non_members_are_refused_and_nothing_reaches_the_service(entry, users, ada_session, upstream, who):
     before = len(upstream.requests)
-    headers = signed_in(users["bob"], live) if who == "bob" else {}
-    response = get(live, f"/w/{ada_session.pk}/ide/echo", headers)
+    headers = signed_in(users["bob"], entry) if who == "bob" else {}
+    response = get(entry, f"/w/{ada_session.pk}/ide/echo", headers)
     assert response.status_code == 403
     assert "not a member" in response.text
     assert len(upstream.requests) == before
 
 
-def test_an_unknown_session_looks_like_a_forbidden_one(live, users):
-    response = get(live, "/w/999999/ide/", signed_in(users["ada"], live))
+def test_an_unknown_session_looks_like_a_forbidden_one(entry, users):
+    response = get(entry, "/w/999999/ide/", signed_in(users["ada"], entry))
     assert response.status_code == 403 and "not a member" in response.text
 
 
-def test_a_session_path_reaches_only_its_own_sandbox(live, users, make_session, upstream, other_upstream):
+def test_a_session_path_reaches_only_its_own_sandbox(entry, users, make_session, upstream, other_upstream):
     mine = make_session(users["ada"], {"ide": ready(upstream.port)})
     theirs = make_session(users["bob"], {"ide": ready(other_upstream.port),
                                          f"preview-{other_upstream.port}": ready(other_upstream.port)})
-    ada, bob = signed_in(users["ada"], live), signed_in(users["bob"], live)
+    ada, bob = signed_in(users["ada"], entry), signed_in(users["bob"], entry)
     before = len(other_upstream.requests)
-    assert get(live, f"/w/{mine.pk}/ide/echo", ada).json()["server"] == "one"
+    assert get(entry, f"/w/{mine.pk}/ide/echo", ada).json()["server"] == "one"
     # Naming the other sandbox's service (or port) under my session finds nothing.
-    response = get(live, f"/w/{mine.pk}/preview-{other_upstream.port}/echo", ada)
+    response = get(entry, f"/w/{mine.pk}/preview-{other_upstream.port}/echo", ada)
     assert response.status_code == 503
-    assert get(live, f"/w/{theirs.pk}/ide/echo", ada).status_code == 403
+    assert get(entry, f"/w/{theirs.pk}/ide/echo", ada).status_code == 403
     assert len(other_upstream.requests) == before
-    assert get(live, f"/w/{theirs.pk}/ide/echo", bob).json()["server"] == "two"
+    assert get(entry, f"/w/{theirs.pk}/ide/echo", bob).json()["server"] == "two"
 
 
-def test_services_that_are_not_ready_say_so(live, users, make_session):
-    ada = signed_in(users["ada"], live)
+def test_services_that_are_not_ready_say_so(entry, users, make_session):
+    ada = signed_in(users["ada"], entry)
     # (VS Code's own requests wait for it instead: tests/ide/test_workbench_page.py.)
     starting = make_session(users["ada"], {"preview-3000": {"state": "starting", "port": None, "reason": ""}})
-    response = get(live, f"/w/{starting.pk}/preview-3000/", ada)
+    response = get(entry, f"/w/{starting.pk}/preview-3000/", ada)
     assert response.status_code == 503 and "The preview on port 3000 is starting" in response.text
     assert response.headers["retry-after"]
 
     failed = make_session(users["ada"], {"desktop": {"state": "failed", "port": None, "reason": "Xvfb exited 1"}})
-    response = get(live, f"/w/{failed.pk}/desktop/", ada)
+    response = get(entry, f"/w/{failed.pk}/desktop/", ada)
     assert response.status_code == 502 and "The desktop failed: Xvfb exited 1" in response.text
 
-    response = get(live, f"/w/{failed.pk}/ide/", ada)
+    response = get(entry, f"/w/{failed.pk}/ide/", ada)
     assert response.status_code == 503 and "VS Code is not running" in response.text
 
     no_sandbox = make_session(users["ada"], None)
-    response = get(live, f"/w/{no_sandbox.pk}/ide/", ada)
+    response = get(entry, f"/w/{no_sandbox.pk}/ide/", ada)
     assert response.status_code == 503 and "no running sandbox" in response.text
 
     ended = make_session(users["ada"], {"ide": ready(free_port())}, state=State.TERMINATED)
-    response = get(live, f"/w/{ended.pk}/ide/", ada)
+    response = get(entry, f"/w/{ended.pk}/ide/", ada)
     assert response.status_code == 503 and "no running sandbox" in response.text
 
 
-def test_a_service_that_does_not_answer_gives_502(live, users, make_session):
+def test_a_service_that_does_not_answer_gives_502(entry, users, make_session):
     session = make_session(users["ada"], {"ide": ready(free_port())})
-    response = get(live, f"/w/{session.pk}/ide/", signed_in(users["ada"], live))
+    response = get(entry, f"/w/{session.pk}/ide/", signed_in(users["ada"], entry))
     assert response.status_code == 502
     assert "VS Code did not answer" in response.text
 
 
-def test_a_foreign_host_header_is_refused(live, users, ada_session, upstream):
+def test_a_foreign_host_header_is_refused(entry, users, ada_session, upstream):
     before = len(upstream.requests)
-    headers = {**signed_in(users["ada"], live), "Host": "evil.example"}
-    assert get(live, f"/w/{ada_session.pk}/ide/echo", headers).status_code == 400
+    headers = {**signed_in(users["ada"], entry), "Host": "evil.example"}
+    assert get(entry, f"/w/{ada_session.pk}/ide/echo", headers).status_code == 400
     assert len(upstream.requests) == before
 
 
-def test_other_paths_still_reach_django(live):
-    response = get(live, "/accounts/login/")
+def test_other_paths_still_reach_django(entry):
+    response = get(entry, "/accounts/login/")
     assert response.status_code == 200 and "csrftoken" in response.headers.get("set-cookie", "")
-    assert get(live, "/w/").status_code in (302, 404)
+    assert get(entry, "/w/").status_code in (302, 404)
 

@@ -1,0 +1,62 @@
+"""The front proxy's nginx configuration (ide/nginx/nginx.conf), rendered for this deployment.
+
+`manage.py run_front` writes it and runs nginx; tests and benchmarks start it the same way in front of
+their own Daphne. See docs/front-proxy.md.
+"""
+
+import getpass
+import os
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+
+from ide.front import front_key
+from ide.headers import platform_cookies
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "nginx"
+# Debian's nginx and its Lua module (apt: nginx, libnginx-mod-http-lua; see scripts/install-system-deps.sh).
+MODULES_DIR = Path(os.environ.get("NGINX_MODULES_DIR", "/usr/lib/nginx/modules"))
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+
+
+def lua_table(names) -> str:
+    return "{" + ", ".join(f'["{name}"] = true' for name in sorted(names)) + "}"
+
+
+def render(*, listen: str, daphne: str, run_dir: Path, workers: int | str = "auto", error_log: str = "stderr") -> str:
+    """The configuration for nginx listening on `listen` ("127.0.0.1:8000") in front of Daphne at `daphne`
+    ("127.0.0.1:8001" or "unix:/path/daphne.sock"), with its pid and temporary files in `run_dir`."""
+    values = {
+        # nginx started as root would hand its workers to "nobody"; they run as the platform's own user.
+        "USER": f"user {getpass.getuser()};" if os.geteuid() == 0 else "",
+        "MODULES": str(MODULES_DIR),
+        "WORKERS": str(workers),
+        "RUN": str(run_dir),
+        "ERROR_LOG": error_log,
+        "LUA": str(TEMPLATE_DIR),
+        "DAPHNE": daphne,
+        "LISTEN": listen,
+        "KEY": front_key(),
+        "PLATFORM_COOKIES": lua_table(platform_cookies()),
+    }
+    text = (TEMPLATE_DIR / "nginx.conf").read_text()
+    for name, value in values.items():
+        text = text.replace(f"@@{name}@@", value)
+    return text
+
+
+def write(run_dir: Path, **options) -> Path:
+    """Renders the configuration into `run_dir`/nginx.conf (the folder created, with nginx's temp folders)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = run_dir / "nginx.conf"
+    config.write_text(render(run_dir=run_dir, **options))
+    config.chmod(0o600)  # it holds the routing key
+    return config
+
+
+def default_run_dir() -> Path:
+    return Path(settings.VAR_DIR) / "front"

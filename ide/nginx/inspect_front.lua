@@ -1,0 +1,172 @@
+-- The response rules of ide/headers.py (browser_response_headers), for responses nginx relays straight
+-- from a sandbox's service (X-Route: direct, see ide/front.py). Kept equal to the Python by
+-- tests/ide/test_front.py, which sends the same headers through both.
+local M = {}
+
+local function strip(s)
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+local function under(path, prefix)
+  return path == prefix or path:sub(1, #prefix + 1) == prefix .. "/"
+end
+
+-- urllib.parse.urlsplit: scheme, netloc (nil when absent), path, query, fragment.
+local function split(url)
+  local scheme, rest = url:match("^(%a[%w+.-]*):(.*)$")
+  if scheme == nil then
+    scheme, rest = "", url
+  end
+  local netloc
+  if rest:sub(1, 2) == "//" then
+    local tail = rest:sub(3)
+    local stop = tail:find("[/?#]")
+    if stop then
+      netloc, rest = tail:sub(1, stop - 1), tail:sub(stop)
+    else
+      netloc, rest = tail, ""
+    end
+    if netloc == "" then
+      netloc = nil -- "///x" is a path, as for urlsplit's falsy netloc
+    end
+  end
+  local fragment, query = "", ""
+  local hash = rest:find("#", 1, true)
+  if hash then
+    fragment, rest = rest:sub(hash + 1), rest:sub(1, hash - 1)
+  end
+  local mark = rest:find("?", 1, true)
+  if mark then
+    query, rest = rest:sub(mark + 1), rest:sub(1, mark - 1)
+  end
+  return scheme:lower(), netloc, rest, query, fragment
+end
+
+-- (hostname, port) as urlsplit's .hostname and .port (with the scheme's default); nil for a bad port.
+local function origin(url)
+  local scheme, netloc = split(url)
+  local hostport = (netloc or ""):match("^.*@(.*)$") or netloc or ""
+  local host, port
+  if hostport:sub(1, 1) == "[" then
+    host, port = hostport:match("^%[([^%]]*)%]:?(.*)$")
+    host, port = host or "", port or ""
+  else
+    host, port = hostport:match("^([^:]*):?(.*)$")
+  end
+  local number
+  if port ~= "" then
+    if not port:match("^%d+$") then
+      return nil
+    end
+    number = tonumber(port)
+    if number > 65535 then
+      return nil
+    end
+  end
+  if number == nil or number == 0 then -- `parts.port or default`: port 0 counts as none
+    number = ({http = 80, https = 443, ws = 80, wss = 443})[scheme]
+  end
+  return host:lower(), number
+end
+
+function M.rewrite_location(location, prefix, upstream, browser_host)
+  local scheme, netloc, path, query, fragment = split(location)
+  if netloc ~= nil then
+    local absolute = location
+    if scheme == "" then
+      absolute = split(upstream) .. ":" .. location
+    end
+    local host, port = origin(absolute)
+    local up_host, up_port = origin(upstream)
+    if host == nil or up_host == nil then
+      return location
+    end
+    local same_service = host == up_host and port == up_port
+    local same_platform = netloc:lower() == browser_host:lower()
+    if not (same_service or same_platform) then
+      return location
+    end
+  elseif path:sub(1, 1) ~= "/" then
+    return location
+  end
+  if path == "" then
+    path = "/"
+  end
+  if not under(path, prefix) then
+    path = prefix .. path
+  end
+  if query ~= "" then
+    path = path .. "?" .. query
+  end
+  if fragment ~= "" then
+    path = path .. "#" .. fragment
+  end
+  return path
+end
+
+-- Splits on ";" keeping empty pieces, as str.split does.
+local function pieces(value)
+  local out = {}
+  for piece in (value .. ";"):gmatch("([^;]*);") do
+    out[#out + 1] = piece
+  end
+  return out
+end
+
+function M.rewrite_set_cookie(value, prefix, platform)
+  local parts = pieces(value)
+  local name = strip(parts[1]:match("^([^=]*)") or "")
+  if platform[name] then
+    return nil
+  end
+  local kept = {strip(parts[1])}
+  for i = 2, #parts do
+    local attribute = strip(parts[i])
+    local key, rest = attribute:match("^([^=]*)=?(.*)$")
+    local lowered = strip(key):lower()
+    if lowered == "path" then
+      local current = strip(rest)
+      if current:sub(1, 1) ~= "/" then
+        current = "/"
+      end
+      if not under(current, prefix) then
+        current = prefix .. current
+      end
+      kept[#kept + 1] = "Path=" .. current
+    elseif lowered ~= "domain" then
+      kept[#kept + 1] = attribute
+    end
+  end
+  return table.concat(kept, "; ")
+end
+
+-- header_filter_by_lua: `platform` is the set of the platform's cookie names.
+function M.filter(platform)
+  if ngx.var.route ~= "direct" then
+    return -- Daphne's proxy has applied the rules already
+  end
+  local prefix, upstream = ngx.var.route_prefix, ngx.var.route_base
+  local cookies = ngx.header["Set-Cookie"]
+  if cookies ~= nil then
+    if type(cookies) == "string" then
+      cookies = {cookies}
+    end
+    local kept = {}
+    for _, cookie in ipairs(cookies) do
+      local rewritten = M.rewrite_set_cookie(cookie, prefix, platform)
+      if rewritten ~= nil then
+        kept[#kept + 1] = rewritten
+      end
+    end
+    ngx.header["Set-Cookie"] = (#kept > 0) and kept or nil
+  end
+  local location = ngx.header["Location"]
+  if type(location) == "table" then
+    location = location[1]
+  end
+  if location ~= nil then
+    ngx.header["Location"] = M.rewrite_location(location, prefix, upstream, ngx.var.http_host or "")
+  end
+end
+
+return M
