@@ -26,6 +26,7 @@ from inspect_site.celery import app
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, RepoImage, Sandbox
 from sessions.models import Session
+from tests.support.front import FrontServer
 from tests.support.live_server import LiveServer
 from tests.support.model_server import ScriptedModelServer
 
@@ -36,8 +37,8 @@ LINE = re.compile(r'^timestamp=(?P<at>\S+) .*?message=(?P<message>"[^"]*"|\S+)')
 
 
 class Platform:
-    """`with Platform() as platform:` Daphne, the worker and the model server, stopped at the end
-    (in reverse order) even when starting one of them fails."""
+    """`with Platform() as platform:` Daphne behind the front proxy (nginx), the worker and the model
+    server, stopped at the end (in reverse order) even when starting one of them fails."""
 
     def __enter__(self) -> "Platform":
         self.stack = ExitStack()
@@ -51,12 +52,17 @@ class Platform:
             })
             self.stack.callback(self.live.stop)  # before start(): a start cut short still stops it
             self.live.start()
+            # Browsers and bridges reach it through the front proxy, as under `make run`.
+            self.front = FrontServer(self.live)
+            self.stack.callback(self.front.stop)
+            self.front.start()
+            self.url = self.front.url
             # This process runs the worker, which provisions sandboxes: they must find this Daphne.
             self.stack.enter_context(override_settings(
                 MODEL_PROVIDERS=[{"name": PROVIDER, "kind": "openai", "label": "Scripted", "base_url": base_url,
                                   "api_key": "sk-bench-provider-key", "models": [PROVIDER]}],
                 DEFAULT_MODEL=f"{PROVIDER}/{PROVIDER}",
-                SANDBOX_CONTROL_PLANE_URL=self.live.url,
+                SANDBOX_CONTROL_PLANE_URL=self.url,
                 SANDBOX_START_BRIDGE=True,
             ))
             self.stack.enter_context(start_worker(app, pool="threads", concurrency=2, perform_ping_check=False,
@@ -71,13 +77,13 @@ class Platform:
 
     @property
     def ws_url(self) -> str:
-        return self.live.url.replace("http://", "ws://")
+        return self.url.replace("http://", "ws://")
 
     def browser_headers(self, user: User) -> dict[str, str]:
         """What a signed-in browser on the platform's own page sends with its socket."""
         client = Client()
         client.force_login(user)
-        return {"Cookie": f"sessionid={client.cookies['sessionid'].value}", "Origin": self.live.url}
+        return {"Cookie": f"sessionid={client.cookies['sessionid'].value}", "Origin": self.url}
 
     def model_calls_since(self, since: float) -> list[float]:
         """When (time.monotonic) the scripted provider received agent requests (with tools) after `since`."""

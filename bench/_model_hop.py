@@ -37,7 +37,7 @@ def model_proxy_hop(platform: Platform, repo: Repo) -> None:
     body = json.dumps({"model": PROVIDER, "stream": True, "tools": TOOLS,
                        "messages": [{"role": "system", "content": "y" * 4000},
                                     {"role": "user", "content": "justtext hop"}]}).encode()
-    proxied_url = f"{platform.live.url}/model-proxy/{PROVIDER}/v1/chat/completions"
+    proxied_url = f"{platform.url}/model-proxy/{PROVIDER}/v1/chat/completions"
     direct_url = f"{platform.model.url}/v1/chat/completions"
     proxied, direct = [], []
     with httpx.Client(timeout=30) as client:

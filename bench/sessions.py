@@ -349,7 +349,7 @@ def run() -> None:
     simulated = Repo.objects.create(name=SIMULATED_REPO, clone_url="file:///nonexistent")
     try:
         with Platform() as platform:
-            say(f"one Daphne process at {platform.live.url}, a Celery worker (2 threads) in this process, "
+            say(f"one Daphne process behind the front proxy at {platform.url}, a Celery worker (2 threads) here, "
                 f"the scripted model answering at once; database {settings.DATABASES['default']['ENGINE']}")
             try:
                 try:

@@ -99,7 +99,7 @@ def ide_ready(platform: Platform, browser, user, repo) -> list[float]:
         session = off_loop(services.create_session, repo, user, "justtext hello")
         page = new_page(platform, browser, user)
         opened = time.time()
-        page.goto(f"{platform.live.url}/sessions/{session.pk}/")
+        page.goto(f"{platform.url}/sessions/{session.pk}/")
         wait_usable(page)
         usable = time.time()
         ready = ready_at(session.pk)
@@ -133,7 +133,7 @@ def ide_ready_pooled(platform: Platform, browser, user, repo) -> list[float]:
             raise RuntimeError("the session did not take the pooled sandbox")
         page = new_page(platform, browser, user)
         opened = time.time()
-        page.goto(f"{platform.live.url}/sessions/{session.pk}/")  # its load event waits for VS Code's page too
+        page.goto(f"{platform.url}/sessions/{session.pk}/")  # its load event waits for VS Code's page too
         loaded = time.time()
         wait_usable(page)
         samples.append(time.time() - claimed.claimed_at.timestamp())
@@ -152,7 +152,7 @@ def desktop_connect(platform: Platform, browser, user, session: Session) -> list
     samples = []
     for _ in range(DESKTOP_RUNS):
         page = new_page(platform, browser, user)
-        page.goto(f"{platform.live.url}/sessions/{session.pk}/")
+        page.goto(f"{platform.url}/sessions/{session.pk}/")
         page.locator('#tab-desktop[data-state="ready"]').wait_for(timeout=120_000)
         page.evaluate("""() => {
             window.marks = {};
@@ -194,7 +194,7 @@ def workbench_load(platform: Platform, browser, user, session: Session, direct: 
     """A fresh browser context loads VS Code (running already) until its explorer lists the repo."""
     page = new_page(platform, browser, user)
     port = Session.objects.select_related("sandbox").get(pk=session.pk).sandbox.services["ide"]["port"]
-    url = f"http://127.0.0.1:{port}/" if direct else f"{platform.live.url}/w/{session.pk}/ide/"
+    url = f"http://127.0.0.1:{port}/" if direct else f"{platform.url}/w/{session.pk}/ide/"
     started = time.perf_counter()
     page.goto(url)
     page.locator(".explorer-folders-view .monaco-list-row").first.wait_for(state="visible", timeout=120_000)
@@ -203,30 +203,32 @@ def workbench_load(platform: Platform, browser, user, session: Session, direct: 
     return elapsed
 
 
-def proxy_overhead(platform: Platform, user, session: Session, port: int) -> tuple[list[float], list[float]]:
-    """The same 5 MB file, alternately through /w/<id>/preview-<port>/ and from the dev server itself."""
+def proxy_overhead(platform: Platform, user, session: Session, port: int) -> dict[str, list[float]]:
+    """The same 5 MB file, in turn through /w/<id>/preview-<port>/ as browsers reach it (the front proxy),
+    through Daphne alone (its own proxy, what https:// services take) and from the dev server itself."""
     headers = platform.browser_headers(user)
-    proxied_url = f"{platform.live.url}/w/{session.pk}/preview-{port}/f0000.bin"
-    direct_url = f"http://127.0.0.1:{port}/f0000.bin"
-    proxied, direct = [], []
+    path = f"/w/{session.pk}/preview-{port}/f0000.bin"
+    urls = {"front": platform.url + path, "daphne": platform.live.url + path,
+            "direct": f"http://127.0.0.1:{port}/f0000.bin"}
+    samples = {name: [] for name in urls}
     with httpx.Client(timeout=30) as client:
-        for url in (proxied_url, direct_url):  # warm both paths (connections, caches)
+        for url in urls.values():  # warm every path (connections, caches)
             assert len(client.get(url, headers=headers).content) == 5 * MB
         for _ in range(ASSET_RUNS):
-            for url, samples in ((proxied_url, proxied), (direct_url, direct)):
+            for name, url in urls.items():
                 started = time.perf_counter()
                 response = client.get(url, headers=headers)
                 size = len(response.content)
-                samples.append(time.perf_counter() - started)
+                samples[name].append(time.perf_counter() - started)
                 if response.status_code != 200 or size != 5 * MB:
                     raise RuntimeError(f"{url} answered {response.status_code} with {size} bytes")
-    return proxied, direct
+    return samples
 
 
 def new_page(platform: Platform, browser, user):
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     cookie = platform.browser_headers(user)["Cookie"].split("=", 1)[1]
-    context.add_cookies([{"name": "sessionid", "value": cookie, "url": platform.live.url}])
+    context.add_cookies([{"name": "sessionid", "value": cookie, "url": platform.url}])
     page = context.new_page()
     page.set_default_timeout(120_000)
     return page
@@ -271,10 +273,13 @@ def run() -> None:
             say(f"VS Code already running, a fresh browser until its explorer lists the repo: through the proxy "
                 f"{spread(loads[False], unit='s')}; straight from code-server {spread(loads[True], unit='s')}")
 
-            proxied, direct = proxy_overhead(platform, user, session, port)
+            fetched = proxy_overhead(platform, user, session, port)
+            proxied, direct = fetched["front"], fetched["direct"]
             report("proxy_overhead_ratio", p50(proxied) / p50(direct), "x")
-            say(f"5 MB through the proxy {spread(proxied, 1000, 'ms')}; straight from the dev server "
-                f"{spread(direct, 1000, 'ms')}; paired ratios p50 "
+            report("proxy_overhead_daphne_ratio", p50(fetched["daphne"]) / p50(direct), "x")
+            say(f"5 MB through the front proxy {spread(proxied, 1000, 'ms')}; through Daphne alone "
+                f"{spread(fetched['daphne'], 1000, 'ms')}; straight from the dev server "
+                f"{spread(direct, 1000, 'ms')}; paired ratios p50 (front) "
                 f"{statistics.median(a / b for a, b in zip(proxied, direct, strict=True)):.2f}")
             browser.close()
         goal("ide_ready_p50", p50(ide), "s", 3)

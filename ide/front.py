@@ -1,28 +1,33 @@
-"""The front proxy's question: may nginx relay this /w/ request straight to the sandbox's service?
+"""The front proxy's question: may nginx relay requests for this service straight to the sandbox?
 
-nginx (docs/front-proxy.md) asks `/_front/route` before every request under /w/ (its `auth_request`),
-with the request's method, URI, Host, Origin and cookies. The answer is always 200; its headers say where
-the request goes:
-- `X-Route: direct`: the request is a member's, the service is ready at an http:// address, and nothing
-  but relaying is left to do. nginx relays it there itself (bytes out of Python), with the headers below
-  and the same rules as `ide/headers.py` (the response side in `ide/front/headers.lua`).
-- `X-Route: daphne`: anything else (a non-member, a service not ready, VS Code's static files, a redirect
-  to the slash form, a cross-site socket, an https:// tunnel). nginx hands the request to Daphne, whose
-  proxy (`ide/proxy.py`, `ide/sockets.py`) answers it as it does without nginx.
+nginx (docs/front-proxy.md) asks `/_front/route` before requests under /w/, with the request's URI, Host,
+Origin and cookies, and keeps the answer for `ROUTE_CACHE_SECONDS` per service, browser cookie, host,
+origin and socket-or-not (ide/nginx/inspect_front.lua). The answer is always 200; its headers say:
+- `X-Route: direct`: a member's request, the service is ready at an http:// address: nginx relays it
+  there itself (bytes out of Python), with the platform's cookies taken out (`X-Route-Cookie`) and the
+  same header rules as `ide/headers.py`. It still hands two kinds of request to Daphne: a bare prefix
+  (the redirect to the slash form) and, for VS Code, GET/HEAD under `X-Route-Static` (VS Code's files,
+  answered from the control plane's copy, ide/vscode_static.py).
+- `X-Route: daphne`: anything else (a non-member, a service not ready, a cross-site socket, a foreign
+  Host, an https:// tunnel): Daphne's proxy (`ide/proxy.py`, `ide/sockets.py`) answers as without nginx.
 So every refusal and every page of the proxy's own still comes from one place.
 """
 
 from dataclasses import dataclass
+from importlib import import_module
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
+from django.contrib.auth import get_user
+from django.http.cookie import parse_cookie
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from ide import vscode_static
 from ide.headers import filter_cookie_header, header
-from ide.paths import ServicePath, parse
+from ide.paths import parse
 from ide.targets import Target, host_allowed, resolve
 
 ROUTE_PATH = "/_front/route"
@@ -38,30 +43,27 @@ def front_key() -> str:
 class Route:
     direct: bool
     upstream: str = ""  # "127.0.0.1:41234": where nginx connects
-    uri: str = ""  # the path and query the service gets, as the browser encoded them
     prefix: str = ""  # "/w/12/ide"
     cookie: str = ""  # the browser's Cookie header without the platform's cookies
+    static: str = ""  # for VS Code: the path under the prefix where the control plane serves its files
 
     def headers(self) -> list[tuple[bytes, bytes]]:
+        seconds = str(settings.FRONT_ROUTE_CACHE_SECONDS).encode()
+        kept = [(b"cache-control", b"max-age=" + seconds)]
         if not self.direct:
-            return [(b"x-route", b"daphne")]
-        return [(b"x-route", b"direct"), (b"x-route-upstream", self.upstream.encode()),
-                (b"x-route-base", f"http://{self.upstream}".encode()), (b"x-route-uri", self.uri.encode("latin-1")),
-                (b"x-route-prefix", self.prefix.encode()), (b"x-route-cookie", self.cookie.encode("latin-1"))]
+            return kept + [(b"x-route", b"daphne")]
+        return kept + [(b"x-route", b"direct"), (b"x-route-upstream", self.upstream.encode()),
+                       (b"x-route-prefix", self.prefix.encode()), (b"x-route-cookie", self.cookie.encode("latin-1")),
+                       (b"x-route-static", self.static.encode())]
 
 
 DAPHNE = Route(direct=False)
 
 
-def goes_direct(path: ServicePath | None, target: Target | None, *, websocket: bool, static: bool) -> bool:
-    """Whether relaying is all that is left for this request: everything the proxy would answer itself
-    (refusals, waits, its own pages and files, redirects to the slash form) stays with Daphne."""
-    if path is None or target is None or not target.ok or static:
-        return False
-    if not path.rest and not websocket:
-        return False  # the redirect to the slash form
-    # https:// services (Modal tunnels) need TLS and a resolver: Daphne's proxy relays those.
-    return target.base_url.startswith("http://")
+def goes_direct(target: Target) -> bool:
+    """Whether nginx may relay to the service itself: the user may, the service is up, and its address
+    needs nothing but a TCP connection (https:// tunnels need TLS and a resolver: Daphne relays those)."""
+    return target.ok and target.base_url.startswith("http://")
 
 
 def origin_allowed(origin: str) -> bool:
@@ -69,43 +71,47 @@ def origin_allowed(origin: str) -> bool:
     return AllowedHostsOriginValidator(None).valid_origin(urlsplit(origin) if origin else None)
 
 
-def route(user, method: str, uri: str, headers: list[tuple[bytes, bytes]], websocket: bool) -> Route:
-    """Where the request `method uri` of `user` goes. Synchronous: it reads the database."""
-    raw_path, _, query = uri.partition("?")
-    path = parse(raw_path)
+def cookie_user(cookie_header: str):
+    """The signed-in user of a Cookie header, as Django's auth finds it from the session (AnonymousUser if none)."""
+    session_key = parse_cookie(cookie_header).get(settings.SESSION_COOKIE_NAME)
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    return get_user(SimpleNamespace(session=store(session_key)))
+
+
+def route(uri: str, headers: list[tuple[bytes, bytes]], websocket: bool) -> Route:
+    """Where requests for the service that `uri` names go, for the browser sending `headers`.
+    Synchronous (it reads the database): the user, the session and its sandbox in one go."""
+    path = parse(uri.partition("?")[0])
     if path is None or not host_allowed(header(headers, b"host")):
         return DAPHNE
     if websocket and not origin_allowed(header(headers, b"origin")):
         return DAPHNE
-    target = resolve(user, path.session_id, path.service)
-    static = (target.allowed and method in ("GET", "HEAD") and not websocket
-              and vscode_static.lookup(path) is not None)
-    if not goes_direct(path, target, websocket=websocket, static=static):
+    cookie = header(headers, b"cookie")
+    target = resolve(cookie_user(cookie), path.session_id, path.service)
+    if not goes_direct(target):
         return DAPHNE
-    return Route(direct=True, upstream=target.base_url.removeprefix("http://"),
-                 uri=(path.rest or "/") + ("?" + query if query else ""), prefix=path.prefix,
-                 cookie=filter_cookie_header(header(headers, b"cookie")))
+    install = vscode_static.local_install() if path.service == "ide" else None
+    return Route(direct=True, upstream=target.base_url.removeprefix("http://"), prefix=path.prefix,
+                 cookie=filter_cookie_header(cookie), static=install.prefix if install else "")
 
 
 route_async = database_sync_to_async(route)
 
 
 class FrontRoute:
-    """ASGI app for `/_front/route` (inside AuthMiddlewareStack, so scope["user"] is the cookie's user)."""
+    """ASGI app for `/_front/route`, asked by nginx only (its key)."""
 
     async def __call__(self, scope, receive, send) -> None:
         headers = scope.get("headers", [])
         if not constant_time_compare(header(headers, b"x-front-key"), front_key()):
             await self.answer(send, 404, [])
             return
-        method = header(headers, b"x-original-method").upper()
         websocket = header(headers, b"x-original-upgrade").lower() == "websocket"
-        found = await route_async(scope.get("user"), method, header(headers, b"x-original-uri"), headers,
-                                  websocket)
+        found = await route_async(header(headers, b"x-original-uri"), headers, websocket)
         await self.answer(send, 200, found.headers())
 
     @staticmethod
     async def answer(send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         await send({"type": "http.response.start", "status": status,
-                    "headers": headers + [(b"content-length", b"0"), (b"cache-control", b"no-store")]})
+                    "headers": headers + [(b"content-length", b"0")]})
         await send({"type": "http.response.body", "body": b""})

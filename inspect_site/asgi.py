@@ -35,7 +35,7 @@ websocket_urlpatterns = [
 
 workspace_proxy = AuthMiddlewareStack(HttpProxy())
 model_proxy = ModelProxy()
-front_route = AuthMiddlewareStack(FrontRoute())
+front_route = FrontRoute()  # finds the user itself, in the same database call as the rest
 
 
 async def http(scope, receive, send):

@@ -164,6 +164,9 @@ SANDBOX_TOOLS_DIR = os.environ.get("SANDBOX_TOOLS_DIR", "")
 SANDBOX_START_BRIDGE = env_bool("SANDBOX_START_BRIDGE", True)
 # VS Code (code-server) and the desktop (Xvfb, x11vnc, websockify, Chromium) in every sandbox, run by the bridge.
 SANDBOX_WORKSPACE_SERVICES = env_bool("SANDBOX_WORKSPACE_SERVICES", True)
+# How long the front proxy (nginx) keeps an answer about who may reach a service and where it is
+# (ide/front.py): a removed member or an ended sandbox is refused within this long on its direct path.
+FRONT_ROUTE_CACHE_SECONDS = int(os.environ.get("FRONT_ROUTE_CACHE_SECONDS", "3"))
 # When the platform runs as root, sandbox processes run as this unprivileged host uid.
 SANDBOX_HOST_UID = int(os.environ.get("SANDBOX_HOST_UID", "100000"))
 SANDBOX_MEMORY_LIMIT_BYTES = int(os.environ.get("SANDBOX_MEMORY_LIMIT_BYTES", str(16 * 1024**3)))

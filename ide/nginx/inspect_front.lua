@@ -140,12 +140,72 @@ function M.rewrite_set_cookie(value, prefix, platform)
   return table.concat(kept, "; ")
 end
 
+-- Service-level answers of /_front/route, kept in memory as "route\nupstream\nprefix\ncookie\nstatic".
+local function answer_for(prefix, websocket)
+  local routes = ngx.shared.front_routes
+  local key = ngx.sha1_bin(table.concat({prefix, ngx.var.http_host or "", ngx.var.http_origin or "",
+                                         websocket and "ws" or "", ngx.var.http_cookie or ""}, "\0"))
+  local answer = routes:get(key)
+  if answer ~= nil then
+    return answer
+  end
+  local response = ngx.location.capture("/_front/route", {method = ngx.HTTP_GET})
+  if response.status ~= 200 then
+    return nil
+  end
+  local header = response.header
+  local function value(name)
+    local v = header[name]
+    return type(v) == "table" and v[1] or v or ""
+  end
+  answer = table.concat({value("X-Route"), value("X-Route-Upstream"), value("X-Route-Prefix"),
+                         value("X-Route-Cookie"), value("X-Route-Static")}, "\n")
+  local seconds = tonumber(value("Cache-Control"):match("max%-age=(%d+)") or "0")
+  if seconds > 0 then
+    routes:set(key, answer, seconds)
+  end
+  return answer
+end
+
+-- access_by_lua: sends the request straight to the service when Daphne's answer allows it and nothing
+-- but relaying is left (see ide/front.py); otherwise leaves it to Daphne (the $w_* defaults).
+function M.access()
+  local path, query = ngx.var.request_uri:match("^([^?]*)%??(.*)$")
+  local prefix, rest = path:match("^(/w/%d+/[a-z0-9%-]+)(.*)$")
+  if prefix == nil or (rest ~= "" and rest:sub(1, 1) ~= "/") then
+    return -- not a workspace path: Daphne's 404
+  end
+  local websocket = (ngx.var.http_upgrade or ""):lower() == "websocket"
+  local answer = answer_for(prefix, websocket)
+  if answer == nil then
+    return
+  end
+  local route, upstream, answered_prefix, cookie, static = answer:match("^(.-)\n(.-)\n(.-)\n(.-)\n(.*)$")
+  if route ~= "direct" or answered_prefix ~= prefix then
+    return
+  end
+  if rest == "" and not websocket then
+    return -- the redirect to the slash form
+  end
+  local method = ngx.req.get_method()
+  if static ~= "" and not websocket and (method == "GET" or method == "HEAD") and rest:sub(1, #static) == static then
+    return -- VS Code's own files, from the control plane's copy
+  end
+  ngx.var.w_direct = "1"
+  ngx.var.w_pass = upstream
+  ngx.var.w_uri = (rest == "" and "/" or rest) .. (query ~= "" and ("?" .. query) or "")
+  ngx.var.w_host = upstream
+  ngx.var.w_cookie = cookie
+  ngx.var.w_prefix = prefix
+  ngx.var.w_base = "http://" .. upstream
+end
+
 -- header_filter_by_lua: `platform` is the set of the platform's cookie names.
 function M.filter(platform)
-  if ngx.var.route ~= "direct" then
+  if ngx.var.w_direct ~= "1" then
     return -- Daphne's proxy has applied the rules already
   end
-  local prefix, upstream = ngx.var.route_prefix, ngx.var.route_base
+  local prefix, upstream = ngx.var.w_prefix, ngx.var.w_base
   local cookies = ngx.header["Set-Cookie"]
   if cookies ~= nil then
     if type(cookies) == "string" then

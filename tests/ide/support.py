@@ -9,6 +9,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from django.test import Client
@@ -94,6 +95,11 @@ class HttpUpstream:
                         ("Set-Cookie", "sessionid=planted; Path=/"),
                         ("Set-Cookie", "deep=1; Path=/settings"),
                     ])
+                elif route == "/respond":
+                    # The status and headers given in the query: ?status=302&h=[["Location", "/x"], ...]
+                    query = parse_qs(urlsplit(self.path).query)
+                    given = [(name, value) for name, value in json.loads(query["h"][0])]
+                    self.reply(int(query.get("status", ["200"])[0]), b"as asked", given)
                 elif route == "/slow":
                     self.send_response(200)
                     self.send_header("Transfer-Encoding", "chunked")

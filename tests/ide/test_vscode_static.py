@@ -26,13 +26,13 @@ def ada_session(users, make_session, upstream):
     return make_session(users["ada"], {"ide": ready(upstream.port)})
 
 
-def get(live, path: str, headers: dict, encoding: str) -> httpx.Response:
-    return httpx.get(live.url + path, headers={**headers, "Accept-Encoding": encoding}, timeout=30)
+def get(entry, path: str, headers: dict, encoding: str) -> httpx.Response:
+    return httpx.get(entry.url + path, headers={**headers, "Accept-Encoding": encoding}, timeout=30)
 
 
-def raw_get(live, path: str, headers: dict) -> tuple[int, bytes]:
+def raw_get(entry, path: str, headers: dict) -> tuple[int, bytes]:
     """A path sent exactly as written (httpx would resolve "..")."""
-    connection = http.client.HTTPConnection("127.0.0.1", live.port, timeout=10)
+    connection = http.client.HTTPConnection("127.0.0.1", entry.port, timeout=10)
     connection.request("GET", path, headers=headers)
     response = connection.getresponse()
     answer = response.status, response.read()
@@ -47,8 +47,8 @@ def test_the_local_install_is_the_one_code_server_names_in_its_page(install, cod
 
 
 def test_vscode_files_come_from_the_local_copy_gzipped_or_not_byte_for_byte_as_code_server_serves_them(
-        live, users, ada_session, upstream, install, code_server):
-    headers = signed_in(users["ada"], live)
+        entry, users, ada_session, upstream, install, code_server):
+    headers = signed_in(users["ada"], entry)
     before = len(upstream.requests)
     for name in LOADED:
         path = f"/w/{ada_session.pk}/ide{install.prefix}{name}"
@@ -58,7 +58,7 @@ def test_vscode_files_come_from_the_local_copy_gzipped_or_not_byte_for_byte_as_c
         file = install.root / name.split("?")[0]
         compressible = precompressed.compressible(file, file.stat().st_size)
 
-        zipped = get(live, path, headers, "gzip, deflate, br, zstd")
+        zipped = get(entry, path, headers, "gzip, deflate, br, zstd")
         assert zipped.status_code == 200, name
         assert zipped.content == original.content, name  # httpx undid the gzip
         assert zipped.headers["content-type"] == original.headers["content-type"], name
@@ -69,7 +69,7 @@ def test_vscode_files_come_from_the_local_copy_gzipped_or_not_byte_for_byte_as_c
         if compressible:
             assert zipped.num_bytes_downloaded < len(original.content), name
 
-        plain = get(live, path, headers, "identity")
+        plain = get(entry, path, headers, "identity")
         assert plain.status_code == 200 and "content-encoding" not in plain.headers
         assert plain.content == original.content, name
         assert plain.headers["content-length"] == str(len(original.content))
@@ -77,37 +77,37 @@ def test_vscode_files_come_from_the_local_copy_gzipped_or_not_byte_for_byte_as_c
     assert len(upstream.requests) == before  # all of it from the local copy
 
 
-def test_gzip_refused_with_q_0_gives_the_file_as_it_is(live, users, ada_session, install):
-    headers = signed_in(users["ada"], live)
-    response = get(live, f"/w/{ada_session.pk}/ide{install.prefix}{WORKBENCH_JS}", headers, "br, gzip;q=0")
+def test_gzip_refused_with_q_0_gives_the_file_as_it_is(entry, users, ada_session, install):
+    headers = signed_in(users["ada"], entry)
+    response = get(entry, f"/w/{ada_session.pk}/ide{install.prefix}{WORKBENCH_JS}", headers, "br, gzip;q=0")
     assert "content-encoding" not in response.headers
     assert response.content == (install.root / WORKBENCH_JS).read_bytes()
 
 
-def test_head_answers_the_headers_alone(live, users, ada_session, install):
-    url = live.url + f"/w/{ada_session.pk}/ide{install.prefix}{WORKBENCH_JS}"
-    response = httpx.head(url, headers={**signed_in(users["ada"], live), "Accept-Encoding": "gzip"}, timeout=10)
+def test_head_answers_the_headers_alone(entry, users, ada_session, install):
+    url = entry.url + f"/w/{ada_session.pk}/ide{install.prefix}{WORKBENCH_JS}"
+    response = httpx.head(url, headers={**signed_in(users["ada"], entry), "Accept-Encoding": "gzip"}, timeout=10)
     assert response.status_code == 200 and response.content == b""
     variant = precompressed.variant_path(install.root / WORKBENCH_JS)
     assert response.headers["content-length"] == str(variant.stat().st_size)
 
 
-def test_vscode_files_are_there_before_the_sandboxs_code_server_is(live, users, make_session, install):
-    headers = signed_in(users["ada"], live)
+def test_vscode_files_are_there_before_the_sandboxs_code_server_is(entry, users, make_session, install):
+    headers = signed_in(users["ada"], entry)
     starting = make_session(users["ada"], {"ide": {"state": "starting", "port": None, "reason": ""}})
     no_sandbox = make_session(users["ada"], None)
     for session in (starting, no_sandbox):
-        response = get(live, f"/w/{session.pk}/ide{install.prefix}{WORKBENCH_JS}", headers, "gzip")
+        response = get(entry, f"/w/{session.pk}/ide{install.prefix}{WORKBENCH_JS}", headers, "gzip")
         assert response.status_code == 200
         assert response.content == (install.root / WORKBENCH_JS).read_bytes()
-        assert get(live, f"/w/{session.pk}/ide/", headers, "gzip").status_code == 503  # the page itself waits
+        assert get(entry, f"/w/{session.pk}/ide/", headers, "gzip").status_code == 503  # the page itself waits
 
 
 @pytest.mark.parametrize("who", ["bob", "anonymous"])
-def test_non_members_get_403_for_vscode_files(live, users, ada_session, install, who):
-    headers = signed_in(users["bob"], live) if who == "bob" else {}
+def test_non_members_get_403_for_vscode_files(entry, users, ada_session, install, who):
+    headers = signed_in(users["bob"], entry) if who == "bob" else {}
     for name in (WORKBENCH_JS, "out/../../../../etc/passwd"):
-        status, body = raw_get(live, f"/w/{ada_session.pk}/ide{install.prefix}{name}", headers)
+        status, body = raw_get(entry, f"/w/{ada_session.pk}/ide{install.prefix}{name}", headers)
         assert status == 403 and b"not a member" in body
 
 
@@ -122,33 +122,33 @@ def test_non_members_get_403_for_vscode_files(live, users, ada_session, install,
     ("out", 404),  # a folder
     ("out/no-such-file.js", 404),
 ])
-def test_paths_outside_vscode_are_refused_and_nothing_outside_is_read(live, users, ada_session, upstream, install,
+def test_paths_outside_vscode_are_refused_and_nothing_outside_is_read(entry, users, ada_session, upstream, install,
                                                                       name, status):
     assert not (install.root / "node_modules/@vscode/ripgrep/bin/rg").resolve().is_relative_to(install.root)
     before = len(upstream.requests)
-    answer, body = raw_get(live, f"/w/{ada_session.pk}/ide{install.prefix}{name}", signed_in(users["ada"], live))
+    answer, body = raw_get(entry, f"/w/{ada_session.pk}/ide{install.prefix}{name}", signed_in(users["ada"], entry))
     assert answer == status
     assert b"root:" not in body and b"\x7fELF" not in body
     assert len(upstream.requests) == before  # refused here, not passed on
 
 
-def test_another_commit_and_other_methods_go_to_the_sandbox_as_before(live, users, ada_session, install):
-    headers = signed_in(users["ada"], live)
+def test_another_commit_and_other_methods_go_to_the_sandbox_as_before(entry, users, ada_session, install):
+    headers = signed_in(users["ada"], entry)
     other = f"/stable-{'0' * 40}/static/{WORKBENCH_JS}"
-    echo = get(live, f"/w/{ada_session.pk}/ide{other}", headers, "gzip").json()
+    echo = get(entry, f"/w/{ada_session.pk}/ide{other}", headers, "gzip").json()
     assert echo["server"] == "one" and echo["path"] == other
-    posted = httpx.post(live.url + f"/w/{ada_session.pk}/ide{install.prefix}{WORKBENCH_JS}", headers=headers,
+    posted = httpx.post(entry.url + f"/w/{ada_session.pk}/ide{install.prefix}{WORKBENCH_JS}", headers=headers,
                         content=b"x", timeout=10).json()
     assert posted["method"] == "POST" and posted["path"] == install.prefix + WORKBENCH_JS
 
 
-def test_a_missing_gzip_variant_is_written_on_the_first_request_and_kept(live, users, ada_session, install):
+def test_a_missing_gzip_variant_is_written_on_the_first_request_and_kept(entry, users, ada_session, install):
     file = install.root / "npm-shrinkwrap.json"  # not under out/: not precompressed at install time
     variant = precompressed.variant_path(file)
     variant.unlink(missing_ok=True)
     try:
-        response = get(live, f"/w/{ada_session.pk}/ide{install.prefix}npm-shrinkwrap.json",
-                       signed_in(users["ada"], live), "gzip")
+        response = get(entry, f"/w/{ada_session.pk}/ide{install.prefix}npm-shrinkwrap.json",
+                       signed_in(users["ada"], entry), "gzip")
         assert response.headers["content-encoding"] == "gzip"
         assert response.content == file.read_bytes()
         assert precompressed.fresh_variant(file) == variant

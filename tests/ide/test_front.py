@@ -1,0 +1,174 @@
+"""The front proxy: which requests nginx relays itself (ide/front.py), its header rules (ide/nginx/), and
+`manage.py run_front`. The proxy's behaviour through it is tested in test_proxy_http.py and
+test_proxy_sockets.py, which run through Daphne alone and through the front."""
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+from urllib.parse import quote
+
+import httpx
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from ide.front import ROUTE_PATH, front_key, goes_direct, route
+from ide.headers import rewrite_location, rewrite_set_cookie
+from ide.targets import Target
+from tests.ide.support import ready, signed_in
+from tests.support.front import FrontServer
+from tests.support.live_server import BASE, free_port
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+def test_only_a_ready_plain_http_service_goes_direct():
+    assert goes_direct(Target(200, base_url="http://127.0.0.1:41234"))
+    assert not goes_direct(Target(403, "no"))
+    assert not goes_direct(Target(503, "starting", starting=True))
+    # Tunnels (https) need TLS and a resolver: Daphne's proxy relays them.
+    assert not goes_direct(Target(200, base_url="https://abc.modal.host"))
+
+
+def browser(user=None, origin: str = "http://127.0.0.1:8000", host: str = "127.0.0.1:8000") -> list:
+    headers = [(b"host", host.encode()), (b"origin", origin.encode())]
+    if user is not None:
+        client = Client()
+        client.force_login(user)
+        cookie = f"sessionid={client.cookies['sessionid'].value}; csrftoken=t; theme=light"
+        headers.append((b"cookie", cookie.encode()))
+    return headers
+
+
+def test_a_members_ready_service_goes_direct_without_the_platforms_cookies(users, make_session, upstream, install):
+    session = make_session(users["ada"], {"ide": ready(upstream.port), "preview-3000": ready(upstream.port)})
+    found = route(f"/w/{session.pk}/ide/a%2Fb?x=1", browser(users["ada"]), websocket=False)
+    assert found.direct
+    assert found.upstream == f"127.0.0.1:{upstream.port}"
+    assert found.prefix == f"/w/{session.pk}/ide"
+    assert found.cookie == "theme=light"
+    assert found.static == install.prefix  # VS Code's files stay with the control plane
+    assert route(f"/w/{session.pk}/preview-3000/", browser(users["ada"]), websocket=False).static == ""
+    assert route(f"/w/{session.pk}/ide/x", browser(users["ada"]), websocket=True).direct
+
+
+def test_everything_else_is_left_to_daphne(users, make_session, upstream):
+    ada, bob = users["ada"], users["bob"]
+    session = make_session(ada, {"ide": ready(upstream.port),
+                                 "desktop": {"state": "starting", "port": None, "reason": ""}})
+    prefix = f"/w/{session.pk}"
+    assert not route(f"{prefix}/ide/x", browser(bob), websocket=False).direct
+    assert not route(f"{prefix}/ide/x", browser(), websocket=False).direct  # anonymous
+    assert not route("/w/999999/ide/x", browser(ada), websocket=False).direct
+    assert not route(f"{prefix}/desktop/x", browser(ada), websocket=False).direct
+    assert not route(f"{prefix}/ide/x", browser(ada, host="evil.example"), websocket=False).direct
+    # A socket opened by another site's page: Daphne refuses it.
+    assert not route(f"{prefix}/ide/x", browser(ada, origin="https://evil.example"), websocket=True).direct
+
+
+def test_the_routing_question_is_answered_only_to_the_front(entry, live, users, make_session, upstream):
+    session = make_session(users["ada"], {"ide": ready(upstream.port)})
+    asked = {**signed_in(users["ada"], live), "X-Original-Uri": f"/w/{session.pk}/ide/x", "X-Original-Method": "GET"}
+    # Browsers cannot reach it through the front (an internal location)...
+    assert httpx.get(entry.url + ROUTE_PATH, headers=asked).status_code == 404
+    # ...and Daphne answers it only with the front's key.
+    for key in ({}, {"X-Front-Key": "wrong"}):
+        refused = httpx.get(live.url + ROUTE_PATH, headers={**asked, **key})
+        assert refused.status_code == 404 and "x-route-upstream" not in refused.headers
+    answered = httpx.get(live.url + ROUTE_PATH, headers={**asked, "X-Front-Key": front_key()})
+    assert answered.headers["x-route"] == "direct"
+    assert answered.headers["x-route-upstream"] == f"127.0.0.1:{upstream.port}"
+
+
+LOCATIONS = [
+    "/login?next=/home", "login", "../up", "?q=1", "#top", "///triple", "/x?", "/x#",
+    "//127.0.0.1:{port}/x", "http://127.0.0.1:{port}/abs?x=1#f", "HTTP://127.0.0.1:{port}",
+    "http://user@127.0.0.1:{port}/u", "http://127.0.0.1:80/x", "https://github.com/login",
+    "http://{host}/y", "http://[::1]:5/x", "http://127.0.0.1:abc/x", "ws://127.0.0.1:{port}/s",
+    "{prefix}/already", "{prefix}x",
+]
+COOKIES = [
+    "theme=dark; Path=/; Domain=127.0.0.1; HttpOnly", "sessionid=planted; Path=/", "csrftoken=x",
+    " messages = y ; Path=/", "deep=1; Path=/settings", "nopath=1", "rel=1; Path=relative",
+    "under=1; Path={prefix}/x", "empty=1; ; Secure;", "odd; path = /a ; SameSite=Lax", "x=1; Path",
+]
+
+
+def respond(entry, user, session, status: int, headers: list[tuple[str, str]]) -> http.client.HTTPResponse:
+    """The service answers with `headers`; read raw, since some Locations here are no valid URL for a client."""
+    query = f"status={status}&h={quote(json.dumps(headers))}"
+    connection = http.client.HTTPConnection("127.0.0.1", entry.port, timeout=10)
+    connection.request("GET", f"/w/{session.pk}/ide/respond?{query}", headers=signed_in(user, entry))
+    response = connection.getresponse()
+    response.text = response.read().decode()
+    connection.close()
+    return response
+
+
+def test_redirects_and_cookies_follow_the_same_rules_both_ways(entry, users, make_session, upstream):
+    """nginx's Lua (ide/nginx/inspect_front.lua) gives what ide/headers.py gives, case by case."""
+    session = make_session(users["ada"], {"ide": ready(upstream.port)})
+    prefix, host = f"/w/{session.pk}/ide", f"127.0.0.1:{entry.port}"
+    for template in LOCATIONS:
+        location = template.format(port=upstream.port, host=host, prefix=prefix)
+        response = respond(entry, users["ada"], session, 302, [("Location", location)])
+        expected = rewrite_location(location, prefix=prefix, upstream=upstream.url, browser_host=host)
+        assert (location, response.getheader("location")) == (location, expected)
+    cookies = [template.format(prefix=prefix) for template in COOKIES]
+    response = respond(entry, users["ada"], session, 200, [("Set-Cookie", cookie) for cookie in cookies])
+    expected = [rewrite_set_cookie(cookie, prefix=prefix) for cookie in cookies]
+    assert response.headers.get_all("set-cookie") == [cookie for cookie in expected if cookie is not None]
+
+
+def test_a_service_cannot_steer_the_front_or_wipe_the_platforms_data(entry, users, make_session, upstream):
+    session = make_session(users["ada"], {"ide": ready(upstream.port)})
+    response = respond(entry, users["ada"], session, 200, [
+        ("X-Accel-Redirect", "/accounts/login/"), ("X-Accel-Limit-Rate", "1"), ("Clear-Site-Data", '"*"')])
+    assert response.status == 200 and response.text == "as asked"
+    assert response.getheader("clear-site-data") is None
+
+
+def test_run_front_serves_the_platform_through_nginx(live, tmp_path):
+    port = free_port()
+    env = {**live.env, "VAR_DIR": str(tmp_path)}
+    process = subprocess.Popen([sys.executable, "manage.py", "run_front", "--listen", f"127.0.0.1:{port}",
+                                "--daphne", f"127.0.0.1:{live.port}", "--workers", "1"],
+                               cwd=BASE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline, response = time.monotonic() + 20, None
+        while response is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=2)
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert response is not None, process.stdout.read().decode() if process.poll() is not None else "no answer"
+        assert response.status_code == 200 and "csrfmiddlewaretoken" in response.text
+        assert os.stat(tmp_path / "front" / "nginx.conf").st_mode & 0o077 == 0  # it holds the routing key
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+
+def test_a_removed_member_is_refused_once_the_fronts_answer_expires(users, make_session, upstream, live):
+    """The front keeps Daphne's answer for FRONT_ROUTE_CACHE_SECONDS: a membership ends within that long."""
+    front = FrontServer(live).start()
+    try:
+        ada, bob = users["ada"], users["bob"]
+        session = make_session(ada, {"ide": ready(upstream.port)})
+        session.add_member(bob)
+        url, headers = f"{front.url}/w/{session.pk}/ide/echo", signed_in(bob, front)  # one browser: one cookie
+        assert httpx.get(url, headers=headers).json()["server"] == "one"
+        session.memberships.filter(user=bob).delete()
+        removed = time.monotonic()
+        while time.monotonic() - removed < settings.FRONT_ROUTE_CACHE_SECONDS + 1:
+            response = httpx.get(url, headers=headers)
+            if response.status_code == 403:
+                break
+            time.sleep(0.1)
+        assert response.status_code == 403
+        assert time.monotonic() - removed < settings.FRONT_ROUTE_CACHE_SECONDS + 0.5
+    finally:
+        front.stop()
