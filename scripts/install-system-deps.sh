@@ -4,12 +4,19 @@
 # libkrb5-dev, g++ and make build code-server's native modules; ripgrep is its search (see install_sandbox_tools).
 set -euo pipefail
 
-packages=(bubblewrap git util-linux util-linux procps npm ripgrep libkrb5-dev g++ make xvfb x11vnc websockify chromium)
-commands=(bwrap git unshare nsenter ps npm rg krb5-config g++ make Xvfb x11vnc websockify chromium)
+packages=(bubblewrap git util-linux util-linux procps npm ripgrep libkrb5-dev g++ make xvfb x11vnc websockify chromium nginx)
+commands=(bwrap git unshare nsenter ps npm rg krb5-config g++ make Xvfb x11vnc websockify chromium nginx)
+# The front proxy's Lua (ide/nginx/) needs nginx's Lua module: a file, not a command.
+module_packages=(libnginx-mod-http-lua)
+module_files=(/usr/lib/nginx/modules/ngx_http_lua_module.so)
 
 missing=()
 for i in "${!commands[@]}"; do
-  command -v "${commands[$i]}" >/dev/null 2>&1 || missing+=("${packages[$i]}")
+  # nginx lives in /usr/sbin, outside many users' PATH.
+  command -v "${commands[$i]}" >/dev/null 2>&1 || [ -x "/usr/sbin/${commands[$i]}" ] || missing+=("${packages[$i]}")
+done
+for i in "${!module_files[@]}"; do
+  [ -e "${module_files[$i]}" ] || missing+=("${module_packages[$i]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
