@@ -4,8 +4,8 @@
 their own Daphne. See docs/front-proxy.md.
 """
 
-import getpass
 import os
+import pwd
 import shutil
 from pathlib import Path
 
@@ -32,7 +32,7 @@ def render(*, listen: str, daphne: str, run_dir: Path, workers: int | str = "aut
     ("127.0.0.1:8001" or "unix:/path/daphne.sock"), with its pid and temporary files in `run_dir`."""
     values = {
         # nginx started as root would hand its workers to "nobody"; they run as the platform's own user.
-        "USER": f"user {getpass.getuser()};" if os.geteuid() == 0 else "",
+        "USER": f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else "",
         "MODULES": str(MODULES_DIR),
         "WORKERS": str(workers),
         "RUN": str(run_dir),

@@ -1,4 +1,4 @@
-"""The control plane as it runs in production, pointed at the scripted model provider."""
+"""The control plane as `make run` runs it (the front proxy before Daphne), pointed at the scripted model provider."""
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -7,17 +7,24 @@ from inspect_site.celery import app
 from sandboxes import builds, provisioning
 from sandboxes.models import Repo, Sandbox
 from sessions.models import Session
+from tests.support.front import FrontServer
 from tests.support.live_server import LiveServer
 
 
 @pytest.fixture
 def platform(settings, model_server, git_repo):
-    """The control plane as it runs in production, pointed at the scripted provider."""
+    """The control plane as it runs in production, pointed at the scripted provider: (front, repo). Browsers
+    and bridges reach Daphne (`front.daphne`) through the front proxy."""
     provider_env = {
         "OPENAI_COMPATIBLE_NAME": "scripted", "OPENAI_COMPATIBLE_BASE_URL": model_server.url + "/v1",
         "OPENAI_COMPATIBLE_MODELS": "scripted", "OPENAI_COMPATIBLE_API_KEY": "sk-real-provider-key",
     }
-    live = LiveServer(env=provider_env).start()
+    daphne = LiveServer(env=provider_env).start()
+    try:
+        live = FrontServer(daphne).start()
+    except Exception:
+        daphne.stop()
+        raise
     settings.MODEL_PROVIDERS = [{
         "name": "scripted", "kind": "openai", "label": "Scripted", "base_url": model_server.url + "/v1",
         "api_key": "sk-real-provider-key", "models": ["scripted"],
@@ -37,12 +44,13 @@ def platform(settings, model_server, git_repo):
             log = settings.SANDBOX_ROOT / "sandboxes" / str(sandbox.pk) / "service-bridge.log"
             if log.exists():
                 print("bridge log:", log.read_text()[-3000:])
-        print("daphne log:", live.log()[-6000:])
+        print("nginx and daphne log:", live.log()[-6000:])
         from sessions.models import Event, Prompt
         print("prompts:", list(Prompt.objects.values_list("pk", "status", "text")))
         print("events:", [(e.seq, e.kind, str(e.data)[:80]) for e in Event.objects.order_by("seq")][-25:])
         for session in Session.objects.exclude(sandbox=None):
             provisioning.terminate(session.sandbox_id, "test over")
         live.stop()
+        daphne.stop()
 
 
