@@ -4,6 +4,7 @@ subprocess, a Celery worker in this process, the scripted model provider answeri
 
 import asyncio
 import json
+import os
 import re
 import time
 import uuid
@@ -52,11 +53,13 @@ class Platform:
             })
             self.stack.callback(self.live.stop)  # before start(): a start cut short still stops it
             self.live.start()
-            # Browsers and bridges reach it through the front proxy, as under `make run`.
-            self.front = FrontServer(self.live)
-            self.stack.callback(self.front.stop)
-            self.front.start()
-            self.url = self.front.url
+            # Browsers and bridges reach it through the front proxy, as under `make run`; BENCH_FRONT=0
+            # leaves it out, to measure what it costs.
+            self.url = self.live.url
+            if os.environ.get("BENCH_FRONT", "1") != "0":
+                front = FrontServer(self.live)
+                self.stack.callback(front.stop)
+                self.url = front.start().url
             # This process runs the worker, which provisions sandboxes: they must find this Daphne.
             self.stack.enter_context(override_settings(
                 MODEL_PROVIDERS=[{"name": PROVIDER, "kind": "openai", "label": "Scripted", "base_url": base_url,

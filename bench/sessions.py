@@ -349,7 +349,7 @@ def run() -> None:
     simulated = Repo.objects.create(name=SIMULATED_REPO, clone_url="file:///nonexistent")
     try:
         with Platform() as platform:
-            say(f"one Daphne process behind the front proxy at {platform.url}, a Celery worker (2 threads) here, "
+            say(f"one Daphne ({platform.live.url}), browsers and bridges at {platform.url}, a Celery worker here, "
                 f"the scripted model answering at once; database {settings.DATABASES['default']['ENGINE']}")
             try:
                 try:

@@ -4,6 +4,7 @@
 their own Daphne. See docs/front-proxy.md.
 """
 
+import json
 import os
 import pwd
 import shutil
@@ -20,11 +21,12 @@ MODULES_DIR = Path(os.environ.get("NGINX_MODULES_DIR", "/usr/lib/nginx/modules")
 
 
 def nginx_binary() -> str | None:
-    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")  # outside many users' PATH
 
 
 def lua_table(names) -> str:
-    return "{" + ", ".join(f'["{name}"] = true' for name in sorted(names)) + "}"
+    """A Lua set of strings (a JSON string is a valid Lua string literal for these ASCII names)."""
+    return "{" + ", ".join(f"[{json.dumps(name)}] = true" for name in sorted(names)) + "}"
 
 
 def render(*, listen: str, daphne: str, run_dir: Path, workers: int | str = "auto", error_log: str = "stderr") -> str:
@@ -53,8 +55,10 @@ def write(run_dir: Path, **options) -> Path:
     """Renders the configuration into `run_dir`/nginx.conf (the folder created, with nginx's temp folders)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config = run_dir / "nginx.conf"
-    config.write_text(render(run_dir=run_dir, **options))
-    config.chmod(0o600)  # it holds the routing key
+    # It holds the routing key: readable by this user only, from the first byte.
+    with os.fdopen(os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        file.write(render(run_dir=run_dir, **options))
+    config.chmod(0o600)  # a file left by an earlier run keeps its mode
     return config
 
 
