@@ -13,8 +13,8 @@ HOP_BY_HOP = frozenset({
     b"te", b"trailer", b"transfer-encoding", b"upgrade",
 })
 # Set by us from what Daphne saw; a browser's own values are not to be trusted.
-FORWARDING = frozenset({b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto",
-                        b"x-forwarded-prefix", b"x-real-ip"})
+FORWARDING = frozenset({b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-port",
+                        b"x-forwarded-proto", b"x-forwarded-prefix", b"x-real-ip"})
 # Sent by the websockets client itself during its handshake.
 WEBSOCKET_HANDSHAKE = frozenset({b"host", b"origin", b"sec-websocket-key", b"sec-websocket-version",
                                  b"sec-websocket-protocol", b"sec-websocket-extensions", b"user-agent"})

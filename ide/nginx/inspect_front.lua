@@ -70,11 +70,13 @@ local function origin(url)
 end
 
 function M.rewrite_location(location, prefix, upstream, browser_host)
-  local scheme, netloc, path, query, fragment = split(location)
+  -- As urlsplit: leading C0 controls and spaces go, and tabs and newlines anywhere.
+  local cleaned = location:gsub("^[%z\1-\32]+", ""):gsub("[\t\r\n]", "")
+  local scheme, netloc, path, query, fragment = split(cleaned)
   if netloc ~= nil then
-    local absolute = location
+    local absolute = cleaned
     if scheme == "" then
-      absolute = split(upstream) .. ":" .. location
+      absolute = split(upstream) .. ":" .. cleaned
     end
     local host, port = origin(absolute)
     local up_host, up_port = origin(upstream)
@@ -220,12 +222,16 @@ function M.filter(platform)
     end
     ngx.header["Set-Cookie"] = (#kept > 0) and kept or nil
   end
-  local location = ngx.header["Location"]
-  if type(location) == "table" then
-    location = location[1]
+  local locations = ngx.header["Location"]
+  if type(locations) == "string" then
+    locations = {locations}
   end
-  if location ~= nil then
-    ngx.header["Location"] = M.rewrite_location(location, prefix, upstream, ngx.var.http_host or "")
+  if locations ~= nil then
+    local rewritten = {}
+    for _, location in ipairs(locations) do
+      rewritten[#rewritten + 1] = M.rewrite_location(location, prefix, upstream, ngx.var.http_host or "")
+    end
+    ngx.header["Location"] = (#rewritten == 1) and rewritten[1] or rewritten
   end
 end
 

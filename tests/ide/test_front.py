@@ -87,7 +87,7 @@ LOCATIONS = [
     "//127.0.0.1:{port}/x", "http://127.0.0.1:{port}/abs?x=1#f", "HTTP://127.0.0.1:{port}",
     "http://user@127.0.0.1:{port}/u", "http://127.0.0.1:80/x", "https://github.com/login",
     "http://{host}/y", "http://[::1]:5/x", "http://127.0.0.1:abc/x", "ws://127.0.0.1:{port}/s",
-    "{prefix}/already", "{prefix}x",
+    "{prefix}/already", "{prefix}x", "/\t/evil/x",
 ]
 COOKIES = [
     "theme=dark; Path=/; Domain=127.0.0.1; HttpOnly", "sessionid=planted; Path=/", "csrftoken=x",
@@ -130,26 +130,43 @@ def test_a_service_cannot_steer_the_front_or_wipe_the_platforms_data(entry, user
     assert response.getheader("clear-site-data") is None
 
 
+def test_a_body_for_a_service_that_does_not_answer_gets_a_502_at_once(entry, users, make_session):
+    """Through the front, only bodiless requests are handed to Daphne to try again: a body is never replayed."""
+    session = make_session(users["ada"], {"ide": ready(free_port())})
+    started = time.monotonic()
+    response = httpx.post(f"{entry.url}/w/{session.pk}/ide/upload", content=b"x" * 300_000,
+                          headers=signed_in(users["ada"], entry), timeout=30)
+    assert response.status_code == 502
+    assert time.monotonic() - started < 10
+
+
 def test_run_front_serves_the_platform_through_nginx(live, tmp_path):
-    port = free_port()
+    """As the Procfile runs them: Daphne on a unix socket (a path relative to the checkout), nginx in front."""
+    port, socket_path = free_port(), tmp_path / "daphne.sock"
     env = {**live.env, "VAR_DIR": str(tmp_path)}
-    process = subprocess.Popen([sys.executable, "manage.py", "run_front", "--listen", f"127.0.0.1:{port}",
-                                "--daphne", f"127.0.0.1:{live.port}", "--workers", "1"],
-                               cwd=BASE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    daphne = subprocess.Popen([sys.executable, "-m", "daphne", "-u", str(socket_path), "--proxy-headers",
+                               "inspect_site.asgi:application"], cwd=BASE, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    front = subprocess.Popen([sys.executable, "manage.py", "run_front", "--listen", f"127.0.0.1:{port}",
+                              "--daphne", "unix:" + os.path.relpath(socket_path, BASE), "--workers", "1"],
+                             cwd=BASE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline, response = time.monotonic() + 20, None
-        while response is None and time.monotonic() < deadline and process.poll() is None:
+        deadline, response = time.monotonic() + 30, None
+        while time.monotonic() < deadline and front.poll() is None:
             try:
                 response = httpx.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=2)
+                if response.status_code != 502:  # Daphne still starting
+                    break
             except httpx.TransportError:
-                time.sleep(0.1)
-        assert response is not None, process.stdout.read().decode() if process.poll() is not None else "no answer"
+                pass
+            time.sleep(0.1)
+        assert response is not None, front.stdout.read().decode() if front.poll() is not None else "no answer"
         assert response.status_code == 200 and "csrfmiddlewaretoken" in response.text
         assert os.stat(tmp_path / "front" / "nginx.conf").st_mode & 0o077 == 0  # it holds the routing key
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-
+        for process in (front, daphne):
+            process.terminate()
+            process.wait(timeout=10)
 
 
 def test_a_removed_member_is_refused_once_the_fronts_answer_expires(users, make_session, upstream, live):

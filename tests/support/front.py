@@ -1,5 +1,6 @@
 """The front proxy (nginx, ide/front_config.py) in front of a test's Daphne, as `manage.py run_front` runs it."""
 
+import shutil
 import subprocess
 import tempfile
 import time
@@ -52,3 +53,4 @@ class FrontServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
