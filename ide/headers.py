@@ -102,10 +102,9 @@ def rewrite_location(location: str, *, prefix: str, upstream: str, browser_host:
     """
     try:
         parts = urlsplit(location)
-        foreign = parts.netloc and not _points_back(location, parts.scheme, parts.netloc, upstream, browser_host)
+        if parts.netloc and not _points_back(location, parts.scheme, parts.netloc, upstream, browser_host):
+            return location
     except ValueError:  # an unparsable port or IPv6 literal: not an address of ours
-        return location
-    if foreign:
         return location
     if not parts.netloc and not parts.path.startswith("/"):
         return location

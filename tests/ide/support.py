@@ -6,19 +6,17 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 from django.test import Client
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
 from sandboxes.bridge.workspace import code_server_argv
 from sandboxes.tools import tools_dir
-from tests.support.live_server import free_port
+from tests.support.live_server import free_port, stop_group, wait_until_answering
 
 BIG = os.urandom(5 * 1024 * 1024)
 
@@ -205,20 +203,11 @@ class CodeServer:
             env={**os.environ, "HOME": str(self.home)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(self.url + "/healthz", timeout=1)
-                return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("code-server did not start in 30 s")
+        wait_until_answering(self.url + "/healthz", self.process, "code-server", 30)
+        return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=10)
+        stop_group(self.process)
         try:  # VS Code's extension host can outlive code-server's SIGTERM
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:

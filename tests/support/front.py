@@ -3,13 +3,10 @@
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
 from ide import front_config
-from tests.support.live_server import LiveServer, free_port
+from tests.support.live_server import LiveServer, free_port, stop_group, wait_until_answering
 
 
 class FrontServer:
@@ -32,25 +29,10 @@ class FrontServer:
                                     daphne=f"127.0.0.1:{self.daphne.port}", workers=1, error_log=str(self.log_path))
         self.process = subprocess.Popen([front_config.nginx_binary(), "-e", str(self.log_path), "-p",
                                          str(self.run_dir), "-c", str(config)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("nginx exited: " + self.log())
-            try:
-                httpx.get(self.url + "/accounts/login/", timeout=1)
-                return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("nginx did not start in 15 s: " + self.log())
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_until_answering(self.url + "/accounts/login/", self.process, "nginx", 15, self.log)
+        return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_group(self.process)
         shutil.rmtree(self.run_dir, ignore_errors=True)

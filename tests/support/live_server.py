@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -55,23 +56,36 @@ class LiveServer:
             cwd=BASE, env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"),
             start_new_session=True,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("daphne exited: " + self.log())
-            try:
-                httpx.get(self.url + "/accounts/login/", timeout=1)
-                return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("daphne did not start in 30 s")
+        wait_until_answering(self.url + "/accounts/login/", self.process, "daphne", 30, self.log)
+        return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process)
+
+
+def wait_until_answering(url: str, process: subprocess.Popen, what: str, timeout: float,
+                         log: Callable[[], str] = str) -> None:
+    """Polls `url` until anything answers. If `process` exits first or `timeout` passes, it is stopped
+    and RuntimeError says so, with `log()`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited: " + log())
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    stop_group(process)
+    raise RuntimeError(f"{what} did not start in {timeout:g} s: " + log())
+
+
+def stop_group(process: subprocess.Popen | None, timeout: float = 10) -> None:
+    """SIGTERM to a process started with start_new_session=True and its children; SIGKILL after `timeout`."""
+    if process and process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
