@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from celery.contrib.testing.worker import start_worker
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
@@ -38,7 +39,7 @@ LINE = re.compile(r'^timestamp=(?P<at>\S+) .*?message=(?P<message>"[^"]*"|\S+)')
 
 
 class Platform:
-    """`with Platform() as platform:` Daphne behind the front proxy (nginx), the worker and the model
+    """`with Platform() as platform:` the Daphnes behind the front proxy (nginx), the worker and the model
     server, stopped at the end (in reverse order) even when starting one of them fails."""
 
     def __enter__(self) -> "Platform":
@@ -47,19 +48,26 @@ class Platform:
             self.model = ScriptedModelServer().start()
             self.stack.callback(self.model.stop)
             base_url = self.model.url + "/v1"
-            self.live = LiveServer(env={
+            env = {
                 "OPENAI_COMPATIBLE_NAME": PROVIDER, "OPENAI_COMPATIBLE_BASE_URL": base_url,
                 "OPENAI_COMPATIBLE_MODELS": PROVIDER, "OPENAI_COMPATIBLE_API_KEY": "sk-bench-provider-key",
-            })
-            self.stack.callback(self.live.stop)  # before start(): a start cut short still stops it
-            self.live.start()
-            # Browsers and bridges reach it through the front proxy, as under `make run`; BENCH_FRONT=0
-            # leaves it out, to measure what it costs.
+            }
+            # Browsers and bridges reach the Daphnes through the front proxy, as under `make run` (WEB_PROCESSES
+            # of them; BENCH_WEB_PROCESSES overrides it). BENCH_FRONT=0 leaves the front out, to measure what it
+            # costs, and so runs one Daphne.
+            front = os.environ.get("BENCH_FRONT", "1") != "0"
+            count = int(os.environ.get("BENCH_WEB_PROCESSES", settings.WEB_PROCESSES)) if front else 1
+            self.lives = []
+            for _ in range(count):
+                live = LiveServer(env=env)
+                self.stack.callback(live.stop)  # before start(): a start cut short still stops it
+                self.lives.append(live.start())
+            self.live = self.lives[0]  # what "through Daphne alone" figures use
             self.url = self.live.url
-            if os.environ.get("BENCH_FRONT", "1") != "0":
-                front = FrontServer(self.live)
-                self.stack.callback(front.stop)
-                self.url = front.start().url
+            if front:
+                front_server = FrontServer(*self.lives)
+                self.stack.callback(front_server.stop)
+                self.url = front_server.start().url
             # This process runs the worker, which provisions sandboxes: they must find this Daphne.
             self.stack.enter_context(override_settings(
                 MODEL_PROVIDERS=[{"name": PROVIDER, "kind": "openai", "label": "Scripted", "base_url": base_url,

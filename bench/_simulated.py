@@ -24,7 +24,7 @@ SIMULATED_REPO = "bench-sessions-sim"
 FANOUT_VIEWERS = 50
 FANOUT_EVENTS = 200
 FANOUT_RATE = 50.0  # events per second
-FANOUT_SLOW_EVENTS = 20  # the same 50 viewers, at a rate one Daphne keeps up with
+FANOUT_SLOW_EVENTS = 20  # the same 50 viewers, at a rate one Daphne keeps up with alone
 FANOUT_SLOW_RATE = 5.0
 CONCURRENT_SESSIONS = 200
 # Per session: 2,000 events in all keep the run short; the latency and the stored rate are what count.
@@ -78,7 +78,7 @@ def fanout(platform: Platform, repo: Repo) -> None:
     [slow] = simulated_streams("fanout-slow", repo, 1, FANOUT_VIEWERS, platform)
     low = asyncio.run(stream_events(platform.ws_url, [slow], FANOUT_SLOW_EVENTS, FANOUT_SLOW_RATE))
     report("fanout_50_low_rate_p99", pct(low.latencies, 99) * 1000, "ms", 1)
-    say(f"at {FANOUT_SLOW_RATE:g} events/s (within what one Daphne keeps up with):")
+    say(f"at {FANOUT_SLOW_RATE:g} events/s (within what one Daphne keeps up with alone):")
     stream_context(low, FANOUT_SLOW_EVENTS, FANOUT_SLOW_RATE)
 
     [stream] = simulated_streams("fanout", repo, 1, FANOUT_VIEWERS, platform)
@@ -105,8 +105,9 @@ def concurrent(platform: Platform, repo: Repo) -> None:
         report("concurrent_200_p50", p50(lat) * 1000, "ms", 1)
     report("concurrent_200_stored_rate", result.stored_per_second, "events/s", 1)
     say(f"{CONCURRENT_SESSIONS} sessions, each with its own simulated bridge socket and one viewer socket (a member; "
-        f"{2 * CONCURRENT_SESSIONS} sockets on one Daphne); {CONCURRENT_EVENTS} events per session (not 50: see "
-        f"docs/benchmarks.md); lost = sent - received once all arrived or nothing arrived for 30 s")
+        f"{2 * CONCURRENT_SESSIONS} sockets on {len(platform.lives)} Daphne(s)); {CONCURRENT_EVENTS} events per "
+        f"session (not 50: see docs/benchmarks.md); lost = sent - received once all arrived or nothing arrived "
+        f"for 30 s")
     say(f"viewers whose seqs were not exactly 1..n in order, or got an event twice: {len(problems)}")
     stream_context(result, CONCURRENT_EVENTS, CONCURRENT_RATE)
     goal("200 concurrent sessions, events lost", lost, "events", 0)

@@ -1,5 +1,5 @@
-"""Session figures on the live platform (one Daphne, a Celery worker, the scripted model answering
-at once): submit → first token with a warm sandbox and after a restore, event fan-out to 50
+"""Session figures on the live platform (the Daphnes behind the front proxy, a Celery worker, the scripted
+model answering at once): submit → first token with a warm sandbox and after a restore, event fan-out to 50
 viewers, and 200 sessions streaming at once. See docs/benchmarks.md."""
 
 import asyncio
@@ -349,7 +349,7 @@ def run() -> None:
     simulated = Repo.objects.create(name=SIMULATED_REPO, clone_url="file:///nonexistent")
     try:
         with Platform() as platform:
-            say(f"one Daphne ({platform.live.url}), browsers and bridges at {platform.url}, a Celery worker here, "
+            say(f"{len(platform.lives)} Daphne(s), browsers and bridges at {platform.url}, a Celery worker here, "
                 f"the scripted model answering at once; database {settings.DATABASES['default']['ENGINE']}")
             try:
                 try:
@@ -363,7 +363,7 @@ def run() -> None:
                 fanout(platform, simulated)
                 concurrent(platform, simulated)
             except Exception:
-                print("daphne log (tail):\n" + platform.live.log()[-3000:], flush=True)
+                print("daphne log (tail):\n" + "".join(live.log()[-3000:] for live in platform.lives), flush=True)
                 raise
         say(f"load average after: {load_average()}")
     finally:

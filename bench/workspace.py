@@ -1,6 +1,6 @@
-"""Workspace figures on the live platform (one Daphne, a Celery worker, real sandboxes with VS Code,
-the desktop and a dev server): sandbox ready -> VS Code usable in Chromium, the desktop connected
-in noVNC, and a 5 MB static asset through the workspace proxy vs straight from the dev server.
+"""Workspace figures on the live platform (the Daphnes behind the front proxy, a Celery worker, real
+sandboxes with VS Code, the desktop and a dev server): sandbox ready -> VS Code usable in Chromium, the
+desktop connected in noVNC, and a 5 MB static asset through the workspace proxy vs straight from the dev server.
 See docs/benchmarks.md."""
 
 import os
@@ -251,8 +251,8 @@ def run() -> None:
         with Platform() as platform, override_settings(SANDBOX_WORKSPACE_SERVICES=True), sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
                                         args=CHROMIUM_ARGS)
-            say("one Daphne, a Celery worker in this process; each sandbox runs OpenCode, code-server, "
-                "Xvfb + x11vnc + websockify + Chromium and the repo's dev server")
+            say(f"{len(platform.lives)} Daphne(s) behind the front proxy, a Celery worker in this process; each "
+                "sandbox runs OpenCode, code-server, Xvfb + x11vnc + websockify + Chromium and the repo's dev server")
             ide = ide_ready(platform, browser, user, repo)
             report("ide_ready_p50", p50(ide), "s")
             say(spread(ide, unit="s"))

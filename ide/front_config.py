@@ -29,9 +29,13 @@ def lua_table(names) -> str:
     return "{" + ", ".join(f"[{json.dumps(name)}] = true" for name in sorted(names)) + "}"
 
 
-def render(*, listen: str, daphne: str, run_dir: Path, workers: int | str = "auto", error_log: str = "stderr") -> str:
-    """The configuration for nginx listening on `listen` ("127.0.0.1:8000") in front of Daphne at `daphne`
-    ("127.0.0.1:8001" or "unix:/path/daphne.sock"), with its pid and temporary files in `run_dir`."""
+def render(*, listen: str, daphnes: list[str], run_dir: Path, workers: int | str = "auto",
+           error_log: str = "stderr") -> str:
+    """The configuration for nginx listening on `listen` ("127.0.0.1:8000") in front of the Daphnes at
+    `daphnes` (each "127.0.0.1:8001" or "unix:/path/daphne-0.sock"), with its pid and temporary files in
+    `run_dir`."""
+    if not daphnes:
+        raise ValueError("the front proxy needs at least one Daphne")
     values = {
         # nginx started as root would hand its workers to "nobody"; they run as the platform's own user.
         "USER": f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else "",
@@ -40,7 +44,9 @@ def render(*, listen: str, daphne: str, run_dir: Path, workers: int | str = "aut
         "RUN": str(run_dir),
         "ERROR_LOG": error_log,
         "LUA": str(TEMPLATE_DIR),
-        "DAPHNE": daphne,
+        # max_fails=0: a Daphne that refuses (restarting) is skipped for the next one at once, but never
+        # written off for fail_timeout (10 s): after a restart of them all, the first retry gets through.
+        "DAPHNE_SERVERS": "\n        ".join(f"server {address} max_fails=0;" for address in daphnes),
         "LISTEN": listen,
         "KEY": front_key(),
         "PLATFORM_COOKIES": lua_table(platform_cookies()),

@@ -107,6 +107,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: the channel layer and the Celery broker.
 EMBEDDED_REDIS_SOCKET = VAR_DIR / "redis.sock"
+# Daphne processes under `make run` (`manage.py run_web`), each on its own unix socket behind the front
+# proxy. One process uses at most one core (its event loop and database thread share the GIL); the
+# channel layer and the database carry everything between processes (docs/architecture.md).
+WEB_PROCESSES = max(1, int(os.environ.get("WEB_PROCESSES", "2")))
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL

@@ -14,16 +14,20 @@ from tests.support.live_server import LiveServer
 @pytest.fixture
 def platform(settings, model_server, git_repo):
     """The control plane as it runs in production, pointed at the scripted provider: (front, repo). Browsers
-    and bridges reach Daphne (`front.daphne`) through the front proxy."""
+    and bridges reach two Daphnes (`front.daphnes`, as `make run` has by default) through the front proxy,
+    which hands each new socket to the one with fewer open: a page's socket and its sandbox's bridge
+    usually land on different processes."""
     provider_env = {
         "OPENAI_COMPATIBLE_NAME": "scripted", "OPENAI_COMPATIBLE_BASE_URL": model_server.url + "/v1",
         "OPENAI_COMPATIBLE_MODELS": "scripted", "OPENAI_COMPATIBLE_API_KEY": "sk-real-provider-key",
     }
-    daphne = LiveServer(env=provider_env).start()
+    daphnes = []
     try:
-        live = FrontServer(daphne).start()
+        daphnes = [LiveServer(env=provider_env).start() for _ in range(2)]
+        live = FrontServer(*daphnes).start()
     except Exception:
-        daphne.stop()
+        for daphne in daphnes:
+            daphne.stop()
         raise
     settings.MODEL_PROVIDERS = [{
         "name": "scripted", "kind": "openai", "label": "Scripted", "base_url": model_server.url + "/v1",
@@ -51,6 +55,7 @@ def platform(settings, model_server, git_repo):
         for session in Session.objects.exclude(sandbox=None):
             provisioning.terminate(session.sandbox_id, "test over")
         live.stop()
-        daphne.stop()
+        for daphne in daphnes:
+            daphne.stop()
 
 

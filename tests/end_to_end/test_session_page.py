@@ -74,10 +74,13 @@ def test_sign_in_prompt_watch_queue_cancel_stop_and_survive_a_server_restart(pla
     expect(page.locator("#stop")).to_be_hidden()
     assert "word39" not in page.locator("#timeline").inner_text()
 
-    # Daphne restarts under the page (behind the front proxy): it reconnects and carries on, nothing lost or doubled.
-    live.daphne.stop()
+    # The Daphnes restart under the page (behind the front proxy): it reconnects and carries on, nothing lost
+    # or doubled.
+    for daphne in live.daphnes:
+        daphne.stop()
     expect(page.locator("#socket-state")).not_to_have_attribute("data-state", "connected")
-    live.daphne.start()
+    for daphne in live.daphnes:
+        daphne.start()
     expect(page.locator("#socket-state")).to_have_attribute("data-state", "connected")
     page.fill("#prompt-input", "justtext after the restart")
     page.click("#send")

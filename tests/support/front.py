@@ -10,10 +10,11 @@ from tests.support.live_server import LiveServer, free_port, stop_group, wait_un
 
 
 class FrontServer:
-    """nginx on a free port in front of `daphne`; `url` and `port` are the front's, as a browser sees them."""
+    """nginx on a free port in front of `daphnes` (several, as `manage.py run_web` runs them, or one);
+    `url` and `port` are the front's, as a browser sees them."""
 
-    def __init__(self, daphne: LiveServer):
-        self.daphne = daphne
+    def __init__(self, *daphnes: LiveServer):
+        self.daphnes = daphnes
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.run_dir = Path(tempfile.mkdtemp(prefix="front-"))
@@ -22,11 +23,12 @@ class FrontServer:
 
     def log(self) -> str:
         front = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return front + self.daphne.log()
+        return front + "".join(daphne.log() for daphne in self.daphnes)
 
     def start(self) -> "FrontServer":
         config = front_config.write(self.run_dir, listen=f"127.0.0.1:{self.port}",
-                                    daphne=f"127.0.0.1:{self.daphne.port}", workers=1, error_log=str(self.log_path))
+                                    daphnes=[f"127.0.0.1:{daphne.port}" for daphne in self.daphnes], workers=1,
+                                    error_log=str(self.log_path))
         self.process = subprocess.Popen([front_config.nginx_binary(), "-e", str(self.log_path), "-p",
                                          str(self.run_dir), "-c", str(config)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

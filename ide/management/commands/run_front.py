@@ -6,6 +6,14 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from ide import front_config
+from inspect_site.web import daphne_sockets
+
+
+def absolute(address: str) -> str:
+    """nginx resolves a relative socket path against its own prefix, not the working folder."""
+    if address.startswith("unix:"):
+        return "unix:" + str(Path(address.removeprefix("unix:")).resolve())
+    return address
 
 
 class Command(BaseCommand):
@@ -14,18 +22,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--listen", default=f"127.0.0.1:{os.environ.get('WEB_PORT', '8000')}",
                             help="where browsers and bridges connect (default 127.0.0.1:$WEB_PORT)")
-        parser.add_argument("--daphne", required=True,
-                            help='where Daphne listens: "unix:var/daphne.sock" or "127.0.0.1:8001"')
+        parser.add_argument("--daphne", nargs="+", default=None,
+                            help='where the Daphnes listen, each "unix:var/daphne-0.sock" or "127.0.0.1:8001" '
+                                 "(default: the sockets of manage.py run_web)")
         parser.add_argument("--workers", default="auto")
 
-    def handle(self, *args, listen: str, daphne: str, workers: str, **options):
+    def handle(self, *args, listen: str, daphne: list[str] | None, workers: str, **options):
         nginx = front_config.nginx_binary()
         if nginx is None:
             raise CommandError("nginx is not installed: run `make setup` (apt: nginx libnginx-mod-http-lua).")
-        if daphne.startswith("unix:"):  # nginx resolves relative socket paths against its own prefix
-            daphne = "unix:" + str(Path(daphne.removeprefix("unix:")).resolve())
+        daphnes = [absolute(address) for address in daphne] if daphne else [f"unix:{p}" for p in daphne_sockets()]
         run_dir = front_config.default_run_dir()
-        config = front_config.write(run_dir, listen=listen, daphne=daphne, workers=workers)
-        self.stdout.write(f"front proxy on {listen}, Daphne at {daphne} ({config})")
+        config = front_config.write(run_dir, listen=listen, daphnes=daphnes, workers=workers)
+        self.stdout.write(f"front proxy on {listen}, Daphne at {', '.join(daphnes)} ({config})")
         self.stdout.flush()
         os.execv(nginx, [nginx, "-e", "stderr", "-p", str(run_dir), "-c", str(config)])

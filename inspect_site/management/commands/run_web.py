@@ -1,0 +1,72 @@
+"""`manage.py run_web`: the Daphne processes behind the front proxy, started and stopped together."""
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from inspect_site.web import daphne_command, daphne_sockets
+
+STOP_SECONDS = 10
+
+
+def in_use(path: Path) -> bool:
+    """Whether something answers on the unix socket `path` (a file left by a killed run answers nothing)."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+class Command(BaseCommand):
+    help = "Run WEB_PROCESSES Daphnes, each on var/daphne-<n>.sock; if one ends, stop them all."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--processes", type=int, default=None, help="default: the WEB_PROCESSES setting")
+
+    def handle(self, *args, processes: int | None, **options):
+        if processes is not None and processes < 1:
+            raise CommandError("--processes must be at least 1")
+        daphne = shutil.which("daphne", path=str(Path(sys.executable).parent)) or shutil.which("daphne")
+        if daphne is None:
+            raise CommandError("daphne is not installed: run `make setup`.")
+        sockets = daphne_sockets(processes)
+        for path in sockets:
+            if in_use(path):
+                raise CommandError(f"{path} is in use: is the platform running already?")
+            path.unlink(missing_ok=True)
+
+        stopping = False
+
+        def stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        children = [subprocess.Popen(daphne_command(daphne, path)) for path in sockets]
+        self.stdout.write(f"{len(children)} Daphne processes on {', '.join(map(str, sockets))}")
+        self.stdout.flush()
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+        ended = [child for child in children if child.poll() is not None]
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + STOP_SECONDS
+        for child in children:
+            try:
+                child.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if not stopping:
+            codes = ", ".join(f"pid {child.pid} exited with {child.returncode}" for child in ended)
+            raise CommandError(f"a Daphne process ended ({codes}); the others were stopped")
