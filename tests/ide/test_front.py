@@ -141,32 +141,34 @@ def test_a_body_for_a_service_that_does_not_answer_gets_a_502_at_once(entry, use
 
 
 def test_run_front_serves_the_platform_through_nginx(live, tmp_path):
-    """As the Procfile runs them: Daphne on a unix socket (a path relative to the checkout), nginx in front."""
-    port, socket_path = free_port(), tmp_path / "daphne.sock"
-    env = {**live.env, "VAR_DIR": str(tmp_path)}
-    daphne = subprocess.Popen([sys.executable, "-m", "daphne", "-u", str(socket_path), "--proxy-headers",
-                               "inspect_site.asgi:application"], cwd=BASE, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """As the Procfile runs them: `run_web`'s Daphnes on their unix sockets in VAR_DIR, and `run_front` finding
+    the same sockets by itself."""
+    port = free_port()
+    env = {**live.env, "VAR_DIR": str(tmp_path), "WEB_PROCESSES": "2"}
+    web = subprocess.Popen([sys.executable, "manage.py", "run_web"], cwd=BASE, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     front = subprocess.Popen([sys.executable, "manage.py", "run_front", "--listen", f"127.0.0.1:{port}",
-                              "--daphne", "unix:" + os.path.relpath(socket_path, BASE), "--workers", "1"],
-                             cwd=BASE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              "--workers", "1"], cwd=BASE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline, response = time.monotonic() + 30, None
         while time.monotonic() < deadline and front.poll() is None:
             try:
                 response = httpx.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=2)
-                if response.status_code != 502:  # Daphne still starting
+                if response.status_code != 502:  # the Daphnes still starting
                     break
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
         assert response is not None, front.stdout.read().decode() if front.poll() is not None else "no answer"
         assert response.status_code == 200 and "csrfmiddlewaretoken" in response.text
-        assert os.stat(tmp_path / "front" / "nginx.conf").st_mode & 0o077 == 0  # it holds the routing key
+        config = tmp_path / "front" / "nginx.conf"
+        assert os.stat(config).st_mode & 0o077 == 0  # it holds the routing key
+        for index in range(2):
+            assert f"server unix:{tmp_path / f'daphne-{index}.sock'} " in config.read_text()
     finally:
-        for process in (front, daphne):
+        for process in (front, web):
             process.terminate()
-            process.wait(timeout=10)
+            process.wait(timeout=15)
 
 
 def test_a_removed_member_is_refused_once_the_fronts_answer_expires(users, make_session, upstream, live):
