@@ -27,8 +27,10 @@ vendor/node_modules/.installed: vendor/package.json vendor/package-lock.json
 
 migrate: setup
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createcachetable
 
-# Web (Daphne), Celery worker and beat, and the embedded Redis unless REDIS_URL is set.
+# The front proxy (nginx), the web processes (Daphne), Celery worker and beat, and the embedded Redis unless
+# REDIS_URL is set.
 run: migrate
 	$(VENV)/bin/honcho start -f Procfile
 

@@ -94,6 +94,7 @@ def main(argv: list[str]) -> int:
 
         django.setup()
         call_command("migrate", verbosity=0)
+        call_command("createcachetable", verbosity=0)
         django_ready = True
         redis = start_redis()
         for group in groups:

@@ -68,7 +68,7 @@ class Platform:
                 front_server = FrontServer(*self.lives)
                 self.stack.callback(front_server.stop)
                 self.url = front_server.start().url
-            # This process runs the worker, which provisions sandboxes: they must find this Daphne.
+            # This process runs the worker, which provisions sandboxes: they must find this platform.
             self.stack.enter_context(override_settings(
                 MODEL_PROVIDERS=[{"name": PROVIDER, "kind": "openai", "label": "Scripted", "base_url": base_url,
                                   "api_key": "sk-bench-provider-key", "models": [PROVIDER]}],

@@ -104,6 +104,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not shared-cache memory: tests run workers and threads on their own connections.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# In the database, shared by every web process: allauth counts login attempts in the cache, and a
+# per-process cache would let each Daphne count its own. Not in Redis: clearing it would flush the
+# broker's and the channel layer's keys with it. `make migrate` creates the table (createcachetable).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "django_cache"}}
 
 # Redis: the channel layer and the Celery broker.
 EMBEDDED_REDIS_SOCKET = VAR_DIR / "redis.sock"

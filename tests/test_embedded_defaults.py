@@ -2,6 +2,7 @@
 Redis, Daphne, a Celery worker and beat, with no DATABASE_URL or REDIS_URL."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -43,7 +44,8 @@ def test_settings_default_to_sqlite_and_the_embedded_redis(embedded_env):
 
 
 def test_the_procfile_runs_web_worker_beat_and_redis_on_embedded_defaults(embedded_env, git_repo):
-    manage(embedded_env, "migrate", "--noinput")
+    manage(embedded_env, "migrate", "--noinput")  # as `make run` does first
+    manage(embedded_env, "createcachetable")
     honcho = subprocess.Popen(
         [str(BASE / ".venv/bin/honcho"), "start", "-f", "Procfile"], cwd=BASE, env=embedded_env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
@@ -62,7 +64,14 @@ def test_the_procfile_runs_web_worker_beat_and_redis_on_embedded_defaults(embedd
             assert honcho.poll() is None, honcho.stdout.read().decode()
             time.sleep(0.2)
         assert home.status_code == 302 and "/accounts/login/" in home.headers["location"]
-        assert httpx.get(base_url + "/accounts/login/", timeout=5).status_code == 200
+        with httpx.Client(base_url=base_url, timeout=5) as browser:
+            login = browser.get("/accounts/login/")
+            assert login.status_code == 200
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text)[1]
+            # A failed login is counted in the cache (the database's, shared by the web processes).
+            failed = browser.post("/accounts/login/", data={"login": "nobody", "password": "wrong",
+                                                            "csrfmiddlewaretoken": token})
+            assert failed.status_code == 200 and "not correct" in failed.text
         assert httpx.get(base_url + "/static/admin/css/base.css", timeout=5).status_code == 200
 
         # A task through the embedded Redis to the worker, which builds an image into SQLite.

@@ -23,7 +23,9 @@ def platform(settings, model_server, git_repo):
     }
     daphnes = []
     try:
-        daphnes = [LiveServer(env=provider_env).start() for _ in range(2)]
+        for _ in range(2):
+            daphnes.append(LiveServer(env=provider_env))
+            daphnes[-1].start()
         live = FrontServer(*daphnes).start()
     except Exception:
         for daphne in daphnes:

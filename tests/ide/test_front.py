@@ -20,7 +20,7 @@ from ide.headers import rewrite_location, rewrite_set_cookie
 from ide.targets import Target
 from tests.ide.support import ready, signed_in
 from tests.support.front import FrontServer
-from tests.support.live_server import BASE, free_port
+from tests.support.live_server import BASE, free_port, stop_group
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -146,7 +146,7 @@ def test_run_front_serves_the_platform_through_nginx(live, tmp_path):
     port = free_port()
     env = {**live.env, "VAR_DIR": str(tmp_path), "WEB_PROCESSES": "2"}
     web = subprocess.Popen([sys.executable, "manage.py", "run_web"], cwd=BASE, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     front = subprocess.Popen([sys.executable, "manage.py", "run_front", "--listen", f"127.0.0.1:{port}",
                               "--workers", "1"], cwd=BASE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -166,9 +166,9 @@ def test_run_front_serves_the_platform_through_nginx(live, tmp_path):
         for index in range(2):
             assert f"server unix:{tmp_path / f'daphne-{index}.sock'} " in config.read_text()
     finally:
-        for process in (front, web):
-            process.terminate()
-            process.wait(timeout=15)
+        front.terminate()
+        front.wait(timeout=15)
+        stop_group(web, timeout=15)
 
 
 def test_a_removed_member_is_refused_once_the_fronts_answer_expires(users, make_session, upstream, live):

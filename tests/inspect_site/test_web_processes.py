@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,7 +35,9 @@ def two_daphnes(django_db_setup):
     """Two Daphne processes on the test database and the front proxy before them."""
     daphnes = []
     try:
-        daphnes = [LiveServer().start() for _ in range(2)]
+        for _ in range(2):
+            daphnes.append(LiveServer())
+            daphnes[-1].start()
         front = FrontServer(*daphnes).start()
         yield front
         front.stop()
@@ -111,6 +114,19 @@ def test_run_web_stops_every_daphne_when_one_ends(run_web, tmp_path):
     assert gone(second)
 
 
+def test_the_daphnes_end_with_run_web_even_when_it_is_killed(run_web, tmp_path):
+    web = run_web(tmp_path)
+    for index in range(2):
+        answers_on(tmp_path / f"daphne-{index}.sock")
+    daphnes = children(web.pid)
+    web.kill()  # no chance to stop them itself
+    web.wait()
+    deadline = time.monotonic() + 15
+    while not all(gone(pid) for pid in daphnes):
+        assert time.monotonic() < deadline, "a Daphne outlived run_web"
+        time.sleep(0.1)
+
+
 def test_run_web_refuses_sockets_a_running_platform_serves_and_reuses_stale_ones(run_web, tmp_path):
     (tmp_path / "daphne-1.sock").touch()  # left by a run that was killed: nothing answers on it
     web = run_web(tmp_path)
@@ -133,8 +149,33 @@ def test_the_front_skips_a_daphne_that_stopped(two_daphnes):
             assert response.status_code == 200
     finally:
         stopped.start()
-    # Once back, it takes requests again (the front did not write it off).
-    assert httpx.get(f"{stopped.url}/accounts/login/", timeout=5).status_code == 200
+    # Once back, the front sends it requests again at once (it was not written off): now the other one stops.
+    other = two_daphnes.daphnes[0]
+    other.stop()
+    try:
+        for _ in range(10):
+            assert httpx.get(f"{two_daphnes.url}/accounts/login/", timeout=5).status_code == 200
+    finally:
+        other.start()
+
+
+@db
+def test_failed_logins_are_counted_across_daphne_processes(two_daphnes):
+    """allauth refuses a login after 5 failures: the count is the platform's, not each process's."""
+    User.objects.create_user("grace", "grace@example.com", "the-right-password-1")
+
+    def log_in(daphne: LiveServer, password: str) -> httpx.Response:
+        with httpx.Client(base_url=daphne.url, timeout=10) as browser:
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', browser.get("/accounts/login/").text)[1]
+            return browser.post("/accounts/login/", data={"login": "grace", "password": password,
+                                                          "csrfmiddlewaretoken": token})
+
+    first, second = two_daphnes.daphnes
+    for attempt in range(5):  # three on one process, two on the other
+        failed = log_in(first if attempt % 2 == 0 else second, "wrong")
+        assert failed.status_code == 200 and "not correct" in failed.text
+    refused = log_in(first, "the-right-password-1")
+    assert refused.status_code != 302 and "Too many failed login attempts" in refused.text
 
 
 @db

@@ -1,5 +1,6 @@
 """`manage.py run_web`: the Daphne processes behind the front proxy, started and stopped together."""
 
+import ctypes
 import shutil
 import signal
 import socket
@@ -13,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from inspect_site.web import daphne_command, daphne_sockets
 
 STOP_SECONDS = 10
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def in_use(path: Path) -> bool:
@@ -23,6 +25,12 @@ def in_use(path: Path) -> bool:
         except OSError:
             return False
     return True
+
+
+def end_with_parent() -> None:
+    """Run in each Daphne before it starts: SIGTERM when run_web ends, even killed, so none is left behind
+    holding its socket."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Command(BaseCommand):
@@ -41,6 +49,8 @@ class Command(BaseCommand):
         for path in sockets:
             if in_use(path):
                 raise CommandError(f"{path} is in use: is the platform running already?")
+            if path.exists() and not path.is_socket():
+                raise CommandError(f"{path} is in the way: it is not a socket")
             path.unlink(missing_ok=True)
 
         stopping = False
@@ -51,22 +61,31 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        children = [subprocess.Popen(daphne_command(daphne, path)) for path in sockets]
-        self.stdout.write(f"{len(children)} Daphne processes on {', '.join(map(str, sockets))}")
-        self.stdout.flush()
-        while not stopping and all(child.poll() is None for child in children):
-            time.sleep(0.2)
-        ended = [child for child in children if child.poll() is not None]
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        deadline = time.monotonic() + STOP_SECONDS
-        for child in children:
-            try:
-                child.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        children: list[subprocess.Popen] = []
+        try:
+            for path in sockets:
+                children.append(subprocess.Popen(daphne_command(daphne, path), preexec_fn=end_with_parent))
+            self.stdout.write(f"{len(children)} Daphne processes on {', '.join(map(str, sockets))}")
+            self.stdout.flush()
+            while not stopping and all(child.poll() is None for child in children):
+                time.sleep(0.2)
+        finally:
+            ended = [child for child in children if child.poll() is not None]
+            stop_all(children)
         if not stopping:
             codes = ", ".join(f"pid {child.pid} exited with {child.returncode}" for child in ended)
             raise CommandError(f"a Daphne process ended ({codes}); the others were stopped")
+
+
+def stop_all(children: list[subprocess.Popen]) -> None:
+    """SIGTERM to those still running, SIGKILL to those not gone after STOP_SECONDS."""
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + STOP_SECONDS
+    for child in children:
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
