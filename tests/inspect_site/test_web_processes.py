@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -128,7 +129,8 @@ def test_the_daphnes_end_with_run_web_even_when_it_is_killed(run_web, tmp_path):
 
 
 def test_run_web_refuses_sockets_a_running_platform_serves_and_reuses_stale_ones(run_web, tmp_path):
-    (tmp_path / "daphne-1.sock").touch()  # left by a run that was killed: nothing answers on it
+    with socket.socket(socket.AF_UNIX) as stale:  # left by a run that was killed: nothing answers on it
+        stale.bind(str(tmp_path / "daphne-1.sock"))
     web = run_web(tmp_path)
     answers_on(tmp_path / "daphne-0.sock")
     answers_on(tmp_path / "daphne-1.sock")
@@ -137,6 +139,14 @@ def test_run_web_refuses_sockets_a_running_platform_serves_and_reuses_stale_ones
     assert "is in use: is the platform running already?" in second.stdout.read().decode()
     assert answers_on(tmp_path / "daphne-0.sock", timeout=1).status_code == 200  # the running one goes on
     assert web.poll() is None
+
+
+def test_run_web_leaves_a_file_that_is_not_a_socket_alone(run_web, tmp_path):
+    (tmp_path / "daphne-1.sock").write_text("someone's notes")
+    web = run_web(tmp_path)
+    assert web.wait(timeout=30) != 0
+    assert "is in the way: it is not a socket" in web.stdout.read().decode()
+    assert (tmp_path / "daphne-1.sock").read_text() == "someone's notes"
 
 
 def test_the_front_skips_a_daphne_that_stopped(two_daphnes):
