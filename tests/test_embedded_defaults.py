@@ -12,7 +12,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from tests.support.live_server import free_port, stop_group
+from tests.support.live_server import free_port, stop_group, wait_until_answering
 
 BASE = Path(settings.BASE_DIR)
 
@@ -52,17 +52,8 @@ def test_the_procfile_runs_web_worker_beat_and_redis_on_embedded_defaults(embedd
     )
     try:
         base_url = f"http://127.0.0.1:{embedded_env['WEB_PORT']}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                home = httpx.get(base_url + "/", timeout=2)
-                if home.status_code != 502:  # 502: the front proxy is up, Daphne not yet
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the web server did not come up"
-            assert honcho.poll() is None, honcho.stdout.read().decode()
-            time.sleep(0.2)
+        home = wait_until_answering(base_url + "/", honcho, "make run's processes", 60,
+                                    lambda: honcho.stdout.read().decode(), past_front=True)
         assert home.status_code == 302 and "/accounts/login/" in home.headers["location"]
         with httpx.Client(base_url=base_url, timeout=5) as browser:
             login = browser.get("/accounts/login/")

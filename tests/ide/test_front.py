@@ -20,7 +20,7 @@ from ide.headers import rewrite_location, rewrite_set_cookie
 from ide.targets import Target
 from tests.ide.support import ready, signed_in
 from tests.support.front import FrontServer
-from tests.support.live_server import BASE, free_port, stop_group
+from tests.support.live_server import BASE, free_port, stop_group, wait_until_answering
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -148,26 +148,18 @@ def test_run_front_serves_the_platform_through_nginx(live, tmp_path):
     web = subprocess.Popen([sys.executable, "manage.py", "run_web"], cwd=BASE, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     front = subprocess.Popen([sys.executable, "manage.py", "run_front", "--listen", f"127.0.0.1:{port}",
-                              "--workers", "1"], cwd=BASE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              "--workers", "1"], cwd=BASE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             start_new_session=True)
     try:
-        deadline, response = time.monotonic() + 30, None
-        while time.monotonic() < deadline and front.poll() is None:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=2)
-                if response.status_code != 502:  # the Daphnes still starting
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        assert response is not None, front.stdout.read().decode() if front.poll() is not None else "no answer"
+        response = wait_until_answering(f"http://127.0.0.1:{port}/accounts/login/", front, "run_front", 30,
+                                        lambda: front.stdout.read().decode(), past_front=True)
         assert response.status_code == 200 and "csrfmiddlewaretoken" in response.text
         config = tmp_path / "front" / "nginx.conf"
         assert os.stat(config).st_mode & 0o077 == 0  # it holds the routing key
         for index in range(2):
             assert f"server unix:{tmp_path / f'daphne-{index}.sock'} " in config.read_text()
     finally:
-        front.terminate()
-        front.wait(timeout=15)
+        stop_group(front, timeout=15)
         stop_group(web, timeout=15)
 
 

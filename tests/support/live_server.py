@@ -64,18 +64,21 @@ class LiveServer:
 
 
 def wait_until_answering(url: str, process: subprocess.Popen, what: str, timeout: float,
-                         log: Callable[[], str] = str) -> None:
-    """Polls `url` until anything answers. If `process` exits first or `timeout` passes, it is stopped
-    and RuntimeError says so, with `log()`."""
+                         log: Callable[[], str] = str, past_front: bool = False) -> httpx.Response:
+    """Polls `url` until anything answers, and returns the answer; with `past_front`, the front proxy's 502
+    while the Daphnes behind it start is no answer yet. If `process` exits first or `timeout` passes, it is
+    stopped and RuntimeError says so, with `log()`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited: " + log())
         try:
-            httpx.get(url, timeout=1)
-            return
+            response = httpx.get(url, timeout=2)
+            if not (past_front and response.status_code == 502):
+                return response
         except httpx.TransportError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     stop_group(process)
     raise RuntimeError(f"{what} did not start in {timeout:g} s: " + log())
 
