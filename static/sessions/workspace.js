@@ -181,7 +181,9 @@
     const ready = state === "ready";
     pane.querySelector(".pane-message").hidden = ready;
     $("ide-open").hidden = !ready;
-    if (!ideFetched && ideLoaded === null && (state === "starting" || state === "unknown")) prefetchIde();
+    // Not on a phone whose workspace is closed: 3.5 MB it may never use, on its data plan.
+    const inView = wide.matches || box.dataset.open === "true";
+    if (!ideFetched && ideLoaded === null && inView && (state === "starting" || state === "unknown")) prefetchIde();
     // A sandbox starting will soon report VS Code starting: the proxy holds the page until then.
     const early = state === "starting" || (state === "unknown" && SANDBOX_STARTING.includes(phase.dataset.state));
     // VS Code gives up on a server it cannot reach after five tries (~15 s of the proxy holding them):

@@ -40,11 +40,11 @@ def log_service(session_id: int, report: dict) -> None:
         pool.submit(call).result()
 
 
-def signed_in_page(live, browser, user):
+def signed_in_page(live, browser, user, viewport=None):
     """A fresh browser context (no cache) signed in as `user`, and a page in it."""
     client = Client()
     client.force_login(user)
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context = browser.new_context(viewport=viewport or {"width": 1400, "height": 900})
     context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live.url}])
     page = context.new_page()
     page.set_default_timeout(60_000)
@@ -147,4 +147,27 @@ def test_while_the_sandbox_starts_vscodes_frame_asks_for_its_page_before_vscode_
     page.locator("#ide-frame").wait_for(state="visible")
     page.frame_locator("#ide-frame").locator(".explorer-folders-view").wait_for(state="visible")
     assert frame_marked(page)  # the same document: not loaded again
+    page.context.close()
+
+
+def test_a_phone_with_the_workspace_closed_fetches_nothing_of_vscode_until_it_is_opened(
+        live, users, make_session, install, code_server, browser):
+    starting = {"state": "starting", "port": None, "reason": ""}
+    session = make_session(users["ada"], {"ide": starting})
+    log_service(session.pk, {"name": "ide", **starting})
+    page = signed_in_page(live, browser, users["ada"], viewport={"width": 390, "height": 844})
+    asked = []
+    page.on("request", lambda request: asked.append(request.url))
+    page.goto(f"{live.url}/sessions/{session.pk}/")
+    # VS Code's state is rendered (out of sight): the render that would have fetched its files has run.
+    page.wait_for_function("() => document.querySelector('#pane-ide .pane-message').textContent"
+                           ".includes('VS Code is starting')")
+    prefix = f"{live.url}/w/{session.pk}/ide/"
+    assert not [url for url in asked if url.startswith(prefix)]
+
+    page.click("#workspace-toggle")  # the phone opens the workspace: VS Code's tab is shown
+    page.wait_for_function(f"names => ({TIMINGS})(names).every(Boolean)",
+                           arg=page.evaluate('JSON.parse(document.getElementById("vscode-prefetch").textContent)'))
+    page.wait_for_function("() => document.getElementById('ide-frame').getAttribute('src')")
+    assert any(url == prefix for url in asked)  # and its frame, out of sight while VS Code starts
     page.context.close()
