@@ -6,7 +6,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from ide import viewer
+from ide import paths, viewer
 from sandboxes import provisioning, tasks
 from sandboxes.lifecycle import State
 from sandboxes.model_proxy import presented_token
@@ -97,6 +97,9 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
         "viewer_modules": list(viewer.modules()),
         "services": services_now,
         "ide_ready": (services_now.get("ide") or {}).get("state") == "ready",
+        # Set by the front proxy only (it replaces any the browser sends).
+        "ide_origin": paths.workspace_origin(request.scheme, request.get_host(),
+                                             request.headers.get("X-Workspace-Port", "")),
     })
 
 

@@ -13,6 +13,9 @@
   if (!box) return;
   const $ = (id) => document.getElementById(id);
   const base = box.dataset.base; // "/w/<session id>"
+  // VS Code's frame on the front proxy's workspace origin (its own process: its long scripts do not stop
+  // this page), or "" for this page's own origin.
+  const ideBase = box.dataset.ideOrigin + base;
   const viewerModules = JSON.parse(document.getElementById("viewer-modules").textContent); // noVNC's files
   const ideFiles = JSON.parse(document.getElementById("vscode-prefetch").textContent); // VS Code's largest files
   const wide = window.matchMedia("(min-width: 1024px)");
@@ -193,7 +196,7 @@
     if ((ready || early) && visible("ide") && (!loaded || stale)) {
       ideLoaded = state === "unknown" ? BEFORE_REPORT : ideRun;
       ideLoadedAt = ready ? 0 : performance.now();
-      ideFrame.src = `${base}/ide/`;
+      ideFrame.src = `${ideBase}/ide/`;
     }
     if (ready) ideLoadedAt = 0;
     if (ideLoaded === BEFORE_REPORT && state === "unknown" && !early) { // that start ended (or was an old one replayed)
@@ -206,12 +209,16 @@
 
   // While the sandbox starts, VS Code's largest files (3.5 MB gzipped) go into the browser's cache at the
   // URLs its page will ask for; the proxy answers them before code-server is up (ide/vscode_static.py),
-  // and they are cacheable for a year, so the frame takes them from the cache.
+  // and they are cacheable for a year, so the frame takes them from the cache. A prefetch link, not
+  // fetch(): it needs no CORS on the workspace origin, and the browser reads it to the end itself. The
+  // cache is shared with the frame: it is keyed by site, and the workspace origin is this page's site.
   function prefetchIde() {
     ideFetched = true;
     for (const url of ideFiles) {
-      // Read to the end (and dropped), or the cache entry would not be complete.
-      fetch(url).then((response) => response.body && response.body.pipeTo(new WritableStream())).catch(() => {});
+      const link = document.createElement("link");
+      link.rel = "prefetch";
+      link.href = box.dataset.ideOrigin + url;
+      document.head.append(link);
     }
   }
 

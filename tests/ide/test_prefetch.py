@@ -1,12 +1,15 @@
 """While the sandbox starts, the session page gets VS Code going: it fetches VS Code's largest files, which
 the frame then takes from the browser's cache, and loads the frame itself out of sight. Real Chromium, the
-real Daphne, the real code-server."""
+real Daphne alone and behind the front proxy (whose workspace origin then serves the frame), the real
+code-server."""
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import connection
 from django.test import Client
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
 from sandboxes.bridge.workspace import vscode_facts
@@ -40,29 +43,48 @@ def log_service(session_id: int, report: dict) -> None:
         pool.submit(call).result()
 
 
-def signed_in_page(live, browser, user, viewport=None):
+def signed_in_page(entry, browser, user, viewport=None):
     """A fresh browser context (no cache) signed in as `user`, and a page in it."""
     client = Client()
     client.force_login(user)
     context = browser.new_context(viewport=viewport or {"width": 1400, "height": 900})
-    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live.url}])
+    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": entry.url}])
     page = context.new_page()
     page.set_default_timeout(60_000)
     return page
 
 
-def wait_for_workbench_scripts(page) -> None:
-    """VS Code's frame ran the workbench's scripts (its own performance mark)."""
-    page.wait_for_function("() => document.getElementById('ide-frame').contentWindow.performance"
-                           ".getEntriesByName('code/didLoadWorkbenchMain').length > 0")
+def ide_frame(page):
+    """VS Code's frame as Playwright reaches it, whatever its origin."""
+    return page.locator("#ide-frame").element_handle().content_frame()
+
+
+def ide_origin(page, entry) -> str:
+    """Where the page loads VS Code from: the front's workspace origin, or the page's own."""
+    return page.evaluate("document.getElementById('workspace').dataset.ideOrigin") or entry.url
+
+
+def wait_for_workbench_scripts(page, timeout: float = 60) -> None:
+    """VS Code's frame ran the workbench's scripts (its own performance mark). Asked of the frame as it is
+    now: a frame still waiting for its page is replaced when the page arrives from another origin."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = ide_frame(page)
+        try:
+            if frame and frame.evaluate("performance.getEntriesByName('code/didLoadWorkbenchMain').length > 0"):
+                return
+        except PlaywrightError:  # navigating, or the frame was just replaced
+            pass
+        time.sleep(0.1)
+    raise AssertionError("VS Code's frame did not run the workbench's scripts")
 
 
 def mark_frame(page) -> None:
-    page.evaluate("() => { document.getElementById('ide-frame').contentWindow.loadedEarly = true; }")
+    ide_frame(page).evaluate("() => { window.loadedEarly = true; }")
 
 
 def frame_marked(page) -> bool:
-    return page.evaluate("() => document.getElementById('ide-frame').contentWindow.loadedEarly") is True
+    return ide_frame(page).evaluate("() => window.loadedEarly") is True
 
 
 @pytest.fixture
@@ -75,27 +97,31 @@ def browser(monkeypatch):
 
 
 def test_the_page_fetches_vscode_files_while_the_sandbox_starts_and_the_frame_takes_them_from_the_cache(
-        live, users, make_session, install, code_server, browser):
+        entry, users, make_session, install, code_server, browser):
     starting = {"state": "starting", "port": None, "reason": ""}
     session = make_session(users["ada"], {"ide": starting})
     log_service(session.pk, {"name": "ide", **starting})
-    page = signed_in_page(live, browser, users["ada"])
-    page.goto(f"{live.url}/sessions/{session.pk}/")
+    page = signed_in_page(entry, browser, users["ada"])
+    page.goto(f"{entry.url}/sessions/{session.pk}/")
 
-    urls = page.evaluate('JSON.parse(document.getElementById("vscode-prefetch").textContent)')
-    assert [url.rsplit("/", 1)[1] for url in urls] == FILES
-    assert all(url.startswith(f"/w/{session.pk}/ide{install.prefix}") for url in urls)
+    paths = page.evaluate('JSON.parse(document.getElementById("vscode-prefetch").textContent)')
+    assert [path.rsplit("/", 1)[1] for path in paths] == FILES
+    assert all(path.startswith(f"/w/{session.pk}/ide{install.prefix}") for path in paths)
+    origin = ide_origin(page, entry)
+    urls = [origin + path for path in paths]
     page.wait_for_function(f"names => ({TIMINGS})(names).every(Boolean)", arg=urls)
     fetched = page.evaluate(TIMINGS, urls)
-    assert all(transferred > 0 for _name, transferred, _size in fetched)  # from the proxy, while VS Code starts
+    if origin == entry.url:  # sizes are shown to the same origin only
+        assert all(transferred > 0 for _name, transferred, _size in fetched)  # from the proxy, while VS Code starts
 
     # VS Code is up: the page loads its frame, whose page asks for the same URLs.
     Sandbox.objects.filter(pk=session.sandbox_id).update(services={"ide": ready(code_server.port)})
     log_service(session.pk, {"name": "ide", **ready(code_server.port)})
     page.frame_locator("#ide-frame").locator(".monaco-workbench").wait_for(state="visible")
-    frame = next(f for f in page.frames if f.url.startswith(f"{live.url}/w/{session.pk}/ide/"))
-    loaded = frame.evaluate(TIMINGS, [f"{live.url}{url}" for url in urls])
-    assert [name for name, _transferred, _size in loaded] == [f"{live.url}{url}" for url in urls]
+    frame = ide_frame(page)
+    assert frame.url.startswith(f"{origin}/w/{session.pk}/ide/")
+    loaded = frame.evaluate(TIMINGS, urls)
+    assert [name for name, _transferred, _size in loaded] == urls
     # From the cache: nothing transferred, the whole body there.
     assert [(transferred, size > 0) for _name, transferred, size in loaded] == [(0, True)] * len(urls)
     # The font was not prefetched: it came over the network (so the zeros above are the cache's).
@@ -106,13 +132,13 @@ def test_the_page_fetches_vscode_files_while_the_sandbox_starts_and_the_frame_ta
 
 
 def test_vscodes_frame_loads_out_of_sight_while_it_starts_and_shows_once_ready_without_loading_again(
-        live, users, make_session, install, code_server, browser):
+        entry, users, make_session, install, code_server, browser):
     facts = vscode_facts(tools_dir(), code_server.home, code_server.folder)
     starting = {"state": "starting", "port": None, "reason": "", **facts}
     session = make_session(users["ada"], {"ide": starting})
     log_service(session.pk, {"name": "ide", **starting})
-    page = signed_in_page(live, browser, users["ada"])
-    page.goto(f"{live.url}/sessions/{session.pk}/")
+    page = signed_in_page(entry, browser, users["ada"])
+    page.goto(f"{entry.url}/sessions/{session.pk}/")
 
     # The workbench page (the control plane's) runs its scripts while VS Code's server is not up.
     wait_for_workbench_scripts(page)
@@ -130,11 +156,12 @@ def test_vscodes_frame_loads_out_of_sight_while_it_starts_and_shows_once_ready_w
 
 
 def test_while_the_sandbox_starts_vscodes_frame_asks_for_its_page_before_vscode_is_reported(
-        live, users, make_session, install, code_server, browser):
+        entry, users, make_session, install, code_server, browser):
     session = make_session(users["ada"], {}, state=State.PROVISIONING)
-    page = signed_in_page(live, browser, users["ada"])
-    with page.expect_request(f"{live.url}/w/{session.pk}/ide/"):  # held by the proxy: nothing reported yet
-        page.goto(f"{live.url}/sessions/{session.pk}/", wait_until="commit")  # "load" waits for the frame
+    page = signed_in_page(entry, browser, users["ada"])
+    # Held by the proxy: nothing reported yet.
+    with page.expect_request(lambda request: request.url.endswith(f"/w/{session.pk}/ide/")):
+        page.goto(f"{entry.url}/sessions/{session.pk}/", wait_until="commit")  # "load" waits for the frame
 
     facts = vscode_facts(tools_dir(), code_server.home, code_server.folder)
     starting = {"state": "starting", "port": None, "reason": "", **facts}
@@ -151,23 +178,55 @@ def test_while_the_sandbox_starts_vscodes_frame_asks_for_its_page_before_vscode_
 
 
 def test_a_phone_with_the_workspace_closed_fetches_nothing_of_vscode_until_it_is_opened(
-        live, users, make_session, install, code_server, browser):
+        entry, users, make_session, install, code_server, browser):
     starting = {"state": "starting", "port": None, "reason": ""}
     session = make_session(users["ada"], {"ide": starting})
     log_service(session.pk, {"name": "ide", **starting})
-    page = signed_in_page(live, browser, users["ada"], viewport={"width": 390, "height": 844})
+    page = signed_in_page(entry, browser, users["ada"], viewport={"width": 390, "height": 844})
     asked = []
     page.on("request", lambda request: asked.append(request.url))
-    page.goto(f"{live.url}/sessions/{session.pk}/")
+    page.goto(f"{entry.url}/sessions/{session.pk}/")
     # VS Code's state is rendered (out of sight): the render that would have fetched its files has run.
     page.wait_for_function("() => document.querySelector('#pane-ide .pane-message').textContent"
                            ".includes('VS Code is starting')")
-    prefix = f"{live.url}/w/{session.pk}/ide/"
-    assert not [url for url in asked if url.startswith(prefix)]
+    assert not [url for url in asked if f"/w/{session.pk}/ide/" in url]
 
     page.click("#workspace-toggle")  # the phone opens the workspace: VS Code's tab is shown
+    paths = page.evaluate('JSON.parse(document.getElementById("vscode-prefetch").textContent)')
     page.wait_for_function(f"names => ({TIMINGS})(names).every(Boolean)",
-                           arg=page.evaluate('JSON.parse(document.getElementById("vscode-prefetch").textContent)'))
+                           arg=[ide_origin(page, entry) + path for path in paths])
     page.wait_for_function("() => document.getElementById('ide-frame').getAttribute('src')")
-    assert any(url == prefix for url in asked)  # and its frame, out of sight while VS Code starts
+    assert f"{ide_origin(page, entry)}/w/{session.pk}/ide/" in asked  # and its frame, out of sight while it starts
+    page.context.close()
+
+
+# The session page's long tasks (over 50 ms) and the frame each ran in, as Chromium reports them to the page.
+LONG_TASKS = """window.longTasks = [];
+new PerformanceObserver(list => {
+    for (const task of list.getEntries())
+        window.longTasks.push(task.attribution.map(a => a.containerSrc || a.name).join(" "));
+}).observe({entryTypes: ["longtask"]});"""
+
+
+def test_on_the_fronts_workspace_origin_vscode_loads_without_stopping_the_session_page(
+        entry, users, make_session, install, code_server, browser):
+    """Same-origin, VS Code's frame runs on the page's own thread: the workbench's seconds of script stop the
+    timeline and the prompt box. On the front's workspace origin it runs in a process of its own."""
+    facts = vscode_facts(tools_dir(), code_server.home, code_server.folder)
+    session = make_session(users["ada"], {"ide": {**ready(code_server.port), **facts}})
+    log_service(session.pk, {"name": "ide", **ready(code_server.port), **facts})
+    page = signed_in_page(entry, browser, users["ada"])
+    page.add_init_script(LONG_TASKS)
+    page.goto(f"{entry.url}/sessions/{session.pk}/")
+    page.frame_locator("#ide-frame").locator(".explorer-folders-view").wait_for(state="visible")
+    # Chromium's frames in processes of their own ("iframe" targets of its DevTools protocol).
+    cdp = browser.new_browser_cdp_session()
+    apart = [t["url"] for t in cdp.send("Target.getTargets")["targetInfos"] if t["type"] == "iframe"]
+    cdp.detach()
+    if entry.url == ide_origin(page, entry):  # Daphne alone: the page's own origin, its thread
+        assert [where for where in page.evaluate("window.longTasks") if "/ide/" in where]
+        assert not [url for url in apart if f"/w/{session.pk}/ide/" in url]
+    else:
+        assert ide_frame(page).url.startswith(f"{entry.workspace_url}/w/{session.pk}/ide/")
+        assert [url for url in apart if url.startswith(f"{entry.workspace_url}/w/{session.pk}/ide/")]
     page.context.close()

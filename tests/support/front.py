@@ -11,12 +11,15 @@ from tests.support.live_server import LiveServer, free_port, stop_group, wait_un
 
 class FrontServer:
     """nginx on a free port in front of `daphnes` (several, as `manage.py run_web` runs them, or one);
-    `url` and `port` are the front's, as a browser sees them."""
+    `url` and `port` are the front's, as a browser sees them; `workspace_url` its workspace origin (VS Code's
+    frames), as `manage.py run_front` serves one by default."""
 
     def __init__(self, *daphnes: LiveServer):
         self.daphnes = daphnes
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.workspace_port = free_port()
+        self.workspace_url = f"http://127.0.0.1:{self.workspace_port}"
         self.run_dir = Path(tempfile.mkdtemp(prefix="front-"))
         self.log_path = self.run_dir / "error.log"
         self.process: subprocess.Popen | None = None
@@ -28,7 +31,8 @@ class FrontServer:
     def start(self) -> "FrontServer":
         config = front_config.write(self.run_dir, listen=f"127.0.0.1:{self.port}",
                                     daphnes=[f"127.0.0.1:{daphne.port}" for daphne in self.daphnes], workers=1,
-                                    error_log=str(self.log_path))
+                                    error_log=str(self.log_path),
+                                    workspace_listen=f"127.0.0.1:{self.workspace_port}")
         self.process = subprocess.Popen([front_config.nginx_binary(), "-e", str(self.log_path), "-p",
                                          str(self.run_dir), "-c", str(config)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
