@@ -82,11 +82,11 @@ WORKBENCH_MARKS = {"code/didStartRenderer": "page", "code/didLoadWorkbenchMain":
 
 def workbench_marks(page) -> list[tuple[str, float]]:
     """When (epoch seconds) VS Code's frame reached its own performance marks."""
-    found = page.evaluate("""names => {
-        const w = document.getElementById("ide-frame").contentWindow;
-        return names.map(n => { const m = w.performance.getEntriesByName(n)[0];
-                                return m ? (w.performance.timeOrigin + m.startTime) / 1000 : null; });
-    }""", list(WORKBENCH_MARKS))
+    frame = page.locator("#ide-frame").element_handle().content_frame()  # on the workspace origin: its own
+    found = frame.evaluate("""names => names.map(n => {
+        const m = performance.getEntriesByName(n)[0];
+        return m ? (performance.timeOrigin + m.startTime) / 1000 : null;
+    })""", list(WORKBENCH_MARKS))
     return [(label, at) for label, at in zip(WORKBENCH_MARKS.values(), found, strict=True) if at is not None]
 
 

@@ -147,6 +147,8 @@ def test_run_front_serves_the_platform_through_nginx(live, tmp_path):
     env = {**live.env, "VAR_DIR": str(tmp_path), "WEB_PROCESSES": "2"}
     web = subprocess.Popen([sys.executable, "manage.py", "run_web"], cwd=BASE, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    workspace_port = free_port()
+    env["WORKSPACE_PORT"] = str(workspace_port)  # as the Procfile leaves it: beside --listen, on this port
     front = subprocess.Popen([sys.executable, "manage.py", "run_front", "--listen", f"127.0.0.1:{port}",
                               "--workers", "1"], cwd=BASE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              start_new_session=True)
@@ -154,6 +156,9 @@ def test_run_front_serves_the_platform_through_nginx(live, tmp_path):
         response = wait_until_answering(f"http://127.0.0.1:{port}/accounts/login/", front, "run_front", 30,
                                         lambda: front.stdout.read().decode(), past_front=True)
         assert response.status_code == 200 and "csrfmiddlewaretoken" in response.text
+        assert "origin-agent-cluster" not in response.headers
+        workspace = httpx.get(f"http://127.0.0.1:{workspace_port}/accounts/login/")
+        assert workspace.status_code == 404 and workspace.headers["origin-agent-cluster"] == "?1"
         config = tmp_path / "front" / "nginx.conf"
         assert os.stat(config).st_mode & 0o077 == 0  # it holds the routing key
         for index in range(2):
@@ -181,5 +186,36 @@ def test_a_removed_member_is_refused_once_the_fronts_answer_expires(users, make_
             time.sleep(0.1)
         assert response.status_code == 403
         assert time.monotonic() - removed < settings.FRONT_ROUTE_CACHE_SECONDS + 0.5
+    finally:
+        front.stop()
+
+
+def test_the_workspace_origin_serves_only_the_workspace_and_asks_for_a_process_of_its_own(
+        users, make_session, upstream, live):
+    """VS Code's frame is loaded from the front's second port (ide/nginx/nginx.conf): an origin of its own,
+    the same site (cookies ignore ports), whose answers ask Chromium for an origin-keyed agent cluster."""
+    front = FrontServer(live).start()
+    try:
+        ada, bob = users["ada"], users["bob"]
+        session = make_session(ada, {"ide": ready(upstream.port)})
+        path = f"/w/{session.pk}/ide/echo"
+        answer = httpx.get(front.workspace_url + path, headers=signed_in(ada, front))
+        assert answer.json()["server"] == "one" and answer.headers["origin-agent-cluster"] == "?1"
+        assert "origin-agent-cluster" not in httpx.get(front.url + path, headers=signed_in(ada, front)).headers
+        assert httpx.get(front.workspace_url + path, headers=signed_in(bob, front)).status_code == 403
+        assert httpx.get(front.workspace_url + path).status_code in (302, 403)  # signed out: never the service
+        # The platform's own pages are not on that origin: a script from a sandbox there cannot read them.
+        for other in ("/", "/accounts/login/", f"/sessions/{session.pk}/", "/static/sessions/workspace.js"):
+            assert httpx.get(front.workspace_url + other, headers=signed_in(ada, front)).status_code == 404
+
+        def ide_origin(url: str, **headers) -> str:
+            page = httpx.get(f"{url}/sessions/{session.pk}/", headers={**signed_in(ada, front), **headers})
+            assert page.status_code == 200
+            return page.text.split('data-ide-origin="', 1)[1].split('"', 1)[0]
+
+        assert ide_origin(front.url) == front.workspace_url
+        # The front's port, never one a browser sends.
+        assert ide_origin(front.url, **{"X-Workspace-Port": "1"}) == front.workspace_url
+        assert ide_origin(live.url) == ""  # Daphne alone: the page's own origin
     finally:
         front.stop()
