@@ -54,7 +54,7 @@ class Platform:
             }
             # Browsers and bridges reach the Daphnes through the front proxy, as under `make run` (WEB_PROCESSES
             # of them; BENCH_WEB_PROCESSES overrides it). BENCH_FRONT=0 leaves the front out, to measure what it
-            # costs, and so runs one Daphne.
+            # costs, and so runs one Daphne. BENCH_WORKSPACE_ORIGIN=0 keeps VS Code's frame on the page's origin.
             front = os.environ.get("BENCH_FRONT", "1") != "0"
             count = int(os.environ.get("BENCH_WEB_PROCESSES", settings.WEB_PROCESSES)) if front else 1
             self.lives = []
@@ -65,7 +65,8 @@ class Platform:
             self.live = self.lives[0]  # what "through Daphne alone" figures use
             self.url = self.live.url
             if front:
-                front_server = FrontServer(*self.lives)
+                front_server = FrontServer(*self.lives,
+                                           workspace_origin=os.environ.get("BENCH_WORKSPACE_ORIGIN", "1") != "0")
                 self.stack.callback(front_server.stop)
                 self.url = front_server.start().url
             # This process runs the worker, which provisions sandboxes: they must find this platform.

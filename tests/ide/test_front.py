@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 from django.test import Client
 
 from ide.front import ROUTE_PATH, front_key, goes_direct, route
@@ -166,6 +167,12 @@ def test_run_front_serves_the_platform_through_nginx(live, tmp_path):
     finally:
         stop_group(front, timeout=15)
         stop_group(web, timeout=15)
+
+
+@pytest.mark.parametrize("workspace", ["127.0.0.1:9000", "127.0.0.1:http", "127.0.0.1:70000"])
+def test_run_front_refuses_a_workspace_origin_it_cannot_serve(workspace):
+    with pytest.raises(CommandError, match="workspace origin"):
+        call_command("run_front", "--listen", "127.0.0.1:9000", "--workspace-listen", workspace)
 
 
 def test_a_removed_member_is_refused_once_the_fronts_answer_expires(users, make_session, upstream, live):

@@ -14,12 +14,12 @@ class FrontServer:
     `url` and `port` are the front's, as a browser sees them; `workspace_url` its workspace origin (VS Code's
     frames), as `manage.py run_front` serves one by default."""
 
-    def __init__(self, *daphnes: LiveServer):
+    def __init__(self, *daphnes: LiveServer, workspace_origin: bool = True):
         self.daphnes = daphnes
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.workspace_port = free_port()
-        self.workspace_url = f"http://127.0.0.1:{self.workspace_port}"
+        self.workspace_port = free_port() if workspace_origin else None
+        self.workspace_url = f"http://127.0.0.1:{self.workspace_port}" if workspace_origin else None
         self.run_dir = Path(tempfile.mkdtemp(prefix="front-"))
         self.log_path = self.run_dir / "error.log"
         self.process: subprocess.Popen | None = None
@@ -32,7 +32,7 @@ class FrontServer:
         config = front_config.write(self.run_dir, listen=f"127.0.0.1:{self.port}",
                                     daphnes=[f"127.0.0.1:{daphne.port}" for daphne in self.daphnes], workers=1,
                                     error_log=str(self.log_path),
-                                    workspace_listen=f"127.0.0.1:{self.workspace_port}")
+                                    workspace_listen=self.workspace_url and f"127.0.0.1:{self.workspace_port}")
         self.process = subprocess.Popen([front_config.nginx_binary(), "-e", str(self.log_path), "-p",
                                          str(self.run_dir), "-c", str(config)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -51,6 +51,8 @@ class Command(BaseCommand):
             workspace_listen = None
         elif workspace_listen is None:
             workspace_listen = default_workspace_listen(listen)
+        if workspace_listen == listen:
+            raise CommandError(f"the workspace origin needs a port of its own, not --listen's ({listen})")
         run_dir = front_config.default_run_dir()
         try:
             config = front_config.write(run_dir, listen=listen, daphnes=daphnes, workers=workers,
