@@ -31,7 +31,7 @@ def lua_table(names) -> str:
 
 def workspace_port(listen: str) -> str:
     """The port of a workspace listen address ("127.0.0.1:8001" -> "8001"): the page builds the origin from it."""
-    port = listen.rsplit(":", 1)[-1]
+    port = listen.rpartition(":")[2]  # "127.0.0.1:8001", "[::1]:8001" or "8001"
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"the workspace origin needs a TCP address with a port, not {listen!r}")
     return port

@@ -115,6 +115,10 @@ EMBEDDED_REDIS_SOCKET = VAR_DIR / "redis.sock"
 # proxy. One process uses at most one core (its event loop and database thread share the GIL); the
 # channel layer and the database carry everything between processes (docs/architecture.md).
 WEB_PROCESSES = max(1, int(os.environ.get("WEB_PROCESSES", "2")))
+# Where browsers reach the front proxy's workspace origin (docs/front-proxy.md), when another proxy in front
+# (TLS, a port mapping) changes its port: e.g. "https://inspect.example.com:8443". Empty: the page's host on
+# the front's own WORKSPACE_PORT.
+WORKSPACE_ORIGIN = os.environ.get("WORKSPACE_ORIGIN", "").rstrip("/")
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL

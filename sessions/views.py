@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
@@ -79,6 +80,15 @@ def warm_sandbox(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=204)
 
 
+def ide_origin(request: HttpRequest) -> str:
+    """Where the page loads VS Code's frame from ("": its own origin). The header is set by the front proxy
+    only, which replaces any a browser sends; without a front there is none."""
+    port = request.headers.get("X-Workspace-Port", "")
+    if not port:
+        return ""
+    return settings.WORKSPACE_ORIGIN or paths.workspace_origin(request.scheme, request.get_host(), port)
+
+
 def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
     """Members and staff only. Anybody else gets the same 404 as for an unknown id, so that
     session ids do not tell outsiders which sessions exist."""
@@ -97,9 +107,7 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
         "viewer_modules": list(viewer.modules()),
         "services": services_now,
         "ide_ready": (services_now.get("ide") or {}).get("state") == "ready",
-        # Set by the front proxy only (it replaces any the browser sends).
-        "ide_origin": paths.workspace_origin(request.scheme, request.get_host(),
-                                             request.headers.get("X-Workspace-Port", "")),
+        "ide_origin": ide_origin(request),
     })
 
 

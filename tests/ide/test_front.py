@@ -18,7 +18,9 @@ from django.test import Client
 
 from ide.front import ROUTE_PATH, front_key, goes_direct, route
 from ide.headers import rewrite_location, rewrite_set_cookie
+from ide.management.commands.run_front import default_workspace_listen
 from ide.targets import Target
+from sessions.views import ide_origin
 from tests.ide.support import ready, signed_in
 from tests.support.front import FrontServer
 from tests.support.live_server import BASE, free_port, stop_group, wait_until_answering
@@ -169,10 +171,36 @@ def test_run_front_serves_the_platform_through_nginx(live, tmp_path):
         stop_group(web, timeout=15)
 
 
-@pytest.mark.parametrize("workspace", ["127.0.0.1:9000", "127.0.0.1:http", "127.0.0.1:70000"])
-def test_run_front_refuses_a_workspace_origin_it_cannot_serve(workspace):
+@pytest.mark.parametrize("workspace", ["127.0.0.1:9000", "0.0.0.0:9000", "127.0.0.1:http", "127.0.0.1:70000"])
+def test_run_front_refuses_a_workspace_origin_it_cannot_serve(workspace, monkeypatch):
+    def exec_nginx(*args):
+        raise AssertionError("nginx was started")
+
+    monkeypatch.setattr(os, "execv", exec_nginx)
     with pytest.raises(CommandError, match="workspace origin"):
         call_command("run_front", "--listen", "127.0.0.1:9000", "--workspace-listen", workspace)
+
+
+@pytest.mark.parametrize(("listen", "environ", "expected"), [
+    ("127.0.0.1:8000", {}, "127.0.0.1:8001"),
+    ("127.0.0.1:8000", {"WORKSPACE_PORT": "9100"}, "127.0.0.1:9100"),
+    ("[::1]:8000", {}, "[::1]:8001"),
+    ("8000", {}, "8001"),
+    ("unix:/run/front.sock", {"WORKSPACE_PORT": "9100"}, None),  # nginx's port map needs a TCP port
+])
+def test_run_fronts_workspace_origin_is_beside_its_listen_address(listen, environ, expected, monkeypatch):
+    monkeypatch.delenv("WORKSPACE_PORT", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert default_workspace_listen(listen) == expected
+
+
+def test_a_configured_workspace_origin_wins_over_the_page_host_only_behind_the_front(rf, settings):
+    request = rf.get("/sessions/1/", HTTP_HOST="127.0.0.1:8000", HTTP_X_WORKSPACE_PORT="8001")
+    assert ide_origin(request) == "http://127.0.0.1:8001"
+    settings.WORKSPACE_ORIGIN = "https://inspect.example.com:8443"  # a TLS proxy in front maps the port
+    assert ide_origin(request) == "https://inspect.example.com:8443"
+    assert ide_origin(rf.get("/sessions/1/", HTTP_HOST="127.0.0.1:8000")) == ""  # no front: the page's origin
 
 
 def test_a_removed_member_is_refused_once_the_fronts_answer_expires(users, make_session, upstream, live):
@@ -215,14 +243,29 @@ def test_the_workspace_origin_serves_only_the_workspace_and_asks_for_a_process_o
         for other in ("/", "/accounts/login/", f"/sessions/{session.pk}/", "/static/sessions/workspace.js"):
             assert httpx.get(front.workspace_url + other, headers=signed_in(ada, front)).status_code == 404
 
-        def ide_origin(url: str, **headers) -> str:
+        def page_origin(url: str, **headers) -> str:
             page = httpx.get(f"{url}/sessions/{session.pk}/", headers={**signed_in(ada, front), **headers})
             assert page.status_code == 200
-            return page.text.split('data-ide-origin="', 1)[1].split('"', 1)[0]
+            # VS Code's frame and its "Open in new tab" link (VS Code is ready: the frame has its src at once).
+            origin = page.text.split('data-ide-origin="', 1)[1].split('"', 1)[0]
+            assert f'href="{origin}/w/{session.pk}/ide/"' in page.text
+            assert f'src="{origin}/w/{session.pk}/ide/"' in page.text
+            return origin
 
-        assert ide_origin(front.url) == front.workspace_url
+        assert page_origin(front.url) == front.workspace_url
         # The front's port, never one a browser sends.
-        assert ide_origin(front.url, **{"X-Workspace-Port": "1"}) == front.workspace_url
-        assert ide_origin(live.url) == ""  # Daphne alone: the page's own origin
+        assert page_origin(front.url, **{"X-Workspace-Port": "1"}) == front.workspace_url
+        assert page_origin(live.url) == ""  # Daphne alone: the page's own origin
+        # A sandbox cannot answer the header itself (a second value would undo it).
+        asked = quote(json.dumps([["Origin-Agent-Cluster", "?0"]]))
+        upstream_says = httpx.get(f"{front.workspace_url}/w/{session.pk}/ide/respond?h={asked}",
+                                  headers=signed_in(ada, front))
+        assert upstream_says.headers.get_list("origin-agent-cluster") == ["?1"]
     finally:
         front.stop()
+    without = FrontServer(live, workspace_origin=False).start()  # run_front --no-workspace-origin
+    try:
+        page = httpx.get(f"{without.url}/sessions/{session.pk}/", headers=signed_in(ada, without))
+        assert 'data-ide-origin=""' in page.text
+    finally:
+        without.stop()

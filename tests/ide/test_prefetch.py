@@ -190,6 +190,8 @@ def test_a_phone_with_the_workspace_closed_fetches_nothing_of_vscode_until_it_is
     page.wait_for_function("() => document.querySelector('#pane-ide .pane-message').textContent"
                            ".includes('VS Code is starting')")
     assert not [url for url in asked if f"/w/{session.pk}/ide/" in url]
+    assert page.evaluate("document.querySelectorAll('link[rel=prefetch]').length") == 0
+    assert page.locator("#ide-frame").get_attribute("src") is None
 
     page.click("#workspace-toggle")  # the phone opens the workspace: VS Code's tab is shown
     paths = page.evaluate('JSON.parse(document.getElementById("vscode-prefetch").textContent)')

@@ -17,12 +17,17 @@ def absolute(address: str) -> str:
 
 
 def default_workspace_listen(listen: str) -> str | None:
-    """The workspace origin beside `listen`: the same host, on $WORKSPACE_PORT or the next port (none beside
-    a unix socket)."""
+    """The workspace origin beside `listen` ("127.0.0.1:8000" or "8000"): the same host, on $WORKSPACE_PORT or
+    the next port. None beside a unix socket: nginx's port map needs a TCP port."""
     host, _, port = listen.rpartition(":")
     if listen.startswith("unix:") or not port.isdigit():
         return None
-    return f"{host}:{os.environ.get('WORKSPACE_PORT') or int(port) + 1}"
+    workspace_port = os.environ.get("WORKSPACE_PORT") or str(int(port) + 1)
+    return f"{host}:{workspace_port}" if host else workspace_port
+
+
+def port_of(listen: str) -> str:
+    return listen.rpartition(":")[2]
 
 
 class Command(BaseCommand):
@@ -51,7 +56,8 @@ class Command(BaseCommand):
             workspace_listen = None
         elif workspace_listen is None:
             workspace_listen = default_workspace_listen(listen)
-        if workspace_listen == listen:
+        if workspace_listen and port_of(workspace_listen) == port_of(listen):
+            # nginx tells the two apart by port alone.
             raise CommandError(f"the workspace origin needs a port of its own, not --listen's ({listen})")
         run_dir = front_config.default_run_dir()
         try:
