@@ -14,6 +14,7 @@ from django.conf import settings
 
 from ide.front import front_key
 from ide.headers import platform_cookies
+from ide.paths import is_port
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "nginx"
 # Debian's nginx and its Lua module (apt: nginx, libnginx-mod-http-lua; see scripts/install-system-deps.sh).
@@ -32,7 +33,7 @@ def lua_table(names) -> str:
 def workspace_port(listen: str) -> str:
     """The port of a workspace listen address ("127.0.0.1:8001" -> "8001"): the page builds the origin from it."""
     port = listen.rpartition(":")[2]  # "127.0.0.1:8001", "[::1]:8001" or "8001"
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not is_port(port):
         raise ValueError(f"the workspace origin needs a TCP address with a port, not {listen!r}")
     return port
 

@@ -15,7 +15,7 @@
   const base = box.dataset.base; // "/w/<session id>"
   // VS Code's frame on the front proxy's workspace origin (its own process: its long scripts do not stop
   // this page), or "" for this page's own origin.
-  const ideBase = box.dataset.ideOrigin + base;
+  const ideOrigin = box.dataset.ideOrigin;
   const viewerModules = JSON.parse(document.getElementById("viewer-modules").textContent); // noVNC's files
   const ideFiles = JSON.parse(document.getElementById("vscode-prefetch").textContent); // VS Code's largest files
   const wide = window.matchMedia("(min-width: 1024px)");
@@ -196,7 +196,7 @@
     if ((ready || early) && visible("ide") && (!loaded || stale)) {
       ideLoaded = state === "unknown" ? BEFORE_REPORT : ideRun;
       ideLoadedAt = ready ? 0 : performance.now();
-      ideFrame.src = `${ideBase}/ide/`;
+      ideFrame.src = `${ideOrigin}${base}/ide/`;
     }
     if (ready) ideLoadedAt = 0;
     if (ideLoaded === BEFORE_REPORT && state === "unknown" && !early) { // that start ended (or was an old one replayed)
@@ -217,7 +217,7 @@
     for (const url of ideFiles) {
       const link = document.createElement("link");
       link.rel = "prefetch";
-      link.href = box.dataset.ideOrigin + url;
+      link.href = ideOrigin + url;
       document.head.append(link);
     }
   }

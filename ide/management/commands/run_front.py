@@ -26,9 +26,6 @@ def default_workspace_listen(listen: str) -> str | None:
     return f"{host}:{workspace_port}" if host else workspace_port
 
 
-def port_of(listen: str) -> str:
-    return listen.rpartition(":")[2]
-
 
 class Command(BaseCommand):
     help = "Render the front proxy's nginx configuration into var/front/ and run nginx in the foreground."
@@ -56,11 +53,11 @@ class Command(BaseCommand):
             workspace_listen = None
         elif workspace_listen is None:
             workspace_listen = default_workspace_listen(listen)
-        if workspace_listen and port_of(workspace_listen) == port_of(listen):
-            # nginx tells the two apart by port alone.
-            raise CommandError(f"the workspace origin needs a port of its own, not --listen's ({listen})")
         run_dir = front_config.default_run_dir()
         try:
+            # nginx tells the two apart by port alone.
+            if workspace_listen and front_config.workspace_port(workspace_listen) == listen.rpartition(":")[2]:
+                raise ValueError(f"the workspace origin needs a port of its own, not --listen's ({listen})")
             config = front_config.write(run_dir, listen=listen, daphnes=daphnes, workers=workers,
                                         workspace_listen=workspace_listen)
         except ValueError as error:
