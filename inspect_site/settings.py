@@ -154,6 +154,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 # A session's sandbox is terminated after this long idle (its work is in a snapshot by then).
 SESSION_IDLE_TIMEOUT_SECONDS = int(os.environ.get("SESSION_IDLE_TIMEOUT_SECONDS", "600"))
+# Then the repo keeps one warm sandbox this long for a follow-up to restore into (0: none).
+SESSION_FOLLOW_UP_WARM_SECONDS = int(os.environ.get("SESSION_FOLLOW_UP_WARM_SECONDS", "3600"))
 
 # Sandboxes
 SANDBOX_BACKEND = os.environ.get("SANDBOX_BACKEND", "local")

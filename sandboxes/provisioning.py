@@ -9,6 +9,7 @@ from datetime import timedelta
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from sandboxes import bridge_launch, lifecycle
@@ -203,10 +204,14 @@ def pool_changes(repo: Repo) -> lifecycle.PoolPlan:
     return lifecycle.pool_plan(target, current.pk if current else None, members)
 
 
-def want_warm(repo: Repo) -> None:
-    """Someone is writing a new session's prompt for this repo: keep a sandbox warm for a while
-    (fill_warm_pool then starts it unless one is waiting already)."""
-    Repo.objects.filter(pk=repo.pk).update(warm_wanted_until=timezone.now() + WARM_WANTED_FOR)
+def want_warm(repo: Repo, wanted_for: timedelta = WARM_WANTED_FOR) -> None:
+    """Someone may soon need a sandbox of this repo (they write a new session's prompt, or a session's
+    sandbox was let go and a follow-up may come): keep one warm for `wanted_for`, never shortening a
+    longer wish. fill_warm_pool then starts it unless one is waiting already."""
+    until = timezone.now() + wanted_for
+    Repo.objects.filter(pk=repo.pk).filter(
+        Q(warm_wanted_until__isnull=True) | Q(warm_wanted_until__lt=until)
+    ).update(warm_wanted_until=until)
     repo.refresh_from_db(fields=["warm_wanted_until"])
 
 

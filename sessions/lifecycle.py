@@ -38,3 +38,10 @@ def should_release(facts: IdleFacts, now: datetime, idle_timeout: timedelta) -> 
         and (facts.snapshot_taken_since_activity or facts.nothing_new)
         and now - facts.last_activity_at >= idle_timeout
     )
+
+
+def keep_warm_after_release(keep_for: timedelta, restores_into_running: bool, archived: bool) -> bool:
+    """After a session's sandbox is let go, should its repo keep a warm sandbox for a follow-up? Only
+    where a snapshot can be restored into a running sandbox (its OpenCode already up, seconds saved),
+    and only if a follow-up can come (an archived session takes none)."""
+    return restores_into_running and not archived and keep_for > timedelta(0)

@@ -8,6 +8,8 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from sandboxes import provisioning
+from sandboxes import tasks as sandbox_tasks
+from sandboxes.backends import get_backend
 from sessions import lifecycle, queue, services
 from sessions.models import Prompt, Session
 
@@ -53,3 +55,16 @@ def release_idle_sandboxes() -> None:
         if lifecycle.should_release(idle_facts(session), now, timeout):
             minutes = int(timeout.total_seconds() // 60)
             provisioning.terminate(session.sandbox_id, f"the session was idle for {minutes} minutes")
+            keep_warm_for_follow_ups(session)
+
+
+def keep_warm_for_follow_ups(session: Session) -> None:
+    """A follow-up to a session whose sandbox was let go restores its snapshot into a warm sandbox of
+    the repo when one is ready on the same image and commit (seconds sooner than a new one), so the
+    repo's pool keeps one for a while (docs/sessions.md)."""
+    keep_for = timedelta(seconds=settings.SESSION_FOLLOW_UP_WARM_SECONDS)
+    backend = get_backend(session.sandbox.backend)
+    archived = session.status == Session.Status.ARCHIVED
+    if lifecycle.keep_warm_after_release(keep_for, backend.applies_snapshots_live, archived):
+        provisioning.want_warm(session.repo, keep_for)
+        sandbox_tasks.fill_warm_pool.delay(session.repo_id)

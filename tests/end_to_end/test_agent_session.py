@@ -11,7 +11,6 @@ from django.contrib.auth.models import User
 from django.test import Client
 from websockets.asyncio.client import connect
 
-from sandboxes import tasks as sandbox_tasks
 from sandboxes.backends import get_backend
 from sandboxes.models import Repo, Sandbox
 from sessions import services
@@ -167,14 +166,18 @@ def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversat
     first_sandbox = Session.objects.get(pk=session.pk).sandbox
     snapshot_id = Session.objects.get(pk=session.pk).last_snapshot_id
     settings.SESSION_IDLE_TIMEOUT_SECONDS = 0
+    # Once the sandbox is let go, the repo keeps a warm one for a follow-up (unless that is turned off).
+    settings.SESSION_FOLLOW_UP_WARM_SECONDS = 3600 if warm_pool else 0
     session_tasks.release_idle_sandboxes()
     first_sandbox.refresh_from_db()
     assert first_sandbox.state == "terminated" and "idle" in first_sandbox.end_reason
+    assert Repo.objects.get(pk=repo.pk).warm_pool_size == 0
     pooled = None
-    if warm_pool:  # a warm sandbox waits: the follow-up restores into it, its OpenCode already running
-        Repo.objects.filter(pk=repo.pk).update(warm_pool_size=1)
-        sandbox_tasks.fill_warm_pool(repo.pk)
-        pooled = Sandbox.objects.get(repo=repo, pooled=True)
+    if warm_pool:  # the warm sandbox waits: the follow-up restores into it, its OpenCode already running
+        deadline = time.monotonic() + 30
+        while (pooled := Sandbox.objects.filter(repo=repo, pooled=True).first()) is None:
+            assert time.monotonic() < deadline, "no warm sandbox was started for a follow-up"
+            time.sleep(0.1)
         deadline = time.monotonic() + 60
         bridge_log = settings.SANDBOX_ROOT / "sandboxes" / str(pooled.pk) / "service-bridge.log"
         # Waiting, its OpenCode is warmed up by a prompt that the control plane answers itself.
@@ -190,6 +193,8 @@ def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversat
     session.refresh_from_db()
     # (the restored sandbox may be snapshotted again already, once idle)
     assert session.sandbox_id != first_sandbox.pk and session.sandbox.restored_from_id == snapshot_id
+    if not warm_pool:
+        assert not Sandbox.objects.filter(repo=repo, claimed_at__isnull=False).exists()  # none was kept warm
     if warm_pool:
         assert session.sandbox_id == pooled.pk and session.sandbox.claimed_at is not None
         assert "Reply with one word." not in json.dumps(model_server.requests)  # the warm-up reached no model

@@ -91,6 +91,7 @@ def test_sign_in_prompt_watch_queue_cancel_stop_and_survive_a_server_restart(pla
 
     # Once idle it is snapshotted and let go; writing a follow-up restores it before it is sent.
     settings.SESSION_IDLE_TIMEOUT_SECONDS = 0
+    settings.SESSION_FOLLOW_UP_WARM_SECONDS = 0  # a new sandbox restores it (a warm one: test_agent_session)
     session = Session.objects.get()
     first_sandbox = session.sandbox
     deadline = time.monotonic() + 60

@@ -6,8 +6,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from sandboxes import provisioning
+from sandboxes import tasks as sandbox_tasks
 from sandboxes.lifecycle import State
-from sandboxes.models import Snapshot
+from sandboxes.models import Repo, Sandbox, Snapshot
 from sessions import lifecycle, services, tasks
 from sessions.models import Prompt, Session
 
@@ -58,3 +60,51 @@ def test_a_restored_sandbox_has_nothing_new_until_a_prompt_runs_in_it(session, u
     assert not tasks.idle_facts(session).nothing_new
     Prompt.objects.filter(pk=prompt.pk).update(status=Prompt.Status.DONE, started_at=timezone.now())
     assert not tasks.idle_facts(session).nothing_new
+
+
+def test_a_warm_sandbox_is_kept_for_follow_ups_only_where_one_can_be_restored_into():
+    hour = timedelta(hours=1)
+    assert lifecycle.keep_warm_after_release(hour, restores_into_running=True, archived=False)
+    assert not lifecycle.keep_warm_after_release(timedelta(0), True, False)  # turned off
+    assert not lifecycle.keep_warm_after_release(hour, False, False)  # its backend restores into new sandboxes only
+    assert not lifecycle.keep_warm_after_release(hour, True, True)  # an archived session takes no follow-up
+
+
+@pytest.mark.django_db(transaction=True)
+def test_letting_an_idle_sandbox_go_keeps_one_warm_for_a_follow_up(session, make_sandbox, repo, settings,
+                                                                   monkeypatch, provisions):
+    monkeypatch.setattr(sandbox_tasks.fill_warm_pool, "delay", sandbox_tasks.fill_warm_pool)  # as the worker would
+    settings.SESSION_FOLLOW_UP_WARM_SECONDS = 3600
+
+    def let_go(session: Session) -> Sandbox:
+        sandbox = make_sandbox(State.READY)
+        snapshot = Snapshot.objects.create(repo=repo, image=sandbox.image, sandbox=sandbox, backend="local",
+                                           backend_ref="snap")
+        Session.objects.filter(pk=session.pk).update(sandbox=sandbox, last_snapshot=snapshot,
+                                                     last_activity_at=timezone.now() - timedelta(minutes=11))
+        tasks.release_idle_sandboxes()
+        sandbox.refresh_from_db()
+        assert sandbox.state == State.TERMINATED and "idle for 10 minutes" in sandbox.end_reason
+        return sandbox
+
+    let_go(session)
+    [warm] = Sandbox.objects.filter(repo=repo, pooled=True, state=State.PROVISIONING)
+    assert provisions == [str(warm.pk)]
+    wanted_until = Repo.objects.get(pk=repo.pk).warm_wanted_until
+    assert timedelta(minutes=59) < wanted_until - timezone.now() <= timedelta(hours=1)
+
+    # Someone writing a new session's prompt meanwhile does not shorten the wish (nor start another).
+    provisioning.want_warm(repo)
+    assert Repo.objects.get(pk=repo.pk).warm_wanted_until == wanted_until
+    assert provisioning.fill_pool(Repo.objects.get(pk=repo.pk)) == ([], [])
+
+    # Turned off, or an archived session: nothing is kept.
+    Sandbox.objects.filter(pk=warm.pk).update(state=State.TERMINATED, pooled=False)
+    Repo.objects.filter(pk=repo.pk).update(warm_wanted_until=None)
+    settings.SESSION_FOLLOW_UP_WARM_SECONDS = 0
+    let_go(session)
+    settings.SESSION_FOLLOW_UP_WARM_SECONDS = 3600
+    Session.objects.filter(pk=session.pk).update(status=Session.Status.ARCHIVED)
+    let_go(session)
+    assert not Sandbox.objects.filter(repo=repo, pooled=True).exists()
+    assert Repo.objects.get(pk=repo.pk).warm_wanted_until is None
