@@ -155,6 +155,10 @@ class RepoAdmin(admin.ModelAdmin):
             "pool": pool,
             "pool_ready": pool_ready,
             "pool_starting": len(pool) - pool_ready,
+            # A new session's prompt being written, or a follow-up that may come: the pool keeps one.
+            "warm_wanted_until": (
+                repo.warm_wanted_until if repo.warm_wanted_until and repo.warm_wanted_until > timezone.now() else None
+            ),
         }
 
     def get_deleted_objects(self, objs, request: HttpRequest) -> tuple:

@@ -422,6 +422,7 @@ def test_the_repo_page_shows_the_warm_pool_and_image_history(admin_client):
     html = admin_client.get(change_url(repo)).content.decode()
 
     assert "1 ready of 2 wanted, 1 starting" in html
+    assert "kept warm until" not in html
     assert str(ready.pk)[:8] in html
     assert str(starting.pk)[:8] in html
     assert str(claimed.pk)[:8] not in html
@@ -429,6 +430,16 @@ def test_the_repo_page_shows_the_warm_pool_and_image_history(admin_client):
     assert image_url(old) in html and "setup changed" in html
     assert image_url(current) in html and "branch head moved" in html
     assert "238.4\xa0MB" in html
+
+
+def test_the_repo_page_says_while_the_pool_keeps_a_sandbox_beyond_its_size(admin_client):
+    """A session's sandbox was let go (or someone writes a prompt): a pool of size 0 holds one."""
+    repo = make_repo(warm_pool_size=0)
+    make_image(repo)
+    Repo.objects.filter(pk=repo.pk).update(warm_wanted_until=timezone.now() + timedelta(hours=1))
+    assert "At least one is kept warm until" in admin_client.get(change_url(repo)).content.decode()
+    Repo.objects.filter(pk=repo.pk).update(warm_wanted_until=timezone.now() - timedelta(seconds=1))
+    assert "kept warm until" not in admin_client.get(change_url(repo)).content.decode()
 
 
 def test_terminate_action_queues_termination_of_live_sandboxes(
