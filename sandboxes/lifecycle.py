@@ -152,15 +152,21 @@ class WarmSandbox:
 
 def restore_target(snapshot: SnapshotFacts, warm: list[WarmSandbox]) -> str | None:
     """Which warm pooled sandbox a follow-up's snapshot is restored into, or None for a new sandbox
-    started from it. A ready one on the snapshot's image and commit: its OpenCode already runs (a new
-    one starts cold, seconds), and the snapshot's changes apply on the very files they were made on."""
+    started from it. A ready one on the snapshot's image: its OpenCode already runs (a new one starts
+    cold, seconds). One on the snapshot's commit first; one synced to another (the branch moved on) has
+    its workspace reset to the snapshot's commit before the changes land (`restore_checkout`). Never one
+    on another image: the files its setup made, outside git, are not those the snapshot was made over."""
     if not snapshot.applies_live or not snapshot.synced_commit:
         return None
-    for member in warm:
-        if (member.state == State.READY and member.image_id == snapshot.image_id
-                and member.synced_commit == snapshot.synced_commit):
-            return member.sandbox_id
-    return None
+    ready = [m for m in warm if m.state == State.READY and m.image_id == snapshot.image_id]
+    same_commit = [m for m in ready if m.synced_commit == snapshot.synced_commit]
+    chosen = (same_commit or ready)[:1]
+    return chosen[0].sandbox_id if chosen else None
+
+
+def restore_checkout(snapshot_commit: str, sandbox_commit: str) -> str:
+    """The commit to reset a warm sandbox's workspace to before a snapshot is applied ("": none)."""
+    return snapshot_commit if snapshot_commit and snapshot_commit != sandbox_commit else ""
 
 
 # --- image rebuilds ---------------------------------------------------------

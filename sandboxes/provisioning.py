@@ -182,16 +182,21 @@ def apply_snapshot(sandbox_id: uuid.UUID, snapshot_id: uuid.UUID) -> None:
     """Copy a snapshot's files into the running sandbox that claim_for_restore gave it. The bridge
     waits for them (the `resume` command) before it goes on with the conversation."""
     sandbox = Sandbox.objects.filter(pk=sandbox_id).first()
-    snapshot = Snapshot.objects.filter(pk=snapshot_id).first()
+    snapshot = Snapshot.objects.select_related("sandbox").filter(pk=snapshot_id).first()
     if sandbox is None or snapshot is None or sandbox.state not in State.LIVE:
         return
+    base = snapshot_base_commit(snapshot)
     try:
         get_backend(sandbox.backend).apply_snapshot(
             sandbox.backend_ref, snapshot.backend_ref, RESTORE_SKIP, RESTORE_ASIDE, RESTORE_DONE,
+            checkout=lifecycle.restore_checkout(base, sandbox.synced_commit),
         )
     except BackendError as e:
         logger.warning("restoring snapshot %s into sandbox %s failed: %s", snapshot.pk, sandbox.pk, e)
         terminate(sandbox.pk, str(e))
+        return
+    if base:  # its own snapshots are made over the snapshot's commit now, whatever it was synced to
+        Sandbox.objects.filter(pk=sandbox.pk).update(synced_commit=base)
 
 
 def pool_changes(repo: Repo) -> lifecycle.PoolPlan:

@@ -8,16 +8,23 @@ character device) for a path deleted, and an opaque folder for one whose earlier
 gone (its xattr is readable only by the platform, so the platform lists those). Standalone on
 purpose: it is handed to `python3 -c` and must not import anything of the project.
 
+A sandbox synced to another commit than the snapshot's (the branch moved on since) first has its
+workspace reset to the snapshot's commit, fetched from the origin if the sandbox lacks it, so the
+snapshot's changes land on the very files they were made on.
+
 argv[1]: a JSON plan {"source": snapshot folder, "home": the sandbox's home, "skip": [paths left
-alone], "aside": {path: where it goes instead}, "opaque": [paths], "done": path written last};
-paths relative to the home.
+alone], "aside": {path: where it goes instead}, "opaque": [paths], "done": path written last,
+"checkout": a commit, or ""}; paths relative to the home.
 """
 
 import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
+
+WORKSPACE = "workspace"  # the repo's folder in the home, as everywhere (sync_script)
 
 
 def remove(path: str) -> None:
@@ -73,9 +80,25 @@ def apply(source: str, target: str, rel: str, plan: dict, only_aside: bool = Fal
                 apply(entry.path, destination, path, plan)
 
 
+def check_out(home: str, commit: str) -> None:
+    """Reset the workspace to `commit` (tracked files and the index; untracked ones stay)."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", os.path.join(home, WORKSPACE), *args], capture_output=True, text=True)
+
+    if git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+        fetched = git("fetch", "--quiet", "--no-tags", "origin", commit)
+        if fetched.returncode != 0:
+            sys.exit(f"the snapshot's commit {commit} is not in the sandbox or its origin: {fetched.stderr.strip()}")
+    reset = git("reset", "--quiet", "--hard", commit)
+    if reset.returncode != 0:
+        sys.exit(f"resetting the workspace to {commit} failed: {reset.stderr.strip()}")
+
+
 def main() -> None:
     plan = json.loads(sys.argv[1])
     plan["opaque"] = set(plan["opaque"])
+    if plan.get("checkout"):
+        check_out(plan["home"], plan["checkout"])
     apply(plan["source"], plan["home"], "", plan)
     done = os.path.join(plan["home"], plan["done"])
     os.makedirs(os.path.dirname(done), exist_ok=True)

@@ -144,9 +144,10 @@ def test_follow_ups_queue_cancel_stop_and_a_reconnect_gets_only_what_it_missed(p
     assert resent == list(range(seen_until + 1, watcher.events[-1]["seq"] + 1))  # exactly the missed ones
 
 
-@pytest.mark.parametrize("warm_pool", [False, True], ids=["new-sandbox", "into-a-pooled-sandbox"])
+@pytest.mark.parametrize("warm_pool,branch_moved", [(False, False), (True, False), (True, True)],
+                         ids=["new-sandbox", "into-a-warm-sandbox", "into-a-warm-sandbox-after-the-branch-moved"])
 def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversation(
-    platform, model_server, settings, warm_pool
+    platform, model_server, settings, git_repo, warm_pool, branch_moved
 ):
     live, repo = platform
     user, headers = sign_in(live)
@@ -165,6 +166,8 @@ def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversat
         time.sleep(0.2)
     first_sandbox = Session.objects.get(pk=session.pk).sandbox
     snapshot_id = Session.objects.get(pk=session.pk).last_snapshot_id
+    if branch_moved:  # the warm sandbox syncs to the newer head; the work goes back onto its own commit
+        git_repo.commit({"later.txt": "merged meanwhile\n"}, "the branch moved on")
     settings.SESSION_IDLE_TIMEOUT_SECONDS = 0
     # Once the sandbox is let go, the repo keeps a warm one for a follow-up (unless that is turned off).
     settings.SESSION_FOLLOW_UP_WARM_SECONDS = 3600 if warm_pool else 0
@@ -187,6 +190,8 @@ def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversat
             assert time.monotonic() < deadline, "the pooled sandbox did not start and warm up"
             time.sleep(0.2)
         assert "warming OpenCode up failed" not in bridge_log.read_text()
+        pooled.refresh_from_db()
+        assert (pooled.synced_commit != first_sandbox.synced_commit) == branch_moved
 
     services.submit_prompt(Session.objects.get(pk=session.pk), user, "justtext are you still there?")
     watcher = asyncio.run(run_until_idle(2))
@@ -199,6 +204,9 @@ def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversat
         assert session.sandbox_id == pooled.pk and session.sandbox.claimed_at is not None
         assert "Reply with one word." not in json.dumps(model_server.requests)  # the warm-up reached no model
     assert get_backend().exec(session.sandbox.backend_ref, "cat notes.txt").output == "Hello from the scripted model!\n"
+    if branch_moved:
+        head = get_backend().exec(session.sandbox.backend_ref, "git rev-parse HEAD; ls").output
+        assert head.split() == [first_sandbox.synced_commit, "README.md", "app.py", "notes.txt"]
     last_call = [r for r in model_server.requests if r["path"].endswith("completions")][-1]
     history = json.dumps(last_call["body"]["messages"])
     assert "Please write file:notes.txt" in history  # the same OpenCode conversation went on

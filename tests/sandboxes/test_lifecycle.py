@@ -119,10 +119,21 @@ def test_a_follow_up_restores_into_a_ready_pooled_sandbox_of_the_same_image_and_
     assert lifecycle.restore_target(SNAPSHOT, warm) == "ready"
 
 
-def test_a_pooled_sandbox_on_another_image_or_commit_is_not_used_for_a_restore():
-    # The snapshot's changes would land on files they were not made on.
-    warm = [WarmSandbox("newer-image", 8, State.READY, "abc"), WarmSandbox("newer-head", 7, State.READY, "def")]
+def test_a_pooled_sandbox_on_another_image_is_not_used_for_a_restore():
+    # The files its setup made, outside git, are not those the snapshot's changes were made over.
+    warm = [WarmSandbox("newer-image", 8, State.READY, "abc"), WarmSandbox("newer-image-2", 8, State.READY, "def")]
     assert lifecycle.restore_target(SNAPSHOT, warm) is None
+
+
+def test_a_pooled_sandbox_on_another_commit_is_used_when_none_is_on_the_snapshots_own():
+    newer = WarmSandbox("newer-head", 7, State.READY, "def")
+    same = WarmSandbox("same-commit", 7, State.READY, "abc")
+    assert lifecycle.restore_target(SNAPSHOT, [newer, same]) == "same-commit"
+    assert lifecycle.restore_target(SNAPSHOT, [newer]) == "newer-head"
+    # ... whose workspace is reset to the snapshot's commit first.
+    assert lifecycle.restore_checkout("abc", "def") == "abc"
+    assert lifecycle.restore_checkout("abc", "abc") == ""
+    assert lifecycle.restore_checkout("", "def") == ""
 
 
 def test_no_restore_into_the_pool_without_a_known_commit_or_a_backend_that_can():

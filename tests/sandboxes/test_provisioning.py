@@ -92,14 +92,51 @@ def test_a_snapshot_restores_into_a_matching_pooled_sandbox_and_keeps_its_commit
     assert provisioning.claim_for_restore(snapshot) is None  # nothing left in the pool
 
 
-def test_a_pooled_sandbox_on_a_newer_commit_is_not_restored_into(repo, git_repo):
+def test_a_pooled_sandbox_on_a_newer_commit_is_reset_to_the_snapshots_commit_and_restored_into(repo, git_repo):
+    first = provisioning.provision(provisioning.create_sandbox(repo).pk)
+    original_app = shell(first, "cat app.py")
+    shell(first, "echo agent work > work.txt && rm README.md")
+    snapshot = provisioning.take_snapshot(first.pk)
+    provisioning.terminate(first.pk, "idle")
+    git_repo.commit({"app.py": "print('moved on')\n", "new.txt": "added later\n"}, "the branch moved")
+    pooled = provisioning.provision(provisioning.create_sandbox(repo, pooled=True).pk)
+    assert pooled.synced_commit != first.synced_commit
+
+    claimed = provisioning.claim_for_restore(snapshot)
+    assert claimed.pk == pooled.pk
+    provisioning.apply_snapshot(claimed.pk, snapshot.pk)
+
+    claimed.refresh_from_db()
+    assert claimed.state == State.RUNNING and claimed.synced_commit == first.synced_commit  # for its own snapshots
+    assert shell(claimed, "git rev-parse HEAD").strip() == first.synced_commit
+    # The work is back on the files it was made on: none of the branch's later changes.
+    assert shell(claimed, "cat app.py work.txt image.txt") == original_app + "agent work\nimage\n"
+    assert shell(claimed, "ls") == "app.py\nimage.txt\nwork.txt\n"
+    assert sorted(shell(claimed, "git status --porcelain --untracked-files=all").splitlines()) == [
+        " D README.md", "?? image.txt", "?? work.txt"]
+
+
+def test_a_pooled_sandbox_on_another_image_is_not_restored_into(repo, git_repo):
     first = provisioning.provision(provisioning.create_sandbox(repo).pk)
     snapshot = provisioning.take_snapshot(first.pk)
     git_repo.commit({"app.py": "print('moved on')\n"}, "the branch moved")
+    assert builds.run_build(repo.request_build("newer")[0].pk).status == "ready"
     pooled = provisioning.provision(provisioning.create_sandbox(repo, pooled=True).pk)
-    assert pooled.synced_commit != first.synced_commit
+    assert pooled.image_id != snapshot.image_id
     assert provisioning.claim_for_restore(snapshot) is None
     assert Sandbox.objects.get(pk=pooled.pk).pooled  # still waiting for a new session
+
+
+def test_a_restore_whose_commit_cannot_be_found_ends_the_sandbox_with_the_reason(repo):
+    first = provisioning.provision(provisioning.create_sandbox(repo).pk)
+    snapshot = provisioning.take_snapshot(first.pk)
+    Sandbox.objects.filter(pk=first.pk).update(synced_commit="0" * 40)  # e.g. history rewritten since
+    provisioning.provision(provisioning.create_sandbox(repo, pooled=True).pk)
+    claimed = provisioning.claim_for_restore(snapshot)
+    provisioning.apply_snapshot(claimed.pk, snapshot.pk)
+    claimed.refresh_from_db()
+    assert claimed.state == State.TERMINATED
+    assert f"the snapshot's commit {'0' * 40} is not in the sandbox or its origin" in claimed.end_reason
 
 
 def test_a_restore_into_a_pooled_sandbox_that_fails_ends_it_with_the_reason(repo):
