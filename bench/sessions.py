@@ -207,13 +207,17 @@ def first_token_warm(platform: Platform, session: Session, headers: dict) -> Non
 
 
 def let_go_and_follow_up(platform: Platform, session: Session, headers: dict, text: str,
-                         typed_for: float = 0.0, keep_warm: bool = False) -> dict[str, float]:
+                         typed_for: float = 0.0, keep_warm: bool = False,
+                         moving: Origin | None = None) -> dict[str, float]:
     """Let the session's idle sandbox go, then send a follow-up (after `typed_for` s of writing). With
     `keep_warm` the platform keeps a warm sandbox for it, as it does by default, and the follow-up comes
     once that one is ready and settled: a sandbox is let go after 10 minutes idle, so a follow-up comes
-    later than that. Without, it finds none."""
+    later than that. Without, it finds none. With `moving`, the branch gets a new commit first, so the
+    warm sandbox is synced past the snapshot's commit."""
     current = Session.objects.select_related("sandbox").get(pk=session.pk)
     old, snapshot = current.sandbox, current.last_snapshot_id
+    if moving is not None:
+        moving.new_commit()
     with override_settings(SESSION_IDLE_TIMEOUT_SECONDS=0,
                            SESSION_FOLLOW_UP_WARM_SECONDS=FOLLOW_UP_WARM_SECONDS if keep_warm else 0):
         session_tasks.release_idle_sandboxes()
@@ -221,6 +225,8 @@ def let_go_and_follow_up(platform: Platform, session: Session, headers: dict, te
     if old.state != State.TERMINATED:
         raise RunFailed(f"the idle sandbox was not let go (state {old.state})")
     warm = wait_for_warm_sandbox(session.repo) if keep_warm else None
+    if warm is not None and moving is not None and Sandbox.objects.get(pk=warm.pk).synced_commit != moving.head():
+        raise RunFailed("the warm sandbox was not synced to the branch's new head")
     marks = measure_prompt(platform, session.pk, headers, text, restoring=True, typed_for=typed_for)
     restored = Session.objects.select_related("sandbox").get(pk=session.pk).sandbox
     if restored is None or str(restored.restored_from_id) != str(snapshot):
@@ -283,14 +289,17 @@ def restore_cold(platform: Platform, session: Session, headers: dict) -> None:
     goal("first token after a restore into a new sandbox, p50", p50(firsts), "s", 3)
 
 
-def restore_first_token(platform: Platform, session: Session, headers: dict) -> None:
+def restore_first_token(platform: Platform, session: Session, headers: dict, origin: Origin) -> None:
     """The product's default: once the session's sandbox is let go, the repo keeps a warm one, and the
     follow-up's snapshot is restored into it, its OpenCode already running."""
-    runs = []
+    runs, moved = [], []
     try:
         for run in range(RESTORE_RUNS):
             runs.append(let_go_and_follow_up(platform, session, headers, f"justtext restore run {run}",
                                              keep_warm=True))
+        for run in range(RESTORE_RUNS):
+            moved.append(let_go_and_follow_up(platform, session, headers, f"justtext moved restore run {run}",
+                                              keep_warm=True, moving=origin)["first_token"])
     finally:
         Repo.objects.filter(pk=session.repo_id).update(warm_wanted_until=None)  # the later figures keep none
     firsts = [r["first_token"] for r in runs]
@@ -305,6 +314,9 @@ def restore_first_token(platform: Platform, session: Session, headers: dict) -> 
         ("first_token", "first text_delta on the socket"),
     ], 1, "s")
     goal("first token after a restore, p50", p50(firsts), "s", 3)
+    report("restore_branch_moved_first_token_p50", p50(moved), "s", 3)
+    say(f"the same after the branch got a new commit, so the warm sandbox is synced past the snapshot's commit "
+        f"(its workspace is reset to it first) → first text_delta: {spread(moved, 1, 's')} over {RESTORE_RUNS} runs")
 
 
 def first_token_pooled(repo: Repo, owner) -> None:
@@ -333,7 +345,8 @@ def first_token_pooled(repo: Repo, owner) -> None:
 
 def agent_figures(platform: Platform, root: Path) -> None:
     with stopwatch() as preparing:
-        repo = register(REAL_REPO, Origin(root / "origin", 10, 64 * 1024))
+        origin = Origin(root / "origin", 10, 64 * 1024)
+        repo = register(REAL_REPO, origin)
         build(repo)
     owner = make_user("owner")
     headers = platform.browser_headers(owner)
@@ -347,7 +360,7 @@ def agent_figures(platform: Platform, root: Path) -> None:
     first_token_warm(platform, session, headers)
     restore_cold(platform, session, headers)
     restore_while_typing(platform, session, headers)
-    restore_first_token(platform, session, headers)
+    restore_first_token(platform, session, headers, origin)
     first_token_pooled(repo, owner)
 
 
