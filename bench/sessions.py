@@ -259,7 +259,7 @@ def restore_while_typing(platform: Platform, session: Session, headers: dict) ->
 
 
 def restore_cold(platform: Platform, session: Session, headers: dict) -> None:
-    """No warm sandbox to restore into (none kept, or the branch moved on): a new one starts from the
+    """No warm sandbox to restore into (none kept, or the snapshot is on an older image): a new one starts from the
     snapshot, its OpenCode cold."""
     runs = []
     for run in range(RESTORE_RUNS):

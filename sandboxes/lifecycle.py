@@ -115,7 +115,8 @@ class PoolPlan:
 
 def pool_target(pool_size: int, warm_wanted_until: datetime | None, now: datetime) -> int:
     """How many unclaimed sandboxes to keep: the repo's pool size, and at least one while someone
-    writes a new session's first prompt (it is retired as an extra once that wish has expired)."""
+    writes a new session's first prompt, or for a while after a session's sandbox was let go (a
+    follow-up restores into it); it is retired as an extra once that wish has expired."""
     if warm_wanted_until is not None and now < warm_wanted_until:
         return max(pool_size, 1)
     return pool_size
@@ -140,6 +141,7 @@ class SnapshotFacts:
     image_id: int
     synced_commit: str  # the commit its workspace was synced to before the session's changes ("" unknown)
     applies_live: bool  # its backend can apply a snapshot to a running sandbox
+    reset_failed: bool = False  # restoring it into a sandbox on another commit failed before
 
 
 @dataclass(frozen=True)
@@ -154,17 +156,19 @@ def restore_target(snapshot: SnapshotFacts, warm: list[WarmSandbox]) -> str | No
     """Which warm pooled sandbox a follow-up's snapshot is restored into, or None for a new sandbox
     started from it. A ready one on the snapshot's image: its OpenCode already runs (a new one starts
     cold, seconds). One on the snapshot's commit first; one synced to another (the branch moved on) has
-    its workspace reset to the snapshot's commit before the changes land (`restore_checkout`). Never one
-    on another image: the files its setup made, outside git, are not those the snapshot was made over."""
+    its workspace reset to the snapshot's commit before the changes land (`restore_reset_to`), unless such
+    a reset failed for this snapshot before (its commit could not be found: then a new sandbox, which has
+    it). Never one on another image: the files its setup made, outside git, are not those the snapshot
+    was made over."""
     if not snapshot.applies_live or not snapshot.synced_commit:
         return None
     ready = [m for m in warm if m.state == State.READY and m.image_id == snapshot.image_id]
     same_commit = [m for m in ready if m.synced_commit == snapshot.synced_commit]
-    chosen = (same_commit or ready)[:1]
+    chosen = (same_commit or ([] if snapshot.reset_failed else ready))[:1]
     return chosen[0].sandbox_id if chosen else None
 
 
-def restore_checkout(snapshot_commit: str, sandbox_commit: str) -> str:
+def restore_reset_to(snapshot_commit: str, sandbox_commit: str) -> str:
     """The commit to reset a warm sandbox's workspace to before a snapshot is applied ("": none)."""
     return snapshot_commit if snapshot_commit and snapshot_commit != sandbox_commit else ""
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -21,6 +22,8 @@ from sandboxes.models import Repo, Sandbox, Snapshot
 from sandboxes.signals import sandbox_phase_changed
 
 logger = logging.getLogger(__name__)
+# How a sandbox ends whose restore over another commit failed; the snapshot's next restore then avoids that.
+RESET_RESTORE_FAILED = "restoring the snapshot over another commit failed"
 # How long a sandbox is kept warm for someone writing a new session's prompt (the page asks again
 # every 30 s while they write).
 WARM_WANTED_FOR = timedelta(minutes=3)
@@ -161,6 +164,8 @@ def claim_for_restore(snapshot: Snapshot) -> Sandbox | None:
     claimed and marked as restored from it; None when there is none."""
     facts = lifecycle.SnapshotFacts(
         snapshot.image_id, snapshot_base_commit(snapshot), get_backend(snapshot.backend).applies_snapshots_live,
+        reset_failed=Sandbox.objects.filter(restored_from=snapshot, end_reason__startswith=RESET_RESTORE_FAILED)
+        .exists(),
     )
     warm = [
         lifecycle.WarmSandbox(str(pk), image_id, state, commit)
@@ -186,14 +191,14 @@ def apply_snapshot(sandbox_id: uuid.UUID, snapshot_id: uuid.UUID) -> None:
     if sandbox is None or snapshot is None or sandbox.state not in State.LIVE:
         return
     base = snapshot_base_commit(snapshot)
+    reset_to = lifecycle.restore_reset_to(base, sandbox.synced_commit)
     try:
         get_backend(sandbox.backend).apply_snapshot(
-            sandbox.backend_ref, snapshot.backend_ref, RESTORE_SKIP, RESTORE_ASIDE, RESTORE_DONE,
-            checkout=lifecycle.restore_checkout(base, sandbox.synced_commit),
+            sandbox.backend_ref, snapshot.backend_ref, RESTORE_SKIP, RESTORE_ASIDE, RESTORE_DONE, reset_to=reset_to,
         )
     except BackendError as e:
         logger.warning("restoring snapshot %s into sandbox %s failed: %s", snapshot.pk, sandbox.pk, e)
-        terminate(sandbox.pk, str(e))
+        terminate(sandbox.pk, f"{RESET_RESTORE_FAILED} ({e})" if reset_to else str(e))
         return
     if base:  # its own snapshots are made over the snapshot's commit now, whatever it was synced to
         Sandbox.objects.filter(pk=sandbox.pk).update(synced_commit=base)
@@ -222,11 +227,13 @@ def want_warm(repo: Repo, wanted_for: timedelta = WARM_WANTED_FOR) -> None:
 
 def fill_pool(repo: Repo) -> tuple[list[Sandbox], list[str]]:
     """Create the sandboxes the pool lacks; return them (to provision) and the ids to retire."""
-    plan = pool_changes(repo)
-    if plan.retire:
-        Sandbox.objects.filter(pk__in=plan.retire).update(pooled=False)
-    created = [create_sandbox(repo, pooled=True) for _ in range(plan.start)]
-    return created, plan.retire
+    with transaction.atomic():
+        list(Repo.objects.select_for_update().filter(pk=repo.pk).values_list("pk", flat=True))  # one fill at a time
+        plan = pool_changes(repo)
+        # Only those still in the pool: one a session claimed meanwhile is the session's now.
+        retired = [pk for pk in plan.retire if Sandbox.objects.filter(pk=pk, pooled=True).update(pooled=False)]
+        created = [create_sandbox(repo, pooled=True) for _ in range(plan.start)]
+    return created, retired
 
 
 def reap(now=None) -> list[tuple[str, str]]:

@@ -40,8 +40,17 @@ def should_release(facts: IdleFacts, now: datetime, idle_timeout: timedelta) -> 
     )
 
 
-def keep_warm_after_release(keep_for: timedelta, restores_into_running: bool, archived: bool) -> bool:
+@dataclass(frozen=True)
+class ReleasedFacts:
+    restores_into_running: bool  # the sandbox's backend can apply a snapshot to a running sandbox
+    archived: bool
+    snapshot_on_current_image: bool  # the pool's sandboxes start on the current image only
+
+
+def keep_warm_after_release(keep_for: timedelta, facts: ReleasedFacts) -> bool:
     """After a session's sandbox is let go, should its repo keep a warm sandbox for a follow-up? Only
-    where a snapshot can be restored into a running sandbox (its OpenCode already up, seconds saved),
-    and only if a follow-up can come (an archived session takes none)."""
-    return restores_into_running and not archived and keep_for > timedelta(0)
+    where the follow-up could restore into it (its OpenCode already up, seconds saved): a backend that
+    applies snapshots to running sandboxes, a snapshot on the image the pool starts from, and a session
+    that takes follow-ups (not an archived one)."""
+    return (keep_for > timedelta(0) and facts.restores_into_running and facts.snapshot_on_current_image
+            and not facts.archived)

@@ -51,20 +51,31 @@ def snapshot_if_idle(session_id: int) -> None:
 def release_idle_sandboxes() -> None:
     now = timezone.now()
     timeout = timedelta(seconds=settings.SESSION_IDLE_TIMEOUT_SECONDS)
-    for session in Session.objects.select_related("sandbox", "last_snapshot").filter(sandbox__isnull=False):
+    warm_repos = set()
+    sessions = Session.objects.select_related("sandbox", "last_snapshot", "repo").filter(sandbox__isnull=False)
+    for session in sessions:
         if lifecycle.should_release(idle_facts(session), now, timeout):
             minutes = int(timeout.total_seconds() // 60)
             provisioning.terminate(session.sandbox_id, f"the session was idle for {minutes} minutes")
-            keep_warm_for_follow_ups(session)
+            if keep_warm_for_follow_ups(session):
+                warm_repos.add(session.repo_id)
+    for repo_id in warm_repos:  # one fill per repo, however many of its sessions were let go
+        sandbox_tasks.fill_warm_pool.delay(repo_id)
 
 
-def keep_warm_for_follow_ups(session: Session) -> None:
+def keep_warm_for_follow_ups(session: Session) -> bool:
     """A follow-up to a session whose sandbox was let go restores its snapshot into a warm sandbox of
-    the repo when one is ready on the same image and commit (seconds sooner than a new one), so the
-    repo's pool keeps one for a while (docs/sessions.md)."""
+    the repo when one is ready on the snapshot's image (seconds sooner than a new one), so the repo's
+    pool keeps one for a while (docs/sessions.md). True when it asked for one."""
     keep_for = timedelta(seconds=settings.SESSION_FOLLOW_UP_WARM_SECONDS)
-    backend = get_backend(session.sandbox.backend)
-    archived = session.status == Session.Status.ARCHIVED
-    if lifecycle.keep_warm_after_release(keep_for, backend.applies_snapshots_live, archived):
-        provisioning.want_warm(session.repo, keep_for)
-        sandbox_tasks.fill_warm_pool.delay(session.repo_id)
+    current = session.repo.current_image()
+    snapshot = session.last_snapshot
+    facts = lifecycle.ReleasedFacts(
+        restores_into_running=get_backend(session.sandbox.backend).applies_snapshots_live,
+        archived=session.status == Session.Status.ARCHIVED,
+        snapshot_on_current_image=bool(snapshot and current and snapshot.image_id == current.pk),
+    )
+    if not lifecycle.keep_warm_after_release(keep_for, facts):
+        return False
+    provisioning.want_warm(session.repo, keep_for)
+    return True

@@ -100,12 +100,12 @@ class SandboxBackend(ABC):
     applies_snapshots_live: bool = False
 
     def apply_snapshot(self, sandbox_ref: str, snapshot_ref: str, skip: tuple[str, ...],
-                       aside: dict[str, str], done: str, checkout: str = "") -> None:
+                       aside: dict[str, str], done: str, reset_to: str = "") -> None:
         """Bring a running sandbox's home to a snapshot taken on the same image: its changes written, its
         deletions made, except the `skip` paths (the running services' own state). Files at `aside` paths
         go to the path given instead; `done` is written last. Paths are relative to the home. With a
-        `checkout` commit, the workspace is first reset to it (the commit the snapshot was made on, where
-        the sandbox was synced to another)."""
+        `reset_to` commit, the workspace is first reset to it (the commit the snapshot was made on, where
+        the sandbox was synced to another). Applied once: a second call (a task redelivered) does nothing."""
         raise BackendError(f"the {self.name} backend cannot restore a snapshot into a running sandbox")
 
     @abstractmethod

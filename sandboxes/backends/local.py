@@ -42,7 +42,7 @@ from sandboxes.backends.base import (
     StartRequest,
 )
 from sandboxes.backends.processes import run_streaming
-from sandboxes.bridge.config import SANDBOX_HOME, SANDBOX_WORKSPACE
+from sandboxes.bridge.config import RESTORE_RESUMED, SANDBOX_HOME, SANDBOX_WORKSPACE
 
 HOME = str(SANDBOX_HOME)
 WORKSPACE = str(SANDBOX_WORKSPACE)
@@ -405,14 +405,14 @@ class LocalBackend(SandboxBackend):
         return SnapshotInfo(ref=snapshot_id, size_bytes=dir_size(target / "upper"))
 
     def apply_snapshot(self, sandbox_ref: str, snapshot_ref: str, skip: tuple[str, ...],
-                       aside: dict[str, str], done: str, checkout: str = "") -> None:
+                       aside: dict[str, str], done: str, reset_to: str = "") -> None:
         saved = self.snapshots / snapshot_ref / "upper"
         if not saved.is_dir():
             raise BackendError(f"snapshot {snapshot_ref} is not on this machine")
         # The copy runs as a command of the sandbox (see local_apply.py), the snapshot mounted read-only.
         source = "/opt/inspect-snapshot"
         plan = {"source": source, "home": HOME, "skip": list(skip), "aside": aside, "done": done,
-                "opaque": opaque_folders(saved), "checkout": checkout}
+                "opaque": opaque_folders(saved), "reset_to": reset_to, "applied": [done, RESTORE_RESUMED]}
         command = ["python3", "-I", "-c", APPLY_SCRIPT.read_text(), json.dumps(plan)]
         result = run_streaming([*self._enter(sandbox_ref, None, mounts={source: str(saved)}), *command], timeout=600)
         if result.exit_code != 0:

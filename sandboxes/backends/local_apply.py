@@ -10,21 +10,25 @@ purpose: it is handed to `python3 -c` and must not import anything of the projec
 
 A sandbox synced to another commit than the snapshot's (the branch moved on since) first has its
 workspace reset to the snapshot's commit, fetched from the origin if the sandbox lacks it, so the
-snapshot's changes land on the very files they were made on.
+snapshot's changes land on the very files they were made on. Once the snapshot is in (any of the
+`applied` files exists), a second run does nothing: the agent may be working on those files already.
 
 argv[1]: a JSON plan {"source": snapshot folder, "home": the sandbox's home, "skip": [paths left
 alone], "aside": {path: where it goes instead}, "opaque": [paths], "done": path written last,
-"checkout": a commit, or ""}; paths relative to the home.
+"applied": [paths], "reset_to": a commit id, or ""}; paths relative to the home.
 """
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
 import sys
+import time
 
 WORKSPACE = "workspace"  # the repo's folder in the home, as everywhere (sync_script)
+GIT_TIMEOUT = 60  # seconds; the bridge waits 120 s for the files
 
 
 def remove(path: str) -> None:
@@ -80,25 +84,39 @@ def apply(source: str, target: str, rel: str, plan: dict, only_aside: bool = Fal
                 apply(entry.path, destination, path, plan)
 
 
-def check_out(home: str, commit: str) -> None:
-    """Reset the workspace to `commit` (tracked files and the index; untracked ones stay)."""
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", "-C", os.path.join(home, WORKSPACE), *args], capture_output=True, text=True)
+def git(home: str, *args: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["git", "-C", os.path.join(home, WORKSPACE), *args], capture_output=True, text=True,
+                              timeout=GIT_TIMEOUT, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(args, 1, "", f"git {args[0]} took over {GIT_TIMEOUT} s")
 
-    if git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
-        fetched = git("fetch", "--quiet", "--no-tags", "origin", commit)
+
+def reset_workspace(home: str, commit: str) -> None:
+    """Reset the workspace to `commit` (tracked files and the index; untracked ones stay)."""
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):
+        sys.exit(f"not a commit id: {commit!r}")
+    if git(home, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+        fetched = git(home, "fetch", "--quiet", "--no-tags", "origin", "--end-of-options", commit)
         if fetched.returncode != 0:
             sys.exit(f"the snapshot's commit {commit} is not in the sandbox or its origin: {fetched.stderr.strip()}")
-    reset = git("reset", "--quiet", "--hard", commit)
-    if reset.returncode != 0:
-        sys.exit(f"resetting the workspace to {commit} failed: {reset.stderr.strip()}")
+    for attempt in range(5):  # VS Code's git extension may hold the index's lock for a moment
+        reset = git(home, "reset", "--quiet", "--hard", commit, "--")
+        if reset.returncode == 0:
+            return
+        if "index.lock" not in reset.stderr:
+            break
+        time.sleep(0.2 * (attempt + 1))
+    sys.exit(f"resetting the workspace to {commit} failed: {reset.stderr.strip()}")
 
 
 def main() -> None:
     plan = json.loads(sys.argv[1])
     plan["opaque"] = set(plan["opaque"])
-    if plan.get("checkout"):
-        check_out(plan["home"], plan["checkout"])
+    if any(os.path.lexists(os.path.join(plan["home"], path)) for path in plan["applied"]):
+        return  # applied already (a task run twice)
+    if plan["reset_to"]:
+        reset_workspace(plan["home"], plan["reset_to"])
     apply(plan["source"], plan["home"], "", plan)
     done = os.path.join(plan["home"], plan["done"])
     os.makedirs(os.path.dirname(done), exist_ok=True)

@@ -131,9 +131,13 @@ def test_a_pooled_sandbox_on_another_commit_is_used_when_none_is_on_the_snapshot
     assert lifecycle.restore_target(SNAPSHOT, [newer, same]) == "same-commit"
     assert lifecycle.restore_target(SNAPSHOT, [newer]) == "newer-head"
     # ... whose workspace is reset to the snapshot's commit first.
-    assert lifecycle.restore_checkout("abc", "def") == "abc"
-    assert lifecycle.restore_checkout("abc", "abc") == ""
-    assert lifecycle.restore_checkout("", "def") == ""
+    assert lifecycle.restore_reset_to("abc", "def") == "abc"
+    assert lifecycle.restore_reset_to("abc", "abc") == ""
+    assert lifecycle.restore_reset_to("", "def") == ""
+    # Once such a reset failed for the snapshot (its commit not found), only its own commit will do.
+    failed = lifecycle.SnapshotFacts(image_id=7, synced_commit="abc", applies_live=True, reset_failed=True)
+    assert lifecycle.restore_target(failed, [newer]) is None
+    assert lifecycle.restore_target(failed, [newer, same]) == "same-commit"
 
 
 def test_no_restore_into_the_pool_without_a_known_commit_or_a_backend_that_can():

@@ -7,10 +7,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from sandboxes import builds, provisioning
+from sandboxes import builds, lifecycle, provisioning
 from sandboxes.backends import get_backend
 from sandboxes.lifecycle import State
-from sandboxes.models import Repo, Sandbox
+from sandboxes.models import Repo, Sandbox, Snapshot
 from tests.support.listener import Listener
 
 pytestmark = pytest.mark.django_db
@@ -116,6 +116,45 @@ def test_a_pooled_sandbox_on_a_newer_commit_is_reset_to_the_snapshots_commit_and
         " D README.md", "?? image.txt", "?? work.txt"]
 
 
+def test_a_pooled_sandbox_behind_the_snapshot_fetches_its_commit_and_keeps_the_agents_branch(repo, git_repo):
+    pooled = provisioning.provision(provisioning.create_sandbox(repo, pooled=True).pk)  # synced before the move
+    head = git_repo.commit({"app.py": "print('moved on')\n"}, "the branch moved")
+    first = provisioning.provision(provisioning.create_sandbox(repo).pk)
+    assert first.synced_commit == head != pooled.synced_commit
+    shell(first, "git checkout -q -b agent-work && echo done > work.txt && git add work.txt && "
+                 "git -c user.name=a -c user.email=a@example.com commit -qm 'the agent commits' && echo more >> app.py")
+    snapshot = provisioning.take_snapshot(first.pk)
+
+    claimed = provisioning.claim_for_restore(snapshot)
+    assert claimed.pk == pooled.pk
+    provisioning.apply_snapshot(claimed.pk, snapshot.pk)
+    claimed.refresh_from_db()
+    assert claimed.state == State.RUNNING and claimed.synced_commit == head
+    assert shell(claimed, "git rev-parse --abbrev-ref HEAD; git log --format=%s -2").split("\n")[:3] == [
+        "agent-work", "the agent commits", "the branch moved"]
+    assert shell(claimed, "cat app.py") == "print('moved on')\nmore\n"
+    assert shell(claimed, "git status --porcelain") == " M app.py\n?? image.txt\n"
+    shell(claimed, "git fsck --no-progress --no-dangling")
+
+    # Applied once: run again (a redelivered task), it leaves the agent's later work alone.
+    shell(claimed, "echo later > app.py")
+    Sandbox.objects.filter(pk=claimed.pk).update(synced_commit=pooled.synced_commit)
+    provisioning.apply_snapshot(claimed.pk, snapshot.pk)
+    assert shell(claimed, "cat app.py") == "later\n"
+
+
+def test_a_restore_refuses_a_commit_that_is_not_a_commit_id(repo, git_repo):
+    first = provisioning.provision(provisioning.create_sandbox(repo).pk)
+    snapshot = provisioning.take_snapshot(first.pk)
+    Sandbox.objects.filter(pk=first.pk).update(synced_commit="--upload-pack=touch /tmp/ran")  # an option to git
+    snapshot = Snapshot.objects.get(pk=snapshot.pk)
+    provisioning.provision(provisioning.create_sandbox(repo, pooled=True).pk)
+    claimed = provisioning.claim_for_restore(snapshot)
+    provisioning.apply_snapshot(claimed.pk, snapshot.pk)
+    claimed.refresh_from_db()
+    assert claimed.state == State.TERMINATED and "not a commit id: '--upload-pack" in claimed.end_reason
+
+
 def test_a_pooled_sandbox_on_another_image_is_not_restored_into(repo, git_repo):
     first = provisioning.provision(provisioning.create_sandbox(repo).pk)
     snapshot = provisioning.take_snapshot(first.pk)
@@ -131,12 +170,16 @@ def test_a_restore_whose_commit_cannot_be_found_ends_the_sandbox_with_the_reason
     first = provisioning.provision(provisioning.create_sandbox(repo).pk)
     snapshot = provisioning.take_snapshot(first.pk)
     Sandbox.objects.filter(pk=first.pk).update(synced_commit="0" * 40)  # e.g. history rewritten since
+    snapshot = Snapshot.objects.get(pk=snapshot.pk)
     provisioning.provision(provisioning.create_sandbox(repo, pooled=True).pk)
     claimed = provisioning.claim_for_restore(snapshot)
     provisioning.apply_snapshot(claimed.pk, snapshot.pk)
     claimed.refresh_from_db()
     assert claimed.state == State.TERMINATED
     assert f"the snapshot's commit {'0' * 40} is not in the sandbox or its origin" in claimed.end_reason
+    # The next follow-up does not try that again: it restores into a new sandbox, which has the commit.
+    provisioning.provision(provisioning.create_sandbox(repo, pooled=True).pk)
+    assert provisioning.claim_for_restore(snapshot) is None
 
 
 def test_a_restore_into_a_pooled_sandbox_that_fails_ends_it_with_the_reason(repo):
@@ -215,11 +258,33 @@ def test_writing_a_prompt_warms_a_sandbox_which_the_session_claims_even_before_i
     assert sandbox.state == State.PROVISIONING and sandbox.claimed_at is not None
     assert provisioning.provision(sandbox.pk).state == State.READY  # its start goes on, now for the session
 
+    # A longer wish (a session's sandbox was let go) extends it; a shorter one never cuts it down.
+    provisioning.want_warm(repo, timedelta(hours=1))
+    assert repo.warm_wanted_until - timezone.now() > timedelta(minutes=59)
+    provisioning.want_warm(repo)
+    assert repo.warm_wanted_until - timezone.now() > timedelta(minutes=59)
+
     # Once the wish expires, a warm sandbox nobody claimed is retired as an extra.
     provisioning.want_warm(repo)
     [unclaimed] = provisioning.fill_pool(repo)[0]
     Repo.objects.filter(pk=repo.pk).update(warm_wanted_until=timezone.now() - timedelta(seconds=1))
     assert provisioning.fill_pool(Repo.objects.get(pk=repo.pk)) == ([], [str(unclaimed.pk)])
+
+
+def test_a_sandbox_claimed_while_the_pool_is_planned_is_not_retired(repo, monkeypatch):
+    repo.warm_pool_size = 1
+    repo.save()
+    [member] = fill_and_start(repo)
+    real_changes = provisioning.pool_changes
+
+    def claimed_meanwhile(repo):
+        plan = real_changes(repo)
+        assert Sandbox.claim(member.pk, State.READY)  # a follow-up takes it between the plan and the retiring
+        return lifecycle.PoolPlan(start=plan.start, retire=[str(member.pk)])
+
+    monkeypatch.setattr(provisioning, "pool_changes", claimed_meanwhile)
+    assert provisioning.fill_pool(repo)[1] == []
+    assert Sandbox.objects.get(pk=member.pk).state == State.RUNNING
 
 
 def test_a_ready_pooled_sandbox_is_claimed_before_a_starting_one(repo):

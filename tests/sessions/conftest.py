@@ -62,8 +62,9 @@ def repo() -> Repo:
 def make_sandbox(repo):
     def make(state: str = State.READY, pooled: bool = False, **fields) -> Sandbox:
         now = timezone.now()
-        return Sandbox.objects.create(repo=repo, image=repo.current_image(), state=state, pooled=pooled,
-                                      backend="local", backend_ref="ref", ready_at=now, **fields)
+        fields = {"image": repo.current_image(), **fields}
+        return Sandbox.objects.create(repo=repo, state=state, pooled=pooled, backend="local", backend_ref="ref",
+                                      ready_at=now, **fields)
 
     return make
 

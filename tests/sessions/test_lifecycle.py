@@ -9,7 +9,7 @@ from django.utils import timezone
 from sandboxes import provisioning
 from sandboxes import tasks as sandbox_tasks
 from sandboxes.lifecycle import State
-from sandboxes.models import Repo, Sandbox, Snapshot
+from sandboxes.models import Repo, RepoImage, Sandbox, Snapshot
 from sessions import lifecycle, services, tasks
 from sessions.models import Prompt, Session
 
@@ -64,10 +64,18 @@ def test_a_restored_sandbox_has_nothing_new_until_a_prompt_runs_in_it(session, u
 
 def test_a_warm_sandbox_is_kept_for_follow_ups_only_where_one_can_be_restored_into():
     hour = timedelta(hours=1)
-    assert lifecycle.keep_warm_after_release(hour, restores_into_running=True, archived=False)
-    assert not lifecycle.keep_warm_after_release(timedelta(0), True, False)  # turned off
-    assert not lifecycle.keep_warm_after_release(hour, False, False)  # its backend restores into new sandboxes only
-    assert not lifecycle.keep_warm_after_release(hour, True, True)  # an archived session takes no follow-up
+
+    def released(**changes) -> lifecycle.ReleasedFacts:
+        base = dict(restores_into_running=True, archived=False, snapshot_on_current_image=True)
+        return lifecycle.ReleasedFacts(**{**base, **changes})
+
+    assert lifecycle.keep_warm_after_release(hour, released())
+    assert not lifecycle.keep_warm_after_release(timedelta(0), released())  # turned off
+    # Its backend restores into new sandboxes only; the pool starts on a newer image than the snapshot's;
+    # an archived session takes no follow-up.
+    for facts in (released(restores_into_running=False), released(snapshot_on_current_image=False),
+                  released(archived=True)):
+        assert not lifecycle.keep_warm_after_release(hour, facts)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -76,17 +84,24 @@ def test_letting_an_idle_sandbox_go_keeps_one_warm_for_a_follow_up(session, make
     monkeypatch.setattr(sandbox_tasks.fill_warm_pool, "delay", sandbox_tasks.fill_warm_pool)  # as the worker would
     settings.SESSION_FOLLOW_UP_WARM_SECONDS = 3600
 
-    def let_go(session: Session) -> Sandbox:
-        sandbox = make_sandbox(State.READY)
+    def idle(session: Session, image=None) -> Sandbox:
+        sandbox = make_sandbox(State.READY, image=image or repo.current_image())
         snapshot = Snapshot.objects.create(repo=repo, image=sandbox.image, sandbox=sandbox, backend="local",
                                            backend_ref="snap")
         Session.objects.filter(pk=session.pk).update(sandbox=sandbox, last_snapshot=snapshot,
                                                      last_activity_at=timezone.now() - timedelta(minutes=11))
+        return sandbox
+
+    def let_go(session: Session, image=None) -> Sandbox:
+        sandbox = idle(session, image)
         tasks.release_idle_sandboxes()
         sandbox.refresh_from_db()
         assert sandbox.state == State.TERMINATED and "idle for 10 minutes" in sandbox.end_reason
         return sandbox
 
+    # Two sessions of the repo let go at once: one warm sandbox for both.
+    other = Session.objects.create(repo=repo, creator=session.creator, status=Session.Status.IDLE)
+    idle(other)
     let_go(session)
     [warm] = Sandbox.objects.filter(repo=repo, pooled=True, state=State.PROVISIONING)
     assert provisions == [str(warm.pk)]
@@ -104,6 +119,10 @@ def test_letting_an_idle_sandbox_go_keeps_one_warm_for_a_follow_up(session, make
     settings.SESSION_FOLLOW_UP_WARM_SECONDS = 0
     let_go(session)
     settings.SESSION_FOLLOW_UP_WARM_SECONDS = 3600
+    older = repo.current_image()
+    RepoImage.objects.create(repo=repo, status=RepoImage.Status.READY, backend="local", backend_ref="img2",
+                             commit_sha="def456", finished_at=timezone.now())
+    let_go(session, image=older)  # a snapshot on an older image than the pool's: none of its sandboxes would do
     Session.objects.filter(pk=session.pk).update(status=Session.Status.ARCHIVED)
     let_go(session)
     assert not Sandbox.objects.filter(repo=repo, pooled=True).exists()
