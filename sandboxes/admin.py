@@ -21,7 +21,7 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from sandboxes import tasks
+from sandboxes import lifecycle, tasks
 from sandboxes.forms import RepoForm, RepoSecretForm
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, RepoImage, RepoSecret, Sandbox, Snapshot
@@ -157,7 +157,7 @@ class RepoAdmin(admin.ModelAdmin):
             "pool_starting": len(pool) - pool_ready,
             # A new session's prompt being written, or a follow-up that may come: the pool keeps one.
             "warm_wanted_until": (
-                repo.warm_wanted_until if repo.warm_wanted_until and repo.warm_wanted_until > timezone.now() else None
+                repo.warm_wanted_until if lifecycle.warm_wanted(repo.warm_wanted_until, timezone.now()) else None
             ),
         }
 

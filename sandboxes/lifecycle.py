@@ -113,13 +113,16 @@ class PoolPlan:
     retire: list[str] = field(default_factory=list)
 
 
+def warm_wanted(warm_wanted_until: datetime | None, now: datetime) -> bool:
+    """Is a repo's wish for a warm sandbox still on (someone writes a new session's first prompt, or a
+    session's sandbox was let go a while ago and a follow-up may come)?"""
+    return warm_wanted_until is not None and now < warm_wanted_until
+
+
 def pool_target(pool_size: int, warm_wanted_until: datetime | None, now: datetime) -> int:
-    """How many unclaimed sandboxes to keep: the repo's pool size, and at least one while someone
-    writes a new session's first prompt, or for a while after a session's sandbox was let go (a
-    follow-up restores into it); it is retired as an extra once that wish has expired."""
-    if warm_wanted_until is not None and now < warm_wanted_until:
-        return max(pool_size, 1)
-    return pool_size
+    """How many unclaimed sandboxes to keep: the repo's pool size, and at least one while a warm one is
+    wanted (`warm_wanted`); it is retired as an extra once that wish has expired."""
+    return max(pool_size, 1) if warm_wanted(warm_wanted_until, now) else pool_size
 
 
 def pool_plan(target_size: int, current_image_id: int | None, members: list[PoolMember]) -> PoolPlan:

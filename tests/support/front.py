@@ -29,10 +29,11 @@ class FrontServer:
         return front + "".join(daphne.log() for daphne in self.daphnes)
 
     def start(self) -> "FrontServer":
+        workspace_listen = f"127.0.0.1:{self.workspace_port}" if self.workspace_port else None
         config = front_config.write(self.run_dir, listen=f"127.0.0.1:{self.port}",
                                     daphnes=[f"127.0.0.1:{daphne.port}" for daphne in self.daphnes], workers=1,
                                     error_log=str(self.log_path),
-                                    workspace_listen=self.workspace_url and f"127.0.0.1:{self.workspace_port}")
+                                    workspace_listen=workspace_listen)
         self.process = subprocess.Popen([front_config.nginx_binary(), "-e", str(self.log_path), "-p",
                                          str(self.run_dir), "-c", str(config)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

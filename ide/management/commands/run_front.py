@@ -6,6 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from ide import front_config
+from ide.paths import is_port
 from inspect_site.web import daphne_sockets
 
 
@@ -20,11 +21,10 @@ def default_workspace_listen(listen: str) -> str | None:
     """The workspace origin beside `listen` ("127.0.0.1:8000" or "8000"): the same host, on $WORKSPACE_PORT or
     the next port. None beside a unix socket: nginx's port map needs a TCP port."""
     host, _, port = listen.rpartition(":")
-    if listen.startswith("unix:") or not port.isdigit():
+    if listen.startswith("unix:") or not is_port(port):
         return None
     workspace_port = os.environ.get("WORKSPACE_PORT") or str(int(port) + 1)
     return f"{host}:{workspace_port}" if host else workspace_port
-
 
 
 class Command(BaseCommand):
