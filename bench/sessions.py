@@ -23,6 +23,7 @@ from bench._live import (
     opencode_log,
 )
 from bench._model_hop import model_proxy_hop
+from bench._opencode_alone import BareOpenCode
 from bench._simulated import SIMULATED_REPO, concurrent, end_simulated, fanout
 from sandboxes import provisioning
 from sandboxes.lifecycle import State
@@ -179,20 +180,30 @@ def phase_lines(runs: list[dict[str, float]], phases: list[tuple[str, str]], sca
 # --- warm sandbox and restore ------------------------------------------------------------------
 
 
-def first_token_warm(platform: Platform, session: Session, headers: dict) -> None:
-    runs = []
-    for run in range(WARM_RUNS):
-        before = Session.objects.get(pk=session.pk).last_snapshot_id
-        runs.append(measure_prompt(platform, session.pk, headers, f"justtext warm run {run}"))
-        wait_until_saved(session.pk, before)
+def first_token_warm(platform: Platform, session: Session, headers: dict, origin: Origin, root: Path) -> None:
+    """Warm prompts through the platform, each paired with the same prompt to OpenCode alone (outside any
+    sandbox, straight on the scripted model) just before it: the floor the platform adds its own part to."""
+    runs, bare_runs = [], []
+    with BareOpenCode(platform.model, origin.path, root) as bare:
+        bare.prompt("justtext warm-up")  # OpenCode's first prompt loads its model code: not counted
+        for run in range(WARM_RUNS):
+            bare_runs.append(bare.prompt(f"justtext warm run {run}"))
+            before = Session.objects.get(pk=session.pk).last_snapshot_id
+            runs.append(measure_prompt(platform, session.pk, headers, f"justtext warm run {run}"))
+            wait_until_saved(session.pk, before)
     firsts = [r["first_token"] for r in runs]
+    alone = [r["first_token"] for r in bare_runs]
     report("first_token_warm_p50", p50(firsts) * 1000, "ms", 1)
+    report("first_token_opencode_alone_p50", p50(alone) * 1000, "ms", 1)
+    report("first_token_warm_overhead_p50", p50([f - a for f, a in zip(firsts, alone, strict=True)]) * 1000, "ms", 1)
     for key in ("ok", "prompt_started", "model_request", "first_token_stored"):
         values = [r[key] for r in runs if key in r]
         if values:
             report(f"first_token_warm_{key}_p50", p50(values) * 1000, "ms", 1)
     say(f"submit → first text_delta on the socket, warm sandbox: {spread(firsts, 1000, 'ms')} over {WARM_RUNS} runs "
         f"(after one warm-up prompt; each run starts once the snapshot after the previous one is taken)")
+    say(f"the same prompts to OpenCode alone, each just before: {spread(alone, 1000, 'ms')} (no sandbox, bridge, "
+        f"control plane or proxy); the platform's part is the paired difference")
     say("split, from sending {\"type\": \"prompt\"} on the socket (each line: time since the send):")
     phase_lines(runs, [
         ("ok", "`ok` back (prompt stored, queue decided, command sent)"),
@@ -202,6 +213,11 @@ def first_token_warm(platform: Platform, session: Session, headers: dict) -> Non
         ("model_request", "the request reaches the scripted model (via the proxy)"),
         ("first_token_stored", "first text_delta stored (Event.created_at)"),
         ("first_token", "first text_delta on the socket"),
+    ], 1000, "ms")
+    say("OpenCode alone, from its prompt_async:")
+    phase_lines(bare_runs, [
+        ("model_request", "the request reaches the scripted model (straight)"),
+        ("first_token", "first text delta on OpenCode's event stream"),
     ], 1000, "ms")
     goal("first token, warm sandbox, p50", p50(firsts) * 1000, "ms", 100)
 
@@ -357,7 +373,7 @@ def agent_figures(platform: Platform, root: Path) -> None:
     say(f"small repo (10 files), image built in {preparing():.1f} s; warm-up, not counted: a sandbox provisioned, "
         f"its bridge and OpenCode started, a first prompt answered and snapshotted in {warming():.1f} s "
         f"(OpenCode's first prompt after it starts takes seconds)")
-    first_token_warm(platform, session, headers)
+    first_token_warm(platform, session, headers, origin, root)
     restore_cold(platform, session, headers)
     restore_while_typing(platform, session, headers)
     restore_first_token(platform, session, headers, origin)

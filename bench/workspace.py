@@ -26,6 +26,7 @@ from tests.support.live_server import free_port
 
 IDE_RUNS = 5
 DESKTOP_RUNS = 7
+LOAD_RUNS = 5  # fresh browsers loading a running VS Code, through the proxy and straight, in turn
 ASSET_RUNS = 21
 REPO = "bench-workspace"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
@@ -288,10 +289,13 @@ def run() -> None:
             report("desktop_connect_p50", p50(desktop), "s")
             say(spread(desktop, unit="s"))
 
+            # The floor under ide_ready: VS Code already running and nothing starting, a fresh browser alone.
             loads = {True: [], False: []}
-            for _ in range(3):
+            for _ in range(LOAD_RUNS):
                 for direct_load in (False, True):
                     loads[direct_load].append(workbench_load(platform, browser, user, session, direct_load))
+            report("vscode_load_direct_p50", p50(loads[True]), "s")
+            report("vscode_load_proxied_p50", p50(loads[False]), "s")
             say(f"VS Code already running, a fresh browser until its explorer lists the repo: through the proxy "
                 f"{spread(loads[False], unit='s')}; straight from code-server {spread(loads[True], unit='s')}")
 
