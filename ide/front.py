@@ -7,7 +7,8 @@ origin and socket-or-not (ide/nginx/inspect_front.lua). The answer is always 200
   there itself (bytes out of Python), with the platform's cookies taken out (`X-Route-Cookie`) and the
   same header rules as `ide/headers.py`. It still hands two kinds of request to Daphne: a bare prefix
   (the redirect to the slash form) and, for VS Code, GET/HEAD under `X-Route-Static` (VS Code's files,
-  answered from the control plane's copy, ide/vscode_static.py).
+  answered from the control plane's copy, ide/vscode_static.py) and a GET of its page (`/`, rendered by
+  the control plane, ide/workbench_page.py).
 - `X-Route: daphne`: anything else (a non-member, a service not ready, a cross-site socket, a foreign
   Host, an https:// tunnel): Daphne's proxy (`ide/proxy.py`, `ide/sockets.py`) answers as without nginx.
 So every refusal and every page of the proxy's own still comes from one place.

@@ -9,6 +9,7 @@ import html
 import logging
 
 import httpx
+from channels.db import database_sync_to_async
 
 from ide import upstream, vscode_static, workbench_page
 from ide.headers import browser_response_headers, header, upstream_request_headers
@@ -65,6 +66,16 @@ class ClientGone(Exception):
     pass
 
 
+async def send_answer(send, answer: workbench_page.Answer) -> None:
+    await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+@database_sync_to_async
+def signed_in(user) -> bool:
+    return bool(user is not None and user.is_authenticated)
+
+
 async def request_body(first: bytes, receive, done: asyncio.Event):
     """The browser's body as it arrives, chunk by chunk."""
     if first:
@@ -92,7 +103,11 @@ class HttpProxy:
     """ASGI app for http scopes whose path starts with /w/."""
 
     async def __call__(self, scope, receive, send) -> None:
-        path = parse(request_path(scope))
+        raw = request_path(scope)
+        if raw.startswith(vscode_static.SHARED_ROOT + "/"):
+            await self.shared_vscode_file(scope, send, raw)
+            return
+        path = parse(raw)
         if path is None:
             await respond(send, 404, "No such workspace path.")
             return
@@ -124,7 +139,32 @@ class HttpProxy:
         if not target.ok:
             await respond(send, target.status, target.message, retry=target.status == 503)
             return
+        if path.service == "ide" and scope["method"] == "GET" and path.rest == "/":
+            # The control plane's page once VS Code is up too: its files come from the shared path.
+            answer = workbench_page.answer((target.report or {}).get("vscode"), scope.get("query_string", b""))
+            if answer is not None:
+                await send_answer(send, answer)
+                return
         await self.forward(scope, receive, send, path, target)
+
+    @staticmethod
+    async def shared_vscode_file(scope, send, raw: str) -> None:
+        """VS Code's files at the path every session's workbench page loads them from (ide/vscode_static.py):
+        for any signed-in user, GET and HEAD only."""
+        if scope["method"] not in ("GET", "HEAD"):
+            await respond(send, 405, "Only GET and HEAD.", extra=[(b"allow", b"GET, HEAD")])
+            return
+        if not host_allowed(header(scope.get("headers", []), b"host")):
+            await respond(send, 400, "Bad Host header.")
+            return
+        if not await signed_in(scope.get("user")):
+            await respond(send, 403, "Sign in first.")
+            return
+        found = vscode_static.lookup_shared(raw)
+        if found.file is None:
+            await respond(send, found.status, "Bad request." if found.status == 400 else "Not found.")
+            return
+        await vscode_static.serve(scope, send, found.file)
 
     @staticmethod
     async def while_vscode_starts(scope, send, path: ServicePath, target: Target) -> Target | None:
@@ -142,8 +182,7 @@ class HttpProxy:
         answer = early(target) if target.starting else None
         if answer is None:
             return target
-        await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
-        await send({"type": "http.response.body", "body": answer.body})
+        await send_answer(send, answer)
         return None
 
     async def forward(self, scope, receive, send, path: ServicePath, target: Target) -> None:

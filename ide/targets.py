@@ -84,7 +84,7 @@ def resolve(user, session_id: int, service: str) -> Target:
     except Exception:
         log.exception("no endpoint for port %s of sandbox %s", port, sandbox.pk)
         return Target(502, f"{label} cannot be reached: the sandbox gave no address for it.")
-    return Target(200, base_url=base_url.rstrip("/"))
+    return Target(200, base_url=base_url.rstrip("/"), report=info)
 
 
 def host_allowed(host: str) -> bool:

@@ -7,6 +7,11 @@ on the fly (~0.5 s of CPU for the 11 MB workbench.js). When the control plane ha
 installed (sandboxes/tools.py), the files are the same, so the proxy answers them here: precompressed
 (ide/precompressed.py), with a Content-Length, and even before the sandbox's code-server is up.
 Another commit (a sandbox image with another code-server) or no install: proxied as everything else.
+
+The workbench pages the control plane renders (ide/workbench_page.py) load the same files from one path for
+every session, SHARED_ROOT/<quality>-<commit>/static/<path>, so a browser keeps them across sessions: a
+person's second session loads VS Code from the browser's cache (and V8's cache of the compiled script).
+Any signed-in user may fetch them: they are the pinned code-server's own files, the same for everyone.
 """
 
 import asyncio
@@ -18,10 +23,11 @@ from urllib.parse import unquote
 
 from ide import precompressed
 from ide.headers import header
-from ide.paths import ServicePath, service_path
+from ide.paths import ServicePath
 from sandboxes.tools import vscode_dir
 
 CHUNK = 1024 * 1024
+SHARED_ROOT = "/w/vscode"  # not a session's path: those are /w/<digits>/
 # The URL holds the commit, so the file behind it never changes.
 CACHE_CONTROL = b"public, max-age=31536000, immutable"
 # The workbench page's three largest files (see lib/vscode/out/vs/code/browser/workbench/workbench.html),
@@ -88,12 +94,25 @@ def read_install(root: Path) -> Install | None:
         return None
 
 
-def prefetch_urls(session_id: int) -> list[str]:
-    """The URLs the workbench page of `session_id` will load its largest files from ([] without an install)."""
+def shared_base(install: Install) -> str:
+    """Where every session's workbench page loads the install's files: "/w/vscode/<quality>-<commit>/static"."""
+    return SHARED_ROOT + install.prefix.rstrip("/")
+
+
+def prefetch_urls() -> list[str]:
+    """The URLs the workbench page will load its largest files from ([] without an install)."""
     install = local_install()
     if install is None:
         return []
-    return [service_path(session_id, "ide") + install.prefix.lstrip("/") + name for name in PREFETCH]
+    return [f"{shared_base(install)}/{name}" for name in PREFETCH]
+
+
+def lookup_shared(path: str) -> Found:
+    """How the local install answers `path` (raw, percent-encoded), a path under SHARED_ROOT."""
+    install = local_install()
+    if install is None or not path.startswith(shared_base(install) + "/"):
+        return Found(404)  # no install, or another commit's URL
+    return find(install.root, path.removeprefix(shared_base(install) + "/"))
 
 
 def lookup(path: ServicePath) -> Found | None:

@@ -1,4 +1,4 @@
-"""VS Code's workbench page, rendered by the control plane while the sandbox's code-server starts.
+"""VS Code's workbench page, rendered by the control plane (while the sandbox's code-server starts, and after).
 
 A fresh browser spends ~1.3 s downloading, parsing and running the workbench's 11 MB of script before
 it first talks to its server. code-server answers its page only once it is up (0.8-2 s after a new
@@ -7,12 +7,15 @@ report) the same VS Code commit as the control plane's own copy of code-server, 
 page that code-server would answer, from that copy's template (`workbench.html`), with the
 configuration code-server builds for the flags the bridge starts it with (`webClientServer.ts`:
 `_getWorkbenchHTML`, as patched by code-server). The page's requests to the server (its WebSocket
-first) are held by the proxy until VS Code is ready (ide/proxy.py, ide/sockets.py).
+first) are held by the proxy until VS Code is ready (ide/proxy.py, ide/sockets.py). Once it is ready the
+proxy still answers the page itself: its scripts and styles come from the path every session shares
+(ide/vscode_static.py), so a browser that loaded VS Code for one session has them for the next.
 
 Rendered from the control plane's own template and constants, never from markup a sandbox sent: from
 the sandbox's report only its commit (which must be the local one) and two absolute paths (the folder
 VS Code opens and its data folder, checked in sessions/workspace.py), escaped as code-server escapes
-them. `tests/ide/test_workbench_page.py` compares the result with the real code-server's answer.
+them. `tests/ide/test_workbench_page.py` compares the result with the real code-server's answer
+(with code-server's own file path: the one difference).
 """
 
 import base64
@@ -49,10 +52,12 @@ class Answer:
     body: bytes
 
 
-def answer(vscode: object, query_string: bytes) -> Answer | None:
+def answer(vscode: object, query_string: bytes, shared: bool = True) -> Answer | None:
     """What the sandbox's code-server would answer to GET / with this query, from its `vscode` facts
     ({"commit", "folder", "data"}, see sandboxes/bridge/workspace.py vscode_facts); None when the
-    control plane cannot tell (another commit, no local install, a request of another kind)."""
+    control plane cannot tell (another commit, no local install, a request of another kind).
+    `shared`: the page loads VS Code's files from the path shared by every session (a browser keeps
+    them across sessions, ide/vscode_static.py) instead of code-server's own, under the session's."""
     install = vscode_static.local_install()
     if install is None or not isinstance(vscode, dict) or f"-{vscode.get('commit')}/" not in install.prefix:
         return None
@@ -69,7 +74,7 @@ def answer(vscode: object, query_string: bytes) -> Answer | None:
                             (b"content-length", str(len(body)).encode())], body)
     if set(query) != {"folder"}:
         return None  # a workspace file, a connection token, ...: left to code-server
-    rendered = render(install.root, install.prefix, data)
+    rendered = render(install.root, install.prefix, data, vscode_static.shared_base(install) if shared else None)
     if rendered is None:
         return None
     page, policy = rendered
@@ -77,8 +82,8 @@ def answer(vscode: object, query_string: bytes) -> Answer | None:
                         (b"content-length", str(len(page)).encode()), (b"cache-control", b"no-store")], page)
 
 
-@lru_cache(maxsize=4)
-def _render(root: Path, prefix: str, data: str, template_mtime: int) -> tuple[bytes, bytes] | None:
+@lru_cache(maxsize=8)
+def _render(root: Path, prefix: str, data: str, files: str | None, template_mtime: int) -> tuple[bytes, bytes] | None:
     try:
         template = (root / TEMPLATE).read_text()
         product = json.loads((root / "product.json").read_text())
@@ -114,9 +119,9 @@ def _render(root: Path, prefix: str, data: str, template_mtime: int) -> tuple[by
     values = {
         "WORKBENCH_WEB_CONFIGURATION": attribute_json(configuration),
         "WORKBENCH_AUTH_SESSION": "",
-        "WORKBENCH_WEB_BASE_URL": static,
+        "WORKBENCH_WEB_BASE_URL": files or static,
         "WORKBENCH_NLS_URL": "",  # English: no language pack
-        "WORKBENCH_NLS_FALLBACK_URL": static + "/out/nls.messages.js",
+        "WORKBENCH_NLS_FALLBACK_URL": (files or static) + "/out/nls.messages.js",
         "BASE": ".",
         "VS_BASE": ".",
     }
@@ -124,14 +129,15 @@ def _render(root: Path, prefix: str, data: str, template_mtime: int) -> tuple[by
     return page, content_security_policy(page).encode()
 
 
-def render(root: Path, prefix: str, data: str) -> tuple[bytes, bytes] | None:
+def render(root: Path, prefix: str, data: str, files: str | None = None) -> tuple[bytes, bytes] | None:
     """The page for a code-server whose --user-data-dir is `data`, and its Content-Security-Policy
-    (None if the install is unreadable)."""
+    (None if the install is unreadable). `files`: where the page loads VS Code's own files from, when
+    not from code-server's path (its webviews still come from there: their service worker's scope)."""
     try:
         mtime = (root / TEMPLATE).stat().st_mtime_ns
     except OSError:
         return None
-    return _render(root, prefix, data, mtime)
+    return _render(root, prefix, data, files, mtime)
 
 
 def attribute_json(value: object) -> str:

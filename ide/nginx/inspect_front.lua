@@ -193,6 +193,9 @@ function M.access()
   if static ~= "" and not websocket and (method == "GET" or method == "HEAD") and rest:sub(1, #static) == static then
     return -- VS Code's own files, from the control plane's copy
   end
+  if static ~= "" and not websocket and method == "GET" and rest == "/" then
+    return -- VS Code's page, rendered by the control plane to load its files from the shared path
+  end
   ngx.var.w_direct = "1"
   ngx.var.w_pass = upstream
   ngx.var.w_uri = (rest == "" and "/" or rest) .. (query ~= "" and ("?" .. query) or "")

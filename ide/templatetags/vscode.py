@@ -8,7 +8,7 @@ register = template.Library()
 
 
 @register.simple_tag
-def vscode_prefetch_urls(session_id: int) -> list[str]:
+def vscode_prefetch_urls() -> list[str]:
     """The workbench page's largest files at the URLs it will ask for them, for the page to fetch into the
     browser's cache while the sandbox starts ([] without a local code-server: nothing to prefetch)."""
-    return vscode_static.prefetch_urls(session_id)
+    return vscode_static.prefetch_urls()

@@ -12,6 +12,7 @@ from django.test import Client
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
+from ide import vscode_static
 from sandboxes.bridge.workspace import vscode_facts
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
@@ -106,7 +107,7 @@ def test_the_page_fetches_vscode_files_while_the_sandbox_starts_and_the_frame_ta
 
     paths = page.evaluate('JSON.parse(document.getElementById("vscode-prefetch").textContent)')
     assert [path.rsplit("/", 1)[1] for path in paths] == FILES
-    assert all(path.startswith(f"/w/{session.pk}/ide{install.prefix}") for path in paths)
+    assert all(path.startswith(vscode_static.shared_base(install) + "/") for path in paths)  # any session's
     origin = ide_origin(page, entry)
     urls = [origin + path for path in paths]
     page.wait_for_function(f"names => ({TIMINGS})(names).every(Boolean)", arg=urls)
@@ -115,8 +116,9 @@ def test_the_page_fetches_vscode_files_while_the_sandbox_starts_and_the_frame_ta
         assert all(transferred > 0 for _name, transferred, _size in fetched)  # from the proxy, while VS Code starts
 
     # VS Code is up: the page loads its frame, whose page asks for the same URLs.
-    Sandbox.objects.filter(pk=session.sandbox_id).update(services={"ide": ready(code_server.port)})
-    log_service(session.pk, {"name": "ide", **ready(code_server.port)})
+    facts = vscode_facts(tools_dir(), code_server.home, code_server.folder)
+    Sandbox.objects.filter(pk=session.sandbox_id).update(services={"ide": {**ready(code_server.port), **facts}})
+    log_service(session.pk, {"name": "ide", **ready(code_server.port), **facts})
     page.frame_locator("#ide-frame").locator(".monaco-workbench").wait_for(state="visible")
     frame = ide_frame(page)
     assert frame.url.startswith(f"{origin}/w/{session.pk}/ide/")
@@ -199,6 +201,33 @@ def test_a_phone_with_the_workspace_closed_fetches_nothing_of_vscode_until_it_is
                            arg=[ide_origin(page, entry) + path for path in paths])
     page.wait_for_function("() => document.getElementById('ide-frame').getAttribute('src')")
     assert f"{ide_origin(page, entry)}/w/{session.pk}/ide/" in asked  # and its frame, out of sight while it starts
+    page.context.close()
+
+
+def test_a_second_session_takes_vscodes_files_from_the_browsers_cache(
+        entry, users, make_session, install, code_server, browser):
+    """Every session's workbench page loads VS Code's files from one path: a person who opened VS Code in one
+    session has them, compiled scripts included, for the next."""
+    facts = vscode_facts(tools_dir(), code_server.home, code_server.folder)
+    sessions = [make_session(users["ada"], {"ide": {**ready(code_server.port), **facts}}) for _ in range(2)]
+    for session in sessions:
+        log_service(session.pk, {"name": "ide", **ready(code_server.port), **facts})
+    page = signed_in_page(entry, browser, users["ada"])
+    script = vscode_static.shared_base(install) + "/out/vs/code/browser/workbench/workbench.js"
+    transferred = []
+    for session in sessions:
+        page.goto(f"{entry.url}/sessions/{session.pk}/")
+        page.frame_locator("#ide-frame").locator(".explorer-folders-view").wait_for(state="visible")
+        frame = ide_frame(page)
+        assert frame.url.startswith(f"{ide_origin(page, entry)}/w/{session.pk}/ide/")
+        # VS Code was up before the page: nothing prefetched, the frame fetched what it needed itself.
+        assert page.evaluate("document.querySelectorAll('link[rel=prefetch]').length") == 0
+        timing = frame.evaluate(TIMINGS, [ide_origin(page, entry) + script])[0]
+        assert timing is not None, "the frame did not load VS Code's script from the shared path"
+        assert timing[2] > 0  # sizes are shown to the frame (same origin): a zero transfer is the cache's
+        transferred.append(timing[1])
+    # The first session's frame fetched it over the network; the second's found it in the browser's cache.
+    assert transferred[0] > 0 and transferred[1] == 0
     page.context.close()
 
 

@@ -3,13 +3,14 @@ real code-server's answer; the page's requests held until VS Code is ready."""
 
 import threading
 import time
+from urllib.parse import quote
 
 import httpx
 import pytest
 from django.db import connection
 from websockets.sync.client import connect
 
-from ide import workbench_page
+from ide import vscode_static, workbench_page
 from sandboxes.bridge.workspace import vscode_facts
 from sandboxes.models import Sandbox
 from sandboxes.tools import tools_dir
@@ -44,12 +45,29 @@ def test_the_page_is_the_one_code_server_answers_for_the_bridges_flags(install, 
     assert dict(mine.headers)[b"location"].decode() == real.headers["location"] == f"./?folder={folder}"
 
     real = httpx.get(code_server.url + "/", params={"folder": folder}, timeout=30)
-    mine = workbench_page.answer(facts, f"folder={folder}".encode())
+    mine = workbench_page.answer(facts, f"folder={folder}".encode(), shared=False)
     assert real.status_code == mine.status == 200
     assert mine.body == real.content  # byte for byte: the same configuration, paths and script URLs
     headers = {name.decode(): value.decode() for name, value in mine.headers}
     assert headers["content-type"] == real.headers["content-type"]
     assert headers["content-security-policy"] == real.headers["content-security-policy"]
+
+    # As the proxy answers it: the same page, its scripts and styles from the path every session shares.
+    shared = workbench_page.answer(facts, f"folder={folder}".encode())
+    assert shared.body == with_shared_files(real.content, install)
+    policy = workbench_page.content_security_policy(shared.body)  # its own inline script's hash
+    assert dict(shared.headers)[b"content-security-policy"] == policy.encode()
+
+
+def with_shared_files(page: bytes, install) -> bytes:
+    """code-server's page with VS Code's own files (stylesheet, scripts, messages) at the shared path; its
+    webviews stay under the session's path."""
+    own, shared = install.prefix.strip("/"), vscode_static.shared_base(install)
+    for attribute in ("href", "src"):
+        page = page.replace(f'{attribute}="{own}/'.encode(), f'{attribute}="{shared}/'.encode())
+    changed = page.replace(f"new URL('{own}'".encode(), f"new URL('{shared}'".encode())
+    assert changed != page
+    return changed
 
 
 def test_another_commit_or_request_is_left_to_code_server(install, code_server):
@@ -71,7 +89,8 @@ def test_while_vs_code_starts_members_get_its_page_from_the_control_plane(
     assert moved.status_code == 302 and moved.headers["location"] == f"./?folder={code_server.folder}"
     page = get(live, f"/w/{session.pk}/ide/", ada, params={"folder": str(code_server.folder)})
     assert page.status_code == 200
-    assert page.content == httpx.get(code_server.url + "/", params={"folder": str(code_server.folder)}).content
+    real = httpx.get(code_server.url + "/", params={"folder": str(code_server.folder)}).content
+    assert page.content == with_shared_files(real, install)
     assert len(upstream.requests) == before
 
     bob = signed_in(users["bob"], live)
@@ -121,3 +140,48 @@ def test_vs_codes_socket_waits_for_its_server_and_then_relays(live, users, make_
         socket.send("hello")
         assert socket.recv(timeout=10) == "hello"
     thread.join()
+
+
+def test_once_vs_code_is_up_members_still_get_its_page_from_the_control_plane(
+        entry, users, make_session, upstream, install, code_server):
+    """So that its files come from the shared path: through Daphne and the front (which relays the rest of a
+    ready VS Code straight to it) alike. Anything else still reaches code-server."""
+    facts = sandbox_facts(code_server)
+    session = make_session(users["ada"], {"ide": {**ready(upstream.port), "vscode": facts}})
+    ada = signed_in(users["ada"], entry)
+    before = len(upstream.requests)
+
+    folder = str(code_server.folder)
+    page = get(entry, f"/w/{session.pk}/ide/", ada, params={"folder": folder})
+    assert page.status_code == 200
+    assert page.content == with_shared_files(httpx.get(code_server.url + "/", params={"folder": folder}).content,
+                                             install)
+    assert len(upstream.requests) == before
+    assert get(entry, f"/w/{session.pk}/ide/", ada).headers["location"] == f"./?folder={folder}"
+
+    other = get(entry, f"/w/{session.pk}/ide/", ada, params={"folder": folder, "tkn": "x"})
+    assert other.status_code == 200 and other.json()["path"] == "/?folder=" + quote(folder, safe="") + "&tkn=x"
+    assert get(entry, f"/w/{session.pk}/ide/manifest.json", ada).json()["path"] == "/manifest.json"
+
+    bob = signed_in(users["bob"], entry)
+    refused = get(entry, f"/w/{session.pk}/ide/", bob, params={"folder": folder})
+    assert refused.status_code == 403 and "not a member" in refused.text
+
+
+def test_vs_codes_files_at_the_shared_path_are_for_signed_in_users_only(entry, users, install):
+    base = vscode_static.shared_base(install)
+    ada = signed_in(users["ada"], entry)  # no session of hers needed: the same files for everyone
+    script = get(entry, f"{base}/out/vs/code/browser/workbench/workbench.js", {**ada, "Accept-Encoding": "gzip"})
+    assert script.status_code == 200 and script.headers["content-type"] == "text/javascript"
+    assert script.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert script.content == (install.root / "out/vs/code/browser/workbench/workbench.js").read_bytes()
+    head = httpx.head(entry.url + f"{base}/out/nls.messages.js", headers=ada, timeout=30)
+    assert head.status_code == 200 and head.content == b""
+
+    assert get(entry, f"{base}/out/vs/code/browser/workbench/workbench.js", {}).status_code == 403
+    assert get(entry, f"{base}/out/no-such-file.js", ada).status_code == 404
+    assert get(entry, f"/w/vscode/stable-{OTHER_COMMIT}/static/out/nls.messages.js", ada).status_code == 404
+    assert get(entry, f"{base}/out/%2E%2E/%2E%2E/product.json", ada).status_code == 400
+    assert get(entry, f"{base}/../../../../etc/passwd", ada).status_code in (400, 404)
+    posted = httpx.post(entry.url + f"{base}/out/nls.messages.js", headers=ada, timeout=30)
+    assert posted.status_code == 405 and posted.headers["allow"] == "GET, HEAD"
