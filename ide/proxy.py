@@ -66,6 +66,22 @@ class ClientGone(Exception):
     pass
 
 
+def vscode_page(scope, path: ServicePath, target: Target) -> workbench_page.Answer | None:
+    """VS Code's page as the control plane renders it, when this request is for it and the sandbox reported
+    what it runs (ide/workbench_page.py); None: the request goes its usual way."""
+    if path.service != "ide" or scope["method"] != "GET" or path.rest != "/":
+        return None
+    return workbench_page.answer((target.report or {}).get("vscode"), scope.get("query_string", b""))
+
+
+async def send_found(scope, send, found: vscode_static.Found) -> None:
+    """One of VS Code's files, or why there is none."""
+    if found.file is None:
+        await respond(send, found.status, "Bad request." if found.status == 400 else "Not found.")
+    else:
+        await vscode_static.serve(scope, send, found.file)
+
+
 async def send_answer(send, answer: workbench_page.Answer) -> None:
     await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
     await send({"type": "http.response.body", "body": answer.body})
@@ -127,10 +143,7 @@ class HttpProxy:
             # while the sandbox's code-server is starting): see ide/vscode_static.py.
             found = vscode_static.lookup(path)
             if found is not None:
-                if found.file is None:
-                    await respond(send, found.status, "Bad request." if found.status == 400 else "Not found.")
-                else:
-                    await vscode_static.serve(scope, send, found.file)
+                await send_found(scope, send, found)
                 return
         if path.service == "ide" and target.starting:
             target = await self.while_vscode_starts(scope, send, path, target)
@@ -139,12 +152,11 @@ class HttpProxy:
         if not target.ok:
             await respond(send, target.status, target.message, retry=target.status == 503)
             return
-        if path.service == "ide" and scope["method"] == "GET" and path.rest == "/":
-            # The control plane's page once VS Code is up too: its files come from the shared path.
-            answer = workbench_page.answer((target.report or {}).get("vscode"), scope.get("query_string", b""))
-            if answer is not None:
-                await send_answer(send, answer)
-                return
+        # The control plane's page once VS Code is up too: its files come from the shared path.
+        answer = vscode_page(scope, path, target)
+        if answer is not None:
+            await send_answer(send, answer)
+            return
         await self.forward(scope, receive, send, path, target)
 
     @staticmethod
@@ -160,26 +172,15 @@ class HttpProxy:
         if not await signed_in(scope.get("user")):
             await respond(send, 403, "Sign in first.")
             return
-        found = vscode_static.lookup_shared(raw)
-        if found.file is None:
-            await respond(send, found.status, "Bad request." if found.status == 400 else "Not found.")
-            return
-        await vscode_static.serve(scope, send, found.file)
+        await send_found(scope, send, vscode_static.lookup_shared(raw))
 
     @staticmethod
     async def while_vscode_starts(scope, send, path: ServicePath, target: Target) -> Target | None:
         """VS Code's page from the control plane as soon as the sandbox reported what it runs (None: answered);
         any other request waits for VS Code to be up, then goes to it (see ide/workbench_page.py)."""
-        query = scope.get("query_string", b"")
-
-        def early(target: Target) -> workbench_page.Answer | None:
-            if scope["method"] != "GET" or path.rest != "/":
-                return None
-            return workbench_page.answer((target.report or {}).get("vscode"), query)
-
         target = await resolve_when_up(scope.get("user"), path.session_id, path.service, IDE_WAIT_SECONDS,
-                                       first=target, enough=lambda t: early(t) is not None)
-        answer = early(target) if target.starting else None
+                                       first=target, enough=lambda t: vscode_page(scope, path, t) is not None)
+        answer = vscode_page(scope, path, target) if target.starting else None
         if answer is None:
             return target
         await send_answer(send, answer)

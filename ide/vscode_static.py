@@ -110,9 +110,10 @@ def prefetch_urls() -> list[str]:
 def lookup_shared(path: str) -> Found:
     """How the local install answers `path` (raw, percent-encoded), a path under SHARED_ROOT."""
     install = local_install()
-    if install is None or not path.startswith(shared_base(install) + "/"):
+    base = shared_base(install) + "/" if install else None
+    if base is None or not path.startswith(base):
         return Found(404)  # no install, or another commit's URL
-    return find(install.root, path.removeprefix(shared_base(install) + "/"))
+    return find(install.root, path.removeprefix(base))
 
 
 def lookup(path: ServicePath) -> Found | None:

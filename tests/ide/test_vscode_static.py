@@ -122,14 +122,34 @@ def test_non_members_get_403_for_vscode_files(entry, users, ada_session, install
     ("out", 404),  # a folder
     ("out/no-such-file.js", 404),
 ])
+@pytest.mark.parametrize("where", ["session", "shared"])
 def test_paths_outside_vscode_are_refused_and_nothing_outside_is_read(entry, users, ada_session, upstream, install,
-                                                                      name, status):
+                                                                      name, status, where):
     assert not (install.root / "node_modules/@vscode/ripgrep/bin/rg").resolve().is_relative_to(install.root)
     before = len(upstream.requests)
-    answer, body = raw_get(entry, f"/w/{ada_session.pk}/ide{install.prefix}{name}", signed_in(users["ada"], entry))
+    shared = vscode_static.shared_base(install) + "/"
+    base = f"/w/{ada_session.pk}/ide{install.prefix}" if where == "session" else shared
+    answer, body = raw_get(entry, base + name, signed_in(users["ada"], entry))
     assert answer == status
     assert b"root:" not in body and b"\x7fELF" not in body
     assert len(upstream.requests) == before  # refused here, not passed on
+
+
+def test_vs_codes_files_at_the_shared_path_are_for_signed_in_users_only(entry, users, install):
+    """The path every session's workbench page loads them from (a browser keeps them across sessions)."""
+    base = vscode_static.shared_base(install)
+    ada = signed_in(users["ada"], entry)  # no session of hers needed: the same files for everyone
+    script = get(entry, f"{base}/{WORKBENCH_JS}", ada, "gzip")
+    assert script.status_code == 200 and script.headers["content-type"] == "text/javascript"
+    assert script.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert script.content == (install.root / WORKBENCH_JS).read_bytes()
+    head = httpx.head(entry.url + f"{base}/out/nls.messages.js", headers=ada, timeout=30)
+    assert head.status_code == 200 and head.content == b""
+
+    assert raw_get(entry, f"{base}/{WORKBENCH_JS}", {})[0] == 403
+    assert get(entry, f"/w/vscode/stable-{'0' * 40}/static/out/nls.messages.js", ada, "gzip").status_code == 404
+    posted = httpx.post(entry.url + f"{base}/out/nls.messages.js", headers=ada, timeout=30)
+    assert posted.status_code == 405 and posted.headers["allow"] == "GET, HEAD"
 
 
 def test_another_commit_and_other_methods_go_to_the_sandbox_as_before(entry, users, ada_session, install):

@@ -167,21 +167,3 @@ def test_once_vs_code_is_up_members_still_get_its_page_from_the_control_plane(
     refused = get(entry, f"/w/{session.pk}/ide/", bob, params={"folder": folder})
     assert refused.status_code == 403 and "not a member" in refused.text
 
-
-def test_vs_codes_files_at_the_shared_path_are_for_signed_in_users_only(entry, users, install):
-    base = vscode_static.shared_base(install)
-    ada = signed_in(users["ada"], entry)  # no session of hers needed: the same files for everyone
-    script = get(entry, f"{base}/out/vs/code/browser/workbench/workbench.js", {**ada, "Accept-Encoding": "gzip"})
-    assert script.status_code == 200 and script.headers["content-type"] == "text/javascript"
-    assert script.headers["cache-control"] == "public, max-age=31536000, immutable"
-    assert script.content == (install.root / "out/vs/code/browser/workbench/workbench.js").read_bytes()
-    head = httpx.head(entry.url + f"{base}/out/nls.messages.js", headers=ada, timeout=30)
-    assert head.status_code == 200 and head.content == b""
-
-    assert get(entry, f"{base}/out/vs/code/browser/workbench/workbench.js", {}).status_code == 403
-    assert get(entry, f"{base}/out/no-such-file.js", ada).status_code == 404
-    assert get(entry, f"/w/vscode/stable-{OTHER_COMMIT}/static/out/nls.messages.js", ada).status_code == 404
-    assert get(entry, f"{base}/out/%2E%2E/%2E%2E/product.json", ada).status_code == 400
-    assert get(entry, f"{base}/../../../../etc/passwd", ada).status_code in (400, 404)
-    posted = httpx.post(entry.url + f"{base}/out/nls.messages.js", headers=ada, timeout=30)
-    assert posted.status_code == 405 and posted.headers["allow"] == "GET, HEAD"
