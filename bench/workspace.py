@@ -110,12 +110,11 @@ def ide_ready(platform: Platform, browser, user, repo, returning: bool = False) 
     Each run in a fresh browser, or with `returning` all in one that opened a session once before (not
     counted): a person's next session, VS Code's files in the browser's cache."""
     samples, blocked = [], []
-    kept = new_page(platform, browser, user).context if returning else None
+    kept = new_context(platform, browser, user) if returning else None
     for run in range(-1 if returning else 0, IDE_RUNS):
         created = time.time()
         session = off_loop(services.create_session, repo, user, "justtext hello")
-        page = kept.new_page() if kept else new_page(platform, browser, user)
-        page.set_default_timeout(120_000)
+        page = open_page(kept or new_context(platform, browser, user))
         page.add_init_script(STALLS)
         opened = time.time()
         page.goto(f"{platform.url}/sessions/{session.pk}/")
@@ -255,13 +254,22 @@ def proxy_overhead(platform: Platform, user, session: Session, port: int) -> dic
     return samples
 
 
-def new_page(platform: Platform, browser, user):
+def new_context(platform: Platform, browser, user):
+    """A fresh browser (no cache) signed in as `user`."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     cookie = platform.browser_headers(user)["Cookie"].split("=", 1)[1]
     context.add_cookies([{"name": "sessionid", "value": cookie, "url": platform.url}])
+    return context
+
+
+def open_page(context):
     page = context.new_page()
     page.set_default_timeout(120_000)
     return page
+
+
+def new_page(platform: Platform, browser, user):
+    return open_page(new_context(platform, browser, user))
 
 
 def run() -> None:
