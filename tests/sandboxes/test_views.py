@@ -3,7 +3,7 @@
 import pytest
 
 from sandboxes.models import RepoImage
-from tests.sandboxes.test_admin import log_url, make_image, make_repo
+from tests.sandboxes.admin_pages import log_url, make_image, make_repo
 
 pytestmark = pytest.mark.django_db
 
