@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from bench._live import PROVIDER
-from sandboxes.bridge.config import SESSION_RULES, BridgeConfig
-from sandboxes.bridge.opencode import OpenCodeServer
+from bridge.config import SESSION_RULES, BridgeConfig
+from bridge.opencode import OpenCodeServer
 from sandboxes.providers import opencode_config
 from sandboxes.tools import opencode_binary, tools_dir
 from tests.support.model_server import ScriptedModelServer

@@ -54,7 +54,7 @@ class Answer:
 
 def answer(vscode: object, query_string: bytes, shared: bool = True) -> Answer | None:
     """What the sandbox's code-server would answer to GET / with this query, from its `vscode` facts
-    ({"commit", "folder", "data"}, see sandboxes/bridge/workspace.py vscode_facts); None when the
+    ({"commit", "folder", "data"}, see bridge/protocol.py vscode_facts); None when the
     control plane cannot tell (another commit, no local install, a request of another kind).
     `shared`: the page loads VS Code's files from the path shared by every session (a browser keeps
     them across sessions, ide/vscode_static.py) instead of code-server's own, under the session's."""

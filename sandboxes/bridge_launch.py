@@ -6,22 +6,20 @@ from pathlib import Path
 
 from django.conf import settings
 
+from bridge.protocol import SANDBOX_HOME, SANDBOX_WORKSPACE, TOOLS_IN_SANDBOX, vscode_facts
 from sandboxes import providers
 from sandboxes.backends.base import SandboxBackend
-from sandboxes.bridge.config import SANDBOX_HOME, SANDBOX_WORKSPACE
-from sandboxes.bridge.workspace import vscode_facts
 from sandboxes.models import Sandbox
 from sandboxes.tools import tools_dir
 
 logger = logging.getLogger(__name__)
-TOOLS_IN_SANDBOX = "/opt/inspect"
-BRIDGE_SOURCE = Path(__file__).resolve().parent / "bridge"
+BRIDGE_SOURCE = Path(__file__).resolve().parent.parent / "bridge"  # the top-level bridge/ package
 BRIDGE_COMMAND = f"exec /usr/bin/python3 {TOOLS_IN_SANDBOX}/bridge/main.py"
 
 
 def bridge_mounts() -> dict[str, str]:
     """The tools folder (OpenCode, packages) and the bridge's own source, read-only."""
-    return {TOOLS_IN_SANDBOX: str(tools_dir()), f"{TOOLS_IN_SANDBOX}/bridge": str(BRIDGE_SOURCE)}
+    return {str(TOOLS_IN_SANDBOX): str(tools_dir()), f"{TOOLS_IN_SANDBOX}/bridge": str(BRIDGE_SOURCE)}
 
 
 def opencode_config(token: str) -> dict:
@@ -53,7 +51,7 @@ def bridge_env(sandbox: Sandbox, token: str, synced: bool, shares_host_network: 
         "INSPECT_SANDBOX_TOKEN": token,
         "INSPECT_OPENCODE_CONFIG": json.dumps(opencode_config(token)),
         "INSPECT_SYNCED": "1" if synced else "0",
-        "INSPECT_TOOLS_DIR": TOOLS_IN_SANDBOX,
+        "INSPECT_TOOLS_DIR": str(TOOLS_IN_SANDBOX),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from sandboxes.bridge.config import WARM_UP_MODEL, WARM_UP_PROVIDER
+from bridge.protocol import WARM_UP_MODEL, WARM_UP_PROVIDER
 
 NO_PROVIDER_MESSAGE = (
     "No model provider is configured: set OPENAI_API_KEY, ANTHROPIC_API_KEY or OPENAI_COMPATIBLE_BASE_URL "

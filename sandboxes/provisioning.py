@@ -13,10 +13,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from bridge.protocol import RESTORE_ASIDE, RESTORE_DONE, RESTORE_SKIP
 from sandboxes import bridge_launch, lifecycle
 from sandboxes.backends import get_backend
 from sandboxes.backends.base import BackendError, StartRequest, sync_script
-from sandboxes.bridge.config import RESTORE_ASIDE, RESTORE_DONE, RESTORE_SKIP
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox, Snapshot
 from sandboxes.signals import sandbox_phase_changed

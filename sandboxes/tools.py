@@ -7,9 +7,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-OPENCODE_BIN = Path("node_modules/.bin/opencode")  # inside the opencode component
-CODE_SERVER_BIN = Path("node_modules/.bin/code-server")  # inside the code-server component
-VSCODE_DIR = Path("node_modules/code-server/lib/vscode")  # VS Code itself, inside the code-server component
+from bridge.protocol import OPENCODE_BIN, VSCODE_DIR
 
 
 def default_tools_dir() -> Path:
@@ -30,9 +28,9 @@ def tools_dir() -> Path:
 
 
 def opencode_binary(root: Path | None = None) -> Path:
-    return (root or tools_dir()) / "opencode" / OPENCODE_BIN
+    return (root or tools_dir()) / OPENCODE_BIN
 
 
 def vscode_dir(root: Path | None = None) -> Path:
     """VS Code inside the installed code-server: what its server serves under /<quality>-<commit>/static/."""
-    return (root or tools_dir()) / "code-server" / VSCODE_DIR
+    return (root or tools_dir()) / VSCODE_DIR

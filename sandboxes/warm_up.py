@@ -10,7 +10,7 @@ calls the proxy answers at once with a one-word reply in that wire format. No to
 import json
 import time
 
-from sandboxes.bridge.config import WARM_UP_MODEL, WARM_UP_PROVIDER
+from bridge.protocol import WARM_UP_MODEL, WARM_UP_PROVIDER
 
 __all__ = ["WARM_UP_MODEL", "WARM_UP_PROVIDER", "answer"]
 REPLY = "ok"

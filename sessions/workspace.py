@@ -10,19 +10,17 @@ import struct
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from bridge.protocol import SERVICE_NAME, SERVICE_PORTS, SERVICE_STATES
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
 from sessions.events import append_event
 from sessions.models import Artifact, Session
 
-SERVICE_NAME = re.compile(r"^(ide|desktop|dev|preview-\d{1,5})$")
-SERVICE_STATES = {"starting", "ready", "failed", "stopped"}
 SCREENSHOT_TARGET = re.compile(r"^(desktop|preview-\d{1,5})$")
 MAX_SCREENSHOT_BYTES = 10 * 1024 * 1024
 MAX_REASON_CHARS = 2000
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 SANDBOX_PATH = re.compile(r"^/[A-Za-z0-9._/-]{0,500}$")
-EPHEMERAL_PORTS = (32768, 60999)  # where the bridge puts them (sandboxes/bridge/services.py SERVICE_PORTS)
 
 
 def clean_service_report(sandbox: Sandbox, data: dict) -> dict:
@@ -45,8 +43,8 @@ def clean_service_report(sandbox: Sandbox, data: dict) -> dict:
             raise ValueError(f"Port {preview} is not one of the repo's preview ports.")
         if port not in (None, preview):
             raise ValueError(f"{name} must report port {preview}.")
-    elif port is not None and not EPHEMERAL_PORTS[0] <= port <= EPHEMERAL_PORTS[1]:
-        raise ValueError(f"{name} must listen on a port from {EPHEMERAL_PORTS[0]} to {EPHEMERAL_PORTS[1]}.")
+    elif port is not None and not SERVICE_PORTS[0] <= port <= SERVICE_PORTS[1]:
+        raise ValueError(f"{name} must listen on a port from {SERVICE_PORTS[0]} to {SERVICE_PORTS[1]}.")
     report = {"name": name, "state": state, "port": port, "reason": str(data.get("reason") or "")[:MAX_REASON_CHARS]}
     vscode = clean_vscode_facts(data.get("vscode")) if name == "ide" else None
     if vscode:

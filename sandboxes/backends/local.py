@@ -29,6 +29,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from bridge.protocol import RESTORE_RESUMED, SANDBOX_HOME, SANDBOX_WORKSPACE
 from sandboxes import devcontainer
 from sandboxes.backends import cgroups
 from sandboxes.backends.base import (
@@ -42,7 +43,6 @@ from sandboxes.backends.base import (
     StartRequest,
 )
 from sandboxes.backends.processes import run_streaming
-from sandboxes.bridge.config import RESTORE_RESUMED, SANDBOX_HOME, SANDBOX_WORKSPACE
 
 HOME = str(SANDBOX_HOME)
 WORKSPACE = str(SANDBOX_WORKSPACE)

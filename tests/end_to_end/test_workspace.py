@@ -6,8 +6,8 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
+from bridge.services import free_port_in
 from sandboxes import builds
-from sandboxes.bridge.services import free_port_in
 from sessions.models import Session
 from tests.end_to_end.test_session_page import page  # noqa: F401  (the Playwright page fixture)
 

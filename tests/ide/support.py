@@ -14,7 +14,7 @@ from django.test import Client
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
-from sandboxes.bridge.workspace import code_server_argv
+from bridge.workspace import code_server_argv
 from sandboxes.tools import tools_dir
 from tests.support.live_server import free_port, stop_group, wait_until_answering
 

@@ -12,8 +12,8 @@ from django.test import Client
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
+from bridge.protocol import vscode_facts
 from ide import vscode_static
-from sandboxes.bridge.workspace import vscode_facts
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
 from sandboxes.tools import tools_dir

@@ -10,8 +10,8 @@ import pytest
 from django.db import connection
 from websockets.sync.client import connect
 
+from bridge.protocol import vscode_facts
 from ide import vscode_static, workbench_page
-from sandboxes.bridge.workspace import vscode_facts
 from sandboxes.models import Sandbox
 from sandboxes.tools import tools_dir
 from tests.ide.support import ready, signed_in

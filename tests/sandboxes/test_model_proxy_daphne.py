@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
-from sandboxes.bridge.config import link_plugin_package
-from sandboxes.bridge.opencode import free_port
+from bridge.config import link_plugin_package
+from bridge.opencode import free_port
 from sandboxes.tools import opencode_binary, tools_dir
 from sandboxes.warm_up import WARM_UP_MODEL, WARM_UP_PROVIDER
 from tests.sandboxes.test_model_proxy import assert_clean_upstream, chat_body, db, header, make_sandbox, messages_body

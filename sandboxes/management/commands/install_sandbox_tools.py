@@ -8,7 +8,7 @@ Layout (the local backend binds this folder read-only at /opt/inspect in every s
   code-server/       npm prefix with code-server (VS Code in the browser); the binary is
                      code-server/node_modules/.bin/code-server. Installed without its postinstall script,
                      which downloads ripgrep from GitHub: the steps are done here, with Debian's rg instead
-  bridge/            an empty mount point for the bridge's own source (sandboxes/bridge)
+  bridge/            an empty mount point for the bridge's own source (bridge/)
 Then VS Code's browser files (code-server/.../lib/vscode/out) get a .gz beside each compressible one,
 which the workspace proxy serves (ide/vscode_static.py); files whose .gz is fresh are skipped.
 Each component keeps a stamp with what it was installed from; a component whose stamp matches is
@@ -26,9 +26,16 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from bridge.protocol import (
+    CODE_SERVER_BIN,
+    CODE_SERVER_VERSION,
+    OPENCODE_BIN,
+    OPENCODE_PLUGIN_PACKAGE,
+    OPENCODE_VERSION,
+    WEBSOCKETS_VERSION,
+)
 from ide import precompressed
-from sandboxes.bridge import CODE_SERVER_VERSION, OPENCODE_PLUGIN_PACKAGE, OPENCODE_VERSION, WEBSOCKETS_VERSION
-from sandboxes.tools import CODE_SERVER_BIN, OPENCODE_BIN, tools_dir, vscode_dir
+from sandboxes.tools import tools_dir, vscode_dir
 
 STAMP = ".inspect-tools.json"
 
@@ -137,8 +144,9 @@ class Command(BaseCommand):
         (vscode / "bin" / "remote-cli" / "code-server").symlink_to("code-linux.sh")
         (vscode / "bin" / "helpers" / "browser.sh").symlink_to("browser-linux.sh")
         self.run([*npm, "install", "--omit=dev"], vscode / "extensions")
-        result = subprocess.run([str(staging / CODE_SERVER_BIN), "--version"], capture_output=True, text=True,
-                                timeout=60, env={**os.environ, "HOME": str(staging)})
+        binary = staging / CODE_SERVER_BIN.relative_to("code-server")
+        result = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "HOME": str(staging)})
         if f"\n{CODE_SERVER_VERSION} " not in f"\n{result.stdout}":
             raise CommandError(f"code-server --version said {result.stdout.strip()!r}{result.stderr}")
         shutil.rmtree(staging / ".config", ignore_errors=True)  # written by --version
@@ -151,7 +159,7 @@ class Command(BaseCommand):
             raise CommandError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
 
     def check_opencode(self, staging: Path) -> None:
-        binary = staging / OPENCODE_BIN
+        binary = staging / OPENCODE_BIN.relative_to("opencode")
         with tempfile.TemporaryDirectory() as home:  # it creates empty ~/.cache, ~/.config, ... there
             env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
             result = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60,

@@ -20,12 +20,11 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from sandboxes.bridge import OPENCODE_VERSION
-from sandboxes.bridge.config import RESTORE_DIR, RESTORE_DONE
+from bridge.protocol import OPENCODE_VERSION, RESTORE_DIR, RESTORE_DONE
 from sandboxes.tools import opencode_binary, tools_dir
 from tests.support.model_server import ScriptedModelServer
 
-BRIDGE_MAIN = Path(__file__).resolve().parents[2] / "sandboxes" / "bridge" / "main.py"
+BRIDGE_MAIN = Path(__file__).resolve().parents[2] / "bridge" / "main.py"
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 SANDBOX_ID = "sbx-test"
 TOKEN = "sandbox-token-for-tests"

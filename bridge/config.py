@@ -7,34 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from . import OPENCODE_PLUGIN_PACKAGE
+from .protocol import OPENCODE_BIN, OPENCODE_PLUGIN_PACKAGE, SANDBOX_HOME, SANDBOX_WORKSPACE
 
 # Writes (edit, write, patch tools and bash) ask the bridge, which answers once the workspace is
 # synced; reads never ask. Nobody can answer the question tool, so it is denied.
 PERMISSIONS = {"edit": "ask", "bash": "ask", "question": "deny"}
 SESSION_RULES = [{"permission": name, "pattern": "*", "action": action} for name, action in PERMISSIONS.items()]
-
-
-# Every sandbox's layout: the agent's home, with the repo in workspace/ (backends start the bridge there).
-SANDBOX_HOME = Path("/home/agent")
-SANDBOX_WORKSPACE = SANDBOX_HOME / "workspace"
-
-# The model the bridge warms a waiting OpenCode up with: the control plane's model proxy answers it
-# itself (sandboxes/warm_up.py), so the warm-up reaches no provider.
-WARM_UP_PROVIDER = "inspect-warm-up"
-WARM_UP_MODEL = "warm-up"
-
-# A snapshot restored into a running sandbox (a pooled one; see docs/sandboxes.md) brings its home's
-# changes, except the folders of the services already running there (RESTORE_SKIP). OpenCode's database
-# is put aside instead (RESTORE_ASIDE): the bridge replays the conversation from it into the running
-# OpenCode (`resume`) once RESTORE_DONE exists. Paths are relative to the home.
-RESTORE_DIR = ".inspect-restore"
-RESTORE_SKIP = (".local/share/opencode", ".local/state", ".cache", ".config/opencode",
-                ".local/share/code-server", ".config/code-server", RESTORE_DIR)
-RESTORE_ASIDE = {f".local/share/opencode/{name}": f"{RESTORE_DIR}/{name}"
-                 for name in ("opencode.db", "opencode.db-wal")}
-RESTORE_DONE = f"{RESTORE_DIR}/done"
-RESTORE_RESUMED = f"{RESTORE_DIR}/resumed"  # left by the bridge: a `resume` sent again does nothing
 
 
 class ConfigError(Exception):
@@ -87,7 +65,7 @@ class BridgeConfig:
             workspace=Path(env.get("INSPECT_WORKSPACE") or SANDBOX_WORKSPACE),
             home=Path(env.get("HOME") or SANDBOX_HOME),
             tools_dir=tools,
-            opencode_bin=Path(env.get("INSPECT_OPENCODE_BIN") or tools / "opencode/node_modules/.bin/opencode"),
+            opencode_bin=Path(env.get("INSPECT_OPENCODE_BIN") or tools / OPENCODE_BIN),
             synced=env.get("INSPECT_SYNCED") == "1",
             heartbeat_seconds=float(env.get("INSPECT_HEARTBEAT_SECONDS") or 10),
             reconnect_max_seconds=float(env.get("INSPECT_RECONNECT_MAX_SECONDS") or 30),

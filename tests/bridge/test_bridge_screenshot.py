@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from sandboxes.bridge import screenshot
+from bridge import screenshot
 
 
 def xwd(width: int, height: int, pixels: list[tuple[int, int, int]], byte_order: int = 0, bpp: int = 32,

@@ -13,7 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from .config import SESSION_RULES, WARM_UP_MODEL, WARM_UP_PROVIDER, BridgeConfig, link_plugin_package
+from .config import SESSION_RULES, BridgeConfig, link_plugin_package
+from .protocol import WARM_UP_MODEL, WARM_UP_PROVIDER
 
 log = logging.getLogger("bridge.opencode")
 

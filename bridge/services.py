@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .opencode import die_with_parent
+from .protocol import SERVICE_PORTS
 
 log = logging.getLogger("bridge.services")
 SCREEN = (1280, 800)
@@ -215,9 +216,6 @@ class Service:
 
 # The control plane proxies only to ports in this range for VS Code and the desktop (a report cannot
 # aim it at a host service); Linux's own range for free ports, picked here whatever the kernel's is.
-SERVICE_PORTS = (32768, 60999)
-
-
 def free_port_in(ports: tuple[int, int], avoid: Collection[int] = ()) -> int:
     """A free 127.0.0.1 port in the range `ports` (both ends included), none of `avoid`."""
     for _ in range(200):

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 from . import screenshot
 from .config import BridgeConfig
+from .protocol import CODE_SERVER_BIN, vscode_data, vscode_facts
 from .services import SCREEN, Plan, Service, Step, exists, free_display, http_ok, service_port, tcp_open
 
 log = logging.getLogger("bridge.workspace")
@@ -69,32 +70,15 @@ def write_default_settings(path: Path) -> None:
         path.write_text(json.dumps(IDE_SETTINGS, indent=2) + "\n")
 
 
-def vscode_data(home: Path) -> Path:
-    return home / ".local/share/code-server"
-
-
 def code_server_argv(tools_dir: Path, port: int, home: Path, folder: Path) -> list[str]:
     """code-server as the bridge runs it. The control plane renders the page these flags give while it
     starts (ide/workbench_page.py), so a change here shows in tests/ide/test_workbench_page.py."""
     data = vscode_data(home)
-    return [str(tools_dir / "code-server/node_modules/.bin/code-server"), "--bind-addr", f"127.0.0.1:{port}",
+    return [str(tools_dir / CODE_SERVER_BIN), "--bind-addr", f"127.0.0.1:{port}",
             "--auth", "none", "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust",
             "--disable-getting-started-override", "--user-data-dir", str(data),
             "--extensions-dir", str(data / "extensions"), "--config", str(home / ".config/code-server/config.yaml"),
             str(folder)]
-
-
-def vscode_facts(tools_dir: Path, home: Path, folder: Path) -> dict:
-    """What the control plane needs to render VS Code's page before code-server is up: its commit (from
-    the installed product.json; none if unreadable), the folder it opens and its data folder."""
-    try:
-        product = json.loads((tools_dir / "code-server/node_modules/code-server/lib/vscode/product.json").read_text())
-        commit = product.get("commit")
-    except (OSError, ValueError, AttributeError):
-        commit = None
-    if not isinstance(commit, str):
-        return {}
-    return {"vscode": {"commit": commit, "folder": str(folder), "data": str(vscode_data(home))}}
 
 
 def workbench_ready(port: int, folder: Path) -> Callable[[], Awaitable[bool]]:

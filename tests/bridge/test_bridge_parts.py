@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from sandboxes.bridge.agent import Agent
-from sandboxes.bridge.config import BridgeConfig, link_plugin_package
-from sandboxes.bridge.files import tool_paths, unified_diff
-from sandboxes.bridge.outbox import Outbox
-from sandboxes.bridge.translate import MAX_CHARS, Translator, clip
+from bridge.agent import Agent
+from bridge.config import BridgeConfig, link_plugin_package
+from bridge.files import tool_paths, unified_diff
+from bridge.outbox import Outbox
+from bridge.translate import MAX_CHARS, Translator, clip
 from sandboxes.tools import tools_dir
 
 
@@ -176,7 +176,7 @@ def test_a_command_sent_again_is_answered_again_not_run_again(tmp_path):
     ("INSPECT_SERVICES", '["ide"]', "INSPECT_SERVICES must be a JSON object"),
 ])
 def test_a_bad_json_variable_is_named_in_the_error(name, value, error):
-    from sandboxes.bridge.config import ConfigError
+    from bridge.config import ConfigError
 
     env = {"INSPECT_CONTROL_PLANE_URL": "http://127.0.0.1:8000", "INSPECT_SANDBOX_ID": "s",
            "INSPECT_SANDBOX_TOKEN": "t", name: value}

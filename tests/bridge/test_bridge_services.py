@@ -11,10 +11,11 @@ from urllib.parse import quote
 import pytest
 from django.core.management import call_command
 
-from sandboxes.bridge.config import BridgeConfig
-from sandboxes.bridge.opencode import free_port
-from sandboxes.bridge.services import Plan, Service, Step, exists, http_ok, tcp_open
-from sandboxes.bridge.workspace import Workspace, vscode_facts, workbench_ready
+from bridge.config import BridgeConfig
+from bridge.opencode import free_port
+from bridge.protocol import vscode_facts
+from bridge.services import Plan, Service, Step, exists, http_ok, tcp_open
+from bridge.workspace import Workspace, workbench_ready
 from sandboxes.tools import tools_dir, vscode_dir
 
 
@@ -180,17 +181,16 @@ def test_stopping_a_service_ends_its_whole_process_group(tmp_path, ignores_sigte
 
 
 def test_service_ports_are_free_and_where_the_control_plane_accepts_them():
-    from sandboxes.bridge.services import SERVICE_PORTS, service_port
-    from sessions.workspace import EPHEMERAL_PORTS
+    from bridge.protocol import SERVICE_PORTS
+    from bridge.services import service_port
 
-    assert SERVICE_PORTS == EPHEMERAL_PORTS
     ports = {service_port() for _ in range(20)}
     assert all(SERVICE_PORTS[0] <= port <= SERVICE_PORTS[1] for port in ports)
 
 
 def test_service_ports_are_never_the_repos_dev_server_ports(monkeypatch):
     """A dev server may not listen yet when VS Code starts: its port must stay free for it."""
-    from sandboxes.bridge import services
+    from bridge import services
 
     dev, other = free_port(), free_port()
     picks = iter([dev, dev, other])
@@ -264,7 +264,7 @@ def sleeper() -> Plan:
 @pytest.fixture
 def runtime(tmp_path, monkeypatch) -> Path:
     """The bridge's runtime folder (its logs, the tool's socket) under tmp_path, not the host's /tmp/inspect."""
-    import sandboxes.bridge.workspace as workspace_module
+    import bridge.workspace as workspace_module
 
     monkeypatch.setattr(workspace_module, "RUNTIME", tmp_path / "runtime")
     monkeypatch.setattr(workspace_module, "TOOL_SOCKET", tmp_path / "runtime/bridge.sock")

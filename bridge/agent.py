@@ -8,10 +8,11 @@ import sqlite3
 import time
 from collections import OrderedDict
 
-from . import BRIDGE_VERSION, OPENCODE_VERSION, history, screenshot
-from .config import RESTORE_DIR, RESTORE_DONE, RESTORE_RESUMED, SESSION_RULES, BridgeConfig
+from . import history, screenshot
+from .config import SESSION_RULES, BridgeConfig
 from .opencode import OpenCodeServer
 from .outbox import Outbox
+from .protocol import BRIDGE_VERSION, OPENCODE_VERSION, RESTORE_DIR, RESTORE_DONE, RESTORE_RESUMED
 from .translate import SessionState, Translator
 from .workspace import Workspace
 

@@ -1,0 +1,198 @@
+"""What the control plane and the bridge share: the messages between them, the paths in a sandbox, and
+the versions of the tools a sandbox runs. docs/bridge-protocol.md describes the protocol in prose.
+
+This is the only bridge module the control plane imports (`make lint` checks it), and it imports only
+the standard library: the bridge runs it under the sandbox's own python3.
+"""
+
+import json
+import re
+from pathlib import Path
+from typing import Literal, NotRequired, TypedDict, get_args
+
+# --- versions, pinned here and only here ------------------------------------------------------
+
+BRIDGE_VERSION = "1"
+OPENCODE_VERSION = "1.18.33"
+# The plugin package OpenCode installs into its config folders at start-up (same version as OpenCode).
+OPENCODE_PLUGIN_PACKAGE = "@opencode-ai/plugin"
+WEBSOCKETS_VERSION = "17.4"
+# VS Code in the browser. 4.100.3 is the newest release that runs on Node 20 (the Debian/NodeSource Node here).
+CODE_SERVER_VERSION = "4.100.3"
+
+# --- paths ------------------------------------------------------------------------------------
+
+# The tools folder (OpenCode, code-server, the bridge's packages), mounted read-only in every sandbox here.
+TOOLS_IN_SANDBOX = Path("/opt/inspect")
+# Inside the tools folder.
+OPENCODE_BIN = Path("opencode/node_modules/.bin/opencode")
+CODE_SERVER_BIN = Path("code-server/node_modules/.bin/code-server")
+VSCODE_DIR = Path("code-server/node_modules/code-server/lib/vscode")  # VS Code itself, inside code-server
+
+# Every sandbox's layout: the agent's home, with the repo in workspace/ (backends start the bridge there).
+SANDBOX_HOME = Path("/home/agent")
+SANDBOX_WORKSPACE = SANDBOX_HOME / "workspace"
+
+# A snapshot restored into a running sandbox (a pooled one; see docs/sandboxes.md) brings its home's
+# changes, except the folders of the services already running there (RESTORE_SKIP). OpenCode's database
+# is put aside instead (RESTORE_ASIDE): the bridge replays the conversation from it into the running
+# OpenCode (`resume`) once RESTORE_DONE exists. Paths are relative to the home.
+RESTORE_DIR = ".inspect-restore"
+RESTORE_SKIP = (".local/share/opencode", ".local/state", ".cache", ".config/opencode",
+                ".local/share/code-server", ".config/code-server", RESTORE_DIR)
+RESTORE_ASIDE = {f".local/share/opencode/{name}": f"{RESTORE_DIR}/{name}"
+                 for name in ("opencode.db", "opencode.db-wal")}
+RESTORE_DONE = f"{RESTORE_DIR}/done"
+RESTORE_RESUMED = f"{RESTORE_DIR}/resumed"  # left by the bridge: a `resume` sent again does nothing
+
+# The model the bridge warms a waiting OpenCode up with: the control plane's model proxy answers it
+# itself (model_providers/wires.py), so the warm-up reaches no provider.
+WARM_UP_PROVIDER = "inspect-warm-up"
+WARM_UP_MODEL = "warm-up"
+
+# --- services ---------------------------------------------------------------------------------
+
+# The bridge puts VS Code and the desktop on free ports in this range; the control plane refuses a
+# report that points anywhere else (a preview reports one of the repo's own ports).
+SERVICE_PORTS = (32768, 60999)
+SERVICE_NAME = re.compile(r"^(ide|desktop|dev|preview-\d{1,5})$")
+ServiceState = Literal["starting", "ready", "failed", "stopped"]
+SERVICE_STATES: frozenset[str] = frozenset(get_args(ServiceState))
+
+
+class VSCodeFacts(TypedDict):
+    """What the control plane renders VS Code's page from while code-server starts (ide/workbench_page.py)."""
+    commit: str
+    folder: str
+    data: str
+
+
+def vscode_data(home: Path) -> Path:
+    return home / ".local/share/code-server"
+
+
+def vscode_facts(tools_dir: Path, home: Path, folder: Path) -> dict[str, VSCodeFacts]:
+    """{"vscode": facts} for the `ide` service's report: its commit (from the installed product.json; {} if
+    unreadable), the folder it opens and its data folder."""
+    try:
+        product = json.loads((tools_dir / VSCODE_DIR / "product.json").read_text())
+        commit = product.get("commit")
+    except (OSError, ValueError, AttributeError):
+        commit = None
+    if not isinstance(commit, str):
+        return {}
+    return {"vscode": {"commit": commit, "folder": str(folder), "data": str(vscode_data(home))}}
+
+
+# --- commands: control plane -> bridge ----------------------------------------------------------
+
+class ModelSpec(TypedDict):
+    providerID: str
+    modelID: str
+
+
+class PromptCommand(TypedDict):
+    name: Literal["prompt"]
+    prompt_id: int
+    text: str
+    author: str  # display name; not passed to OpenCode
+    model: ModelSpec | None
+    opencode_session_id: str | None  # None: create one
+
+
+class StopCommand(TypedDict):
+    name: Literal["stop"]
+    opencode_session_id: NotRequired[str]  # only that session's run
+
+
+class RestartServiceCommand(TypedDict):
+    name: Literal["restart_service"]
+    service: str  # ide, desktop, dev or preview-<port>
+
+
+class ScreenshotCommand(TypedDict):
+    name: Literal["screenshot"]
+    target: str  # desktop, preview-<port> or an http(s) URL
+    taken_by: str  # a username
+
+
+class PlainCommand(TypedDict):
+    """A command without fields of its own."""
+    name: Literal["sync_done", "claimed", "prepare_snapshot", "resume", "shutdown"]
+
+
+Command = PromptCommand | StopCommand | RestartServiceCommand | ScreenshotCommand | PlainCommand
+CommandName = Literal["prompt", "stop", "restart_service", "screenshot",
+                      "sync_done", "claimed", "prepare_snapshot", "resume", "shutdown"]
+COMMAND_NAMES: frozenset[str] = frozenset(get_args(CommandName))
+
+
+class CommandMessage(TypedDict):
+    """A command as it travels: the command's own fields beside these two."""
+    type: Literal["command"]
+    command_id: str  # unique across control-plane processes and restarts: a uuid4
+
+
+class Ack(TypedDict):
+    type: Literal["ack"]
+    id: str  # the bridge event's id
+
+
+class ErrorMessage(TypedDict):
+    type: Literal["error"]
+    message: str
+
+
+def command_message(command_id: str, command: Command) -> dict:
+    """The JSON object that carries `command` (its fields at the top level, as the bridge reads them)."""
+    return {"type": "command", "command_id": command_id, **command}
+
+
+# --- events and reports: bridge -> control plane ----------------------------------------------------
+
+EventKind = Literal[
+    "agent_session", "prompt_started", "busy", "idle", "text_delta", "text", "tool_started", "tool_finished",
+    "file_edited", "step", "title", "retry", "error", "service", "screenshot_failed",
+]
+EVENT_KINDS: frozenset[str] = frozenset(get_args(EventKind))
+# Kinds the control plane writes itself (a screenshot arrives as an upload); refused from a bridge.
+CONTROL_PLANE_KINDS = frozenset({"screenshot", "status", "prompt_finished", "sandbox_phase"})
+MAX_EVENT_ID_LENGTH = 100
+
+
+class ServiceReport(TypedDict):
+    """A `service` event: where a workspace service is (the port the control plane's proxy connects to)."""
+    kind: Literal["service"]
+    name: str  # ide, desktop, dev or preview-<port>
+    state: ServiceState
+    port: int | None
+    reason: str
+    vscode: NotRequired[VSCodeFacts]  # the ide service only
+
+
+class Hello(TypedDict):
+    type: Literal["hello"]
+    bridge_version: str
+    opencode_version: str
+    synced: bool  # False: send `sync_done` (again) once the workspace is synced
+
+
+class EventMessage(TypedDict):
+    type: Literal["event"]
+    id: str  # unique per sandbox; stored once, acknowledged, resent after a reconnect until it is
+    event: dict  # {"kind": EventKind, ...the kind's fields}
+
+
+class Heartbeat(TypedDict):
+    type: Literal["heartbeat"]
+    busy: bool  # a prompt is running
+
+
+class CommandResult(TypedDict):
+    type: Literal["command_result"]
+    command_id: str
+    ok: bool
+    error: str | None
+
+
+BridgeMessage = Hello | EventMessage | Heartbeat | CommandResult
