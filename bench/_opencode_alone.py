@@ -1,7 +1,7 @@
 """OpenCode alone: the floor under `first_token_warm_p50`, measured in the same run (bench/sessions.py).
 
 The same OpenCode binary, started and driven by the bridge's own `OpenCodeServer` with the config a sandbox
-gets (`sandboxes.providers.opencode_config`, the bridge's permission rules on top), but outside any sandbox
+gets (`model_providers.providers.opencode_config`, the bridge's permission rules on top), but outside any sandbox
 and straight on the scripted model: no bwrap, no bridge socket, no control plane, no model proxy. A prompt is
 timed from `prompt_async` to OpenCode's first text delta on its own event stream."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from bench._live import PROVIDER
 from bridge.config import SESSION_RULES, BridgeConfig
 from bridge.opencode import OpenCodeServer
-from sandboxes.providers import opencode_config
+from model_providers.providers import opencode_config
 from sandboxes.tools import opencode_binary, tools_dir
 from tests.support.model_server import ScriptedModelServer
 

@@ -123,7 +123,7 @@ class OpenCodeServer:
         model-calling code on its first prompt: ~2 s of CPU that the first prompt would wait for. Done
         now, while the sandbox waits for one (a pooled sandbox, or a restore started while someone
         writes): the providers listed, then one throwaway prompt to the warm-up model, which the control
-        plane's model proxy answers itself (sandboxes/warm_up.py), so no provider is called."""
+        plane's model proxy answers itself (model_providers/wires.py), so no provider is called."""
         started = time.monotonic()
         try:
             await self.request("GET", "/config/providers", timeout=60)

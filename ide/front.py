@@ -27,9 +27,10 @@ from django.http.cookie import parse_cookie
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from ide import vscode_static
-from ide.headers import filter_cookie_header, header
+from ide.headers import filter_cookie_header
 from ide.paths import parse
 from ide.targets import Target, host_allowed, resolve
+from proxy_core.headers import header
 
 ROUTE_PATH = "/_front/route"
 

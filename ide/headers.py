@@ -1,20 +1,15 @@
 """Header, cookie and redirect rules between the browser and a sandbox's service.
 
-Pure functions over ASGI-style header lists ([(b"name", b"value")], names lower-case on the way in).
+Pure functions over ASGI-style header lists ([(b"name", b"value")], names lower-case on the way in); the
+header sets both proxies share are in proxy_core/headers.py.
 """
 
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 
-# RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
-HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection",
-    b"te", b"trailer", b"transfer-encoding", b"upgrade",
-})
-# Set by us from what Daphne saw; a browser's own values are not to be trusted.
-FORWARDING = frozenset({b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-port",
-                        b"x-forwarded-proto", b"x-forwarded-prefix", b"x-real-ip"})
+from proxy_core.headers import FORWARDING, HOP_BY_HOP, connection_tokens, header
+
 # Sent by the websockets client itself during its handshake.
 WEBSOCKET_HANDSHAKE = frozenset({b"host", b"origin", b"sec-websocket-key", b"sec-websocket-version",
                                  b"sec-websocket-protocol", b"sec-websocket-extensions", b"user-agent"})
@@ -25,28 +20,11 @@ def platform_cookies() -> frozenset[str]:
     return frozenset({settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, "messages"})
 
 
-def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
-    """Headers named in Connection are hop-by-hop too."""
-    tokens = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b","))
-    return tokens
-
-
 def filter_cookie_header(value: str) -> str:
     """The Cookie header without the platform's cookies."""
     hidden = platform_cookies()
     kept = [part.strip() for part in value.split(";") if part.strip().split("=", 1)[0].strip() not in hidden]
     return "; ".join(p for p in kept if p)
-
-
-def header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
-    """The first value of a header, decoded (latin-1, as HTTP headers are), or ""."""
-    for key, value in headers:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return ""
 
 
 def upstream_request_headers(
@@ -60,7 +38,7 @@ def upstream_request_headers(
     Origin is passed unchanged for the same check.
     """
     # Expect: Daphne has already answered any 100-continue and read the body.
-    drop = HOP_BY_HOP | FORWARDING | _connection_tokens(headers) | {b"host", b"expect"}
+    drop = HOP_BY_HOP | FORWARDING | connection_tokens(headers) | {b"host", b"expect"}
     if websocket:
         drop |= WEBSOCKET_HANDSHAKE
     out = []
@@ -153,7 +131,7 @@ def browser_response_headers(
 ) -> list[tuple[bytes, bytes]]:
     """The service's response headers as the browser gets them."""
     # Clear-Site-Data from a sandbox could wipe the platform's own cookies and storage: same origin.
-    drop = HOP_BY_HOP | _connection_tokens(headers) | {b"clear-site-data"}
+    drop = HOP_BY_HOP | connection_tokens(headers) | {b"clear-site-data"}
     out = []
     for name, value in headers:
         name = name.lower()

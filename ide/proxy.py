@@ -11,10 +11,14 @@ import logging
 import httpx
 from channels.db import database_sync_to_async
 
-from ide import upstream, vscode_static, workbench_page
-from ide.headers import browser_response_headers, header, upstream_request_headers
+from ide import vscode_static, workbench_page
+from ide.headers import browser_response_headers, upstream_request_headers
 from ide.paths import ServicePath, parse, request_path
 from ide.targets import Target, host_allowed, resolve_async, resolve_when_up, service_label
+from proxy_core import upstream
+from proxy_core.clients import loop_client
+from proxy_core.headers import header
+from proxy_core.relay import ClientGone, relay_until_disconnect, request_body
 
 log = logging.getLogger(__name__)
 
@@ -25,20 +29,17 @@ IDE_WAIT_SECONDS = 20.0
 TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=None, pool=None)
 LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=200, keepalive_expiry=30)
 
-_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+def service_client() -> httpx.AsyncClient:
+    """This event loop's pooled client for https:// services (tunnels): connections to them are reused."""
+    return loop_client("workspace", make_service_client)
 
 
-def shared_client() -> httpx.AsyncClient:
-    """One pooled client per event loop (Daphne has one): connections to services are reused."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        # trust_env off: an HTTP(S)_PROXY meant for the platform's outbound calls must not catch these.
-        client = httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, follow_redirects=False, trust_env=False)
-        # httpx's defaults would ask for encodings the browser may not have offered; send only the browser's.
-        for name in ("accept", "accept-encoding", "user-agent"):
-            del client.headers[name]
-        _clients[loop] = client
+def make_service_client() -> httpx.AsyncClient:
+    # trust_env off: an HTTP(S)_PROXY meant for the platform's outbound calls must not catch these.
+    client = httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, follow_redirects=False, trust_env=False)
+    # httpx's defaults would ask for encodings the browser may not have offered; send only the browser's.
+    for name in ("accept", "accept-encoding", "user-agent"):
+        del client.headers[name]
     return client
 
 
@@ -60,10 +61,6 @@ async def respond(send, status: int, message: str, retry: bool = False, extra=()
     headers, body = page(status, message, retry)
     await send({"type": "http.response.start", "status": status, "headers": headers + list(extra)})
     await send({"type": "http.response.body", "body": body})
-
-
-class ClientGone(Exception):
-    pass
 
 
 def vscode_page(scope, path: ServicePath, target: Target) -> workbench_page.Answer | None:
@@ -90,29 +87,6 @@ async def send_answer(send, answer: workbench_page.Answer) -> None:
 @database_sync_to_async
 def signed_in(user) -> bool:
     return bool(user is not None and user.is_authenticated)
-
-
-async def request_body(first: bytes, receive, done: asyncio.Event):
-    """The browser's body as it arrives, chunk by chunk."""
-    if first:
-        yield first
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        if message.get("body"):
-            yield message["body"]
-        if not message.get("more_body", False):
-            done.set()
-            return
-
-
-async def until_disconnect(receive, body_read: asyncio.Event | None = None) -> None:
-    """Returns once the browser has gone; `body_read`: wait for the body reader to finish first."""
-    if body_read is not None:
-        await body_read.wait()  # until then the body reader owns receive()
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 class HttpProxy:
@@ -205,22 +179,16 @@ class HttpProxy:
                                            client=client[0] if client else "")
         host = header(browser_headers, b"host")
         if url.startswith("http://"):
-            relay = asyncio.ensure_future(self.relay_plain(scope["method"], url, headers, content, send, path,
-                                                           target, host))
+            relay = self.relay_plain(scope["method"], url, headers, content, send, path, target, host)
         else:
-            request = shared_client().build_request(scope["method"], url, content=content, headers=headers)
-            relay = asyncio.ensure_future(self.relay(request, send, path, target, host))
+            request = service_client().build_request(scope["method"], url, content=content, headers=headers)
+            relay = self.relay(request, send, path, target, host)
         # A browser that goes away mid-response (a closed tab, an aborted long poll) ends the upstream request.
-        watch = asyncio.ensure_future(until_disconnect(receive, body_read))
-        try:
-            await asyncio.wait({relay, watch}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            relay.cancel()
-            watch.cancel()
+        await relay_until_disconnect(relay, receive, body_read)
 
     async def relay_plain(self, method: str, url: str, headers, content, send, path: ServicePath, target: Target,
                           host: str) -> None:
-        """http:// services (local sandboxes): ide.upstream, large reads, one ASGI message per read."""
+        """http:// services (local sandboxes): proxy_core.upstream, large reads, one ASGI message per read."""
         try:
             response = await upstream.request(method, url, headers, content)
         except ClientGone:
@@ -237,7 +205,7 @@ class HttpProxy:
     async def relay(self, request: httpx.Request, send, path: ServicePath, target: Target, host: str) -> None:
         """https:// services (tunnels): httpx, raw chunks as they arrive, no decoding."""
         try:
-            response = await shared_client().send(request, stream=True)
+            response = await service_client().send(request, stream=True)
         except ClientGone:
             return
         except httpx.TransportError as error:

@@ -13,9 +13,10 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from ide.headers import header, upstream_request_headers
+from ide.headers import upstream_request_headers
 from ide.paths import parse, request_path
 from ide.targets import host_allowed, resolve_async, resolve_when_up
+from proxy_core.headers import header
 
 log = logging.getLogger(__name__)
 

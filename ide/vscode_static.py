@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-from ide import precompressed
-from ide.headers import header
 from ide.paths import ServicePath
+from proxy_core import precompressed
+from proxy_core.headers import header
 from sandboxes.tools import vscode_dir
 
 CHUNK = 1024 * 1024

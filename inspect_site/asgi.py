@@ -14,9 +14,9 @@ from ide.front import ROUTE_PATH as FRONT_ROUTE_PATH  # noqa: E402
 from ide.front import FrontRoute  # noqa: E402
 from ide.proxy import HttpProxy  # noqa: E402
 from ide.sockets import SocketProxy  # noqa: E402
-from sandboxes.consumers import BridgeConsumer  # noqa: E402
-from sandboxes.model_proxy import PREFIX as MODEL_PROXY_PREFIX  # noqa: E402
-from sandboxes.model_proxy import ModelProxy  # noqa: E402
+from model_proxy.proxy import PREFIX as MODEL_PROXY_PREFIX  # noqa: E402
+from model_proxy.proxy import ModelProxy  # noqa: E402
+from sessions.bridge_socket import BridgeConsumer  # noqa: E402
 from sessions.consumers import SessionConsumer  # noqa: E402
 
 

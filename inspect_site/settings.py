@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "sessions.apps.SessionsConfig",
     "sandboxes",
     "ide",
+    "model_proxy",
     "extension",
 ]
 
@@ -241,7 +242,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
 
-# --- Model providers and the model proxy (sandboxes/providers.py, docs/model-proxy.md) -------------
+# --- Model providers and the model proxy (model_providers/, model_proxy/, docs/model-proxy.md) -------------
 # Sandboxes never get these keys: their OpenCode calls /model-proxy/<provider>/v1/... with the
 # sandbox's token, and the proxy adds the key. Each provider is on when its key (or URL) is set.
 

@@ -6,4 +6,5 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("sandboxes/", include("sandboxes.urls")),
     path("", include("sessions.urls")),
+    path("", include("ide.urls")),
 ]

@@ -7,7 +7,7 @@ from pathlib import Path
 from django.conf import settings
 
 from bridge.protocol import SANDBOX_HOME, SANDBOX_WORKSPACE, TOOLS_IN_SANDBOX, vscode_facts
-from sandboxes import providers
+from model_providers import providers
 from sandboxes.backends.base import SandboxBackend
 from sandboxes.models import Sandbox
 from sandboxes.tools import tools_dir

@@ -6,15 +6,13 @@ import time
 import uuid
 from datetime import timedelta
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from bridge.protocol import RESTORE_ASIDE, RESTORE_DONE, RESTORE_SKIP
-from sandboxes import bridge_launch, lifecycle
+from sandboxes import bridge_channel, bridge_launch, lifecycle
 from sandboxes.backends import get_backend
 from sandboxes.backends.base import BackendError, StartRequest, sync_script
 from sandboxes.lifecycle import State
@@ -33,20 +31,12 @@ class NoImage(Exception):
     """The repo has no ready image yet, so no sandbox can start."""
 
 
-def group_name(sandbox_id) -> str:
-    return f"sandbox-{sandbox_id}"
-
-
 def announce(sandbox: Sandbox) -> None:
     """Tell listeners the sandbox's phase changed: in-process ones (the sessions app) by a
     signal, the sandbox's bridge socket over the channel layer."""
     sandbox_phase_changed.send(sender=Sandbox, sandbox=sandbox)
     try:
-        async_to_sync(get_channel_layer().group_send)(
-            group_name(sandbox.pk),
-            {"type": "sandbox.phase", "sandbox": str(sandbox.pk), "state": sandbox.state,
-             "synced_commit": sandbox.synced_commit, "reason": sandbox.end_reason},
-        )
+        bridge_channel.send_phase(sandbox.pk, sandbox.state, sandbox.synced_commit, sandbox.end_reason)
     except Exception:  # the channel layer being down must not stop a sandbox
         logger.exception("could not announce sandbox %s", sandbox.pk)
 

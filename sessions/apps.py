@@ -10,6 +10,6 @@ class SessionsConfig(AppConfig):
 
     def ready(self) -> None:
         from sandboxes.signals import sandbox_phase_changed
-        from sessions import services
+        from sessions import bridge_events
 
-        sandbox_phase_changed.connect(services.on_sandbox_phase, dispatch_uid="sessions-sandbox-phase")
+        sandbox_phase_changed.connect(bridge_events.on_sandbox_phase, dispatch_uid="sessions-sandbox-phase")

@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from django.core.exceptions import PermissionDenied
 
 from inspect_site.consumers import AsyncDatabaseFreeConsumer
-from sessions import services, workspace
+from sessions import requests, workspace
 from sessions.events import collect_fan_out, events_after, group_name, send_fan_out
 from sessions.models import Session
 
@@ -52,22 +52,22 @@ def request(session_id: int, user, kind: str, content: dict) -> dict:
     if session is None:
         raise ValueError("This session no longer exists.")
     if kind == "prompt":
-        prompt = services.submit_prompt(session, user, content.get("text"), content.get("context"))
+        prompt = requests.submit_prompt(session, user, content.get("text"), content.get("context"))
         return {"prompt_id": prompt.pk, "status": prompt.status}
     if kind == "cancel":
-        prompt = services.cancel_prompt(session, user, content["prompt_id"])
+        prompt = requests.cancel_prompt(session, user, content["prompt_id"])
         return {"prompt_id": prompt.pk}
     if kind == "typing":
-        return {"warming": services.note_typing(session, user)}
+        return {"warming": requests.note_typing(session, user)}
     if kind == "restart_service":
-        services.check_member(session, user)
+        requests.check_member(session, user)
         workspace.restart_service(session, content["name"])
         return {"name": content["name"]}
     if kind == "screenshot":
-        services.check_member(session, user)
+        requests.check_member(session, user)
         workspace.request_screenshot(session, user, content["target"])
         return {"target": content["target"]}
-    services.stop(session, user)
+    requests.stop(session, user)
     return {}
 
 

@@ -1,9 +1,9 @@
 from django import forms
 from django.core.exceptions import ImproperlyConfigured
 
+from model_providers.providers import NO_PROVIDER_MESSAGE, model_choices
 from sandboxes.models import Repo, RepoImage
-from sandboxes.providers import NO_PROVIDER_MESSAGE, model_choices
-from sessions.services import MAX_PROMPT_CHARS
+from sessions.models import MAX_PROMPT_CHARS
 
 
 class RepoChoiceField(forms.ModelChoiceField):

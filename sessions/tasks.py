@@ -10,7 +10,7 @@ from django.utils import timezone
 from sandboxes import provisioning
 from sandboxes import tasks as sandbox_tasks
 from sandboxes.backends import get_backend
-from sessions import lifecycle, queue, services
+from sessions import dispatch, lifecycle, queue
 from sessions.models import Prompt, Session
 
 
@@ -44,7 +44,7 @@ def snapshot_if_idle(session_id: int) -> None:
     if snapshot is not None:
         Session.objects.filter(pk=session.pk).update(last_snapshot=snapshot)
         session.refresh_from_db()
-        services.dispatch(session, queue.AGENT_IDLE)  # prompts that arrived while it was saving
+        dispatch.dispatch(session, queue.AGENT_IDLE)  # prompts that arrived while it was saving
 
 
 @shared_task

@@ -6,7 +6,6 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("sessions/new", views.new_session, name="session-new"),
     path("sessions/warm", views.warm_sandbox, name="session-warm"),
-    path("sessions/<int:session_id>/", views.session_detail, name="session-detail"),
     path("sessions/<int:session_id>/artifacts/<int:artifact_id>/", views.artifact, name="session-artifact"),
     path("sessions/api/screenshots/", views.upload_screenshot, name="screenshot-upload"),
 ]

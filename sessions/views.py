@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
@@ -7,12 +6,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from ide import paths, viewer
+from proxy_core.headers import presented_credential
 from sandboxes import provisioning, tasks
-from sandboxes.lifecycle import State
-from sandboxes.model_proxy import presented_token
 from sandboxes.models import Repo, RepoImage, Sandbox
-from sessions import services, workspace
+from sessions import requests, workspace
 from sessions.forms import NewSessionForm
 from sessions.models import Artifact, Prompt, Session
 
@@ -51,7 +48,7 @@ def new_session(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             data = form.cleaned_data
             try:
-                session = services.create_session(data["repo"], request.user, data["prompt"], model=data["model"])
+                session = requests.create_session(data["repo"], request.user, data["prompt"], model=data["model"])
             except ValueError as error:
                 form.add_error(None, str(error))
             else:
@@ -80,37 +77,6 @@ def warm_sandbox(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=204)
 
 
-def ide_origin(request: HttpRequest) -> str:
-    """Where the page loads VS Code's frame from ("": its own origin). The header is set by the front proxy
-    only, which replaces any a browser sends; without a front there is none."""
-    port = request.headers.get("X-Workspace-Port", "")
-    if not port:
-        return ""
-    return settings.WORKSPACE_ORIGIN or paths.workspace_origin(request.scheme, request.get_host(), port)
-
-
-def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
-    """Members and staff only. Anybody else gets the same 404 as for an unknown id, so that
-    session ids do not tell outsiders which sessions exist."""
-    session = Session.objects.select_related("repo", "sandbox").filter(pk=session_id).first()
-    if session is None or not session.is_member(request.user):
-        raise Http404("No such session.")
-    first = session.prompts.order_by("position").values_list("text", flat=True).first()
-    live = session.sandbox is not None and session.sandbox.state in State.LIVE
-    services_now = workspace.services_now(session, session.sandbox) if live else {}
-    display_title = session.title or (first or "Untitled session")[:90]
-    return render(request, "sessions/detail.html", {
-        "session": session,
-        "display_title": display_title,
-        "sandbox_state": session.sandbox.state if session.sandbox else "",
-        "max_prompt_length": services.MAX_PROMPT_CHARS,
-        "viewer_modules": list(viewer.modules()),
-        "services": services_now,
-        "ide_ready": (services_now.get("ide") or {}).get("state") == "ready",
-        "ide_origin": ide_origin(request),
-    })
-
-
 def artifact(request: HttpRequest, session_id: int, artifact_id: int) -> FileResponse:
     """A session's artifact, for its members and staff; the same 404 as the session page otherwise."""
     found = Artifact.objects.select_related("session").filter(pk=artifact_id, session_id=session_id).first()
@@ -130,8 +96,8 @@ def artifact(request: HttpRequest, session_id: int, artifact_id: int) -> FileRes
 @require_POST
 def upload_screenshot(request: HttpRequest) -> JsonResponse:
     """A sandbox's bridge sends a screenshot (image/png body) it took for the agent or a person."""
-    sandbox = Sandbox.from_token(presented_token(request.headers.get("X-Api-Key", ""),
-                                                 request.headers.get("Authorization", "")))
+    sandbox = Sandbox.from_token(presented_credential(
+        [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in request.headers.items()]))
     if sandbox is None:
         return JsonResponse({"error": "A live sandbox's token is required."}, status=401)
     try:

@@ -11,6 +11,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from bridge.protocol import SERVICE_NAME, SERVICE_PORTS, SERVICE_STATES
+from sandboxes.bridge_channel import send_to_bridge
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
 from sessions.events import append_event
@@ -121,8 +122,6 @@ def live_sandbox(session: Session) -> Sandbox:
 
 
 def restart_service(session: Session, name: str) -> None:
-    from sessions.services import send_to_bridge
-
     if not isinstance(name, str) or not SERVICE_NAME.match(name):
         raise ValueError('"name" must be a service: ide, desktop or preview-<port>.')
     sandbox = live_sandbox(session)
@@ -132,8 +131,6 @@ def restart_service(session: Session, name: str) -> None:
 
 
 def request_screenshot(session: Session, user, target: str) -> None:
-    from sessions.services import send_to_bridge
-
     if not isinstance(target, str) or not SCREENSHOT_TARGET.match(target):
         raise ValueError('"target" must be desktop or preview-<port>.')
     sandbox = live_sandbox(session)

@@ -11,6 +11,8 @@ from django.db import connection
 from inspect_site import embedded_redis
 from sandboxes import backends
 
+pytest_plugins = ["tests.support.fixtures"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def redis_service():

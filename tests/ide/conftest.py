@@ -8,12 +8,11 @@ from django.utils import timezone
 
 from ide import vscode_static
 from sandboxes.lifecycle import State
-from sandboxes.models import Repo, Sandbox
+from sandboxes.models import Sandbox
 from sessions.models import Session
 from tests.ide.support import CodeServer, HttpUpstream, SocketUpstream
 from tests.support.front import FrontServer
 from tests.support.live_server import LiveServer
-from tests.support.rows import repo_with_image
 
 
 @pytest.fixture(scope="module")
@@ -72,19 +71,6 @@ def code_server(install, tmp_path_factory):
     server = CodeServer(tmp_path_factory.mktemp("workspace"), tmp_path_factory.mktemp("code-server-home")).start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def users(django_user_model):
-    return {
-        "ada": django_user_model.objects.create_user("ada", "ada@example.com", "pw"),
-        "bob": django_user_model.objects.create_user("bob", "bob@example.com", "pw"),
-    }
-
-
-@pytest.fixture
-def repo() -> Repo:
-    return repo_with_image()
 
 
 @pytest.fixture

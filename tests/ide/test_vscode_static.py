@@ -7,7 +7,8 @@ import http.client
 import httpx
 import pytest
 
-from ide import precompressed, vscode_static
+from ide import vscode_static
+from proxy_core import precompressed
 from tests.ide.support import ready, signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True)

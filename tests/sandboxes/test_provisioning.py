@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from sandboxes import builds, lifecycle, provisioning
+from sandboxes import bridge_channel, builds, lifecycle, provisioning
 from sandboxes.backends import get_backend
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox, Snapshot
@@ -33,7 +33,7 @@ def shell(sandbox: Sandbox, command: str) -> str:
 def test_a_new_sandbox_syncs_to_the_branch_head_and_announces_its_phases(repo, git_repo):
     head = git_repo.commit({"app.py": "print('newer than the image')\n"}, "after the image")
     sandbox = provisioning.create_sandbox(repo)
-    listener = Listener(provisioning.group_name(sandbox.pk))
+    listener = Listener(bridge_channel.group_name(sandbox.pk))
 
     sandbox = provisioning.provision(sandbox.pk)
 

@@ -13,9 +13,8 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from inspect_site.asgi import application
-from sandboxes import event_store
 from sandboxes.lifecycle import State
-from sessions import events, services
+from sessions import bridge_events, event_intake, events
 from sessions.events import group_name
 from sessions.models import Event, Session
 
@@ -54,7 +53,7 @@ def test_events_sent_together_are_stored_in_batches_acked_and_fanned_out_in_orde
                                                                                  monkeypatch):
     listener = listen(group_name(session.pk))
     batches, store_threads, send_threads = [], set(), set()
-    store, handle = event_store.store_events.func, services.handle_bridge_events
+    store, handle = event_intake.store_events.func, bridge_events.handle_bridge_events
 
     def slow_store(batch):
         batches.append([event_id for _sandbox, event_id, _event in batch])
@@ -73,8 +72,8 @@ def test_events_sent_together_are_stored_in_batches_acked_and_fanned_out_in_orde
             send_threads.add(threading.get_ident())
             return await layer.group_send(group, message)
 
-    monkeypatch.setattr(event_store, "store_events", database_sync_to_async(slow_store))
-    monkeypatch.setattr(services, "handle_bridge_events", recording_handle)
+    monkeypatch.setattr(event_intake, "store_events", database_sync_to_async(slow_store))
+    monkeypatch.setattr(bridge_events, "handle_bridge_events", recording_handle)
     monkeypatch.setattr(events, "get_channel_layer", RecordingLayer)
 
     replies = async_to_sync(send_all)(running, running.issue_token(), [delta(n) for n in range(1, 6)], 5)
@@ -107,7 +106,7 @@ def test_events_of_several_bridges_that_arrive_meanwhile_are_written_together(se
     others = [make_sandbox(State.RUNNING) for _ in range(2)]
     other_sessions = [Session.objects.create(repo=repo, creator=user, sandbox=box) for box in others]
     batches = []
-    store = event_store.store_events.func
+    store = event_intake.store_events.func
 
     def slow_store(batch):
         batches.append(sorted(event_id for _sandbox, event_id, _event in batch))
@@ -115,7 +114,7 @@ def test_events_of_several_bridges_that_arrive_meanwhile_are_written_together(se
             time.sleep(0.3)
         return store(batch)
 
-    monkeypatch.setattr(event_store, "store_events", database_sync_to_async(slow_store))
+    monkeypatch.setattr(event_intake, "store_events", database_sync_to_async(slow_store))
     boxes = [running, *others]
     tokens = [box.issue_token() for box in boxes]
 
@@ -145,7 +144,7 @@ def test_text_before_a_state_change_in_one_batch_is_fanned_out_before_the_change
     queue's next step, the slow part). The text is stored and sent first, in a transaction of its own."""
     listener = listen(group_name(session.pk))
     writes = []
-    store = event_store.store_events.func
+    store = event_intake.store_events.func
 
     def recording_store(batch):
         writes.append([event_id for _sandbox, event_id, _event in batch])
@@ -153,7 +152,7 @@ def test_text_before_a_state_change_in_one_batch_is_fanned_out_before_the_change
             time.sleep(0.3)  # the answer arrives meanwhile, as one batch
         return store(batch)
 
-    monkeypatch.setattr(event_store, "store_events", database_sync_to_async(recording_store))
+    monkeypatch.setattr(event_intake, "store_events", database_sync_to_async(recording_store))
     idle = {"type": "event", "id": "evt-idle", "event": {"kind": "idle"}}
     replies = async_to_sync(send_all)(running, running.issue_token(), [delta(1), delta(2), delta(3), idle, delta(4)], 5)
 

@@ -1,4 +1,4 @@
-"""Bridge events stored a batch at a time (services.handle_bridge_events, events.append_events):
+"""Bridge events stored a batch at a time (bridge_events.handle_bridge_events, events.append_events):
 the same log as one event at a time, in a number of queries that does not grow with the batch."""
 
 import pytest
@@ -6,7 +6,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from sandboxes.lifecycle import State
-from sessions import services
+from sessions import bridge_events
 from sessions.events import append_events, collect_fan_out
 from sessions.models import Event, Prompt, Session
 
@@ -39,7 +39,7 @@ def store(django_capture_on_commit_callbacks):
     def store(batch) -> tuple[list[str], list[dict]]:
         with collect_fan_out() as fanned_out, django_capture_on_commit_callbacks(execute=True):
             with transaction.atomic():
-                problems = services.handle_bridge_events(batch)
+                problems = bridge_events.handle_bridge_events(batch)
         return problems, fanned_out
     return store
 

@@ -33,14 +33,6 @@ def repo():
 
 
 @pytest.fixture
-def provision(monkeypatch):
-    """Sandboxes are not really started: the task is recorded instead."""
-    calls = []
-    monkeypatch.setattr("sandboxes.tasks.provision_sandbox.delay", calls.append)
-    return calls
-
-
-@pytest.fixture
 def providers(settings):
     settings.MODEL_PROVIDERS, settings.DEFAULT_MODEL = PROVIDERS, ""
 
@@ -93,8 +85,8 @@ def test_the_form_offers_repos_and_models(client, users, repo, providers):
     assert 'id="no-provider"' not in page
 
 
-def test_the_form_says_when_no_model_provider_is_configured(client, users, repo, settings, provision):
-    from sandboxes.providers import NO_PROVIDER_MESSAGE
+def test_the_form_says_when_no_model_provider_is_configured(client, users, repo, settings, provisions):
+    from model_providers.providers import NO_PROVIDER_MESSAGE
 
     settings.MODEL_PROVIDERS = []
     client = login(client, users["ada"])
@@ -117,16 +109,16 @@ def test_the_form_says_when_there_is_no_repo_yet(client, users):
     ({"model": "local/unknown"}, "model"),
     ({"model": "evil/model"}, "model"),
 ])
-def test_bad_input_shows_errors_and_creates_nothing(client, users, repo, providers, provision, post, field):
+def test_bad_input_shows_errors_and_creates_nothing(client, users, repo, providers, provisions, post, field):
     data = {"repo": repo.pk, "model": "local/scripted", "prompt": "fix the table", **post}
     response = login(client, users["ada"]).post("/sessions/new", data)
     assert response.status_code == 400
     assert response.context["form"].errors[field]
     assert 'class="error"' in response.content.decode()
-    assert not Session.objects.exists() and not Prompt.objects.exists() and not provision
+    assert not Session.objects.exists() and not Prompt.objects.exists() and not provisions
 
 
-def test_creating_a_session_redirects_to_its_page(client, users, repo, providers, provision,
+def test_creating_a_session_redirects_to_its_page(client, users, repo, providers, provisions,
                                                    django_capture_on_commit_callbacks):
     client = login(client, users["ada"])
     with django_capture_on_commit_callbacks(execute=True):
@@ -135,12 +127,12 @@ def test_creating_a_session_redirects_to_its_page(client, users, repo, providers
     assert response.status_code == 302 and response["Location"] == f"/sessions/{session.pk}/"
     assert session.creator == users["ada"] and session.model == "local/other" and session.is_member(users["ada"])
     assert list(session.prompts.values_list("text", flat=True)) == ["fix it"]
-    assert len(provision) == 1  # its sandbox is on its way
+    assert len(provisions) == 1  # its sandbox is on its way
     assert client.get(response["Location"]).status_code == 200
 
 
 def test_writing_a_new_sessions_prompt_warms_a_sandbox_that_the_session_then_takes(
-        client, users, repo, providers, provision, monkeypatch, django_capture_on_commit_callbacks):
+        client, users, repo, providers, provisions, monkeypatch, django_capture_on_commit_callbacks):
     from sandboxes import tasks
     monkeypatch.setattr(tasks.fill_warm_pool, "delay", tasks.fill_warm_pool)  # run it here, as the worker would
     assert client.post("/sessions/warm", {"repo": repo.pk}).status_code == 302  # signed out: to the login page
@@ -149,15 +141,15 @@ def test_writing_a_new_sessions_prompt_warms_a_sandbox_that_the_session_then_tak
     assert client.post("/sessions/warm", {"repo": "x"}).status_code == 400
     assert client.post("/sessions/warm", {}).status_code == 400
     assert client.post("/sessions/warm", {"repo": repo.pk + 100}).status_code == 404
-    assert not provision
+    assert not provisions
 
     assert client.post("/sessions/warm", {"repo": repo.pk}).status_code == 204
     assert client.post("/sessions/warm", {"repo": repo.pk}).status_code == 204  # asked again while writing
-    [warming] = provision
+    [warming] = provisions
     with django_capture_on_commit_callbacks(execute=True):
         client.post("/sessions/new", {"repo": repo.pk, "model": "local/other", "prompt": "fix it"})
     session = Session.objects.get()
-    assert str(session.sandbox_id) == warming and provision == [warming]  # taken, not a second one started
+    assert str(session.sandbox_id) == warming and provisions == [warming]  # taken, not a second one started
     assert 'data-warm-url="/sessions/warm"' in client.get("/sessions/new").content.decode()
 
 

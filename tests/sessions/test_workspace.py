@@ -5,9 +5,9 @@ import zlib
 
 import pytest
 
-from sandboxes import provisioning
+from sandboxes import bridge_channel
 from sandboxes.lifecycle import State
-from sessions import services, workspace
+from sessions import bridge_events, requests, workspace
 from sessions.consumers import invalid
 from sessions.events import append_event
 from sessions.models import Artifact, Session
@@ -42,10 +42,11 @@ def test_a_service_report_is_kept_on_the_sandbox_and_in_the_session_log(session,
     preview_ports(sandbox, 3000)
     session.sandbox = sandbox
     session.save()
-    services.handle_bridge_event(sandbox, "e1", {"kind": "service", "name": "ide", "state": "starting", "port": None})
-    services.handle_bridge_event(sandbox, "e2", {"kind": "service", "name": "ide", "state": "ready", "port": 41000,
-                                                 "reason": ""})
-    services.handle_bridge_event(sandbox, "e3", {"kind": "service", "name": "preview-3000", "state": "failed",
+    bridge_events.handle_bridge_event(sandbox, "e1", {"kind": "service", "name": "ide", "state": "starting",
+                                                      "port": None})
+    bridge_events.handle_bridge_event(sandbox, "e2", {"kind": "service", "name": "ide", "state": "ready",
+                                                      "port": 41000, "reason": ""})
+    bridge_events.handle_bridge_event(sandbox, "e3", {"kind": "service", "name": "preview-3000", "state": "failed",
                                                  "reason": "exited with code 1: EADDRINUSE", "port": None})
     sandbox.refresh_from_db()
     assert sandbox.services == {
@@ -75,7 +76,7 @@ def test_a_malformed_service_report_changes_nothing(session, make_sandbox, repor
     session.sandbox = sandbox
     session.save()
     with pytest.raises(ValueError):
-        services.handle_bridge_event(sandbox, "e1", {"kind": "service", **report})
+        bridge_events.handle_bridge_event(sandbox, "e1", {"kind": "service", **report})
     sandbox.refresh_from_db()
     assert sandbox.services == {}
     assert not session.events.exists()
@@ -98,9 +99,9 @@ def test_vscodes_commit_and_paths_are_kept_only_when_they_are_plainly_that(sessi
     sandbox = make_sandbox()
     session.sandbox = sandbox
     session.save()
-    services.handle_bridge_event(sandbox, "e1", {"kind": "service", "name": "ide", "state": "starting",
+    bridge_events.handle_bridge_event(sandbox, "e1", {"kind": "service", "name": "ide", "state": "starting",
                                                  "port": None, "vscode": facts})
-    services.handle_bridge_event(sandbox, "e2", {"kind": "service", "name": "desktop", "state": "starting",
+    bridge_events.handle_bridge_event(sandbox, "e2", {"kind": "service", "name": "desktop", "state": "starting",
                                                  "port": None, "vscode": VSCODE})
     sandbox.refresh_from_db()
     assert sandbox.services["ide"].get("vscode") == kept
@@ -128,8 +129,8 @@ def test_the_page_starts_from_the_sandboxs_record_where_the_log_is_behind(sessio
 
 def test_a_pooled_sandbox_keeps_its_services_and_the_session_that_claims_it_learns_them(repo, user, make_sandbox):
     pooled = make_sandbox(pooled=True)
-    services.handle_bridge_event(pooled, "e1", {"kind": "service", "name": "ide", "state": "ready", "port": 41000})
-    session = services.create_session(repo, user, "justtext hi")
+    bridge_events.handle_bridge_event(pooled, "e1", {"kind": "service", "name": "ide", "state": "ready", "port": 41000})
+    session = requests.create_session(repo, user, "justtext hi")
     assert session.sandbox_id == pooled.pk
     learned = session.events.filter(kind="service").get().data
     assert learned == {"name": "ide", "state": "ready", "port": 41000, "reason": ""}
@@ -138,15 +139,15 @@ def test_a_pooled_sandbox_keeps_its_services_and_the_session_that_claims_it_lear
 def test_the_bridge_of_a_claimed_pool_sandbox_is_told_so_and_again_when_it_reconnects(
         repo, user, make_sandbox, listen, django_capture_on_commit_callbacks):
     pooled = make_sandbox(pooled=True)
-    bridge = listen(provisioning.group_name(pooled.pk))
+    bridge = listen(bridge_channel.group_name(pooled.pk))
     with django_capture_on_commit_callbacks(execute=True):
-        session = services.create_session(repo, user, "justtext hi")
+        session = requests.create_session(repo, user, "justtext hi")
     assert session.sandbox_id == pooled.pk
     assert [c["name"] for c in bridge.commands()] == ["claimed", "prompt"]  # its dev servers may start now
 
     pooled.refresh_from_db()
     with django_capture_on_commit_callbacks(execute=True):
-        services.handle_bridge_connected(pooled)
+        bridge_events.handle_bridge_connected(pooled)
     assert [c["name"] for c in bridge.commands()] == ["claimed", "prompt"]  # the prompt is not confirmed yet
 
 
@@ -154,9 +155,9 @@ def test_the_bridge_of_a_sandbox_started_for_its_session_is_not_told_it_was_clai
         session, make_sandbox, listen, django_capture_on_commit_callbacks):
     sandbox = make_sandbox(State.READY)
     Session.objects.filter(pk=session.pk).update(sandbox=sandbox)
-    bridge = listen(provisioning.group_name(sandbox.pk))
+    bridge = listen(bridge_channel.group_name(sandbox.pk))
     with django_capture_on_commit_callbacks(execute=True):
-        services.handle_bridge_connected(sandbox)
+        bridge_events.handle_bridge_connected(sandbox)
     assert bridge.nothing()
 
 
@@ -166,7 +167,7 @@ def test_a_bridge_cannot_write_what_only_the_control_plane_writes(session, make_
     session.sandbox = sandbox
     session.save()
     with pytest.raises(ValueError):
-        services.handle_bridge_event(sandbox, "e1", {"kind": kind, "url": "/sessions/9/artifacts/1/"})
+        bridge_events.handle_bridge_event(sandbox, "e1", {"kind": kind, "url": "/sessions/9/artifacts/1/"})
     assert not session.events.exists()
 
 
@@ -178,7 +179,7 @@ def test_restart_and_screenshot_go_to_the_sessions_bridge(session, user, make_sa
     sandbox = make_sandbox(services={"ide": {"state": "failed", "port": None, "reason": "boom"}})
     session.sandbox = sandbox
     session.save()
-    bridge = listen(provisioning.group_name(sandbox.pk))
+    bridge = listen(bridge_channel.group_name(sandbox.pk))
     with django_capture_on_commit_callbacks(execute=True):
         workspace.restart_service(session, "ide")
         workspace.request_screenshot(session, user, "preview-3000")
@@ -287,8 +288,8 @@ def test_when_the_sandbox_ends_its_services_are_stopped_once(session, make_sandb
     session.sandbox = sandbox
     session.save()
     sandbox.__class__.objects.filter(pk=sandbox.pk).update(state=State.TERMINATED)
-    services.handle_sandbox_phase(sandbox)
-    services.handle_sandbox_phase(sandbox)  # told twice: logged once
+    bridge_events.handle_sandbox_phase(sandbox)
+    bridge_events.handle_sandbox_phase(sandbox)  # told twice: logged once
     stopped = [e.data for e in session.events.filter(kind="service").order_by("seq")]
     assert stopped == [
         {"name": "ide", "state": "stopped", "port": None, "reason": "the sandbox ended"},
@@ -302,7 +303,7 @@ def test_the_page_starts_with_the_services_latest_states(client, session, make_s
     session.sandbox = sandbox
     session.save()
     for index, state in enumerate(["starting", "ready"]):
-        services.handle_bridge_event(sandbox, f"e{index}", {"kind": "service", "name": "ide", "state": state,
+        bridge_events.handle_bridge_event(sandbox, f"e{index}", {"kind": "service", "name": "ide", "state": state,
                                                             "port": 41000 if state == "ready" else None})
     client.force_login(user)
     page = client.get(f"/sessions/{session.pk}/").content.decode()

@@ -34,7 +34,7 @@ from bridge.protocol import (
     OPENCODE_VERSION,
     WEBSOCKETS_VERSION,
 )
-from ide import precompressed
+from proxy_core import precompressed
 from sandboxes.tools import tools_dir, vscode_dir
 
 STAMP = ".inspect-tools.json"

@@ -13,24 +13,18 @@ from channels.db import database_sync_to_async
 from django.db import transaction
 
 from sandboxes.models import Sandbox
+from sessions import bridge_events
+from sessions.events import collect_fan_out, send_fan_out
 
 logger = logging.getLogger(__name__)
-
-
-def session_hooks():
-    # The sessions app reacts to bridges; imported late so sandboxes does not depend on it at import time.
-    from sessions import events, services
-
-    return events, services
 
 
 @database_sync_to_async
 def store_events(batch: list[tuple[Sandbox, str, dict]]) -> tuple[list[str], list[dict]]:
     """Store events in one transaction, in order. Returns what was wrong with each ("" if it is
     stored, or was already) and the session events to fan out."""
-    events, services = session_hooks()
-    with events.collect_fan_out() as fan_out, transaction.atomic():
-        problems = services.handle_bridge_events(batch)
+    with collect_fan_out() as fan_out, transaction.atomic():
+        problems = bridge_events.handle_bridge_events(batch)
     return problems, fan_out
 
 
@@ -48,7 +42,6 @@ class Writer:
         return await future
 
     async def run(self) -> None:
-        events_module, services = session_hooks()
         while self.waiting:
             # Sorted by sandbox (stable: each socket's order stays) so that two processes lock
             # the sessions' rows in the same order.
@@ -59,7 +52,8 @@ class Writer:
             # step) takes longer to write, and the text before it need not wait for that.
             heads, tails = [], []
             for index, (sandbox, events, _) in enumerate(taken):
-                split = next((n for n, (_id, event) in enumerate(events) if not services.is_plain(event)), len(events))
+                split = next((n for n, (_id, event) in enumerate(events) if not bridge_events.is_plain(event)),
+                             len(events))
                 heads += [(index, sandbox, event_id, event) for event_id, event in events[:split]]
                 tails += [(index, sandbox, event_id, event) for event_id, event in events[split:]]
             problems: list[list[str]] = [[] for _ in taken]
@@ -68,7 +62,7 @@ class Writer:
                     if not part:
                         continue
                     part_problems, fan_out = await store_events([(box, i, e) for _n, box, i, e in part])
-                    await events_module.send_fan_out(fan_out)
+                    await send_fan_out(fan_out)
                     for (index, *_rest), problem in zip(part, part_problems, strict=True):
                         problems[index].append(problem)
             except Exception as e:  # each socket closes, its bridge sends again (stored ones are acked then)

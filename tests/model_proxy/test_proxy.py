@@ -1,4 +1,4 @@
-"""The model proxy (sandboxes/model_proxy.py) and provider configuration (sandboxes/providers.py).
+"""The model proxy (model_proxy/) and provider configuration (model_providers/providers.py).
 
 The tests run the real ASGI application in this process (httpx.ASGITransport) against the
 scripted model server; test_model_proxy_daphne.py runs it under a real Daphne process."""
@@ -16,10 +16,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from inspect_site.asgi import application
-from sandboxes import model_proxy
-from sandboxes.lifecycle import State
-from sandboxes.models import Repo, RepoImage, Sandbox
-from sandboxes.providers import (
+from model_providers.providers import (
     NO_PROVIDER_MESSAGE,
     NoModelProvider,
     configured_providers,
@@ -29,6 +26,9 @@ from sandboxes.providers import (
     opencode_provider_config,
     require_providers,
 )
+from proxy_core.clients import aclose_loop_clients
+from sandboxes.lifecycle import State
+from sandboxes.models import Repo, RepoImage, Sandbox
 from tests.support.providers import ANTHROPIC_KEY, OPENAI_KEY, provider_settings
 
 TOOLS = [{"type": "function", "function": {"name": "write", "parameters": {"type": "object"}}}]
@@ -69,7 +69,7 @@ def call(method: str, path: str, **kwargs) -> httpx.Response:
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
                 return await client.request(method, path, **kwargs)
         finally:
-            await model_proxy.aclose_upstream_client()
+            await aclose_loop_clients()
 
     return asyncio.run(go())
 

@@ -1,4 +1,4 @@
-"""Model provider configuration (sandboxes/providers.py): what OpenCode in a sandbox is told, and
+"""Model provider configuration (model_providers/providers.py): what OpenCode in a sandbox is told, and
 what an admin must fix when the environment is wrong. The proxy itself: test_model_proxy.py."""
 
 import json
@@ -10,7 +10,8 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
-from sandboxes.providers import (
+from bridge.protocol import WARM_UP_PROVIDER
+from model_providers.providers import (
     Provider,
     configured_providers,
     default_model,
@@ -18,7 +19,6 @@ from sandboxes.providers import (
     opencode_config,
     opencode_provider_config,
 )
-from sandboxes.warm_up import WARM_UP_PROVIDER
 from tests.support.providers import ANTHROPIC_KEY, OPENAI_KEY, provider_settings
 
 

@@ -11,23 +11,16 @@ import uuid
 
 from channels.db import database_sync_to_async
 
+from bridge.protocol import MAX_EVENT_ID_LENGTH, Command, command_message
 from inspect_site.consumers import AsyncDatabaseFreeConsumer
-from sandboxes import event_store, provisioning
+from proxy_core.headers import presented_credential
+from sandboxes.bridge_channel import BridgeCommandMessage, SandboxPhaseMessage, group_name
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
+from sessions import bridge_events, event_intake
 
 logger = logging.getLogger(__name__)
-MAX_EVENT_ID_LENGTH = 100
 MAX_BATCH = 100  # events one socket hands over at once
-
-
-def bearer_token(scope: dict) -> str:
-    for name, value in scope.get("headers", []):
-        if name == b"authorization":
-            scheme, _, token = value.decode(errors="replace").partition(" ")
-            if scheme.lower() == "bearer":
-                return token.strip()
-    return ""
 
 
 @database_sync_to_async
@@ -49,16 +42,9 @@ def heartbeat(sandbox: Sandbox) -> None:
     sandbox.record_heartbeat()
 
 
-def session_hooks():
-    # The sessions app reacts to bridges; imported late so sandboxes does not depend on it at import time.
-    from sessions import services
-
-    return services
-
-
 @database_sync_to_async
 def bridge_connected(sandbox: Sandbox) -> None:
-    session_hooks().handle_bridge_connected(sandbox)
+    bridge_events.handle_bridge_connected(sandbox)
 
 
 class BridgeConsumer(AsyncDatabaseFreeConsumer):
@@ -71,12 +57,13 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
         self.pending: list[tuple[str, dict]] = []  # received, not yet being stored
 
     async def connect(self) -> None:
-        sandbox = await authenticate(bearer_token(self.scope), self.scope["url_route"]["kwargs"]["sandbox_id"])
+        token = presented_credential(self.scope.get("headers", []))
+        sandbox = await authenticate(token, self.scope["url_route"]["kwargs"]["sandbox_id"])
         if sandbox is None:
             await self.close(code=4401)
             return
         self.sandbox = sandbox
-        self.group = provisioning.group_name(sandbox.pk)
+        self.group = group_name(sandbox.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
 
@@ -136,11 +123,11 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
 
     async def store_pending(self) -> None:
         """Store received events in order. Those that arrive while a batch is being stored make
-        the next batch, written together with other bridges' (event_store)."""
+        the next batch, written together with other bridges' (event_intake)."""
         try:
             while self.pending and not self.closed:
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
-                problems = await event_store.writer().store(self.sandbox, batch)
+                problems = await event_intake.writer().store(self.sandbox, batch)
                 for (event_id, _event), problem in zip(batch, problems, strict=True):
                     if self.closed:
                         return
@@ -153,17 +140,17 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
             if not self.closed:
                 await self.close(code=1011)
 
-    async def send_command(self, command: dict) -> None:
+    async def send_command(self, command: Command) -> None:
         # Unique across control-plane processes and restarts: the bridge answers a known id
         # again instead of running it again.
-        await self.send_json({"type": "command", "command_id": uuid.uuid4().hex, **command})
+        await self.send_json(command_message(uuid.uuid4().hex, command))
 
-    # --- channel-layer messages to the group sandbox-<id> ---------------------------
+    # --- channel-layer messages to the group sandbox-<id> (sandboxes/bridge_channel.py) -----------
 
-    async def bridge_command(self, message: dict) -> None:
+    async def bridge_command(self, message: BridgeCommandMessage) -> None:
         await self.send_command(message["command"])
 
-    async def sandbox_phase(self, message: dict) -> None:
+    async def sandbox_phase(self, message: SandboxPhaseMessage) -> None:
         if message.get("state") == State.READY:
             await self.send_command({"name": "sync_done"})
         elif message.get("state") in (State.TERMINATING, State.TERMINATED):

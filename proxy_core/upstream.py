@@ -8,7 +8,7 @@ still go out as soon as they arrive (a step takes what is there, it never waits 
 All parsing and framing (request head and body, status line, headers, Content-Length, chunked, until
 close, HEAD/1xx/204/304) is h11's. https upstreams (tunnels) stay on httpx. One connection per request
 (`Connection: close`): a loopback connect costs far less than the bookkeeping of a pool.
-The model proxy (sandboxes/model_proxy.py) uses it too, for http:// providers (Ollama, the tests' model),
+The model proxy (model_proxy/calls.py) uses it too, for http:// providers (Ollama, the tests' model),
 with a read timeout; errors are named as httpx names them, since their names reach people in messages.
 """
 

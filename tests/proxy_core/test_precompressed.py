@@ -4,7 +4,7 @@ import gzip
 import os
 from pathlib import Path
 
-from ide import precompressed
+from proxy_core import precompressed
 
 
 def test_precompress_writes_a_variant_per_compressible_file_once(tmp_path):

@@ -1,4 +1,4 @@
-"""ide.upstream, the proxy's HTTP/1.1 client for http:// services: framing, streaming, request bodies.
+"""proxy_core.upstream, the proxies' HTTP/1.1 client for http:// services: framing, streaming, request bodies.
 
 Against a raw TCP server that answers with exact bytes, so every framing case is what a service sends.
 """
@@ -8,11 +8,9 @@ import asyncio
 import h11
 import pytest
 
-from ide import upstream
-from ide.paths import ServicePath
-from ide.proxy import HttpProxy
-from ide.targets import Target
-from ide.upstream import BrokenBody, UpstreamError
+from proxy_core import upstream
+from proxy_core.upstream import BrokenBody, UpstreamError
+from tests.support.raw_server import RawServer
 
 
 class Pieces:
@@ -80,44 +78,6 @@ def test_headers_and_responses_without_body():
     assert parse(b"HTTP/1.1 204 No Content\r\n\r\nabc")[2] == []
     assert parse(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n")[2] == []
     assert parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")[2] == [b"abc"]
-
-
-class RawServer:
-    """Accepts one connection at a time, records the request bytes, answers with `script`:
-    a list of bytes to send and asyncio.Event()s to wait for in between."""
-
-    def __init__(self, script, close: bool = True):
-        self.script = script
-        self.close = close
-        self.request = b""
-        self.request_complete = asyncio.Event()
-
-    async def __aenter__(self):
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc):
-        self.server.close()
-
-    async def handle(self, reader, writer):
-        self.request = await reader.readuntil(b"\r\n\r\n")
-        head = self.request.lower()
-        if b"content-length: " in head:
-            length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
-            self.request += await reader.readexactly(length)
-        elif b"transfer-encoding: chunked" in head:
-            while not self.request.endswith(b"\r\n0\r\n\r\n"):
-                self.request += await reader.read(65536)
-        self.request_complete.set()
-        for step in self.script:
-            if isinstance(step, asyncio.Event):
-                await step.wait()
-            else:
-                writer.write(step)
-                await writer.drain()
-        if self.close:
-            writer.close()
 
 
 async def fetch(url, method="GET", headers=(), content=b""):
@@ -262,34 +222,3 @@ def test_malformed_heads_are_upstream_errors(raw, close):
                 await fetch(server.url + "/")
 
     run(go())
-
-
-async def relayed(script):
-    """What the proxy sends the browser for a service that answers `script`."""
-    sent, requests = [], [{"type": "http.request", "body": b"", "more_body": False}]
-
-    async def receive():
-        if requests:
-            return requests.pop()
-        await asyncio.Event().wait()  # the browser stays
-
-    async def send(message):
-        sent.append(message)
-
-    async with RawServer(script, close=False) as server:
-        scope = {"type": "http", "method": "GET", "headers": [(b"host", b"testserver")], "query_string": b""}
-        await HttpProxy().forward(scope, receive, send, ServicePath(1, "ide", "/"), Target(200, base_url=server.url))
-    return sent
-
-
-def test_the_relay_answers_a_malformed_head_with_502():
-    sent = run(relayed([b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", asyncio.Event()]))
-    assert sent[0]["status"] == 502 and not sent[-1].get("more_body")
-
-
-def test_the_relay_ends_a_malformed_body_short():
-    script = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", b"zz\r\n", asyncio.Event()]
-    sent = run(relayed(script))
-    assert sent[0]["status"] == 200
-    assert b"".join(message.get("body", b"") for message in sent[1:]) == b"abc"
-    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}

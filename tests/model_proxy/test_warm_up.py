@@ -1,4 +1,4 @@
-"""The warm-up model (sandboxes/warm_up.py): the model proxy answers it itself, in the caller's wire
+"""The warm-up model (model_providers/wires.py): the model proxy answers it itself, in the caller's wire
 format, only for a live sandbox's token, and never calls a provider."""
 
 import json
@@ -6,10 +6,10 @@ import json
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from bridge.protocol import WARM_UP_MODEL, WARM_UP_PROVIDER
+from model_providers.providers import configured_providers, opencode_config
 from sandboxes.lifecycle import State
-from sandboxes.providers import configured_providers, opencode_config
-from sandboxes.warm_up import WARM_UP_MODEL, WARM_UP_PROVIDER
-from tests.sandboxes.test_model_proxy import call, chat_body, db, make_sandbox, messages_body, providers, sse_data
+from tests.model_proxy.test_proxy import call, chat_body, db, make_sandbox, messages_body, providers, sse_data
 
 __all__ = ["providers"]  # the fixture, used by name
 BASE = f"/model-proxy/{WARM_UP_PROVIDER}/v1"

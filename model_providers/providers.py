@@ -1,11 +1,9 @@
 """Model providers the control plane holds keys for, and the OpenCode config that reaches them
-through the model proxy (`sandboxes/model_proxy.py`, docs/model-proxy.md).
+through the model proxy (`model_proxy/proxy.py`, docs/model-proxy.md).
 
 `settings.MODEL_PROVIDERS` (built from the environment at the end of settings.py) is a list of
-dicts: name, kind, label, base_url, api_key, models. Two kinds (wire formats):
-  - "openai": OpenAI's chat completions API, spoken by api.openai.com and any OpenAI-compatible
-    endpoint (Ollama, vLLM, OpenRouter...); OpenCode uses `@ai-sdk/openai-compatible` for it.
-  - "anthropic": the Messages API; OpenCode uses `@ai-sdk/anthropic`.
+dicts: name, kind, label, base_url, api_key, models. The kind is the wire format the provider speaks
+(`wires.py`: "openai" or "anthropic").
 Sandboxes never see a real key: their OpenCode gets the proxy's URL and the sandbox's token.
 """
 
@@ -16,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from bridge.protocol import WARM_UP_MODEL, WARM_UP_PROVIDER
+from model_providers.wires import WIRES, Wire
 
 NO_PROVIDER_MESSAGE = (
     "No model provider is configured: set OPENAI_API_KEY, ANTHROPIC_API_KEY or OPENAI_COMPATIBLE_BASE_URL "
@@ -25,15 +24,12 @@ NO_PROVIDER_MESSAGE = (
 # Where the control plane serves the model proxy (routed in inspect_site/asgi.py).
 MODEL_PROXY_PATH = "/model-proxy"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
-# Kind -> the endpoints (under the provider's /v1) the proxy forwards, and OpenCode's SDK package.
-ENDPOINTS = {"openai": ("chat/completions", "models"), "anthropic": ("messages", "models")}
-NPM = {"openai": "@ai-sdk/openai-compatible", "anthropic": "@ai-sdk/anthropic"}
 # OpenCode (1.18) loads these provider ids its own way (other SDKs, other APIs), so an
 # OpenAI-compatible endpoint must not borrow one; "openai" and "anthropic" are fine for their kind.
 RESERVED_NAMES = {
     "opencode", "azure", "azure-cognitive-services", "amazon-bedrock", "github-copilot", "gitlab",
     "google-vertex", "google-vertex-anthropic", "xai", "sap-ai-core", "snowflake-cortex",
-    WARM_UP_PROVIDER,  # the proxy answers it itself (sandboxes/warm_up.py)
+    WARM_UP_PROVIDER,  # the proxy answers it itself (model_providers/wires.py)
 }
 MODELS_ENV = {"openai": "OPENAI_MODELS", "anthropic": "ANTHROPIC_MODELS"}
 
@@ -58,12 +54,8 @@ class Provider:
         return f"Provider({self.name!r}, {self.kind!r}, {self.base_url!r}, models={list(self.models)})"
 
     @property
-    def npm(self) -> str:
-        return NPM[self.kind]
-
-    @property
-    def endpoints(self) -> tuple[str, ...]:
-        return ENDPOINTS[self.kind]
+    def wire(self) -> Wire:
+        return WIRES[self.kind]
 
     def upstream_url(self, endpoint: str) -> str:
         return f"{self.base_url}/{endpoint}"
@@ -72,22 +64,21 @@ class Provider:
 def _provider(entry: dict) -> Provider:
     name = str(entry.get("name", ""))
     kind = entry.get("kind", "")
-    if kind not in NPM:
-        raise ImproperlyConfigured(f"Model provider {name!r}: kind must be one of {', '.join(NPM)}, not {kind!r}.")
+    if kind not in WIRES:
+        raise ImproperlyConfigured(f"Model provider {name!r}: kind must be one of {', '.join(WIRES)}, not {kind!r}.")
     if not NAME_RE.match(name):
         raise ImproperlyConfigured(
             f"Model provider name {name!r} is not valid: use lowercase letters, digits, '-' and '_' "
             "(OPENAI_COMPATIBLE_NAME)."
         )
-    if name in RESERVED_NAMES or (name in NPM and name != kind):
+    if name in RESERVED_NAMES or (name in WIRES and name != kind):
         raise ImproperlyConfigured(
             f"OPENAI_COMPATIBLE_NAME={name!r} is taken by a built-in OpenCode provider: pick another, e.g. 'local'."
         )
     base_url = str(entry.get("base_url") or "").rstrip("/")
     if not re.match(r"^https?://[^/]+", base_url):
         raise ImproperlyConfigured(f"Model provider {name!r}: base URL {base_url!r} must start with http:// or https://.")
-    if kind == "anthropic" and not base_url.endswith("/v1"):
-        base_url += "/v1"  # ANTHROPIC_BASE_URL is the host (as in Anthropic's SDKs); the API lives under /v1
+    base_url = WIRES[kind].api_root(base_url)
     models = tuple(m.strip() for m in entry.get("models") or () if m and m.strip())
     if not models:
         env = MODELS_ENV.get(name, "OPENAI_COMPATIBLE_MODELS")
@@ -177,7 +168,7 @@ def opencode_provider_config(token: str, proxy_base_url: str | None = None) -> d
     Raises NoModelProvider when no provider is configured."""
     return {
         p.name: {
-            "npm": p.npm,
+            "npm": p.wire.npm,
             "name": p.label,
             "options": {"baseURL": proxy_url(p, proxy_base_url), "apiKey": token},
             "models": {m: {"tool_call": True} for m in p.models},
@@ -196,7 +187,7 @@ def opencode_config(token: str, model: str | None = None, proxy_base_url: str | 
     providers = opencode_provider_config(token, proxy_base_url)
     # Same SDK as the model's provider, so warming OpenCode up loads what its prompts will use.
     providers[WARM_UP_PROVIDER] = {
-        "npm": NPM[get_provider(split_model(model)[0]).kind],
+        "npm": get_provider(split_model(model)[0]).wire.npm,
         "name": "Warm-up (answered by the control plane)",
         "options": {"baseURL": f"{(proxy_base_url or default_proxy_base_url()).rstrip('/')}/{WARM_UP_PROVIDER}/v1",
                     "apiKey": token},

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from ide import views
+
+urlpatterns = [
+    path("sessions/<int:session_id>/", views.session_detail, name="session-detail"),
+]

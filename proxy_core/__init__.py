@@ -1,0 +1,3 @@
+"""The plumbing both of the platform's streaming proxies share (the workspace proxy in `ide/` and the model
+proxy in `model_proxy/`): the HTTP/1.1 upstream client, one pooled httpx client per event loop, the header
+sets, and relaying a response while watching for the client to go. No Django and no models here."""

@@ -1,0 +1,82 @@
+"""What people ask of a session: start it, queue a prompt, cancel one, stop the agent, say they are typing.
+Views and the session socket call these; each queues what it must and lets the dispatch engine decide."""
+
+import re
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Max
+
+from sandboxes.models import Repo
+from sessions import queue
+from sessions.dispatch import dispatch, step
+from sessions.events import append_event
+from sessions.models import Membership, Prompt, Session, clean_prompt
+
+MODEL_RE = re.compile(r"^[\w.-]+/\S{1,150}$")
+
+
+def create_session(repo: Repo, user, prompt_text: str, model: str = "", context: dict | None = None) -> Session:
+    """A new session owned by `user`, its first prompt queued and on its way."""
+    text, context = clean_prompt(prompt_text, context)
+    if not getattr(user, "is_authenticated", False):
+        raise PermissionDenied("Sign in to start a session.")
+    if model and not MODEL_RE.match(model):
+        raise ValueError('Write the model as "providerID/modelID", e.g. "anthropic/claude-sonnet-4".')
+    with transaction.atomic():
+        session = Session.objects.create(repo=repo, creator=user, model=model)
+        session.add_member(user, Membership.Role.OWNER)
+        queue_prompt(session, user, text, context)
+        dispatch(session)  # in the same transaction: the prompt's command leaves at its one commit
+    return session
+
+
+def submit_prompt(session: Session, user, text: str, context: dict | None = None) -> Prompt:
+    """Queue a prompt; it is sent when the agent is idle (at once if it is idle now)."""
+    check_member(session, user)
+    text, context = clean_prompt(text, context)
+    with transaction.atomic():
+        prompt = queue_prompt(session, user, text, context)
+        dispatch(session)  # in the same transaction: a warm prompt's command leaves at its one commit
+    prompt.refresh_from_db()
+    return prompt
+
+
+def cancel_prompt(session: Session, user, prompt_id: int) -> Prompt:
+    """Cancel a queued prompt. A running, finished or unknown prompt raises ValueError."""
+    check_member(session, user)
+    step(session, queue.CANCEL, prompt_id=prompt_id, user=user)
+    return Prompt.objects.get(pk=prompt_id)
+
+
+def stop(session: Session, user) -> None:
+    """Abort the running prompt; the queued ones stay queued. Nothing running raises ValueError."""
+    check_member(session, user)
+    step(session, queue.STOP, user=user)
+
+
+def note_typing(session: Session, user) -> bool:
+    """A member is writing a prompt: a session without a live sandbox starts one now (restoring its
+    last snapshot), so the follow-up finds it up. True when this started one."""
+    check_member(session, user)
+    action, _ = step(session, queue.TYPING, user=user)
+    return isinstance(action, queue.StartSandbox)
+
+
+def check_member(session: Session, user) -> None:
+    if not session.is_member(user):
+        raise PermissionDenied("You are not a member of this session.")
+
+
+def queue_prompt(session: Session, user, text: str, context: dict) -> Prompt:
+    """Append a prompt to the queue (inside the caller's transaction)."""
+    status = Session.objects.select_for_update(of=("self",)).values_list("status", flat=True).get(pk=session.pk)
+    if status == Session.Status.ARCHIVED:
+        raise ValueError("This session is archived.")
+    last = Prompt.objects.filter(session=session).aggregate(last=Max("position"))["last"] or 0
+    prompt = Prompt.objects.create(session=session, author=user, text=text, context=context, position=last + 1)
+    append_event(session.pk, "prompt_queued", {
+        "prompt_id": prompt.pk, "position": prompt.position, "text": text, "context": context,
+        "author": prompt.author_name(), "author_id": user.pk,
+    })
+    return prompt

@@ -1,0 +1,75 @@
+"""Fixtures every test package may use (registered in tests/conftest.py): people, a repo with a ready image,
+sandbox rows, channel-layer listeners and the Celery tasks sent by name. Rows only: no backend runs behind
+them. A package's conftest adds what only it needs."""
+
+import pytest
+from celery import current_app
+from django.utils import timezone
+
+from sandboxes import jobs
+from sandboxes.lifecycle import State
+from sandboxes.models import Repo, Sandbox
+from tests.support.listener import Listener
+from tests.support.rows import repo_with_image
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("ada", "ada@example.com", "pw", first_name="Ada")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user("bob", "bob@example.com", "pw")
+
+
+@pytest.fixture
+def users(user, other_user) -> dict:
+    """Ada and Bob by name, for tests about who may see what."""
+    return {"ada": user, "bob": other_user}
+
+
+@pytest.fixture
+def repo() -> Repo:
+    """A repo whose current image is ready."""
+    return repo_with_image()
+
+
+@pytest.fixture
+def make_sandbox(repo):
+    """make_sandbox(state=READY, pooled=False, **fields) -> a sandbox row of `repo` on its current image."""
+
+    def make(state: str = State.READY, pooled: bool = False, **fields) -> Sandbox:
+        fields = {"image": repo.current_image(), "backend": "local", "backend_ref": "ref",
+                  "ready_at": timezone.now(), **fields}
+        return Sandbox.objects.create(repo=repo, state=state, pooled=pooled, **fields)
+
+    return make
+
+
+@pytest.fixture
+def listen():
+    """listen(group) -> a Listener on that channel-layer group, closed after the test."""
+    listeners: list[Listener] = []
+
+    def make(group: str) -> Listener:
+        listeners.append(Listener(group))
+        return listeners[-1]
+
+    yield make
+    for listener in listeners:
+        listener.close()
+
+
+@pytest.fixture
+def enqueued(monkeypatch) -> dict[str, list]:
+    """Celery tasks sent by name (sandboxes/jobs.py), recorded instead of sent, since no worker runs here:
+    {task name: [its argument (or tuple of arguments) per call]}. A name Celery does not know fails the test."""
+    calls: dict[str, list] = {}
+
+    def record(task_name: str, *args) -> None:
+        assert task_name in current_app.tasks, f"no Celery task named {task_name!r}"
+        calls.setdefault(task_name, []).append(args[0] if len(args) == 1 else args)
+
+    monkeypatch.setattr(jobs, "enqueue", record)
+    return calls
