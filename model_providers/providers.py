@@ -184,10 +184,12 @@ def opencode_config(token: str, model: str | None = None, proxy_base_url: str | 
     model = model or default_model()
     if not is_configured_model(model):
         raise ValueError(f"{model!r} is not a configured model.")
+    model_provider = get_provider(split_model(model)[0])
+    assert model_provider is not None  # is_configured_model() found it
     providers = opencode_provider_config(token, proxy_base_url)
     # Same SDK as the model's provider, so warming OpenCode up loads what its prompts will use.
     providers[WARM_UP_PROVIDER] = {
-        "npm": get_provider(split_model(model)[0]).wire.npm,
+        "npm": model_provider.wire.npm,
         "name": "Warm-up (answered by the control plane)",
         "options": {"baseURL": f"{(proxy_base_url or default_proxy_base_url()).rstrip('/')}/{WARM_UP_PROVIDER}/v1",
                     "apiKey": token},

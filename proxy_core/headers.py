@@ -22,7 +22,7 @@ def header(headers: Headers, name: bytes) -> str:
 
 def connection_tokens(headers: Headers) -> set[bytes]:
     """Headers named in Connection are hop-by-hop too."""
-    tokens = set()
+    tokens: set[bytes] = set()
     for name, value in headers:
         if name.lower() == b"connection":
             tokens.update(t.strip().lower() for t in value.split(b","))

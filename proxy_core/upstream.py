@@ -50,10 +50,11 @@ class Connection(asyncio.Protocol):
     """One connection to the service. What arrives is kept as the bytes objects the transport made, and
     `read` hands them over joined (or as they are, when there is one)."""
 
+    transport: asyncio.Transport  # set by connection_made, before create_connection returns the connection
+
     def __init__(self, read_timeout: float | None = None):
         self.loop = asyncio.get_running_loop()
         self.read_timeout = read_timeout
-        self.transport: asyncio.Transport | None = None
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.eof = False
@@ -126,8 +127,7 @@ class Connection(asyncio.Protocol):
         return data
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+        self.transport.abort()
 
 
 class Response:
@@ -141,17 +141,20 @@ class Response:
         """The decoded body, one piece per read: all the payload it completes (never waiting for more)."""
         while True:
             pieces = []
+            failure: h11.ProtocolError | None = None
             try:
                 while type(event := self.http.next_event()) is h11.Data:
                     pieces.append(event.data)
             except h11.ProtocolError as error:
-                event = error  # after passing on what came before it
+                failure = error  # raised after passing on what came before it
             if pieces:
                 yield bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
+            if failure is not None:
+                raise BrokenBody(failure)
             if event is h11.NEED_DATA:
                 self.http.receive_data(await self.connection.read())
             elif type(event) is not h11.EndOfMessage:
-                raise BrokenBody(event if isinstance(event, h11.ProtocolError) else f"unexpected {event!r}")
+                raise BrokenBody(f"unexpected {event!r}")
             else:
                 return
 
@@ -172,7 +175,7 @@ async def _send_request(connection: Connection, http: h11.Connection, method: st
         (b"Host", host.encode("latin-1")), *((n, v) for n, v in headers if n not in OWN_HEADERS),
         *framing, (b"Connection", b"close")])
     if isinstance(content, bytes | bytearray):
-        await connection.write(http.send(head) + (http.send(h11.Data(data=content)) if content else b"")
+        await connection.write(http.send(head) + (http.send(h11.Data(data=bytes(content))) if content else b"")
                                + http.send(h11.EndOfMessage()))
         return
     await connection.write(http.send(head))

@@ -5,7 +5,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -13,6 +12,7 @@ import pytest
 from django.conf import settings
 
 from tests.support.live_server import free_port, stop_group, wait_until_answering
+from tests.support.waiting import eventually
 
 BASE = Path(settings.BASE_DIR)
 
@@ -76,9 +76,7 @@ def test_the_procfile_runs_web_worker_beat_and_redis_on_embedded_defaults(embedd
                "rebuild_due_images.delay()")
         check = ("from sandboxes.models import RepoImage; "
                  "print(RepoImage.objects.filter(status='ready').count())")
-        deadline = time.monotonic() + 60
-        while manage(embedded_env, "shell", "-c", check).split()[-1] != "1":
-            assert time.monotonic() < deadline, "the worker did not build the image"
-            time.sleep(0.5)
+        eventually(lambda: manage(embedded_env, "shell", "-c", check).split()[-1] == "1", timeout=60, interval=0.5,
+                   what="the worker built the image")
     finally:
         stop_group(honcho, timeout=20)

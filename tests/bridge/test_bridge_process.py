@@ -1,9 +1,10 @@
 """The bridge as a process: the real OpenCode server, the scripted model server, a fake control plane.
 
-One bridge (and so one OpenCode) serves the whole module; the tests run in file order and build
-on each other where a conversation continues. The bridge runs on the host here, with the same
-environment variables a sandbox gives it; npm's registry is made unreachable for OpenCode, as in a
-sandbox, so a missing pre-installed plugin package would show as a ~72 s stall.
+One synced bridge (and so one OpenCode) serves most of the module; a test that needs a bridge as it
+first starts, or ends one, starts its own (`new_bridge`). Each test stands alone, in any order: one that
+continues a conversation asks for the `conversation` fixture, which holds it. The bridge runs on the host
+here, with the same environment variables a sandbox gives it; npm's registry is made unreachable for
+OpenCode, as in a sandbox, so a missing pre-installed plugin package would show as a ~72 s stall.
 """
 
 import asyncio
@@ -23,6 +24,7 @@ from django.core.management import call_command
 from bridge.protocol import OPENCODE_VERSION, RESTORE_DIR, RESTORE_DONE
 from sandboxes.tools import opencode_binary, tools_dir
 from tests.support.model_server import ScriptedModelServer
+from tests.support.waiting import eventually
 
 BRIDGE_MAIN = Path(__file__).resolve().parents[2] / "bridge" / "main.py"
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
@@ -93,13 +95,14 @@ class FakeControlPlane:
         self.call(self.current.close())
 
     def wait_for(self, predicate, since: int = 0, timeout: float = 30, what: str = "a message"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for number, message in self.messages[since:]:
-                if predicate(number, message):
-                    return message
-            time.sleep(0.05)
-        raise AssertionError(f"no {what} within {timeout} s; got {[m for _, m in self.messages[since:]][-15:]}")
+        def found():
+            return next((message for number, message in self.messages[since:] if predicate(number, message)), None)
+
+        try:
+            return eventually(found, timeout=timeout, what=what)
+        except AssertionError:
+            got = [m for _, m in self.messages[since:]][-15:]
+            raise AssertionError(f"no {what} within {timeout} s; got {got}") from None
 
     def events(self, since: int = 0) -> list[dict]:
         seen, events = set(), []
@@ -190,9 +193,8 @@ def control_plane(tools):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def bridge(tools, model, control_plane, tmp_path_factory):
-    root = tmp_path_factory.mktemp("bridge")
+def start_bridge(control_plane: FakeControlPlane, model: ScriptedModelServer, tools: Path, root: Path) -> Bridge:
+    """A bridge over a fresh git workspace, once it said hello."""
     workspace, home = root / "workspace", root / "home"
     workspace.mkdir()
     home.mkdir()
@@ -201,21 +203,53 @@ def bridge(tools, model, control_plane, tmp_path_factory):
         subprocess.run(["git", "-c", "user.email=dev@example.com", "-c", "user.name=Dev", *args],
                        cwd=workspace, check=True)
     process = Bridge(bridge_env(control_plane, model, tools, workspace, home), root / "bridge.log")
-    process.workspace, process.home, process.state = workspace, home, {}
+    process.workspace, process.home, process.model, process.control_plane = workspace, home, model, control_plane
     try:
         control_plane.wait_for(lambda _n, m: m.get("type") == "hello", timeout=20, what="hello")
     except AssertionError:
         process.stop()
         raise AssertionError(process.output()) from None
+    return process
+
+
+@pytest.fixture(scope="module")
+def bridge(tools, model, control_plane, tmp_path_factory):
+    """The module's bridge, told its workspace is synced (so writes go ahead)."""
+    process = start_bridge(control_plane, model, tools, tmp_path_factory.mktemp("bridge"))
+    assert control_plane.wait_result(control_plane.command("sync_done"))["ok"] is True
     yield process
     process.stop()
     print(process.output()[-3000:])
 
 
-# --- the bridge end to end (in file order) ----------------------------------------------
+@pytest.fixture(scope="module")
+def conversation(bridge, control_plane) -> str:
+    """An OpenCode session on the module's bridge in which the agent wrote hello.txt; its id."""
+    mark = control_plane.mark()
+    control_plane.command("prompt", prompt_id=1, text="Please create the greeting file", author="Ada", model=None,
+                          opencode_session_id=None)
+    control_plane.wait_event("idle", mark, timeout=60, prompt_id=1)
+    assert (bridge.workspace / "hello.txt").read_text() == "Hello from the scripted model!\n"
+    return control_plane.wait_event("agent_session", mark)["opencode_session_id"]
 
 
-def test_hello_then_heartbeats(bridge, control_plane):
+@pytest.fixture
+def new_bridge(tools, tmp_path):
+    """A bridge of this test's own, as it first starts (not synced), with its own control plane and model."""
+    model, control_plane = ScriptedModelServer().start(), FakeControlPlane(TOKEN)
+    process = start_bridge(control_plane, model, tools, tmp_path)
+    yield process
+    process.stop()
+    control_plane.stop()
+    model.stop()
+    print(process.output()[-3000:])
+
+
+# --- the bridge end to end -------------------------------------------------------------------
+
+
+def test_hello_then_heartbeats(new_bridge):
+    control_plane = new_bridge.control_plane
     hello = control_plane.wait_for(lambda _n, m: m.get("type") == "hello")
     assert hello["opencode_version"] == OPENCODE_VERSION and hello["bridge_version"] and hello["synced"] is False
     first = control_plane.wait_for(lambda _n, m: m.get("type") == "heartbeat")
@@ -224,16 +258,17 @@ def test_hello_then_heartbeats(bridge, control_plane):
     assert first["busy"] is False and later["busy"] is False
 
 
-def test_opencode_is_warmed_up_before_the_first_prompt_without_calling_the_model(bridge, model):
-    deadline = time.monotonic() + 60
-    while "OpenCode warmed up" not in bridge.output():
-        assert time.monotonic() < deadline, bridge.output()[-3000:]
-        time.sleep(0.1)
-    assert "warming OpenCode up failed" not in bridge.output()
-    assert model.requests == []  # warming spends no tokens
+def test_opencode_is_warmed_up_before_the_first_prompt_without_calling_the_model(new_bridge):
+    try:
+        eventually(lambda: "OpenCode warmed up" in new_bridge.output(), timeout=60, interval=0.1)
+    except AssertionError:
+        raise AssertionError(new_bridge.output()[-3000:]) from None
+    assert "warming OpenCode up failed" not in new_bridge.output()
+    assert new_bridge.model.requests == []  # warming spends no tokens
 
 
-def test_a_write_waits_for_sync_done_then_the_run_completes(bridge, control_plane, model):
+def test_a_write_waits_for_sync_done_then_the_run_completes(new_bridge):
+    bridge, control_plane, model = new_bridge, new_bridge.control_plane, new_bridge.model
     mark = control_plane.mark()
     prompt = control_plane.command("prompt", prompt_id=1, text="Please create the greeting file", author="Ada",
                                    model=None, opencode_session_id=None)
@@ -275,11 +310,10 @@ def test_a_write_waits_for_sync_done_then_the_run_completes(bridge, control_plan
     assert [e["phase"] for e in events if e["kind"] == "step"][:2] == ["start", "finish"]
     assert not [e for e in events if e["kind"] == "error"]
     assert (bridge.home / ".config/opencode/node_modules").is_symlink()  # no plugin install at start-up
-    bridge.state["session"] = session_id
 
 
-def test_a_second_prompt_continues_the_conversation(bridge, control_plane, model):
-    session_id = bridge.state["session"]
+def test_a_second_prompt_continues_the_conversation(bridge, control_plane, model, conversation):
+    session_id = conversation
     mark, requests = control_plane.mark(), len(model.requests)
     control_plane.command("prompt", prompt_id=2, text="now run bash please", author="Bob",
                           model={"providerID": "scripted", "modelID": "scripted"}, opencode_session_id=session_id)
@@ -297,10 +331,10 @@ def test_a_second_prompt_continues_the_conversation(bridge, control_plane, model
     assert {"write", "edit", "bash", "read"} <= tools and "question" not in tools  # denied: nobody could answer
 
 
-def test_stop_aborts_a_slow_run_and_idle_follows(bridge, control_plane):
+def test_stop_aborts_a_slow_run_and_idle_follows(bridge, control_plane, conversation):
     mark = control_plane.mark()
     control_plane.command("prompt", prompt_id=3, text="something slow please", author="Ada", model=None,
-                          opencode_session_id=bridge.state["session"])
+                          opencode_session_id=conversation)
     control_plane.wait_event("text_delta", mark, timeout=30)
     busy = control_plane.wait_for(lambda _n, m: m.get("type") == "heartbeat" and m["busy"], mark, timeout=5)
     assert busy["busy"] is True
@@ -334,12 +368,12 @@ def test_an_unknown_session_id_starts_a_new_session(bridge, control_plane):
     assert kinds[:3] == ["agent_session", "title", "prompt_started"] and "text" in kinds
 
 
-def test_unacknowledged_events_are_sent_again_after_a_reconnect(bridge, control_plane):
+def test_unacknowledged_events_are_sent_again_after_a_reconnect(bridge, control_plane, conversation):
     control_plane.auto_ack = False
     try:
         mark, connection = control_plane.mark(), control_plane.connections
         control_plane.command("prompt", prompt_id=5, text="justtext please", author="Ada", model=None,
-                              opencode_session_id=bridge.state["session"])
+                              opencode_session_id=conversation)
         control_plane.wait_event("idle", mark, prompt_id=5)
         sent = [m["id"] for _n, m in control_plane.messages[mark:] if m.get("type") == "event"]
         assert len(sent) >= 6
@@ -352,17 +386,15 @@ def test_unacknowledged_events_are_sent_again_after_a_reconnect(bridge, control_
         def resent():
             new = [m for n, m in control_plane.messages[mark:] if n == connection + 1]
             return [m["id"] for m in new if m.get("type") == "event"]
-        deadline = time.monotonic() + 10
-        while len(resent()) < len(unacked) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
+        eventually(lambda: len(resent()) >= len(unacked), what="the unacknowledged events sent again")
+        time.sleep(0.3)  # and nothing more
         assert resent() == unacked  # in order, each once, and none of the acknowledged ones
         control_plane.ack(unacked)
     finally:
         control_plane.auto_ack = True
 
 
-def test_prepare_snapshot_folds_the_database_log(bridge, control_plane):
+def test_prepare_snapshot_folds_the_database_log(bridge, control_plane, conversation):
     result = control_plane.wait_result(control_plane.command("prepare_snapshot"))
     assert result["ok"] is True, result
     data = bridge.home / ".local/share/opencode"
@@ -371,7 +403,7 @@ def test_prepare_snapshot_folds_the_database_log(bridge, control_plane):
     assert not wal.exists() or wal.stat().st_size == 0
 
 
-def test_resume_with_an_unreadable_database_fails_clearly_and_cleans_up(bridge, control_plane):
+def test_resume_with_an_unreadable_database_fails_clearly_and_cleans_up(bridge, control_plane, conversation):
     # (the replay itself is tested end to end: a follow-up restored into a pooled sandbox)
     aside = bridge.home / RESTORE_DIR
     aside.mkdir()
@@ -386,7 +418,7 @@ def test_resume_with_an_unreadable_database_fails_clearly_and_cleans_up(bridge, 
     # The conversation the bridge runs is untouched.
     mark = control_plane.mark()
     control_plane.command("prompt", prompt_id=9, text="justtext still here?", author="Ada", model=None,
-                          opencode_session_id=bridge.state["session"])
+                          opencode_session_id=conversation)
     assert control_plane.wait_event("idle", mark, prompt_id=9)
     assert "agent_session" not in [e["kind"] for e in control_plane.events(mark)]
 
@@ -397,10 +429,10 @@ def test_a_bridge_with_a_wrong_token_is_refused_and_keeps_trying(tools, model, c
     before, hellos = control_plane.refused, control_plane.mark()
     other = Bridge(env, tmp_path / "bridge.log")
     try:
-        deadline = time.monotonic() + 15
-        while control_plane.refused < before + 3 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert control_plane.refused >= before + 3, other.output()
+        try:
+            eventually(lambda: control_plane.refused >= before + 3, timeout=15, interval=0.1)
+        except AssertionError:
+            raise AssertionError(other.output()) from None
         assert other.process.poll() is None, other.output()
         assert "refused the connection: HTTP 403" in other.output()
         assert "4711" not in other.output()  # the token is never logged
@@ -414,8 +446,8 @@ def opencode_pid(bridge: Bridge) -> int:
     return int(bridge.output().rsplit("OpenCode started (pid ", 1)[1].split(",")[0])
 
 
-def test_opencode_is_restarted_when_it_dies_and_the_session_goes_on(bridge, control_plane):
-    pid, session_id = opencode_pid(bridge), bridge.state["session"]
+def test_opencode_is_restarted_when_it_dies_and_the_session_goes_on(bridge, control_plane, conversation):
+    pid, session_id = opencode_pid(bridge), conversation
     mark = control_plane.mark()
     control_plane.command("prompt", prompt_id=6, text="another slow one please", author="Ada", model=None,
                           opencode_session_id=session_id)
@@ -434,7 +466,10 @@ def test_opencode_is_restarted_when_it_dies_and_the_session_goes_on(bridge, cont
     assert opencode_pid(bridge) != pid
 
 
-def test_shutdown_stops_opencode_and_exits(bridge, control_plane):
+def test_shutdown_stops_opencode_and_exits(new_bridge):
+    bridge, control_plane = new_bridge, new_bridge.control_plane
+    control_plane.wait_for(lambda _n, m: m.get("type") == "heartbeat")
+    eventually(lambda: "OpenCode started (pid " in bridge.output(), timeout=30, what="OpenCode started")
     pid = opencode_pid(bridge)
     result = control_plane.wait_result(control_plane.command("shutdown"))
     assert result["ok"] is True

@@ -10,6 +10,7 @@ import zlib
 import pytest
 
 from bridge import screenshot
+from tests.support.waiting import eventually
 
 
 def xwd(width: int, height: int, pixels: list[tuple[int, int, int]], byte_order: int = 0, bpp: int = 32,
@@ -65,9 +66,7 @@ def test_the_desktop_of_a_real_xvfb(tmp_path):
                              "-fbdir", str(tmp_path)], stderr=subprocess.DEVNULL)
     try:
         framebuffer = tmp_path / "Xvfb_screen0"
-        deadline = time.monotonic() + 10
-        while not framebuffer.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(framebuffer.exists, what="Xvfb's framebuffer file")
         png, width, height = screenshot.desktop(framebuffer)
         assert (width, height) == (640, 480)
         _, _, rows = decode(png)

@@ -16,6 +16,7 @@ from sandboxes.models import Repo, Sandbox
 from sessions import requests
 from sessions import tasks as session_tasks
 from sessions.models import Session
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -160,10 +161,8 @@ def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversat
             return watcher
 
     asyncio.run(run_until_idle(1))
-    deadline = time.monotonic() + 30
-    while Session.objects.get(pk=session.pk).last_snapshot_id is None:  # snapshotted once idle
-        assert time.monotonic() < deadline, "no snapshot after the agent went idle"
-        time.sleep(0.2)
+    eventually(lambda: Session.objects.get(pk=session.pk).last_snapshot_id, timeout=30, interval=0.2,
+               what="a snapshot once the agent went idle")
     first_sandbox = Session.objects.get(pk=session.pk).sandbox
     snapshot_id = Session.objects.get(pk=session.pk).last_snapshot_id
     if branch_moved:  # the warm sandbox syncs to the newer head; the work goes back onto its own commit
@@ -177,18 +176,13 @@ def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversat
     assert Repo.objects.get(pk=repo.pk).warm_pool_size == 0
     pooled = None
     if warm_pool:  # the warm sandbox waits: the follow-up restores into it, its OpenCode already running
-        deadline = time.monotonic() + 30
-        while (pooled := Sandbox.objects.filter(repo=repo, pooled=True).first()) is None:
-            assert time.monotonic() < deadline, "no warm sandbox was started for a follow-up"
-            time.sleep(0.1)
-        deadline = time.monotonic() + 60
+        pooled = eventually(lambda: Sandbox.objects.filter(repo=repo, pooled=True).first(), timeout=30, interval=0.1,
+                            what="a warm sandbox started for a follow-up")
         bridge_log = settings.SANDBOX_ROOT / "sandboxes" / str(pooled.pk) / "service-bridge.log"
         # Waiting, its OpenCode is warmed up by a prompt that the control plane answers itself.
-        while Sandbox.objects.get(pk=pooled.pk).state != "ready" or "OpenCode warmed up" not in (
-            bridge_log.read_text() if bridge_log.exists() else ""
-        ):
-            assert time.monotonic() < deadline, "the pooled sandbox did not start and warm up"
-            time.sleep(0.2)
+        eventually(lambda: Sandbox.objects.get(pk=pooled.pk).state == "ready" and bridge_log.exists()
+                   and "OpenCode warmed up" in bridge_log.read_text(), timeout=60, interval=0.2,
+                   what="the pooled sandbox started and warmed up")
         assert "warming OpenCode up failed" not in bridge_log.read_text()
         pooled.refresh_from_db()
         assert (pooled.synced_commit != first_sandbox.synced_commit) == branch_moved

@@ -1,6 +1,5 @@
 """The session page in a real Chromium, against the real platform (see conftest.py)."""
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -11,6 +10,7 @@ from playwright.sync_api import expect, sync_playwright
 from sandboxes.models import Sandbox
 from sessions import tasks as session_tasks
 from sessions.models import Session
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -94,11 +94,12 @@ def test_sign_in_prompt_watch_queue_cancel_stop_and_survive_a_server_restart(pla
     settings.SESSION_FOLLOW_UP_WARM_SECONDS = 0  # a new sandbox restores it (a warm one: test_agent_session)
     session = Session.objects.get()
     first_sandbox = session.sandbox
-    deadline = time.monotonic() + 60
-    while Sandbox.objects.get(pk=first_sandbox.pk).state != "terminated":
-        assert time.monotonic() < deadline, "the idle sandbox was not let go"
+
+    def let_go() -> bool:
         outside_the_event_loop(session_tasks.release_idle_sandboxes)  # it fans out with async_to_sync
-        time.sleep(0.3)
+        return Sandbox.objects.get(pk=first_sandbox.pk).state == "terminated"
+
+    eventually(let_go, timeout=60, interval=0.3, what="the idle sandbox let go")
     expect(page.locator("#sandbox-phase")).to_have_attribute("data-state", "terminated")
     page.locator("#prompt-input").press_sequentially("justtext welcome back")
     expect(page.locator("#sandbox-phase")).not_to_have_attribute("data-state", "terminated")

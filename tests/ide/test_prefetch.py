@@ -3,7 +3,6 @@ the frame then takes from the browser's cache, and loads the frame itself out of
 real Daphne alone and behind the front proxy (whose workspace origin then serves the frame), the real
 code-server."""
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -19,6 +18,7 @@ from sandboxes.models import Sandbox
 from sandboxes.tools import tools_dir
 from sessions.events import append_event
 from tests.ide.support import ready
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
@@ -68,16 +68,15 @@ def ide_origin(page, entry) -> str:
 def wait_for_workbench_scripts(page, timeout: float = 60) -> None:
     """VS Code's frame ran the workbench's scripts (its own performance mark). Asked of the frame as it is
     now: a frame still waiting for its page is replaced when the page arrives from another origin."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def ran() -> bool:
         frame = ide_frame(page)
         try:
-            if frame and frame.evaluate("performance.getEntriesByName('code/didLoadWorkbenchMain').length > 0"):
-                return
+            return bool(frame and frame.evaluate("performance.getEntriesByName('code/didLoadWorkbenchMain').length"))
         except PlaywrightError:  # navigating, or the frame was just replaced
-            pass
-        time.sleep(0.1)
-    raise AssertionError("VS Code's frame did not run the workbench's scripts")
+            return False
+
+    eventually(ran, timeout=timeout, interval=0.1, what="VS Code's frame ran the workbench's scripts")
 
 
 def mark_frame(page) -> None:

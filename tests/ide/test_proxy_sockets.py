@@ -16,6 +16,7 @@ from inspect_site.asgi import application
 from tests.ide.support import ready, signed_in
 from tests.support.front import FrontServer
 from tests.support.live_server import free_port
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -109,9 +110,7 @@ def test_the_browsers_close_code_reaches_the_service(entry, users, desktop, sock
         socket.send("ping")
         assert socket.recv(timeout=10) == "ping"
         socket.close(4321)
-    deadline = time.monotonic() + 10
-    while len(socket_upstream.closes) == before and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: len(socket_upstream.closes) > before, what="the service saw the close")
     assert socket_upstream.closes[before:] == [4321]
 
 

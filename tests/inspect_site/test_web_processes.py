@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from tests.support import live_server
 from tests.support.front import FrontServer
 from tests.support.live_server import LiveServer
 from tests.support.rows import repo_with_image
+from tests.support.waiting import eventually
 
 BASE = Path(__file__).resolve().parents[2]
 db = pytest.mark.django_db(transaction=True)  # the Daphnes read and write the rows from their own processes
@@ -69,15 +69,15 @@ def run_web(django_db_setup):
 
 def answers_on(socket_path: Path, timeout: float = 30) -> httpx.Response:
     """The first answer on a unix socket, waiting for its Daphne to start."""
-    deadline = time.monotonic() + timeout
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket_path))) as client:
-        while True:
+
+        def answer() -> httpx.Response | None:
             try:
                 return client.get("http://localhost/accounts/login/", timeout=2)
             except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+                return None
+
+        return eventually(answer, timeout=timeout, interval=0.1, what=f"an answer on {socket_path}")
 
 
 def children(pid: int) -> list[int]:
@@ -123,10 +123,8 @@ def test_the_daphnes_end_with_run_web_even_when_it_is_killed(run_web, tmp_path):
     daphnes = children(web.pid)
     web.kill()  # no chance to stop them itself
     web.wait()
-    deadline = time.monotonic() + 15
-    while not all(gone(pid) for pid in daphnes):
-        assert time.monotonic() < deadline, "a Daphne outlived run_web"
-        time.sleep(0.1)
+    eventually(lambda: all(gone(pid) for pid in daphnes), timeout=15, interval=0.1,
+               what="every Daphne ended with run_web")
 
 
 def test_run_web_refuses_sockets_a_running_platform_serves_and_reuses_stale_ones(run_web, tmp_path):

@@ -19,6 +19,7 @@ from tests.model_proxy.test_proxy import assert_clean_upstream, chat_body, db, h
 from tests.support.live_server import LiveServer
 from tests.support.model_server import LATE_SECONDS, ScriptedModelServer
 from tests.support.providers import ANTHROPIC_KEY, OPENAI_KEY
+from tests.support.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +78,8 @@ def test_a_client_that_leaves_stops_the_provider_stream(daphne):
     assert first is not None and first < 1.5
     assert header(upstream.requests[-1], "x-api-key") == ANTHROPIC_KEY
     # The proxy closed its upstream request: the provider's next write fails (it would take 10 s otherwise).
-    deadline = time.monotonic() + 5
-    while not any(r["path"] == "disconnected" for r in upstream.requests):
-        assert time.monotonic() < deadline, "the provider kept streaming to nobody"
-        time.sleep(0.05)
+    eventually(lambda: any(r["path"] == "disconnected" for r in upstream.requests), timeout=5,
+               what="the provider's stream to nobody ended")
 
 
 @db
@@ -153,22 +152,22 @@ def test_opencodes_own_sdks_accept_the_warm_up_answer(daphne, npm, tmp_path):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def healthy() -> bool:  # as the bridge polls it
             try:
-                httpx.get(f"{base}/global/health", timeout=2).raise_for_status()  # as the bridge polls it
-                break
+                return httpx.get(f"{base}/global/health", timeout=2).is_success
             except httpx.HTTPError:
-                assert time.monotonic() < deadline, "OpenCode did not start"
-                time.sleep(0.1)
+                return False
+
+        eventually(healthy, timeout=60, interval=0.1, what="OpenCode serving")
         session = httpx.post(f"{base}/session", json={"title": "warm-up"}, timeout=30).json()["id"]
         httpx.post(f"{base}/session/{session}/prompt_async", timeout=30, json={
             "model": {"providerID": WARM_UP_PROVIDER, "modelID": WARM_UP_MODEL},
             "parts": [{"type": "text", "text": "Reply with one word."}]}).raise_for_status()
-        while not (done := [m for m in httpx.get(f"{base}/session/{session}/message", timeout=30).json()
-                            if m["info"]["role"] == "assistant" and (m["info"].get("time") or {}).get("completed")]):
-            assert time.monotonic() < deadline, "the warm-up prompt got no answer"
-            time.sleep(0.1)
+        done = eventually(lambda: [m for m in httpx.get(f"{base}/session/{session}/message", timeout=30).json()
+                                   if m["info"]["role"] == "assistant"
+                                   and (m["info"].get("time") or {}).get("completed")],
+                          timeout=60, interval=0.1, what="the warm-up prompt's answer")
     finally:
         opencode.kill()
         opencode.wait()

@@ -1,14 +1,13 @@
 """The lifecycle tasks carried out by a real Celery worker over the real broker."""
 
-import time
-
 import pytest
 from celery.contrib.testing.worker import start_worker
 
 from inspect_site.celery import app
-from sandboxes import tasks
+from sandboxes import jobs, tasks
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, RepoImage, Sandbox
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -19,13 +18,7 @@ def worker():
 
 
 def wait_for(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail("timed out waiting for the worker")
+    return eventually(condition, timeout=timeout, interval=0.1, what="the worker")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -40,6 +33,6 @@ def test_worker_builds_the_image_then_fills_the_warm_pool_then_terminates(worker
     pooled = wait_for(lambda: Sandbox.objects.filter(repo=repo, pooled=True, state=State.READY).first())
     assert pooled.image == image and pooled.synced_commit == git_repo.head()
 
-    tasks.terminate_sandbox.delay(str(pooled.pk), "test done")
+    jobs.enqueue("sandboxes.tasks.terminate_sandbox", str(pooled.pk), "test done")  # by name, as sessions does
     ended = wait_for(lambda: Sandbox.objects.filter(pk=pooled.pk, state=State.TERMINATED).first())
     assert ended.end_reason == "test done"

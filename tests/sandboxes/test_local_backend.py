@@ -9,6 +9,7 @@ import pytest
 from sandboxes.backends import cgroups
 from sandboxes.backends.base import BackendError, ImageSpec, StartRequest, sync_script
 from sandboxes.backends.local import LocalBackend
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -178,10 +179,7 @@ def test_the_memory_limit_counts_the_whole_sandbox(backend, sandbox, settings):
     hog = "python3 -c 'import time; x = b\"x\" * (200 * 1024 * 1024); print(\"held\", flush=True); time.sleep(30)'"
     backend.start_service(sandbox, "hog", hog)
     log = backend.sandboxes / sandbox / "service-hog.log"
-    deadline = time.monotonic() + 20
-    while "held" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert "held" in log.read_text()
+    eventually(lambda: log.exists() and "held" in log.read_text(), timeout=20, what="the first hog holds its memory")
     # 200 MB held by one process + 200 MB by another is over 300 MB for the sandbox, each alone is not:
     # the kernel kills one of them.
     second = backend.exec(sandbox, hog.replace("time.sleep(30)", "pass"))

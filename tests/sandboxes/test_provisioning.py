@@ -12,6 +12,7 @@ from sandboxes.backends import get_backend
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox, Snapshot
 from tests.support.listener import Listener
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.django_db
 
@@ -50,12 +51,8 @@ def test_start_commands_run_in_the_background_of_a_ready_sandbox(git_repo):
     repo = Repo.objects.create(name="svc", clone_url=git_repo.url, start_commands="echo up > /tmp/service-ran")
     builds.run_build(repo.request_build()[0].pk)
     sandbox = provisioning.provision(provisioning.create_sandbox(repo).pk)
-    for _ in range(100):
-        if get_backend().exec(sandbox.backend_ref, "cat /tmp/service-ran").output == "up\n":
-            break
-        threading.Event().wait(0.05)
-    else:
-        pytest.fail("the start command did not run")
+    eventually(lambda: get_backend().exec(sandbox.backend_ref, "cat /tmp/service-ran").output == "up\n",
+               timeout=10, what="the start command ran")
 
 
 def test_a_snapshot_restores_the_work_into_a_new_sandbox(repo):

@@ -2,10 +2,15 @@
 sandbox rows, channel-layer listeners and the Celery tasks sent by name. Rows only: no backend runs behind
 them. A package's conftest adds what only it needs."""
 
+import functools
+
 import pytest
 from celery import current_app
 from django.utils import timezone
 
+# The modules whose tasks the workers run, imported so that Celery here knows their names.
+import sandboxes.tasks  # noqa: F401
+import sessions.tasks  # noqa: F401
 from sandboxes import jobs
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox
@@ -63,8 +68,8 @@ def listen():
 
 @pytest.fixture
 def enqueued(monkeypatch) -> dict[str, list]:
-    """Celery tasks sent by name (sandboxes/jobs.py), recorded instead of sent, since no worker runs here:
-    {task name: [its argument (or tuple of arguments) per call]}. A name Celery does not know fails the test."""
+    """Celery tasks sent (by name through sandboxes/jobs.py, or with .delay()), recorded instead, since no worker
+    runs here: {task name: [its argument, or tuple of arguments, per call]}. An unknown name fails the test."""
     calls: dict[str, list] = {}
 
     def record(task_name: str, *args) -> None:
@@ -72,4 +77,7 @@ def enqueued(monkeypatch) -> dict[str, list]:
         calls.setdefault(task_name, []).append(args[0] if len(args) == 1 else args)
 
     monkeypatch.setattr(jobs, "enqueue", record)
+    for name, task in current_app.tasks.items():  # and those a task sends its siblings with .delay()
+        if name.startswith(("sandboxes.", "sessions.")):
+            monkeypatch.setattr(task, "delay", functools.partial(record, name))
     return calls
