@@ -41,5 +41,8 @@ test: setup
 bench: setup
 	$(PY) -m bench $(BENCH)
 
-lint: setup
+# ruff, the dependency rules (import-linter's contracts in pyproject.toml) and mypy on the pure modules and cores.
+lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy

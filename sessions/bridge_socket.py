@@ -12,12 +12,12 @@ import uuid
 from channels.db import database_sync_to_async
 
 from bridge.protocol import MAX_EVENT_ID_LENGTH, Command, command_message
-from inspect_site.consumers import AsyncDatabaseFreeConsumer
 from proxy_core.headers import presented_credential
 from sandboxes.bridge_channel import BridgeCommandMessage, SandboxPhaseMessage, group_name
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
 from sessions import bridge_events, event_intake
+from sessions.socket_base import AsyncDatabaseFreeConsumer
 
 logger = logging.getLogger(__name__)
 MAX_BATCH = 100  # events one socket hands over at once

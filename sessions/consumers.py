@@ -12,10 +12,10 @@ import json
 from channels.db import database_sync_to_async
 from django.core.exceptions import PermissionDenied
 
-from inspect_site.consumers import AsyncDatabaseFreeConsumer
 from sessions import requests, workspace
 from sessions.events import collect_fan_out, events_after, group_name, send_fan_out
 from sessions.models import Session
+from sessions.socket_base import AsyncDatabaseFreeConsumer
 
 MAX_MESSAGE_CHARS = 1_000_000  # a prompt and its context fit well within this
 REPLAY_BATCH = 500

@@ -18,9 +18,9 @@ from django.test import Client
 
 from ide.front import ROUTE_PATH, front_key, goes_direct, route
 from ide.headers import rewrite_location, rewrite_set_cookie
-from ide.management.commands.run_front import default_workspace_listen
 from ide.targets import Target
 from ide.views import ide_origin
+from inspect_site.management.commands.run_front import default_workspace_listen
 from tests.ide.support import ready, signed_in
 from tests.support.front import FrontServer
 from tests.support.live_server import BASE, free_port, stop_group, wait_until_answering
