@@ -14,11 +14,12 @@ from channels.db import database_sync_to_async
 from ide import vscode_static, workbench_page
 from ide.headers import browser_response_headers, upstream_request_headers
 from ide.paths import ServicePath, parse, request_path
-from ide.targets import Target, host_allowed, resolve_async, resolve_when_up, service_label
+from ide.targets import Target, host_allowed, resolve_async, resolve_when_up
 from proxy_core import upstream
 from proxy_core.clients import loop_client
 from proxy_core.headers import header
 from proxy_core.relay import ClientGone, relay_until_disconnect, request_body
+from sessions.workspace import service_label
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +221,9 @@ class HttpProxy:
     @staticmethod
     async def unreachable(send, path: ServicePath, target: Target, error: BaseException) -> None:
         log.info("workspace proxy: %s unreachable at %s: %r", path.prefix, target.base_url, error)
-        await respond(send, 502, f"{service_label(path.service)} did not answer: the sandbox refused or dropped "
-                                 f"the connection ({type(error).__name__}).")
+        service = service_label(path.service, "subject")
+        await respond(send, 502, f"{service} did not answer: the sandbox refused or dropped the connection "
+                                 f"({type(error).__name__}).")
 
     @staticmethod
     async def stream(send, path: ServicePath, target: Target, host: str, status: int, raw_headers, chunks,
@@ -245,4 +247,5 @@ class HttpProxy:
             # Raising would reach Daphne, which cannot answer a started response with an error page.
             log.exception("workspace proxy: %s failed", path.prefix)
             if not started:
-                await respond(send, 502, f"{service_label(path.service)}: the proxy failed to relay the response.")
+                service = service_label(path.service, "subject")
+                await respond(send, 502, f"{service}: the proxy failed to relay the response.")

@@ -15,6 +15,7 @@ from django.conf import settings
 from sandboxes.backends import get_backend
 from sandboxes.lifecycle import State
 from sessions.models import Session
+from sessions.workspace import service_label
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +40,6 @@ class Target:
         return self.status != 403
 
 
-def service_label(service: str) -> str:
-    """How pages name a service: "VS Code", "The desktop", "The preview on port 3000"."""
-    if service == "ide":
-        return "VS Code"
-    if service == "desktop":
-        return "The desktop"
-    if service.startswith("preview-"):
-        return f"The preview on port {service.removeprefix('preview-')}"
-    return f"The service {service!r}"
-
-
 def resolve(user, session_id: int, service: str) -> Target:
     """Where `user` reaches `service` of session `session_id`.
 
@@ -60,7 +50,7 @@ def resolve(user, session_id: int, service: str) -> Target:
     session = Session.objects.select_related("sandbox").filter(pk=session_id).first()
     if session is None or not session.is_member(user):
         return Target(403, FORBIDDEN)
-    label = service_label(service)
+    label = service_label(service, "subject")
     sandbox = session.sandbox
     if sandbox is None or sandbox.state not in State.LIVE:
         return Target(503, f"{label} is not running: this session has no running sandbox. Send a prompt to start one.")

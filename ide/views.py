@@ -6,7 +6,7 @@ from django.shortcuts import render
 
 from ide import paths, viewer
 from sandboxes.lifecycle import State
-from sessions import workspace
+from sessions import queue, workspace
 from sessions.models import MAX_PROMPT_CHARS, Session
 
 
@@ -38,6 +38,9 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
         "services": services_now,
         "ide_ready": (services_now.get("ide") or {}).get("state") == "ready",
         "ide_origin": ide_origin(request),
+        # The page's scripts name services and group sandbox states as the server does.
+        "service_names": workspace.SERVICE_NAMES,
+        "sandbox_states": {"starting": list(State.STARTING), "alive": sorted(queue.ALIVE)},
     })
 
 

@@ -21,6 +21,8 @@ The rules:
 
 from dataclasses import dataclass
 
+from sandboxes.lifecycle import State
+
 # What a request is about.
 PROMPT_SUBMITTED = "prompt_submitted"
 AGENT_IDLE = "agent_idle"
@@ -32,10 +34,10 @@ CANCEL = "cancel"
 TYPING = "typing"  # a member is writing a prompt
 REQUESTS = (PROMPT_SUBMITTED, AGENT_IDLE, SANDBOX_READY, SANDBOX_ENDED, BRIDGE_CONNECTED, STOP, CANCEL, TYPING)
 
-# Sandbox states (sandboxes.lifecycle.State), grouped by what they mean for a prompt.
-USABLE = frozenset({"syncing", "ready", "running"})  # its bridge is up, or about to say hello
-STARTING = frozenset({"provisioning"})
-BUSY = frozenset({"snapshotting"})  # alive; prompts wait until the snapshot is taken
+# Sandbox states, grouped by what they mean for a prompt.
+USABLE = frozenset({State.SYNCING, State.READY, State.RUNNING})  # its bridge is up, or about to say hello
+STARTING = frozenset({State.PROVISIONING})
+BUSY = frozenset({State.SNAPSHOTTING})  # alive; prompts wait until the snapshot is taken
 ALIVE = USABLE | STARTING | BUSY  # anything else (terminating, terminated, failed, None) is gone
 
 

@@ -21,7 +21,7 @@
   const title = $("session-title");
 
   const MAX_SHOWN = 20000; // characters of one tool input/output shown; the rest is elided
-  const STARTING = ["provisioning", "syncing", "starting"];
+  const { sandboxStates, serviceLabel } = window.inspectNames; // names.js
   const storageKey = `inspect.session.${root.dataset.sessionId}.seq`;
   const seenBefore = Number(readStorage()) || 0;
   let shownSeq = 0;
@@ -99,7 +99,7 @@
     phase.dataset.state = state;
     phase.dataset.reason = reason || "";
     const ended = ["failed", "archived"].includes(root.dataset.status);
-    phase.classList.toggle("starting", STARTING.includes(state) && !ended);
+    phase.classList.toggle("starting", sandboxStates.starting.includes(state) && !ended);
     phase.textContent = `sandbox: ${state}${reason ? ` (${reason})` : ""}`;
   }
 
@@ -336,11 +336,6 @@
     },
   };
 
-  function serviceLabel(name) {
-    const port = /^preview-(\d+)$/.exec(name || "");
-    return port ? `Preview :${port[1]}` : { ide: "VS Code", desktop: "Desktop" }[name] || String(name);
-  }
-
   function unknown(ev) { note(ev, ev.kind, "note-unknown"); }
 
   function apply(seq, ev) {
@@ -418,10 +413,9 @@
   });
   // Writing a follow-up starts the session's sandbox again (restoring its snapshot) before it is
   // sent; the server decides whether one is needed. At most one message per 15 s of writing.
-  const ALIVE = ["provisioning", "syncing", "ready", "running", "snapshotting"];
   let typingSentAt = -Infinity;
   input.addEventListener("input", () => {
-    if (!input.value.trim() || ALIVE.includes(phase.dataset.state) || performance.now() - typingSentAt < 15000) return;
+    if (!input.value.trim() || sandboxStates.alive.includes(phase.dataset.state) || performance.now() - typingSentAt < 15000) return;
     if (send({ type: "typing" })) typingSentAt = performance.now();
   });
   queue.addEventListener("click", (event) => {

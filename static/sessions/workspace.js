@@ -43,15 +43,9 @@
   const pending = {}; // action -> its button, while the server has not answered
 
   const phase = $("sandbox-phase"); // session.js keeps its data-state: the sandbox's state
-  const SANDBOX_STARTING = ["provisioning", "syncing"];
+  const { sandboxStates } = window.inspectNames; // names.js
   const BEFORE_REPORT = -1; // ideLoaded: the frame loaded while the sandbox started, before VS Code's first report
-  const LABELS = { ide: "VS Code", desktop: "Desktop" };
   const STATE_TEXT = { unknown: "not started", starting: "starting…", ready: "ready", failed: "failed", stopped: "stopped" };
-
-  function label(name) {
-    const match = /^preview-(\d+)$/.exec(name);
-    return match ? `Preview :${match[1]}` : LABELS[name] || name;
-  }
 
   function stateOf(name) {
     return services.get(name) || { state: "unknown", reason: "", seq: 0 };
@@ -188,7 +182,7 @@
     const inView = wide.matches || box.dataset.open === "true";
     if (!ideFetched && ideLoaded === null && inView && (state === "starting" || state === "unknown")) prefetchIde();
     // A sandbox starting will soon report VS Code starting: the proxy holds the page until then.
-    const early = state === "starting" || (state === "unknown" && SANDBOX_STARTING.includes(phase.dataset.state));
+    const early = state === "starting" || (state === "unknown" && sandboxStates.starting.includes(phase.dataset.state));
     // VS Code gives up on a server it cannot reach after five tries (~15 s of the proxy holding them):
     // a frame loaded that long before the server was ready starts again.
     const stale = ready && ideLoadedAt && performance.now() - ideLoadedAt > 12000;

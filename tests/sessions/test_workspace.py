@@ -310,3 +310,14 @@ def test_the_page_starts_with_the_services_latest_states(client, session, make_s
     seq = session.events.get(kind="service", data__state="ready").seq
     assert f'"ide": {{"state": "ready", "reason": "", "seq": {seq}}}' in page
     assert f'src="/w/{session.pk}/ide/"' in page  # the browser starts on VS Code while reading the page
+
+
+@pytest.mark.parametrize(("service", "label", "subject"), [
+    ("ide", "VS Code", "VS Code"),
+    ("desktop", "Desktop", "The desktop"),
+    ("preview-3000", "Preview :3000", "The preview on port 3000"),
+    ("mystery", "mystery", "The service 'mystery'"),
+])
+def test_a_service_has_one_name_for_tabs_and_one_for_sentences(service, label, subject):
+    assert workspace.service_label(service) == label
+    assert workspace.service_label(service, "subject") == subject

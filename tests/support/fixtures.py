@@ -29,9 +29,14 @@ def other_user(django_user_model):
 
 
 @pytest.fixture
-def users(user, other_user) -> dict:
-    """Ada and Bob by name, for tests about who may see what."""
-    return {"ada": user, "bob": other_user}
+def staff_user(django_user_model):
+    return django_user_model.objects.create_user("root", "root@example.com", "pw", is_staff=True)
+
+
+@pytest.fixture
+def users(user, other_user, staff_user) -> dict:
+    """Ada, Bob and staff (root) by name, for tests about who may see what."""
+    return {"ada": user, "bob": other_user, "root": staff_user}
 
 
 @pytest.fixture
