@@ -1,21 +1,17 @@
 """The model proxy (model_proxy/) and provider configuration (model_providers/providers.py).
 
 The tests run the real ASGI application in this process (httpx.ASGITransport) against the
-scripted model server; test_model_proxy_daphne.py runs it under a real Daphne process."""
+scripted model server; test_proxy_daphne.py runs it under a real Daphne process."""
 
-import asyncio
 import json
 import logging
 import socket
 import threading
-import uuid
 from contextlib import contextmanager
 
-import httpx
 import pytest
 from django.conf import settings as django_settings
 
-from inspect_site.asgi import application
 from model_providers.providers import (
     NO_PROVIDER_MESSAGE,
     NoModelProvider,
@@ -26,68 +22,19 @@ from model_providers.providers import (
     opencode_provider_config,
     require_providers,
 )
-from proxy_core.clients import aclose_loop_clients
 from sandboxes.lifecycle import State
-from sandboxes.models import Repo, RepoImage, Sandbox
+from sandboxes.models import Sandbox
+from tests.model_proxy.support import (
+    assert_clean_upstream,
+    call,
+    chat_body,
+    db,
+    header,
+    make_sandbox,
+    messages_body,
+    sse_data,
+)
 from tests.support.providers import ANTHROPIC_KEY, OPENAI_KEY, provider_settings
-
-TOOLS = [{"type": "function", "function": {"name": "write", "parameters": {"type": "object"}}}]
-ANTHROPIC_TOOLS = [{"name": "write", "input_schema": {"type": "object"}}]
-
-db = pytest.mark.django_db(transaction=True)  # the proxy reads sandboxes on another thread (or process)
-
-
-def chat_body(prompt: str, stream: bool = True) -> dict:
-    return {"model": "scripted", "stream": stream, "tools": TOOLS, "messages": [{"role": "user", "content": prompt}]}
-
-
-def messages_body(prompt: str) -> dict:
-    return {"model": "claude-test", "max_tokens": 1000, "stream": True, "tools": ANTHROPIC_TOOLS,
-            "messages": [{"role": "user", "content": prompt}]}
-
-
-@pytest.fixture
-def providers(settings, model_server):
-    settings.MODEL_PROVIDERS = provider_settings(model_server.url)
-    settings.DEFAULT_MODEL = ""
-    return model_server
-
-
-def make_sandbox(state: str = State.RUNNING) -> tuple[Sandbox, str]:
-    repo = Repo.objects.create(name=f"repo-{uuid.uuid4().hex[:8]}", clone_url="file:///tmp/nowhere")
-    image = RepoImage.objects.create(repo=repo, status=RepoImage.Status.READY)
-    sandbox = Sandbox.objects.create(repo=repo, image=image, state=state, backend="local")
-    return sandbox, sandbox.issue_token()
-
-
-def call(method: str, path: str, **kwargs) -> httpx.Response:
-    """One request to the ASGI app, as a sandbox sends it: no cookies, no CSRF token."""
-
-    async def go() -> httpx.Response:
-        try:
-            transport = httpx.ASGITransport(app=application)
-            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
-                return await client.request(method, path, **kwargs)
-        finally:
-            await aclose_loop_clients()
-
-    return asyncio.run(go())
-
-
-def sse_data(text: str) -> list:
-    return [json.loads(line[6:]) if line[6:] != "[DONE]" else "[DONE]"
-            for line in text.splitlines() if line.startswith("data: ")]
-
-
-def header(request: dict, name: str) -> str | None:
-    """A header the provider received (names are case-insensitive)."""
-    return next((v for k, v in request["headers"].items() if k.lower() == name.lower()), None)
-
-
-def assert_clean_upstream(request: dict, token: str) -> None:
-    for name, value in request["headers"].items():
-        assert token not in value, f"the sandbox token reached the provider in {name}"
-
 
 # --- proxying ---------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from bridge.config import link_plugin_package
 from bridge.opencode import free_port
 from bridge.protocol import WARM_UP_MODEL, WARM_UP_PROVIDER
 from sandboxes.tools import opencode_binary, tools_dir
-from tests.model_proxy.test_proxy import assert_clean_upstream, chat_body, db, header, make_sandbox, messages_body
+from tests.model_proxy.support import assert_clean_upstream, chat_body, db, header, make_sandbox, messages_body
 from tests.support.live_server import LiveServer
 from tests.support.model_server import LATE_SECONDS, ScriptedModelServer
 from tests.support.providers import ANTHROPIC_KEY, OPENAI_KEY

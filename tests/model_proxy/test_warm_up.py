@@ -9,9 +9,8 @@ from django.core.exceptions import ImproperlyConfigured
 from bridge.protocol import WARM_UP_MODEL, WARM_UP_PROVIDER
 from model_providers.providers import configured_providers, opencode_config
 from sandboxes.lifecycle import State
-from tests.model_proxy.test_proxy import call, chat_body, db, make_sandbox, messages_body, providers, sse_data
+from tests.model_proxy.support import call, chat_body, db, make_sandbox, messages_body, sse_data
 
-__all__ = ["providers"]  # the fixture, used by name
 BASE = f"/model-proxy/{WARM_UP_PROVIDER}/v1"
 
 
