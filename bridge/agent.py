@@ -12,7 +12,21 @@ from . import history, screenshot
 from .config import SESSION_RULES, BridgeConfig
 from .opencode import OpenCodeServer
 from .outbox import Outbox
-from .protocol import BRIDGE_VERSION, OPENCODE_VERSION, RESTORE_DIR, RESTORE_DONE, RESTORE_RESUMED
+from .protocol import (
+    BRIDGE_VERSION,
+    COMMAND_NAMES,
+    OPENCODE_VERSION,
+    RESTORE_DIR,
+    RESTORE_DONE,
+    RESTORE_RESUMED,
+    CommandResult,
+    Hello,
+    PlainCommand,
+    PromptCommand,
+    RestartServiceCommand,
+    ScreenshotCommand,
+    StopCommand,
+)
 from .translate import SessionState, Translator
 from .workspace import Workspace
 
@@ -64,7 +78,7 @@ class Agent:
         self.ready = asyncio.Event()  # OpenCode is up and its event stream connected
         self.done = asyncio.Event()
         self.commands: asyncio.Queue[dict] = asyncio.Queue()
-        self.results: OrderedDict[object, dict] = OrderedDict()
+        self.results: OrderedDict[object, CommandResult] = OrderedDict()
         self.running: set[object] = set()
         self.held: dict[str, str] = {}  # permission request id -> session id, until sync_done
         self.checked: dict[str, float] = {}
@@ -75,7 +89,7 @@ class Agent:
         if event.get("kind") in STARTED_KINDS:
             self.started.set()
 
-    def hello(self) -> dict:
+    def hello(self) -> Hello:
         return {"type": "hello", "bridge_version": BRIDGE_VERSION,
                 "opencode_version": self.server.version or OPENCODE_VERSION, "synced": self.synced}
 
@@ -93,11 +107,12 @@ class Agent:
         while True:
             message = await self.commands.get()
             command_id = message.get("command_id")
+            result: CommandResult
             try:
-                handler = getattr(self, f"cmd_{message.get('name')}", None)
-                if handler is None:
-                    raise CommandError(f"unknown command {message.get('name')!r}")
-                await handler(message)
+                name = message.get("name")
+                if name not in COMMAND_NAMES:  # bridge/protocol.py: one cmd_<name> method for each
+                    raise CommandError(f"unknown command {name!r}")
+                await getattr(self, f"cmd_{name}")(message)
                 result = {"type": "command_result", "command_id": command_id, "ok": True, "error": None}
             except Exception as e:
                 log.warning("command %s (%s) failed: %s", command_id, message.get("name"), e)
@@ -116,7 +131,7 @@ class Agent:
         except TimeoutError:
             raise CommandError("OpenCode is not running") from None
 
-    async def cmd_prompt(self, command: dict) -> None:
+    async def cmd_prompt(self, command: PromptCommand) -> None:
         prompt_id, text, model = command.get("prompt_id"), command.get("text"), command.get("model")
         if prompt_id is None or not isinstance(text, str) or not text.strip():
             raise CommandError("a prompt needs a prompt_id and a text")
@@ -150,7 +165,7 @@ class Agent:
             self.emit({"kind": "idle", "prompt_id": prompt_id})
             raise
 
-    async def cmd_stop(self, command: dict) -> None:
+    async def cmd_stop(self, command: StopCommand) -> None:
         wanted = command.get("opencode_session_id")  # only compared with the sessions it runs
         for state in list(self.translator.sessions.values()):
             if state.prompts and (not wanted or state.id == wanted):
@@ -158,19 +173,19 @@ class Agent:
                 state.error_at = time.monotonic()  # the watchdog makes sure idle follows
                 await self.server.request("POST", f"/session/{state.id}/abort")
 
-    async def cmd_sync_done(self, command: dict) -> None:
+    async def cmd_sync_done(self, command: PlainCommand) -> None:
         self.synced = True
         self.workspace.synced.set()
         held, self.held = self.held, {}
         for request_id in held:
             await self.allow(request_id)
 
-    async def cmd_prepare_snapshot(self, command: dict) -> None:
+    async def cmd_prepare_snapshot(self, command: PlainCommand) -> None:
         if self.translator.busy:
             raise CommandError("a run is in progress")
         await asyncio.to_thread(checkpoint, self.config.opencode_data / "opencode.db")
 
-    async def cmd_resume(self, command: dict) -> None:
+    async def cmd_resume(self, command: PlainCommand) -> None:
         """A snapshot is being restored into this running sandbox (it was pooled). Once the control plane
         has copied its files in, the sessions of the snapshot's OpenCode are replayed into the running
         one, so the prompts after this command go on with the same conversation."""
@@ -200,21 +215,21 @@ class Agent:
             aside.mkdir()
             (self.config.home / RESTORE_RESUMED).write_text("resumed\n")
 
-    async def cmd_shutdown(self, command: dict) -> None:
+    async def cmd_shutdown(self, command: PlainCommand) -> None:
         await self.server.stop()
         await self.workspace.stop()
 
-    async def cmd_claimed(self, command: dict) -> None:
+    async def cmd_claimed(self, command: PlainCommand) -> None:
         """A session took this sandbox from the pool: the dev servers that waited for it start."""
         self.workspace.claimed.set()
 
-    async def cmd_restart_service(self, command: dict) -> None:
+    async def cmd_restart_service(self, command: RestartServiceCommand) -> None:
         try:
             self.workspace.restart(str(command.get("service")))
         except ValueError as e:
             raise CommandError(str(e)) from None
 
-    async def cmd_screenshot(self, command: dict) -> None:
+    async def cmd_screenshot(self, command: ScreenshotCommand) -> None:
         taken_by = command.get("taken_by")
         taken_by = taken_by if isinstance(taken_by, str) and taken_by else "someone"
         target = str(command.get("target") or "desktop")

@@ -13,6 +13,7 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 
 from .config import BridgeConfig
 from .outbox import Outbox
+from .protocol import Heartbeat
 
 log = logging.getLogger("bridge.link")
 
@@ -108,5 +109,6 @@ class ControlLink:
 
     async def _heartbeat(self, ws: ClientConnection) -> None:
         while True:
-            await ws.send(json.dumps({"type": "heartbeat", "busy": self.busy()}))
+            heartbeat: Heartbeat = {"type": "heartbeat", "busy": self.busy()}
+            await ws.send(json.dumps(heartbeat))
             await asyncio.sleep(self.config.heartbeat_seconds)

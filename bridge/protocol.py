@@ -161,13 +161,17 @@ MAX_EVENT_ID_LENGTH = 100
 
 
 class ServiceReport(TypedDict):
-    """A `service` event: where a workspace service is (the port the control plane's proxy connects to)."""
-    kind: Literal["service"]
+    """Where a workspace service is (the port the control plane's proxy connects to), and its state."""
     name: str  # ide, desktop, dev or preview-<port>
     state: ServiceState
     port: int | None
     reason: str
     vscode: NotRequired[VSCodeFacts]  # the ide service only
+
+
+class ServiceEvent(ServiceReport):
+    """A service report as the bridge sends it: an event of kind `service`."""
+    kind: Literal["service"]
 
 
 class Hello(TypedDict):

@@ -11,7 +11,7 @@ import uuid
 
 from channels.db import database_sync_to_async
 
-from bridge.protocol import MAX_EVENT_ID_LENGTH, Command, command_message
+from bridge.protocol import MAX_EVENT_ID_LENGTH, Ack, Command, ErrorMessage, command_message
 from proxy_core.headers import presented_credential
 from sandboxes.bridge_channel import BridgeCommandMessage, SandboxPhaseMessage, group_name
 from sandboxes.lifecycle import State
@@ -77,7 +77,8 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def send_error(self, message: str) -> None:
-        await self.send_json({"type": "error", "message": message})
+        error: ErrorMessage = {"type": "error", "message": message}
+        await self.send_json(error)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
         try:
@@ -91,7 +92,7 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
         if not isinstance(content, dict):
             await self.send_error("a message must be a JSON object")
             return
-        kind = content.get("type")
+        kind = content.get("type")  # one of bridge/protocol.py's BridgeMessage types
         if kind == "event":
             await self.receive_event(content)
         elif kind == "heartbeat":
@@ -134,7 +135,8 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
                     if problem:  # not acknowledged: refused
                         await self.send_error(f"event {event_id}: {problem}")
                     else:  # stored (or already stored before a resend): the bridge may forget it
-                        await self.send_json({"type": "ack", "id": event_id})
+                        ack: Ack = {"type": "ack", "id": event_id}
+                        await self.send_json(ack)
         except Exception:
             logger.exception("sandbox %s: storing events failed; closing so the bridge resends", self.sandbox.pk)
             if not self.closed:

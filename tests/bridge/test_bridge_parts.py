@@ -261,3 +261,10 @@ def test_the_bridge_asks_often_whether_opencode_serves_yet(tmp_path):
         server.shutdown()
     gaps = [b - a for a, b in zip(asked, asked[1:], strict=False)]
     assert len(asked) >= 5 and max(gaps) < 0.15, gaps
+
+
+def test_the_agent_carries_out_every_command_of_the_protocol_and_no_other():
+    from bridge.protocol import COMMAND_NAMES
+
+    handlers = {name.removeprefix("cmd_") for name in dir(Agent) if name.startswith("cmd_")}
+    assert handlers == COMMAND_NAMES
