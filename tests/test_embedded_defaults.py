@@ -14,6 +14,8 @@ from django.conf import settings
 from tests.support.live_server import free_port, stop_group, wait_until_answering
 from tests.support.waiting import eventually
 
+pytestmark = pytest.mark.sandbox
+
 BASE = Path(settings.BASE_DIR)
 
 

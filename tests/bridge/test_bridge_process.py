@@ -26,6 +26,8 @@ from sandboxes.tools import opencode_binary, tools_dir
 from tests.support.model_server import ScriptedModelServer
 from tests.support.waiting import eventually
 
+pytestmark = pytest.mark.sandbox
+
 BRIDGE_MAIN = Path(__file__).resolve().parents[2] / "bridge" / "main.py"
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 SANDBOX_ID = "sbx-test"

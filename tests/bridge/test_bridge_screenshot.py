@@ -12,6 +12,8 @@ import pytest
 from bridge import screenshot
 from tests.support.waiting import eventually
 
+pytestmark = pytest.mark.sandbox
+
 
 def xwd(width: int, height: int, pixels: list[tuple[int, int, int]], byte_order: int = 0, bpp: int = 32,
         ncolors: int = 2) -> bytes:

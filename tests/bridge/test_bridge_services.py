@@ -18,6 +18,8 @@ from bridge.services import Plan, Service, Step, exists, http_ok, tcp_open
 from bridge.workspace import Workspace, workbench_ready
 from sandboxes.tools import tools_dir, vscode_dir
 
+pytestmark = pytest.mark.sandbox
+
 
 class Reports:
     def __init__(self):

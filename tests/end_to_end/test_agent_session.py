@@ -18,7 +18,7 @@ from sessions import tasks as session_tasks
 from sessions.models import Session
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
 
 def sign_in(live) -> tuple[User, dict]:

@@ -11,7 +11,7 @@ from sandboxes import builds
 from sessions.models import Session
 from tests.end_to_end.test_session_page import page  # noqa: F401  (the Playwright page fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
 
 def dev_server_port() -> int:

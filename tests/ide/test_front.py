@@ -25,7 +25,7 @@ from tests.ide.support import ready, signed_in
 from tests.support.front import FrontServer
 from tests.support.live_server import BASE, free_port, stop_group, wait_until_answering
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
 def test_only_a_ready_plain_http_service_goes_direct():
     assert goes_direct(Target(200, base_url="http://127.0.0.1:41234"))

@@ -20,7 +20,7 @@ from sessions.events import append_event
 from tests.ide.support import ready
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 FILES = ["workbench.js", "workbench.css", "nls.messages.js"]
 

@@ -10,7 +10,7 @@ from sandboxes.lifecycle import State
 from tests.ide.support import BIG, ready, signed_in
 from tests.support.live_server import free_port
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

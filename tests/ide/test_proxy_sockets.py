@@ -18,7 +18,7 @@ from tests.support.front import FrontServer
 from tests.support.live_server import free_port
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from ide import vscode_static
 from proxy_core import precompressed
 from tests.ide.support import ready, signed_in
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
 WORKBENCH_JS = "out/vs/code/browser/workbench/workbench.js"
 # What the workbench loads, as it asks for them: scripts, style, font (with its query), images.

@@ -16,7 +16,7 @@ from sandboxes.models import Sandbox
 from sandboxes.tools import tools_dir
 from tests.ide.support import ready, signed_in
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
 OTHER_COMMIT = "0" * 40
 

@@ -100,6 +100,7 @@ def seqs(page) -> list[int]:
     return page.eval_on_selector_all("#timeline [data-seq]", "nodes => nodes.map((n) => +n.dataset.seq)")
 
 
+@pytest.mark.sandbox  # Chromium
 def test_the_timeline_shows_every_kind_and_never_parses_data_as_html(page):
     evil = "<img src=x onerror=window.pwned=1>"
     page.evaluate("""evil => {
@@ -129,6 +130,7 @@ def test_the_timeline_shows_every_kind_and_never_parses_data_as_html(page):
     page.wait_for_function("document.querySelector('[data-part-id=p1]').textContent === 'Hello.'")
 
 
+@pytest.mark.sandbox  # Chromium
 def test_a_reconnect_resubscribes_from_the_last_seq_and_shows_nothing_twice(page):
     page.evaluate("""() => {
       for (const p of ["one", "two", "three"]) fake.emit("text", {message_id: "m", part_id: p, text: p});
@@ -146,6 +148,7 @@ def test_a_reconnect_resubscribes_from_the_last_seq_and_shows_nothing_twice(page
     assert page.get_attribute("#socket-state", "data-state") == "connected"
 
 
+@pytest.mark.sandbox  # Chromium
 def test_events_overtaken_by_later_ones_are_put_back_in_order(page):
     page.evaluate("""() => {
       const [a, b, c] = ["a", "b", "c"].map((p) => fake.store("text", {message_id: "m", part_id: p, text: p}));
@@ -155,6 +158,7 @@ def test_events_overtaken_by_later_ones_are_put_back_in_order(page):
     assert page.eval_on_selector_all(".assistant-text", "ns => ns.map((n) => n.textContent)") == ["a", "b", "c"]
 
 
+@pytest.mark.sandbox  # Chromium
 def test_prompt_queue_cancel_and_stop(page):
     page.fill("#prompt-input", "also the payments table")
     page.press("#prompt-input", "Control+Enter")
@@ -177,6 +181,7 @@ def test_prompt_queue_cancel_and_stop(page):
     assert page.get_attribute(".prompt[data-prompt-id='2']", "data-state") == "cancelled"
 
 
+@pytest.mark.sandbox  # Chromium
 def test_the_page_names_services_and_groups_sandbox_states_as_the_server_does(page):
     page.evaluate("""() => {
       fake.emit("sandbox_phase", {sandbox_id: "s", state: "syncing", reason: ""});

@@ -28,6 +28,8 @@ from tests.support.live_server import LiveServer
 from tests.support.rows import repo_with_image
 from tests.support.waiting import eventually
 
+pytestmark = pytest.mark.sandbox
+
 BASE = Path(__file__).resolve().parents[2]
 db = pytest.mark.django_db(transaction=True)  # the Daphnes read and write the rows from their own processes
 

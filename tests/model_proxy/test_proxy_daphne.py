@@ -21,6 +21,8 @@ from tests.support.model_server import LATE_SECONDS, ScriptedModelServer
 from tests.support.providers import ANTHROPIC_KEY, OPENAI_KEY
 from tests.support.waiting import eventually
 
+pytestmark = pytest.mark.sandbox
+
 
 @pytest.fixture(scope="module")
 def daphne(django_db_setup):

@@ -8,7 +8,7 @@ from django.db import connection
 from sandboxes import builds
 from sandboxes.models import Repo, RepoImage, RepoSecret
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.sandbox, pytest.mark.django_db]
 
 
 def make_repo(git_repo, **fields) -> Repo:

@@ -9,6 +9,8 @@ from sandboxes.lifecycle import State
 from sandboxes.models import Repo, RepoImage, Sandbox
 from tests.support.waiting import eventually
 
+pytestmark = pytest.mark.sandbox
+
 
 @pytest.fixture
 def worker():

@@ -11,6 +11,8 @@ from sandboxes.backends.base import BackendError, ImageSpec, StartRequest, sync_
 from sandboxes.backends.local import LocalBackend
 from tests.support.waiting import eventually
 
+pytestmark = pytest.mark.sandbox
+
 
 @pytest.fixture
 def backend(sandbox_root) -> LocalBackend:

@@ -14,7 +14,7 @@ from sandboxes.models import Repo, Sandbox, Snapshot
 from tests.support.listener import Listener
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.sandbox, pytest.mark.django_db]
 
 
 @pytest.fixture

@@ -18,19 +18,20 @@ from tests.support.listener import Listener
 from tests.support.rows import repo_with_image
 
 
+# No passwords: hashing one costs ~0.3 s, and these people are signed in with force_login.
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user("ada", "ada@example.com", "pw", first_name="Ada")
+    return django_user_model.objects.create_user("ada", "ada@example.com", first_name="Ada")
 
 
 @pytest.fixture
 def other_user(django_user_model):
-    return django_user_model.objects.create_user("bob", "bob@example.com", "pw")
+    return django_user_model.objects.create_user("bob", "bob@example.com")
 
 
 @pytest.fixture
 def staff_user(django_user_model):
-    return django_user_model.objects.create_user("root", "root@example.com", "pw", is_staff=True)
+    return django_user_model.objects.create_user("root", "root@example.com", is_staff=True)
 
 
 @pytest.fixture
