@@ -28,7 +28,7 @@ from bench._simulated import SIMULATED_REPO, concurrent, end_simulated, fanout
 from sandboxes import provisioning
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox
-from sessions import requests
+from sessions import member_requests
 from sessions import tasks as session_tasks
 from sessions.models import Event, Prompt, Session
 
@@ -343,7 +343,7 @@ def first_token_pooled(repo: Repo, owner) -> None:
         ready_sandbox(repo, pooled=True)
         time.sleep(POOL_SETTLE_SECONDS)
         start = time.time()
-        session = requests.create_session(repo, owner, f"justtext pooled run {run}")
+        session = member_requests.create_session(repo, owner, f"justtext pooled run {run}")
         if session.sandbox is None or session.sandbox.claimed_at is None:
             raise RunFailed("the new session did not take the pooled sandbox")
         deadline = time.monotonic() + PROMPT_TIMEOUT
@@ -367,7 +367,7 @@ def agent_figures(platform: Platform, root: Path) -> None:
     owner = make_user("owner")
     headers = platform.browser_headers(owner)
     with stopwatch() as warming:
-        session = requests.create_session(repo, owner, "justtext warm-up")
+        session = member_requests.create_session(repo, owner, "justtext warm-up")
         wait_until_done(session.pk)
         wait_until_saved(session.pk, None)
     say(f"small repo (10 files), image built in {preparing():.1f} s; warm-up, not counted: a sandbox provisioned, "

@@ -20,7 +20,7 @@ from bench._fixtures import build, ready_sandbox, register, terminate_all
 from bench._git import MB, Origin
 from bench._live import Platform, delete_users, make_user
 from sandboxes.models import Sandbox
-from sessions import requests
+from sessions import member_requests
 from sessions.models import Event, Session
 from tests.support.live_server import free_port
 
@@ -113,7 +113,7 @@ def ide_ready(platform: Platform, browser, user, repo, returning: bool = False) 
     kept = new_context(platform, browser, user) if returning else None
     for run in range(-1 if returning else 0, IDE_RUNS):
         created = time.time()
-        session = off_loop(requests.create_session, repo, user, "justtext hello")
+        session = off_loop(member_requests.create_session, repo, user, "justtext hello")
         page = open_page(kept or new_context(platform, browser, user))
         page.add_init_script(STALLS)
         opened = time.time()
@@ -156,7 +156,7 @@ def ide_ready_pooled(platform: Platform, browser, user, repo) -> list[float]:
                                           for name in ("ide", "desktop")),
                  120, "the pooled sandbox's services")
         time.sleep(2)
-        session = off_loop(requests.create_session, repo, user, "justtext hello")
+        session = off_loop(member_requests.create_session, repo, user, "justtext hello")
         claimed = Session.objects.select_related("sandbox").get(pk=session.pk).sandbox
         if claimed.pk != pooled.pk:
             raise RuntimeError("the session did not take the pooled sandbox")
@@ -305,7 +305,7 @@ def run() -> None:
             report("ide_ready_pooled_p50", p50(pooled), "s")
             say(spread(pooled, unit="s"))
 
-            session = off_loop(requests.create_session, repo, user, "justtext hello")
+            session = off_loop(member_requests.create_session, repo, user, "justtext hello")
             ready_at(session.pk)
             desktop = desktop_connect(platform, browser, user, session)
             report("desktop_connect_p50", p50(desktop), "s")

@@ -52,8 +52,9 @@ WARM_UP_MODEL = "warm-up"
 
 # --- services ---------------------------------------------------------------------------------
 
-# The bridge puts VS Code and the desktop on free ports in this range; the control plane refuses a
-# report that points anywhere else (a preview reports one of the repo's own ports).
+# The bridge puts VS Code and the desktop on free ports in this range (Linux's own range for free ports,
+# picked whatever the kernel's is); the control plane proxies to nothing else for them, so a report cannot
+# aim it at a host service (a preview reports one of the repo's own ports).
 SERVICE_PORTS = (32768, 60999)
 SERVICE_NAME = re.compile(r"^(ide|desktop|dev|preview-\d{1,5})$")
 ServiceState = Literal["starting", "ready", "failed", "stopped"]
@@ -127,12 +128,6 @@ CommandName = Literal["prompt", "stop", "restart_service", "screenshot",
 COMMAND_NAMES: frozenset[str] = frozenset(get_args(CommandName))
 
 
-class CommandMessage(TypedDict):
-    """A command as it travels: the command's own fields beside these two."""
-    type: Literal["command"]
-    command_id: str  # unique across control-plane processes and restarts: a uuid4
-
-
 class Ack(TypedDict):
     type: Literal["ack"]
     id: str  # the bridge event's id
@@ -144,7 +139,9 @@ class ErrorMessage(TypedDict):
 
 
 def command_message(command_id: str, command: Command) -> dict:
-    """The JSON object that carries `command` (its fields at the top level, as the bridge reads them)."""
+    """The JSON object that carries `command`: {"type": "command", "command_id", ...the command's own fields}.
+    `command_id` is unique across control-plane processes and restarts (a uuid4): the bridge answers an id it
+    has seen again with its first result instead of running the command twice."""
     return {"type": "command", "command_id": command_id, **command}
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .opencode import die_with_parent
-from .protocol import SERVICE_PORTS
+from .protocol import SERVICE_PORTS, ServiceEvent
 
 log = logging.getLogger("bridge.services")
 SCREEN = (1280, 800)
@@ -102,8 +102,9 @@ class Service:
         self.state = state
         for name in self.names:
             port = int(name.removeprefix("preview-")) if name.startswith("preview-") else self.port
-            self.emit({"kind": "service", "name": name, "state": state, "reason": reason,
-                       "port": port if state == "ready" else None})
+            event: ServiceEvent = {"kind": "service", "name": name, "state": state, "reason": reason,
+                                   "port": port if state == "ready" else None}
+            self.emit(event)
 
     def restart(self) -> None:
         self.wanted.set()
@@ -214,8 +215,6 @@ class Service:
             await process.wait()
 
 
-# The control plane proxies only to ports in this range for VS Code and the desktop (a report cannot
-# aim it at a host service); Linux's own range for free ports, picked here whatever the kernel's is.
 def free_port_in(ports: tuple[int, int], avoid: Collection[int] = ()) -> int:
     """A free 127.0.0.1 port in the range `ports` (both ends included), none of `avoid`."""
     for _ in range(200):

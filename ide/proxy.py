@@ -13,13 +13,13 @@ from channels.db import database_sync_to_async
 
 from ide import vscode_static, workbench_page
 from ide.headers import browser_response_headers, upstream_request_headers
+from ide.names import service_label
 from ide.paths import ServicePath, parse, request_path
 from ide.targets import Target, host_allowed, resolve_async, resolve_when_up
 from proxy_core import upstream
 from proxy_core.clients import loop_client
 from proxy_core.headers import header
 from proxy_core.relay import ClientGone, relay_until_disconnect, request_body
-from sessions.workspace import service_label
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from ide.names import service_label
 from sandboxes.backends import get_backend
 from sandboxes.lifecycle import State
 from sessions.models import Session
-from sessions.workspace import service_label
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from ide import paths, viewer
+from ide.names import SERVICE_NAMES
 from sandboxes.lifecycle import State
 from sessions import queue, workspace
 from sessions.models import MAX_PROMPT_CHARS, Session
@@ -29,7 +30,7 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
     live = session.sandbox is not None and session.sandbox.state in State.LIVE
     services_now = workspace.services_now(session, session.sandbox) if live else {}
     display_title = session.title or (first or "Untitled session")[:90]
-    return render(request, "sessions/detail.html", {
+    return render(request, "ide/workspace.html", {
         "session": session,
         "display_title": display_title,
         "sandbox_state": session.sandbox.state if session.sandbox else "",
@@ -39,7 +40,7 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
         "ide_ready": (services_now.get("ide") or {}).get("state") == "ready",
         "ide_origin": ide_origin(request),
         # The page's scripts name services and group sandbox states as the server does.
-        "service_names": workspace.SERVICE_NAMES,
+        "service_names": SERVICE_NAMES,
         "sandbox_states": {"starting": list(State.STARTING), "alive": sorted(queue.ALIVE)},
     })
 

@@ -5,7 +5,7 @@ those from its lib/vscode/<path> (`_handleStatic` in VS Code's src/vs/server/nod
 APP_ROOT, a Content-Type by extension, `Cache-Control: public, max-age=31536000`) and gzips each answer
 on the fly (~0.5 s of CPU for the 11 MB workbench.js). When the control plane has the same commit
 installed (sandboxes/tools.py), the files are the same, so the proxy answers them here: precompressed
-(ide/precompressed.py), with a Content-Length, and even before the sandbox's code-server is up.
+(proxy_core/precompressed.py), with a Content-Length, and even before the sandbox's code-server is up.
 Another commit (a sandbox image with another code-server) or no install: proxied as everything else.
 
 The workbench pages the control plane renders (ide/workbench_page.py) load the same files from one path for

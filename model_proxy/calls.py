@@ -54,10 +54,10 @@ def upstream_headers(headers: Headers, provider: Provider, token: str) -> Header
         forwarded[name] = forwarded[name] + b", " + value if name in forwarded else value
     # Stream the body through as the provider sends it: compressed only if the client asked for it.
     forwarded.setdefault(b"accept-encoding", b"identity")
-    for name, text in provider.wire.default_headers().items():
-        forwarded.setdefault(name.encode(), text.encode("latin-1"))
-    for name, text in provider.wire.auth_headers(provider.api_key).items():
-        forwarded[name.encode()] = text.encode("latin-1")
+    for key, text in provider.wire.default_headers().items():
+        forwarded.setdefault(key.encode(), text.encode("latin-1"))
+    for key, text in provider.wire.auth_headers(provider.api_key).items():
+        forwarded[key.encode()] = text.encode("latin-1")
     return list(forwarded.items())
 
 

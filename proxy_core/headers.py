@@ -29,12 +29,14 @@ def connection_tokens(headers: Headers) -> set[bytes]:
     return tokens
 
 
+def bearer_token(headers: Headers) -> str:
+    """The token of `Authorization: Bearer <token>`, or ""."""
+    scheme, _, value = header(headers, b"authorization").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
 def presented_credential(headers: Headers) -> str:
-    """The credential a caller presents: `x-api-key` (Anthropic's SDKs) or `Authorization: Bearer` (OpenAI's
-    SDKs, the bridge). Sandboxes present their token this way to every control-plane endpoint they call."""
-    token = header(headers, b"x-api-key").strip()
-    if not token:
-        scheme, _, value = header(headers, b"authorization").partition(" ")
-        if scheme.lower() == "bearer":
-            token = value.strip()
-    return token
+    """The credential a caller of an HTTP endpoint presents: `x-api-key` (Anthropic's SDKs) or else
+    `Authorization: Bearer` (OpenAI's SDKs, the bridge's uploads). The bridge's socket takes the Bearer
+    token only (sessions/bridge_socket.py)."""
+    return header(headers, b"x-api-key").strip() or bearer_token(headers)

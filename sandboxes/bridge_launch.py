@@ -24,7 +24,7 @@ def bridge_mounts() -> dict[str, str]:
 
 def opencode_config(token: str) -> dict:
     """Providers through the model proxy with this sandbox's token; none configured means OpenCode
-    gets no provider and the session reports what to set (see sessions.services)."""
+    gets no provider and the session reports what to set (see sessions/dispatch.py start_sandbox)."""
     try:
         return providers.opencode_config(token)
     except providers.NoModelProvider:

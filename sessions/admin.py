@@ -1,6 +1,6 @@
 """The admin site for sessions and their event logs.
 
-Sessions change through requests.py, dispatch.py and bridge_events.py (the queue, the bridges), so their
+Sessions change through member_requests.py, dispatch.py and bridge_events.py (the queue, the bridges), so their
 state is read-only here; an admin may add or remove members, archive sessions (an action) or delete them.
 Events are an append-only log.
 """
@@ -49,7 +49,7 @@ class SessionAdmin(admin.ModelAdmin):
     actions = ["archive"]
 
     def has_add_permission(self, request) -> bool:
-        return False  # sessions start from a prompt (requests.create_session)
+        return False  # sessions start from a prompt (member_requests.create_session)
 
     @admin.action(description="Archive the selected sessions")
     def archive(self, request, queryset) -> None:

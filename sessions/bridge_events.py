@@ -29,7 +29,7 @@ def on_sandbox_phase(sender, sandbox: Sandbox, **kwargs) -> None:
 def check_bridge_event(bridge_event_id: str, event: dict) -> None:
     """ValueError saying what is wrong with a bridge's event, before anything is written."""
     if not isinstance(bridge_event_id, str) or not 0 < len(bridge_event_id) <= MAX_EVENT_ID_LENGTH:
-        raise ValueError("A bridge event needs an id of 1 to 100 characters.")
+        raise ValueError(f"A bridge event needs an id of 1 to {MAX_EVENT_ID_LENGTH} characters.")
     if not isinstance(event, dict) or not isinstance(event.get("kind"), str):
         raise ValueError("A bridge event is an object with a kind.")
     check_kind(event["kind"])  # here too: one bad event must not refuse its whole batch
@@ -117,7 +117,7 @@ def apply_bridge_event(session: Session, kind: str, data: dict) -> bool:
     now = timezone.now()
     if kind == "agent_session":
         session.opencode_session_id = str(data.get("opencode_session_id") or "")[:200]
-    elif kind == "prompt_started":
+    elif kind == "prompt_started" and prompt_id is not None:
         started = session.prompts.filter(pk=prompt_id, status__in=Prompt.OPEN)
         started.update(status=Prompt.Status.RUNNING, started_at=now)
     elif kind == "busy":

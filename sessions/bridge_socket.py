@@ -12,7 +12,7 @@ import uuid
 from channels.db import database_sync_to_async
 
 from bridge.protocol import MAX_EVENT_ID_LENGTH, Ack, Command, ErrorMessage, command_message
-from proxy_core.headers import presented_credential
+from proxy_core.headers import bearer_token
 from sandboxes.bridge_channel import BridgeCommandMessage, SandboxPhaseMessage, group_name
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
@@ -57,7 +57,7 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
         self.pending: list[tuple[str, dict]] = []  # received, not yet being stored
 
     async def connect(self) -> None:
-        token = presented_credential(self.scope.get("headers", []))
+        token = bearer_token(self.scope.get("headers", []))
         sandbox = await authenticate(token, self.scope["url_route"]["kwargs"]["sandbox_id"])
         if sandbox is None:
             await self.close(code=4401)

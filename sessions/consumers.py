@@ -12,7 +12,7 @@ import json
 from channels.db import database_sync_to_async
 from django.core.exceptions import PermissionDenied
 
-from sessions import requests, workspace
+from sessions import member_requests, workspace
 from sessions.events import collect_fan_out, events_after, group_name, send_fan_out
 from sessions.models import Session
 from sessions.socket_base import AsyncDatabaseFreeConsumer
@@ -52,22 +52,22 @@ def request(session_id: int, user, kind: str, content: dict) -> dict:
     if session is None:
         raise ValueError("This session no longer exists.")
     if kind == "prompt":
-        prompt = requests.submit_prompt(session, user, content.get("text"), content.get("context"))
+        prompt = member_requests.submit_prompt(session, user, content.get("text"), content.get("context"))
         return {"prompt_id": prompt.pk, "status": prompt.status}
     if kind == "cancel":
-        prompt = requests.cancel_prompt(session, user, content["prompt_id"])
+        prompt = member_requests.cancel_prompt(session, user, content["prompt_id"])
         return {"prompt_id": prompt.pk}
     if kind == "typing":
-        return {"warming": requests.note_typing(session, user)}
+        return {"warming": member_requests.note_typing(session, user)}
     if kind == "restart_service":
-        requests.check_member(session, user)
+        member_requests.check_member(session, user)
         workspace.restart_service(session, content["name"])
         return {"name": content["name"]}
     if kind == "screenshot":
-        requests.check_member(session, user)
+        member_requests.check_member(session, user)
         workspace.request_screenshot(session, user, content["target"])
         return {"target": content["target"]}
-    requests.stop(session, user)
+    member_requests.stop(session, user)
     return {}
 
 

@@ -72,7 +72,8 @@ def carry_out(session: Session, action: queue.Action, user) -> bool:
         case queue.StartSandbox(snapshot_id):
             return start_sandbox(session, snapshot_id)
         case queue.Abort(prompt_id):
-            Prompt.objects.filter(pk=prompt_id).update(stop_requested=True)
+            if prompt_id is not None:  # None: a run that is not ours (stopped all the same)
+                Prompt.objects.filter(pk=prompt_id).update(stop_requested=True)
             append_event(session.pk, "stop_requested", {"prompt_id": prompt_id, "by": by})
             send_to_bridge(session.sandbox_id, {"name": "stop"})
         case queue.CancelPrompt(prompt_id):
@@ -82,7 +83,7 @@ def carry_out(session: Session, action: queue.Action, user) -> bool:
             if prompt_id is not None:
                 Prompt.objects.filter(pk=prompt_id).update(status=Prompt.Status.FAILED, finished_at=now)
                 append_event(session.pk, "prompt_finished", {"prompt_id": prompt_id, "status": "failed"})
-            why = session.sandbox.end_reason if session.sandbox_id else ""
+            why = session.sandbox.end_reason if session.sandbox else ""
             session.agent_busy = False
             session.status, session.error = Session.Status.FAILED, f"{reason.rstrip('.')} ({why})." if why else reason
             return True
@@ -136,6 +137,6 @@ def record_status(session: Session, before: str) -> None:
         Session.objects.filter(pk=session.pk).update(status=status)
         session.status = status
     if session.status != before:
-        sandbox_state = session.sandbox.state if session.sandbox_id else None
+        sandbox_state = session.sandbox.state if session.sandbox else None
         append_event(session.pk, "status", {"status": session.status, "reason": session.error,
                                             "sandbox_state": sandbox_state})

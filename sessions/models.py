@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from bridge.protocol import ModelSpec
 from sandboxes.models import Repo, Sandbox, Snapshot
 from sessions import queue
 
@@ -53,10 +54,6 @@ class Session(models.Model):
             self.branch = f"inspect/{self.pk}"
             Session.objects.filter(pk=self.pk).update(branch=self.branch)
 
-    @property
-    def group_name(self) -> str:
-        return f"session-{self.pk}"
-
     def is_member(self, user) -> bool:
         if user is None or not user.is_authenticated or not user.is_active:
             return False
@@ -84,7 +81,7 @@ class Session(models.Model):
             failed=self.status == Session.Status.FAILED,
         )
 
-    def model_spec(self) -> dict | None:
+    def model_spec(self) -> ModelSpec | None:
         """The model as the bridge wants it: {"providerID", "modelID"}, or None for the default."""
         if "/" not in self.model:
             return None

@@ -1,6 +1,6 @@
 """The prompt queue's decisions as pure functions: a session's facts and a request in, what to do out.
 
-Nothing here touches the database, the channel layer or a sandbox; services.py gathers the facts,
+Nothing here touches the database, the channel layer or a sandbox; dispatch.py gathers the facts,
 calls `decide`, and carries out what it returns. Tests call these directly.
 
 The rules:

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 from proxy_core.headers import presented_credential
 from sandboxes import provisioning, tasks
 from sandboxes.models import Repo, RepoImage, Sandbox
-from sessions import requests, workspace
+from sessions import member_requests, workspace
 from sessions.forms import NewSessionForm
 from sessions.models import Artifact, Prompt, Session
 
@@ -48,7 +48,8 @@ def new_session(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             data = form.cleaned_data
             try:
-                session = requests.create_session(data["repo"], request.user, data["prompt"], model=data["model"])
+                session = member_requests.create_session(data["repo"], request.user, data["prompt"],
+                                                         model=data["model"])
             except ValueError as error:
                 form.add_error(None, str(error))
             else:
@@ -96,8 +97,10 @@ def artifact(request: HttpRequest, session_id: int, artifact_id: int) -> FileRes
 @require_POST
 def upload_screenshot(request: HttpRequest) -> JsonResponse:
     """A sandbox's bridge sends a screenshot (image/png body) it took for the agent or a person."""
+    credentials = [(b"x-api-key", request.headers.get("X-Api-Key", "")),
+                   (b"authorization", request.headers.get("Authorization", ""))]
     sandbox = Sandbox.from_token(presented_credential(
-        [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in request.headers.items()]))
+        [(name, value.encode("latin-1", errors="replace")) for name, value in credentials]))
     if sandbox is None:
         return JsonResponse({"error": "A live sandbox's token is required."}, status=401)
     try:

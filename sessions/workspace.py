@@ -18,28 +18,10 @@ from sessions.events import append_event
 from sessions.models import Artifact, Session
 
 SCREENSHOT_TARGET = re.compile(r"^(desktop|preview-\d{1,5})$")
-# How pages name each service: a short label (tabs, captions) and the subject of a sentence ("... is starting").
-# The workspace page hands them to its scripts (ide/views.py), so the browser and the proxy say the same.
-SERVICE_NAMES = {
-    "ide": {"label": "VS Code", "subject": "VS Code"},
-    "desktop": {"label": "Desktop", "subject": "The desktop"},
-    "dev": {"label": "Dev servers", "subject": "The dev servers"},
-    "preview": {"label": "Preview :{port}", "subject": "The preview on port {port}"},
-}
 MAX_SCREENSHOT_BYTES = 10 * 1024 * 1024
 MAX_REASON_CHARS = 2000
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 SANDBOX_PATH = re.compile(r"^/[A-Za-z0-9._/-]{0,500}$")
-
-
-def service_label(service: str, form: str = "label") -> str:
-    """How pages name `service`: its short "label" ("Desktop", "Preview :3000") or, as a sentence's
-    "subject", "The desktop", "The preview on port 3000"."""
-    kind, _, port = service.partition("-")
-    names = SERVICE_NAMES.get(kind if kind == "preview" and port.isdigit() else service)
-    if names is None:
-        return f"The service {service!r}" if form == "subject" else service
-    return names[form].format(port=port)
 
 
 def clean_service_report(sandbox: Sandbox, data: dict) -> dict:

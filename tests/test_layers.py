@@ -57,3 +57,16 @@ def test_a_broken_rule_fails_the_lint(tree, files, broken):
     result = lint_imports(tree)
     assert result.returncode != 0, result.stdout
     assert broken in result.stdout.split("Broken contracts", 1)[-1], result.stdout
+
+
+def test_no_module_of_the_project_imports_itself_back_through_others():
+    """No import cycle anywhere in the project's own code, late imports in functions included."""
+    import grimp
+
+    graph = grimp.build_graph(*PACKAGES, cache_dir=None)
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if graph.chain_exists(importer=imported, imported=module):
+                cycles.append((module, imported))
+    assert cycles == []

@@ -1,4 +1,4 @@
-"""What the session page knows about VS Code (templates/sessions/detail.html)."""
+"""What the session page knows about VS Code (templates/ide/workspace.html)."""
 
 from django import template
 

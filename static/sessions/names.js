@@ -1,5 +1,5 @@
 // What the server says about names and groups, read once for the page's other scripts: how services are named
-// (sessions/workspace.py SERVICE_NAMES) and which sandbox states are starting or alive (ide/views.py).
+// (ide/names.py SERVICE_NAMES) and which sandbox states are starting or alive (ide/views.py).
 (function () {
   "use strict";
 

@@ -1,5 +1,5 @@
 """The bridge's parts without processes: event translation, diffs, the outbox, its config, the agent's
-watchdog and command bookkeeping. The bridge as a process is tests/sandboxes/test_bridge.py."""
+watchdog and command bookkeeping. The bridge as a process: test_bridge_process.py."""
 
 import asyncio
 import json

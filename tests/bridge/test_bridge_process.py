@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from bridge.protocol import OPENCODE_VERSION, RESTORE_DIR, RESTORE_DONE
+from bridge.protocol import EVENT_KINDS, OPENCODE_VERSION, RESTORE_DIR, RESTORE_DONE
 from sandboxes.tools import opencode_binary, tools_dir
 from tests.support.model_server import ScriptedModelServer
 from tests.support.waiting import eventually
@@ -290,6 +290,7 @@ def test_a_write_waits_for_sync_done_then_the_run_completes(new_bridge):
 
     events = control_plane.events(mark)
     kinds = [e["kind"] for e in events]
+    assert set(kinds) <= EVENT_KINDS  # bridge/protocol.py lists every kind the bridge sends
     order = ["agent_session", "prompt_started", "busy", "tool_started", "tool_finished", "file_edited", "text", "idle"]
     assert [kinds.index(k) for k in order] == sorted(kinds.index(k) for k in order), kinds
     by_kind = {e["kind"]: e for e in events}

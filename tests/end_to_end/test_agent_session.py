@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 
 from sandboxes.backends import get_backend
 from sandboxes.models import Repo, Sandbox
-from sessions import requests
+from sessions import member_requests
 from sessions import tasks as session_tasks
 from sessions.models import Session
 from tests.support.waiting import eventually
@@ -79,7 +79,7 @@ def is_event(kind: str, **fields):
 def test_a_prompt_runs_in_a_sandbox_and_everyone_sees_it_live(platform, model_server):
     live, repo = platform
     user, headers = sign_in(live)
-    session = requests.create_session(repo, user, "Please write file:hello.txt")
+    session = member_requests.create_session(repo, user, "Please write file:hello.txt")
 
     async def scenario():
         async with Watcher(live, session.pk, headers) as watcher:
@@ -110,7 +110,7 @@ def test_a_prompt_runs_in_a_sandbox_and_everyone_sees_it_live(platform, model_se
 def test_follow_ups_queue_cancel_stop_and_a_reconnect_gets_only_what_it_missed(platform):
     live, repo = platform
     user, headers = sign_in(live)
-    session = requests.create_session(repo, user, "Tell me something slow")
+    session = member_requests.create_session(repo, user, "Tell me something slow")
 
     async def scenario():
         async with Watcher(live, session.pk, headers) as watcher:
@@ -152,7 +152,7 @@ def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversat
 ):
     live, repo = platform
     user, headers = sign_in(live)
-    session = requests.create_session(repo, user, "Please write file:notes.txt")
+    session = member_requests.create_session(repo, user, "Please write file:notes.txt")
 
     async def run_until_idle(count: int):
         async with Watcher(live, session.pk, headers) as watcher:
@@ -187,7 +187,7 @@ def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversat
         pooled.refresh_from_db()
         assert (pooled.synced_commit != first_sandbox.synced_commit) == branch_moved
 
-    requests.submit_prompt(Session.objects.get(pk=session.pk), user, "justtext are you still there?")
+    member_requests.submit_prompt(Session.objects.get(pk=session.pk), user, "justtext are you still there?")
     watcher = asyncio.run(run_until_idle(2))
     session.refresh_from_db()
     # (the restored sandbox may be snapshotted again already, once idle)

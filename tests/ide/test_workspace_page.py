@@ -191,7 +191,7 @@ def test_the_page_names_services_and_groups_sandbox_states_as_the_server_does(pa
     }""")
     page.wait_for_function("document.querySelector('#timeline').dataset.lastSeq === '4'")
     notes = page.eval_on_selector_all(".service-note", "ns => ns.map((n) => n.textContent)")
-    assert notes == ["Preview :3000 ready", "Desktop starting", "VS Code ready"]  # sessions/workspace.py SERVICE_NAMES
+    assert notes == ["Preview :3000 ready", "Desktop starting", "VS Code ready"]  # ide/names.py SERVICE_NAMES
     assert "starting" in page.get_attribute("#sandbox-phase", "class")  # syncing is a starting state
     page.evaluate("fake.emit('sandbox_phase', {sandbox_id: 's', state: 'ready', reason: ''})")
     page.wait_for_function("!document.querySelector('#sandbox-phase').classList.contains('starting')")

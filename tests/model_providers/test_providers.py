@@ -1,5 +1,5 @@
 """Model provider configuration (model_providers/providers.py): what OpenCode in a sandbox is told, and
-what an admin must fix when the environment is wrong. The proxy itself: test_model_proxy.py."""
+what an admin must fix when the environment is wrong. The proxy itself: tests/model_proxy/."""
 
 import json
 import os

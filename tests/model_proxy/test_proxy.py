@@ -191,9 +191,13 @@ def test_unknown_provider_or_endpoint_is_404(providers):
     unknown_anthropic = call("POST", "/model-proxy/nope/v1/messages", json=messages_body("hi"), headers=auth)
     assert unknown_anthropic.status_code == 404
     assert unknown_anthropic.json()["error"]["type"] == "not_found_error"
+    # An endpoint the provider does not speak: refused in the caller's wire, which the endpoint tells.
     wrong_wire = call("POST", "/model-proxy/scripted/v1/messages", json=messages_body("hi"), headers=auth)
-    assert wrong_wire.status_code == 404
+    assert wrong_wire.status_code == 404 and wrong_wire.json()["error"]["type"] == "not_found_error"
     assert "speaks the OpenAI API" in wrong_wire.json()["error"]["message"]
+    other_way = call("POST", "/model-proxy/anthropic/v1/chat/completions", json=chat_body("hi"), headers=auth)
+    assert other_way.status_code == 404 and other_way.json()["error"]["code"] == "not_found"
+    assert "speaks the Anthropic API" in other_way.json()["error"]["message"]
     assert call("POST", "/model-proxy/scripted/v1/embeddings", json={}, headers=auth).status_code == 404
     assert providers.requests == []
 

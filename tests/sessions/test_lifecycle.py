@@ -10,7 +10,7 @@ from sandboxes import provisioning
 from sandboxes import tasks as sandbox_tasks
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, RepoImage, Sandbox, Snapshot
-from sessions import lifecycle, requests, tasks
+from sessions import lifecycle, member_requests, tasks
 from sessions.models import Prompt, Session
 
 TIMEOUT = timedelta(minutes=10)
@@ -50,12 +50,12 @@ def test_a_restored_sandbox_has_nothing_new_until_a_prompt_runs_in_it(session, u
     Session.objects.filter(pk=session.pk).update(sandbox=old, last_snapshot=snapshot)
     earlier = Prompt.objects.create(session=session, author=user, text="before", position=1, status="done",
                                     started_at=NOW - timedelta(hours=1), finished_at=NOW - timedelta(hours=1))
-    requests.note_typing(session, user)
+    member_requests.note_typing(session, user)
     session = Session.objects.select_related("sandbox", "last_snapshot").get(pk=session.pk)
     assert session.sandbox.restored_from_id == snapshot.pk and earlier.status == "done"
     assert tasks.idle_facts(session).nothing_new
 
-    prompt = requests.submit_prompt(session, user, "now change something")
+    prompt = member_requests.submit_prompt(session, user, "now change something")
     Prompt.objects.filter(pk=prompt.pk).update(status=Prompt.Status.RUNNING)  # sent, not started yet
     assert not tasks.idle_facts(session).nothing_new
     Prompt.objects.filter(pk=prompt.pk).update(status=Prompt.Status.DONE, started_at=timezone.now())

@@ -7,7 +7,7 @@ import pytest
 
 from sandboxes import bridge_channel
 from sandboxes.lifecycle import State
-from sessions import bridge_events, requests, workspace
+from sessions import bridge_events, member_requests, workspace
 from sessions.consumers import invalid
 from sessions.events import append_event
 from sessions.models import Artifact, Session
@@ -130,7 +130,7 @@ def test_the_page_starts_from_the_sandboxs_record_where_the_log_is_behind(sessio
 def test_a_pooled_sandbox_keeps_its_services_and_the_session_that_claims_it_learns_them(repo, user, make_sandbox):
     pooled = make_sandbox(pooled=True)
     bridge_events.handle_bridge_event(pooled, "e1", {"kind": "service", "name": "ide", "state": "ready", "port": 41000})
-    session = requests.create_session(repo, user, "justtext hi")
+    session = member_requests.create_session(repo, user, "justtext hi")
     assert session.sandbox_id == pooled.pk
     learned = session.events.filter(kind="service").get().data
     assert learned == {"name": "ide", "state": "ready", "port": 41000, "reason": ""}
@@ -141,7 +141,7 @@ def test_the_bridge_of_a_claimed_pool_sandbox_is_told_so_and_again_when_it_recon
     pooled = make_sandbox(pooled=True)
     bridge = listen(bridge_channel.group_name(pooled.pk))
     with django_capture_on_commit_callbacks(execute=True):
-        session = requests.create_session(repo, user, "justtext hi")
+        session = member_requests.create_session(repo, user, "justtext hi")
     assert session.sandbox_id == pooled.pk
     assert [c["name"] for c in bridge.commands()] == ["claimed", "prompt"]  # its dev servers may start now
 
@@ -311,13 +311,3 @@ def test_the_page_starts_with_the_services_latest_states(client, session, make_s
     assert f'"ide": {{"state": "ready", "reason": "", "seq": {seq}}}' in page
     assert f'src="/w/{session.pk}/ide/"' in page  # the browser starts on VS Code while reading the page
 
-
-@pytest.mark.parametrize(("service", "label", "subject"), [
-    ("ide", "VS Code", "VS Code"),
-    ("desktop", "Desktop", "The desktop"),
-    ("preview-3000", "Preview :3000", "The preview on port 3000"),
-    ("mystery", "mystery", "The service 'mystery'"),
-])
-def test_a_service_has_one_name_for_tabs_and_one_for_sentences(service, label, subject):
-    assert workspace.service_label(service) == label
-    assert workspace.service_label(service, "subject") == subject

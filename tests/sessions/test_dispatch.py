@@ -7,17 +7,14 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
+from sandboxes import bridge_channel
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox, Snapshot
-from sessions import bridge_events, requests
+from sessions import bridge_events, member_requests
 from sessions.models import MAX_PROMPT_CHARS, Event, Prompt, Session
 from tests.sessions.support import event_kinds, prompt_statuses
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def sandbox_group(sandbox: Sandbox) -> str:
-    return f"sandbox-{sandbox.pk}"
 
 
 def bridge(sandbox: Sandbox, kind: str, **fields) -> Event | None:
@@ -29,8 +26,8 @@ def working(session, user, make_sandbox, listen):
     """A session whose agent is running prompt 1 on a ready sandbox; (session, sandbox, listener)."""
     sandbox = make_sandbox(State.RUNNING)
     Session.objects.filter(pk=session.pk).update(sandbox=sandbox)
-    listener = listen(sandbox_group(sandbox))
-    first = requests.submit_prompt(session, user, "first")
+    listener = listen(bridge_channel.group_name(sandbox))
+    first = member_requests.submit_prompt(session, user, "first")
     assert [c["prompt_id"] for c in listener.commands()] == [first.pk]
     bridge(sandbox, "prompt_started", prompt_id=first.pk)
     bridge(sandbox, "busy", prompt_id=first.pk)
@@ -41,9 +38,9 @@ def working(session, user, make_sandbox, listen):
 def test_a_new_session_takes_a_warm_sandbox_and_its_prompt_goes_straight_to_the_bridge(
         repo, user, make_sandbox, listen, provisions):
     warm = make_sandbox(State.READY, pooled=True)
-    listener = listen(sandbox_group(warm))
+    listener = listen(bridge_channel.group_name(warm))
 
-    session = requests.create_session(repo, user, "fix the invoice table", model="anthropic/claude-sonnet-4",
+    session = member_requests.create_session(repo, user, "fix the invoice table", model="anthropic/claude-sonnet-4",
                                       context={"component": "InvoiceTable"})
 
     assert session.sandbox_id == warm.pk and session.status == Session.Status.RUNNING
@@ -64,14 +61,14 @@ def test_a_new_session_takes_a_warm_sandbox_and_its_prompt_goes_straight_to_the_
 
 
 def test_without_a_warm_sandbox_one_is_provisioned_and_the_prompt_waits_for_it(repo, user, listen, provisions):
-    session = requests.create_session(repo, user, "add a dark mode")
+    session = member_requests.create_session(repo, user, "add a dark mode")
 
     sandbox = session.sandbox
     assert sandbox.state == State.PROVISIONING and provisions == [str(sandbox.pk)]
     assert session.status == Session.Status.STARTING
     assert prompt_statuses(session) == [(session.prompts.get().pk, "queued")]
 
-    listener = listen(sandbox_group(sandbox))
+    listener = listen(bridge_channel.group_name(sandbox))
     Sandbox.objects.filter(pk=sandbox.pk).update(state=State.SYNCING)
     bridge_events.handle_sandbox_phase(sandbox)
     assert [c["name"] for c in listener.commands()] == ["prompt"]
@@ -85,8 +82,8 @@ def test_without_a_warm_sandbox_one_is_provisioned_and_the_prompt_waits_for_it(r
 def test_follow_ups_queue_while_the_agent_works_and_run_one_by_one_after_idle(working, other_user):
     session, sandbox, listener = working
     session.add_member(other_user)
-    second = requests.submit_prompt(session, other_user, "second")
-    third = requests.submit_prompt(session, other_user, "third")
+    second = member_requests.submit_prompt(session, other_user, "second")
+    third = member_requests.submit_prompt(session, other_user, "third")
     assert (second.status, third.status) == ("queued", "queued")
     assert listener.nothing()  # never injected into the running turn
 
@@ -106,18 +103,18 @@ def test_follow_ups_queue_while_the_agent_works_and_run_one_by_one_after_idle(wo
 
 def test_only_a_queued_prompt_can_be_cancelled(working, other_user):
     session, sandbox, listener = working
-    queued = requests.submit_prompt(session, session.creator, "second")
+    queued = member_requests.submit_prompt(session, session.creator, "second")
     running = session.prompts.get(position=1)
 
-    assert requests.cancel_prompt(session, session.creator, queued.pk).status == "cancelled"
+    assert member_requests.cancel_prompt(session, session.creator, queued.pk).status == "cancelled"
     assert event_kinds(session)[-1] == "prompt_cancelled"
     events = session.events.count()
     for prompt_id, message in [(queued.pk, "Only a queued prompt"), (running.pk, "already running"),
                                (999_999, "Only a queued prompt")]:
         with pytest.raises(ValueError, match=message):
-            requests.cancel_prompt(session, session.creator, prompt_id)
+            member_requests.cancel_prompt(session, session.creator, prompt_id)
     with pytest.raises(PermissionDenied):
-        requests.cancel_prompt(session, other_user, queued.pk)
+        member_requests.cancel_prompt(session, other_user, queued.pk)
     assert session.events.count() == events
     assert prompt_statuses(session) == [(running.pk, "running"), (queued.pk, "cancelled")]
 
@@ -127,10 +124,10 @@ def test_only_a_queued_prompt_can_be_cancelled(working, other_user):
 
 def test_stop_aborts_the_run_and_the_queue_carries_on(working):
     session, sandbox, listener = working
-    queued = requests.submit_prompt(session, session.creator, "next")
+    queued = member_requests.submit_prompt(session, session.creator, "next")
     running = session.prompts.get(position=1)
 
-    requests.stop(session, session.creator)
+    member_requests.stop(session, session.creator)
     assert listener.commands() == [{"name": "stop"}]
     assert prompt_statuses(session) == [(running.pk, "running"), (queued.pk, "queued")]
     assert session.events.last().data == {"prompt_id": running.pk, "by": "Ada"}
@@ -143,7 +140,7 @@ def test_stop_aborts_the_run_and_the_queue_carries_on(working):
 def test_stop_with_nothing_running_is_refused(session, user, make_sandbox):
     Session.objects.filter(pk=session.pk).update(sandbox=make_sandbox(State.READY))
     with pytest.raises(ValueError, match="Nothing is running"):
-        requests.stop(session, user)
+        member_requests.stop(session, user)
     assert not session.events.exists()
 
 
@@ -154,23 +151,23 @@ def test_a_bad_prompt_changes_nothing(working, text, context):
     session, sandbox, listener = working
     before = (Prompt.objects.count(), Event.objects.count())
     with pytest.raises(ValueError):
-        requests.submit_prompt(session, session.creator, text, context)
+        member_requests.submit_prompt(session, session.creator, text, context)
     assert (Prompt.objects.count(), Event.objects.count()) == before
 
 
 def test_outsiders_and_archived_sessions_take_no_prompts(session, user, other_user):
     with pytest.raises(PermissionDenied):
-        requests.submit_prompt(session, other_user, "let me in")
+        member_requests.submit_prompt(session, other_user, "let me in")
     Session.objects.filter(pk=session.pk).update(status=Session.Status.ARCHIVED)
     with pytest.raises(ValueError, match="archived"):
-        requests.submit_prompt(session, user, "more")
+        member_requests.submit_prompt(session, user, "more")
     assert not Prompt.objects.exists() and not Event.objects.exists()
 
 
 def test_a_resent_bridge_event_is_stored_and_applied_once(working):
     session, sandbox, listener = working
-    second = requests.submit_prompt(session, session.creator, "second")
-    third = requests.submit_prompt(session, session.creator, "third")
+    second = member_requests.submit_prompt(session, session.creator, "second")
+    third = member_requests.submit_prompt(session, session.creator, "third")
     first = session.prompts.get(position=1)
     idle = {"kind": "idle", "prompt_id": first.pk}
 
@@ -186,7 +183,7 @@ def test_the_agents_session_id_and_title_are_kept_for_the_next_prompts(working):
     bridge(sandbox, "agent_session", opencode_session_id="ses_123")
     bridge(sandbox, "title", title="Fix the invoice table")
     bridge(sandbox, "idle", prompt_id=session.prompts.get(position=1).pk)
-    requests.submit_prompt(session, session.creator, "and the footer")
+    member_requests.submit_prompt(session, session.creator, "and the footer")
     [command] = listener.commands()
     assert command["opencode_session_id"] == "ses_123"
     session.refresh_from_db()
@@ -203,8 +200,8 @@ def test_events_from_a_sandbox_without_a_session_are_not_stored(make_sandbox):
 def test_a_bridge_reconnecting_gets_the_prompt_sent_while_it_was_away(session, user, make_sandbox, listen):
     sandbox = make_sandbox(State.SYNCING)
     Session.objects.filter(pk=session.pk).update(sandbox=sandbox)
-    prompt = requests.submit_prompt(session, user, "sent before the bridge listened")  # lost: nobody listened
-    listener = listen(sandbox_group(sandbox))
+    prompt = member_requests.submit_prompt(session, user, "sent before the bridge listened")  # lost: nobody listened
+    listener = listen(bridge_channel.group_name(sandbox))
 
     bridge_events.handle_bridge_connected(sandbox)
     assert [c["prompt_id"] for c in listener.commands()] == [prompt.pk]
@@ -216,7 +213,7 @@ def test_a_bridge_reconnecting_gets_the_prompt_sent_while_it_was_away(session, u
 def test_a_sandbox_dying_under_a_run_fails_it_and_the_next_prompt_restores_the_snapshot(
         working, repo, provisions):
     session, sandbox, listener = working
-    queued = requests.submit_prompt(session, session.creator, "queued")
+    queued = member_requests.submit_prompt(session, session.creator, "queued")
     snapshot = Snapshot.objects.create(repo=repo, image=sandbox.image, sandbox=sandbox, backend="local",
                                        backend_ref="snap")
     Session.objects.filter(pk=session.pk).update(last_snapshot=snapshot)
@@ -231,7 +228,7 @@ def test_a_sandbox_dying_under_a_run_fails_it_and_the_next_prompt_restores_the_s
     assert session.error == "The sandbox ended during the run (reaped: no heartbeat)."
     assert provisions == []  # a failed session starts nothing by itself
 
-    later = requests.submit_prompt(session, session.creator, "try again")
+    later = member_requests.submit_prompt(session, session.creator, "try again")
     session.refresh_from_db()
     assert session.sandbox.restored_from_id == snapshot.pk and provisions == [str(session.sandbox_id)]
     assert session.status == Session.Status.STARTING and session.error == ""
@@ -240,14 +237,14 @@ def test_a_sandbox_dying_under_a_run_fails_it_and_the_next_prompt_restores_the_s
 
 def test_a_repo_without_an_image_fails_the_session_with_a_clear_reason(repo, user):
     repo.images.update(status="building")
-    session = requests.create_session(repo, user, "anything")
+    session = member_requests.create_session(repo, user, "anything")
     assert session.status == Session.Status.FAILED and "no ready image" in session.error
     assert session.sandbox is None and prompt_statuses(session)[0][1] == "queued"
 
 
 def test_without_a_model_provider_the_session_says_what_to_set_and_starts_nothing(repo, user, settings, provisions):
     settings.MODEL_PROVIDERS = []
-    session = requests.create_session(repo, user, "anything")
+    session = member_requests.create_session(repo, user, "anything")
     assert session.status == Session.Status.FAILED
     assert "OPENAI_API_KEY" in session.error and "ANTHROPIC_API_KEY" in session.error
     assert session.sandbox is None and provisions == []
@@ -257,7 +254,7 @@ def test_without_a_model_provider_the_session_says_what_to_set_and_starts_nothin
 
 def test_a_bad_model_name_creates_nothing(repo, user):
     with pytest.raises(ValueError, match="providerID/modelID"):
-        requests.create_session(repo, user, "hi", model="no-slash")
+        member_requests.create_session(repo, user, "hi", model="no-slash")
     assert not Session.objects.exists()
 
 
@@ -268,20 +265,20 @@ def test_writing_a_follow_up_restores_the_sandbox_before_the_prompt_is_sent(
     Session.objects.filter(pk=session.pk).update(sandbox=old, last_snapshot=snapshot)
 
     with pytest.raises(PermissionDenied):
-        requests.note_typing(session, other_user)
+        member_requests.note_typing(session, other_user)
     assert provisions == []
 
-    assert requests.note_typing(session, user) is True
+    assert member_requests.note_typing(session, user) is True
     session.refresh_from_db()
     restoring = session.sandbox
     assert restoring.restored_from_id == snapshot.pk and provisions == [str(restoring.pk)]
     assert session.status == Session.Status.IDLE  # nothing is queued: the session waits for its prompt
-    assert requests.note_typing(session, user) is False  # already on its way: nothing more starts
+    assert member_requests.note_typing(session, user) is False  # already on its way: nothing more starts
     assert provisions == [str(restoring.pk)]
 
-    prompt = requests.submit_prompt(session, user, "and now the footer")
+    prompt = member_requests.submit_prompt(session, user, "and now the footer")
     assert prompt.status == "queued"
-    listener = listen(sandbox_group(restoring))
+    listener = listen(bridge_channel.group_name(restoring))
     Sandbox.objects.filter(pk=restoring.pk).update(state=State.READY)
     bridge_events.handle_sandbox_phase(restoring)
     assert [(c["name"], c["prompt_id"]) for c in listener.commands()] == [("prompt", prompt.pk)]
@@ -290,7 +287,7 @@ def test_writing_a_follow_up_restores_the_sandbox_before_the_prompt_is_sent(
 
 def test_writing_in_a_failed_or_archived_session_starts_nothing(session, user, provisions):
     Session.objects.filter(pk=session.pk).update(status=Session.Status.FAILED)
-    assert requests.note_typing(session, user) is False
+    assert member_requests.note_typing(session, user) is False
     Session.objects.filter(pk=session.pk).update(status=Session.Status.ARCHIVED)
-    assert requests.note_typing(session, user) is False
+    assert member_requests.note_typing(session, user) is False
     assert provisions == [] and Sandbox.objects.count() == 0
