@@ -26,7 +26,7 @@ def working(session, user, make_sandbox, listen):
     """A session whose agent is running prompt 1 on a ready sandbox; (session, sandbox, listener)."""
     sandbox = make_sandbox(State.RUNNING)
     Session.objects.filter(pk=session.pk).update(sandbox=sandbox)
-    listener = listen(bridge_channel.group_name(sandbox))
+    listener = listen(bridge_channel.group_name(sandbox.pk))
     first = member_requests.submit_prompt(session, user, "first")
     assert [c["prompt_id"] for c in listener.commands()] == [first.pk]
     bridge(sandbox, "prompt_started", prompt_id=first.pk)
@@ -38,10 +38,10 @@ def working(session, user, make_sandbox, listen):
 def test_a_new_session_takes_a_warm_sandbox_and_its_prompt_goes_straight_to_the_bridge(
         repo, user, make_sandbox, listen, provisions):
     warm = make_sandbox(State.READY, pooled=True)
-    listener = listen(bridge_channel.group_name(warm))
+    listener = listen(bridge_channel.group_name(warm.pk))
 
     session = member_requests.create_session(repo, user, "fix the invoice table", model="anthropic/claude-sonnet-4",
-                                      context={"component": "InvoiceTable"})
+                                             context={"component": "InvoiceTable"})
 
     assert session.sandbox_id == warm.pk and session.status == Session.Status.RUNNING
     assert session.branch == f"inspect/{session.pk}"
@@ -68,7 +68,7 @@ def test_without_a_warm_sandbox_one_is_provisioned_and_the_prompt_waits_for_it(r
     assert session.status == Session.Status.STARTING
     assert prompt_statuses(session) == [(session.prompts.get().pk, "queued")]
 
-    listener = listen(bridge_channel.group_name(sandbox))
+    listener = listen(bridge_channel.group_name(sandbox.pk))
     Sandbox.objects.filter(pk=sandbox.pk).update(state=State.SYNCING)
     bridge_events.handle_sandbox_phase(sandbox)
     assert [c["name"] for c in listener.commands()] == ["prompt"]
@@ -201,7 +201,7 @@ def test_a_bridge_reconnecting_gets_the_prompt_sent_while_it_was_away(session, u
     sandbox = make_sandbox(State.SYNCING)
     Session.objects.filter(pk=session.pk).update(sandbox=sandbox)
     prompt = member_requests.submit_prompt(session, user, "sent before the bridge listened")  # lost: nobody listened
-    listener = listen(bridge_channel.group_name(sandbox))
+    listener = listen(bridge_channel.group_name(sandbox.pk))
 
     bridge_events.handle_bridge_connected(sandbox)
     assert [c["prompt_id"] for c in listener.commands()] == [prompt.pk]
@@ -278,7 +278,7 @@ def test_writing_a_follow_up_restores_the_sandbox_before_the_prompt_is_sent(
 
     prompt = member_requests.submit_prompt(session, user, "and now the footer")
     assert prompt.status == "queued"
-    listener = listen(bridge_channel.group_name(restoring))
+    listener = listen(bridge_channel.group_name(restoring.pk))
     Sandbox.objects.filter(pk=restoring.pk).update(state=State.READY)
     bridge_events.handle_sandbox_phase(restoring)
     assert [(c["name"], c["prompt_id"]) for c in listener.commands()] == [("prompt", prompt.pk)]

@@ -47,7 +47,7 @@ def test_a_service_report_is_kept_on_the_sandbox_and_in_the_session_log(session,
     bridge_events.handle_bridge_event(sandbox, "e2", {"kind": "service", "name": "ide", "state": "ready",
                                                       "port": 41000, "reason": ""})
     bridge_events.handle_bridge_event(sandbox, "e3", {"kind": "service", "name": "preview-3000", "state": "failed",
-                                                 "reason": "exited with code 1: EADDRINUSE", "port": None})
+                                                      "reason": "exited with code 1: EADDRINUSE", "port": None})
     sandbox.refresh_from_db()
     assert sandbox.services == {
         "ide": {"state": "ready", "port": 41000, "reason": ""},
@@ -100,9 +100,9 @@ def test_vscodes_commit_and_paths_are_kept_only_when_they_are_plainly_that(sessi
     session.sandbox = sandbox
     session.save()
     bridge_events.handle_bridge_event(sandbox, "e1", {"kind": "service", "name": "ide", "state": "starting",
-                                                 "port": None, "vscode": facts})
+                                                      "port": None, "vscode": facts})
     bridge_events.handle_bridge_event(sandbox, "e2", {"kind": "service", "name": "desktop", "state": "starting",
-                                                 "port": None, "vscode": VSCODE})
+                                                      "port": None, "vscode": VSCODE})
     sandbox.refresh_from_db()
     assert sandbox.services["ide"].get("vscode") == kept
     assert "vscode" not in sandbox.services["desktop"]  # only VS Code's report carries them
@@ -304,7 +304,7 @@ def test_the_page_starts_with_the_services_latest_states(client, session, make_s
     session.save()
     for index, state in enumerate(["starting", "ready"]):
         bridge_events.handle_bridge_event(sandbox, f"e{index}", {"kind": "service", "name": "ide", "state": state,
-                                                            "port": 41000 if state == "ready" else None})
+                                                                 "port": 41000 if state == "ready" else None})
     client.force_login(user)
     page = client.get(f"/sessions/{session.pk}/").content.decode()
     seq = session.events.get(kind="service", data__state="ready").seq
