@@ -5,13 +5,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from django.conf import settings
 from django.db import connection
+
+from tests.support.waiting import eventually
 
 BASE = Path(settings.BASE_DIR)
 
@@ -68,19 +69,21 @@ def wait_until_answering(url: str, process: subprocess.Popen, what: str, timeout
     """Polls `url` until anything answers, and returns the answer; with `past_front`, the front proxy's 502
     while the Daphnes behind it start is no answer yet. If `process` exits first or `timeout` passes, it is
     stopped and RuntimeError says so, with `log()`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def answer() -> httpx.Response | None:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited: " + log())
         try:
             response = httpx.get(url, timeout=2)
-            if not (past_front and response.status_code == 502):
-                return response
         except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    stop_group(process)
-    raise RuntimeError(f"{what} did not start in {timeout:g} s: " + log())
+            return None
+        return None if past_front and response.status_code == 502 else response
+
+    try:
+        return eventually(answer, timeout=timeout)
+    except AssertionError:
+        stop_group(process)
+        raise RuntimeError(f"{what} did not start in {timeout:g} s: " + log()) from None
 
 
 def stop_group(process: subprocess.Popen | None, timeout: float = 10) -> None:
