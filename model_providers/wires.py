@@ -13,6 +13,7 @@ prompt to it. No provider is called and no tokens are spent.
 
 import json
 import time
+from abc import ABC, abstractmethod
 
 from bridge.protocol import WARM_UP_MODEL
 
@@ -30,7 +31,8 @@ def sse(events: list[tuple[str | None, object]]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-class Wire:
+class Wire(ABC):
+    """What one wire format is; each subclass is one format and says all of it."""
     name: str
     npm: str  # the AI SDK package OpenCode loads for a provider of this wire
     endpoints: tuple[str, ...]  # under the provider's /v1, what the proxy forwards
@@ -38,9 +40,9 @@ class Wire:
     error_types: dict[int, str]
     default_error_type: str
 
+    @abstractmethod
     def auth_headers(self, api_key: str) -> dict[str, str]:
         """The headers that carry the real key to the provider (set over the client's own)."""
-        raise NotImplementedError
 
     def default_headers(self) -> dict[str, str]:
         """Headers sent when the client sent none of that name."""
@@ -50,19 +52,21 @@ class Wire:
         """The configured base URL as the root the proxy's /v1/<endpoint> maps onto."""
         return base_url
 
+    @abstractmethod
     def error_body(self, status: int, message: str) -> dict:
-        raise NotImplementedError
+        """An error of the proxy's own, as this wire's SDKs read it."""
 
+    @abstractmethod
     def stream_error(self, status: int, message: str) -> bytes:
         """An error event that ends a stream whose headers were already sent, as the SDKs understand it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def warm_up_answer(self, stream: bool) -> Answer:
-        raise NotImplementedError
+        """The warm-up model's one-word answer, whole or streamed."""
 
+    @abstractmethod
     def models_answer(self) -> Answer:
         """The warm-up provider's model list."""
-        raise NotImplementedError
 
 
 class OpenAIWire(Wire):

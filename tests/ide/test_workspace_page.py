@@ -4,24 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from sessions.models import Session
+from tests.support.rows import login, owned_session
 
 pytestmark = pytest.mark.django_db
 
 
-def login(client, user):
-    client.force_login(user)
-    return client
-
-
-def make_session(repo, user, title="", **fields):
-    session = Session.objects.create(repo=repo, creator=user, title=title, **fields)
-    session.add_member(user, "owner")
-    return session
-
-
 def test_the_session_page_is_for_members_and_staff_only(client, users, repo):
-    session = make_session(repo, users["ada"], "Ada's table fix")
+    session = owned_session(repo, users["ada"], "Ada's table fix")
     assert login(client, users["bob"]).get(f"/sessions/{session.pk}/").status_code == 404
     assert client.get("/sessions/999999/").status_code == 404  # the same answer as for a session that exists
     session.add_member(users["bob"])
@@ -30,7 +19,7 @@ def test_the_session_page_is_for_members_and_staff_only(client, users, repo):
 
 
 def test_the_session_page_has_the_socket_and_the_prompt_box(client, users, repo):
-    session = make_session(repo, users["ada"], "<script>alert(1)</script>", branch="inspect/x")
+    session = owned_session(repo, users["ada"], "<script>alert(1)</script>", branch="inspect/x")
     page = login(client, users["ada"]).get(f"/sessions/{session.pk}/").content.decode()
     assert f'data-ws-path="/ws/sessions/{session.pk}/"' in page and f'data-session-id="{session.pk}"' in page
     for hook in ['id="timeline"', 'id="prompt-input"', 'id="send"', 'id="stop"', 'id="queue"',
@@ -76,7 +65,7 @@ def page(client, users, repo, open_tmp, settings):
     pytest.importorskip("playwright")
     if not Path(CHROMIUM).exists():
         pytest.skip("no Chromium")
-    session = make_session(repo, users["ada"], "Fix the table")
+    session = owned_session(repo, users["ada"], "Fix the table")
     html = login(client, users["ada"]).get(f"/sessions/{session.pk}/").content.decode()
     static = (Path(settings.BASE_DIR) / "static").as_uri() + "/"
     html = html.replace('href="/static/', f'href="{static}').replace('src="/static/', f'src="{static}')

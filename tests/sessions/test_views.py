@@ -7,6 +7,7 @@ from django.utils.html import escape
 
 from sandboxes.models import Repo, RepoImage
 from sessions.models import Prompt, Session
+from tests.support.rows import login, owned_session
 
 pytestmark = pytest.mark.django_db
 PROVIDERS = [{"name": "local", "kind": "openai", "label": "Local",
@@ -26,17 +27,6 @@ def providers(settings):
     settings.MODEL_PROVIDERS, settings.DEFAULT_MODEL = PROVIDERS, ""
 
 
-def login(client, user):
-    client.force_login(user)
-    return client
-
-
-def make_session(repo, user, title="", **fields):
-    session = Session.objects.create(repo=repo, creator=user, title=title, **fields)
-    session.add_member(user, "owner")
-    return session
-
-
 @pytest.mark.parametrize("path", ["/", "/sessions/new", "/sessions/1/"])
 def test_pages_require_login(client, path):
     response = client.get(path)
@@ -44,8 +34,8 @@ def test_pages_require_login(client, path):
 
 
 def test_the_list_shows_only_the_users_sessions_and_staff_see_all(client, users, repo):
-    make_session(repo, users["ada"], "Ada's table fix")
-    make_session(repo, users["bob"], "Bob's secret refactor")
+    owned_session(repo, users["ada"], "Ada's table fix")
+    owned_session(repo, users["bob"], "Bob's secret refactor")
     page = login(client, users["ada"]).get("/").content.decode()
     assert "Ada&#x27;s table fix" in page and "Bob" not in page
     assert 'href="/sessions/new"' in page and "billing-web" in page
@@ -54,7 +44,7 @@ def test_the_list_shows_only_the_users_sessions_and_staff_see_all(client, users,
 
 
 def test_the_list_names_untitled_sessions_by_their_first_prompt(client, users, repo):
-    session = make_session(repo, users["ada"])
+    session = owned_session(repo, users["ada"])
     Prompt.objects.create(session=session, author=users["ada"], text="<b>fix</b> the invoice table", position=1)
     page = login(client, users["ada"]).get("/").content.decode()
     assert "&lt;b&gt;fix&lt;/b&gt; the invoice table" in page
