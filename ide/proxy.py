@@ -30,6 +30,7 @@ IDE_WAIT_SECONDS = 20.0
 TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=None, pool=None)
 LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=200, keepalive_expiry=30)
 
+
 def service_client() -> httpx.AsyncClient:
     """This event loop's pooled client for https:// services (tunnels): connections to them are reused."""
     return loop_client("workspace", make_service_client)
