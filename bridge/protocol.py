@@ -7,6 +7,7 @@ the standard library: the bridge runs it under the sandbox's own python3.
 
 import json
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal, NotRequired, TypedDict, get_args
 
@@ -56,6 +57,17 @@ WARM_UP_MODEL = "warm-up"
 # picked whatever the kernel's is); the control plane proxies to nothing else for them, so a report cannot
 # aim it at a host service (a preview reports one of the repo's own ports).
 SERVICE_PORTS = (32768, 60999)
+# Where a sandbox has a network of its own (every backend now), VS Code and the desktop listen on fixed ports
+# there, so the platform can forward them when it starts the sandbox: the first of this range that the
+# repo's dev servers do not use.
+FIXED_SERVICE_PORTS = range(40000, 40100)
+
+
+def workspace_ports(dev_ports: Collection[int]) -> dict[str, int]:
+    """The ports VS Code ("ide") and the desktop listen on inside a sandbox whose dev servers use `dev_ports`."""
+    free = [port for port in FIXED_SERVICE_PORTS if port not in dev_ports]
+    return {"ide": free[0], "desktop": free[1]}
+
 SERVICE_NAME = re.compile(r"^(ide|desktop|dev|preview-\d{1,5})$")
 ServiceState = Literal["starting", "ready", "failed", "stopped"]
 SERVICE_STATES: frozenset[str] = frozenset(get_args(ServiceState))

@@ -156,15 +156,21 @@ class Workspace:
 
     # --- plans ----------------------------------------------------------------------
 
+    def fixed_port(self, service: str) -> int:
+        """The port the platform forwards for `service` (sandboxes/bridge_launch.py), or a free one where
+        it gave none (the bridge's own tests, a sandbox on the host's network)."""
+        port = (self.config.services.get("ports") or {}).get(service)
+        return port if isinstance(port, int) and 0 < port < 65536 else service_port(avoid=self.ports)
+
     def ide_plan(self) -> Plan:
-        port = service_port(avoid=self.ports)
+        port = self.fixed_port("ide")
         data = vscode_data(self.config.home)
         write_default_settings(data / "User" / "settings.json")
         argv = code_server_argv(self.config.tools_dir, port, self.config.home, self.config.workspace)
         return Plan([Step(argv)], port, ready=workbench_ready(port, self.config.workspace))
 
     def desktop_plan(self) -> Plan:
-        display, port = free_display(), service_port(avoid=self.ports)
+        display, port = free_display(), self.fixed_port("desktop")
         vnc = RUNTIME / f"vnc-{display}.sock"
         vnc.unlink(missing_ok=True)
         self.framebuffer.mkdir(parents=True, exist_ok=True)

@@ -187,7 +187,10 @@ SANDBOX_HOST_UID = int(os.environ.get("SANDBOX_HOST_UID", "100000"))
 SANDBOX_MEMORY_LIMIT_BYTES = int(os.environ.get("SANDBOX_MEMORY_LIMIT_BYTES", str(16 * 1024**3)))
 SANDBOX_PROCESS_LIMIT = int(os.environ.get("SANDBOX_PROCESS_LIMIT", "4096"))
 # Where a sandbox's bridge and OpenCode reach the control plane (WebSocket, model proxy).
-SANDBOX_CONTROL_PLANE_URL = os.environ.get("SANDBOX_CONTROL_PLANE_URL", "http://127.0.0.1:8000")
+# Where sandboxes reach the control plane: by default the port `make run` serves on (a local sandbox's network
+# forwards that one port of the host's loopback to it, sandboxes/backends/local_network.py).
+SANDBOX_CONTROL_PLANE_URL = os.environ.get("SANDBOX_CONTROL_PLANE_URL") or \
+    f"http://127.0.0.1:{os.environ.get('WEB_PORT') or '8000'}"
 SANDBOX_HEARTBEAT_TIMEOUT_SECONDS = int(os.environ.get("SANDBOX_HEARTBEAT_TIMEOUT_SECONDS", "120"))
 SANDBOX_START_TIMEOUT_SECONDS = int(os.environ.get("SANDBOX_START_TIMEOUT_SECONDS", "300"))
 IMAGE_BUILD_TIMEOUT_SECONDS = int(os.environ.get("IMAGE_BUILD_TIMEOUT_SECONDS", "3600"))

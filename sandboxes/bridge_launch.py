@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from bridge.protocol import SANDBOX_HOME, SANDBOX_WORKSPACE, TOOLS_IN_SANDBOX, vscode_facts
+from bridge.protocol import SANDBOX_HOME, SANDBOX_WORKSPACE, TOOLS_IN_SANDBOX, vscode_facts, workspace_ports
 from model_providers import providers
 from sandboxes.backends.base import SandboxBackend
 from sandboxes.models import Sandbox
@@ -38,9 +38,15 @@ def workspace_services(sandbox: Sandbox, shares_host_network: bool = False) -> d
     listen on the repo's fixed ports, which the sandbox a session works in needs."""
     wanted = settings.SANDBOX_WORKSPACE_SERVICES
     image = sandbox.image
-    return {"ide": wanted, "desktop": wanted,
+    return {"ide": wanted, "desktop": wanted, "ports": workspace_ports(image.forward_ports),
             "dev": {"commands": list(image.start_commands), "ports": list(image.forward_ports),
                     "after_claim": sandbox.pooled and shares_host_network}}
+
+
+def forwarded_ports(sandbox: Sandbox) -> list[int]:
+    """The ports the control plane reaches in the sandbox: VS Code's, the desktop's and the previews'."""
+    image = sandbox.image
+    return sorted({*workspace_ports(image.forward_ports).values(), *image.forward_ports})
 
 
 def bridge_env(sandbox: Sandbox, token: str, synced: bool, shares_host_network: bool = False) -> dict[str, str]:

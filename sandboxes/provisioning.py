@@ -63,6 +63,7 @@ def provision(sandbox_id: uuid.UUID) -> Sandbox | None:
             sandbox_id=str(sandbox.pk), image_ref=image.backend_ref, env=image.env,
             snapshot_ref=snapshot.backend_ref if snapshot else None, clone_url=sandbox.repo.clone_url,
             mounts=bridge_launch.bridge_mounts() if settings.SANDBOX_START_BRIDGE else {},
+            control_plane_url=settings.SANDBOX_CONTROL_PLANE_URL, ports=bridge_launch.forwarded_ports(sandbox),
         ))
         Sandbox.objects.filter(pk=sandbox.pk).update(backend_ref=ref)
         sandbox.backend_ref = ref

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages the product needs, where this user can; says what is missing otherwise.
 # usage: install-system-deps.sh [test]   (the tests need nothing more now: Chromium runs in every sandbox's desktop)
+# passt (pasta) and nftables give each sandbox a network of its own (sandboxes/backends/local_network.py).
 # libkrb5-dev, g++ and make build code-server's native modules; ripgrep is its search (see install_sandbox_tools).
 set -euo pipefail
 
-packages=(bubblewrap git util-linux util-linux procps npm ripgrep libkrb5-dev g++ make xvfb x11vnc websockify chromium nginx)
-commands=(bwrap git unshare nsenter ps npm rg krb5-config g++ make Xvfb x11vnc websockify chromium nginx)
+packages=(bubblewrap passt nftables git util-linux util-linux procps npm ripgrep libkrb5-dev g++ make xvfb x11vnc websockify chromium nginx)
+commands=(bwrap pasta nft git unshare nsenter ps npm rg krb5-config g++ make Xvfb x11vnc websockify chromium nginx)
 # The front proxy's Lua (ide/nginx/) needs nginx's Lua module: a file, not a command.
 module_packages=(libnginx-mod-http-lua)
 module_files=(/usr/lib/nginx/modules/ngx_http_lua_module.so)

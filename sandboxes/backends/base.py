@@ -44,6 +44,10 @@ class StartRequest:
     clone_url: str = ""  # where the workspace syncs from
     # Read-only folders of the platform (its tools, the bridge): path in the sandbox -> host path.
     mounts: dict[str, str] = field(default_factory=dict)
+    # Where the sandbox reaches the control plane (its bridge socket, the model proxy, screenshot uploads).
+    control_plane_url: str = ""
+    # The ports the control plane reaches the sandbox's services on (VS Code, the desktop, previews).
+    ports: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

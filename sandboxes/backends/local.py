@@ -7,15 +7,16 @@ Layout under the root folder:
   sandboxes/<id>/tmp/          its /tmp, shared by its processes
   snapshots/<id>/upper/        a copy of a sandbox's upper layer: what changed, nothing more
 
-A sandbox is a PID-1 process (local_init.py) in its own mount and PID namespaces holding
-the overlay mount; every command enters those namespaces with nsenter, then runs under
-bubblewrap with all capabilities dropped and prlimit limits. Killing PID 1 ends every
-process of the sandbox at once.
+A sandbox is a PID-1 process (local_init.py) in its own user, network, mount and PID
+namespaces holding the overlay mount. pasta makes the user and network namespaces and
+relays the sandbox's traffic (local_network.py); every command enters the namespaces
+with nsenter, then runs under bubblewrap with all capabilities dropped and prlimit
+limits. Killing PID 1 ends every process of the sandbox at once, and pasta with them.
 
-Run as root, the platform mounts the overlay itself and sandbox processes run as an
-unprivileged host uid (SANDBOX_HOST_UID): they can read nothing private on the host,
-and the kernel enforces the process limit (it never does for uid 0). Run as another
-user, the sandbox gets a user namespace of its own and runs as that user.
+Run as root, the platform starts pasta as an unprivileged host uid (SANDBOX_HOST_UID),
+which the sandbox's namespaces map to their root: sandbox processes can read nothing
+private on the host, and the kernel enforces the process limit (it never does for uid 0).
+Run as another user, that user is the sandbox's.
 """
 
 import json
@@ -23,7 +24,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from django.conf import settings
 
 from bridge.protocol import RESTORE_RESUMED, SANDBOX_HOME, SANDBOX_WORKSPACE
 from sandboxes import devcontainer
-from sandboxes.backends import cgroups
+from sandboxes.backends import cgroups, local_network
 from sandboxes.backends.base import (
     BackendError,
     BuiltImage,
@@ -48,6 +48,8 @@ HOME = str(SANDBOX_HOME)
 WORKSPACE = str(SANDBOX_WORKSPACE)
 SANDBOX_UID = 1000
 INIT_SCRIPT = Path(__file__).with_name("local_init.py")
+INIT_MARKER = "inspect-sandbox-init"  # the init's first argument, with the sandbox's ref after it
+SYSTEM_PYTHON = "/usr/bin/python3"  # the sandbox user may not reach the platform's own Python (under /root)
 APPLY_SCRIPT = Path(__file__).with_name("local_apply.py")
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -92,6 +94,13 @@ def drop_privileges() -> list[str]:
     return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
 
 
+def in_own_network(plan: local_network.NetworkPlan, home: Path) -> list[str]:
+    """A command prefix: run as the sandbox user, in a user and network namespace of its own (pasta),
+    behind the walls (local_walls.py), as that namespace's root."""
+    return [*drop_privileges(), "env", f"HOME={home}", *local_network.pasta_argv(plan),
+            *local_network.walls_argv(plan)]
+
+
 def give_to_sandbox_user(*paths: Path) -> None:
     uid = host_uid()
     if uid is not None:
@@ -111,7 +120,7 @@ def redactor(secrets: dict[str, str], log: LogFn) -> LogFn:
 
 class LocalBackend(SandboxBackend):
     name = "local"
-    shares_host_network = True  # no network namespace of its own: see docs/sandboxes.md
+    shares_host_network = False  # each sandbox has a network namespace of its own (local_network.py)
     applies_snapshots_live = True
 
     def __init__(self, root: Path):
@@ -137,8 +146,8 @@ class LocalBackend(SandboxBackend):
         self, home: Path, tmp: Path, env: dict[str, str], die_with_parent: bool = True, read_only: tuple = (),
         mounts: dict[str, str] | None = None, address_space_limit: bool = True,
     ) -> list[str]:
+        # Run inside the sandbox's user namespace (in_own_network), whose root is the sandbox user.
         args = [
-            *drop_privileges(),
             "bwrap",
             "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
             "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
@@ -178,11 +187,11 @@ class LocalBackend(SandboxBackend):
         return args + ["--", *limits]
 
     @staticmethod
-    def holder_namespaces(enter: bool = False) -> list[str]:
-        """As root the host mounts the overlay itself; otherwise a user namespace lets us."""
-        if host_uid() is not None:
-            return []
-        return ["--user", "--preserve-credentials"] if enter else ["--user", "--map-root-user"]
+    def entered_namespaces() -> list[str]:
+        """nsenter's options to join a sandbox. Root becomes the namespace's root (the sandbox user); another
+        user already is it, and keeps its groups (the namespace refuses setgroups)."""
+        base = ["--user", "--mount", "--pid", "--net"]
+        return base if host_uid() is not None else [*base, "--preserve-credentials"]
 
     def check_reachable(self, path: Path) -> None:
         """bubblewrap opens bind sources as the sandbox user: every parent must let it pass."""
@@ -255,18 +264,19 @@ class LocalBackend(SandboxBackend):
                 ports = ports + [port for port in plan.forward_ports if port not in ports]
 
             deadline = time.monotonic() + settings.IMAGE_BUILD_TIMEOUT_SECONDS
+            network = in_own_network(local_network.NetworkPlan(allowed=local_network.host_resolvers()), tmp)
             for command in setup:
                 log(f"$ {command}\n")
                 bwrap = self.bwrap_args(home, tmp, {**env, **spec.build_secrets})
                 result = run_streaming(
-                    [*bwrap, "bash", "-c", command], on_output=log,
+                    [*network, *bwrap, "bash", "-c", command], on_output=log,
                     timeout=max(1.0, deadline - time.monotonic()),
                 )
                 if result.exit_code != 0:
                     raise BackendError(f"setup command failed with exit code {result.exit_code}: {command}")
             # The index holds root's uid and pre-chown ctimes: refreshed as the sandbox user, files
             # look unchanged in a sandbox, so the sync's reset does not copy the tree to its upper layer.
-            run_streaming([*self.bwrap_args(home, tmp, env), "git", "update-index", "-q", "--refresh"],
+            run_streaming([*network, *self.bwrap_args(home, tmp, env), "git", "update-index", "-q", "--refresh"],
                           timeout=max(1.0, deadline - time.monotonic()))
             shutil.rmtree(tmp)
             size = dir_size(home)
@@ -296,9 +306,8 @@ class LocalBackend(SandboxBackend):
         box = self._dir(ref)
         if box.exists():
             raise BackendError(f"sandbox {ref} already exists")
-        for sub in ("work", "merged", "tmp"):
+        for sub in ("work", "merged", "tmp", "run"):
             (box / sub).mkdir(parents=True)
-        give_to_sandbox_user(box / "tmp")
         if request.snapshot_ref:
             saved = self.snapshots / request.snapshot_ref / "upper"
             if not saved.is_dir():
@@ -307,7 +316,8 @@ class LocalBackend(SandboxBackend):
             subprocess.run(["cp", "-a", "--reflink=auto", str(saved), str(box / "upper")], check=True)
         else:
             (box / "upper").mkdir()
-            give_to_sandbox_user(box / "upper")
+        # The sandbox's namespaces mount the overlay as the sandbox user: it owns every layer but the image.
+        give_to_sandbox_user(*(box / sub for sub in ("work", "merged", "tmp", "run", "upper")))
         read_only = []
         if request.clone_url.startswith("file://"):
             read_only.append(request.clone_url.removeprefix("file://"))
@@ -316,14 +326,35 @@ class LocalBackend(SandboxBackend):
         group = cgroups.limited_group(ref, settings.SANDBOX_MEMORY_LIMIT_BYTES)
         config = {"env": request.env, "read_only": read_only, "mounts": mounts, "cgroup": group is not None}
         (box / "config.json").write_text(json.dumps(config))
+        # A copy the sandbox user can read wherever the checkout is; sandboxes never see the folder.
+        shutil.copy(INIT_SCRIPT, box / "run" / "init.py")
+        init = [SYSTEM_PYTHON, "-I", str(box / "run" / "init.py"), INIT_MARKER, ref,
+                str(lower), str(box / "upper"), str(box / "work"), str(box / "merged"), str(box / "run" / "init.ready")]
+        errors = []
+        # A forwarded host port taken between choosing it and pasta binding it fails the start: others are tried.
+        for _attempt in range(3):
+            plan = local_network.plan_for(request.control_plane_url, request.ports)
+            try:
+                init_pid = self._start_init(box, group, plan, init, ref)
+            except BackendError as e:
+                errors.append(str(e))
+                continue
+            (box / "network.json").write_text(json.dumps({"inbound": {str(k): v for k, v in plan.inbound.items()}}))
+            (box / "init.pid").write_text(str(init_pid))
+            return ref
+        shutil.rmtree(box, ignore_errors=True)
+        cgroups.remove(ref)
+        raise BackendError(f"sandbox did not start: {errors[-1]}")
 
-        ready = box / "init.ready"
+    def _start_init(self, box: Path, group: Path | None, plan: local_network.NetworkPlan, init: list[str],
+                    ref: str) -> int:
+        """Start the sandbox's PID 1 in its namespaces; its pid on the host once its overlay is mounted."""
+        ready = box / "run" / "init.ready"
+        ready.unlink(missing_ok=True)
         holder = subprocess.Popen(
-            [*(cgroups.join(group) if group else []),
-             "unshare", *self.holder_namespaces(), "--mount", "--pid", "--fork", "--kill-child",
-             "--propagation", "private", "--mount-proc",
-             sys.executable, "-I", str(INIT_SCRIPT),
-             str(lower), str(box / "upper"), str(box / "work"), str(box / "merged"), str(ready)],
+            [*(cgroups.join(group) if group else []), *in_own_network(plan, box / "run"),
+             "unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--mount-proc",
+             *init],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(box / "init.log", "wb"),
             start_new_session=True,
         )
@@ -331,29 +362,40 @@ class LocalBackend(SandboxBackend):
         while not ready.exists():
             if holder.poll() is not None or time.monotonic() > deadline:
                 holder.kill()
+                holder.wait()
                 reason = (box / "init.log").read_text(errors="replace").strip()
-                shutil.rmtree(box, ignore_errors=True)
-                raise BackendError(f"sandbox did not start: {reason or 'timed out'}")
+                raise BackendError(reason or "timed out")
             time.sleep(0.005)
-        init_pid = self._child_of(holder.pid)
-        (box / "init.pid").write_text(str(init_pid))
-        return ref
+        init_pid = self._find_init(holder.pid, ref)
+        if init_pid is None:
+            holder.kill()
+            raise BackendError("sandbox init process vanished")
+        return init_pid
 
     @staticmethod
-    def _child_of(pid: int) -> int:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        if not children:
-            raise BackendError("sandbox init process vanished")
-        return int(children[0])
+    def _find_init(pid: int, ref: str) -> int | None:
+        """The init among the descendants of `pid` (pasta, then unshare, then the init)."""
+        pending = [pid]
+        while pending:
+            current = pending.pop()
+            try:
+                cmdline = Path(f"/proc/{current}/cmdline").read_bytes().split(b"\0")
+                children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if cmdline[:1] == [SYSTEM_PYTHON.encode()] and INIT_MARKER.encode() in cmdline and ref.encode() in cmdline:
+                return current
+            pending.extend(int(child) for child in children)
+        return None
 
     def _init_pid(self, sandbox_ref: str) -> int | None:
         """The sandbox's PID 1 as seen from the host, if it is still ours and alive."""
         try:
             pid = int((self._dir(sandbox_ref) / "init.pid").read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
-        if str(INIT_SCRIPT).encode() not in cmdline or sandbox_ref.encode() not in cmdline:
+        if INIT_MARKER.encode() not in cmdline or sandbox_ref.encode() not in cmdline:
             return None  # the pid was reused by something else
         return pid
 
@@ -366,7 +408,7 @@ class LocalBackend(SandboxBackend):
         config = json.loads((box / "config.json").read_text())
         # Every command joins the sandbox's memory cgroup (the limit is re-read: it may have changed).
         group = cgroups.limited_group(sandbox_ref, settings.SANDBOX_MEMORY_LIMIT_BYTES) if config["cgroup"] else None
-        nsenter = ["nsenter", "-t", str(pid), *self.holder_namespaces(enter=True), "--mount", "--pid", "--"]
+        nsenter = ["nsenter", "-t", str(pid), *self.entered_namespaces(), "--"]
         bwrap = self.bwrap_args(
             box / "merged", box / "tmp", {**config["env"], **(env or {})}, die_with_parent, tuple(config["read_only"]),
             {**config["mounts"], **(mounts or {})}, address_space_limit=group is None,
@@ -438,5 +480,13 @@ class LocalBackend(SandboxBackend):
         return self._init_pid(sandbox_ref) is not None
 
     def endpoints(self, sandbox_ref: str, ports: list[int]) -> dict[int, str]:
-        # Local sandboxes share the host's loopback; services listen on 127.0.0.1 only.
-        return {port: f"http://127.0.0.1:{port}" for port in ports}
+        """The host ports pasta forwards to the sandbox's own (local_network.py); a port not forwarded
+        (not asked for at start) has no address."""
+        try:
+            inbound = json.loads((self._dir(sandbox_ref) / "network.json").read_text())["inbound"]
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            raise BackendError(f"sandbox {sandbox_ref} has no network") from e
+        missing = [port for port in ports if str(port) not in inbound]
+        if missing:
+            raise BackendError(f"sandbox {sandbox_ref} does not forward port {missing[0]}")
+        return {port: f"http://127.0.0.1:{inbound[str(port)]}" for port in ports}

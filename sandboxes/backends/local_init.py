@@ -1,10 +1,11 @@
 """PID 1 of a local sandbox: mounts its overlay workspace, then reaps orphans forever.
 
-Runs inside `unshare --user --mount --pid --mount-proc` (see local.py), so the overlay
-mount lives in the sandbox's own mount namespace, and killing this process ends every
-process of the sandbox. Standalone on purpose: it must not import Django.
+Runs inside `unshare --mount --pid --mount-proc`, itself inside the sandbox's user and network
+namespaces (see local.py), so the overlay mount lives in the sandbox's own mount namespace, and
+killing this process ends every process of the sandbox. Standalone on purpose: it runs under the
+system's python3 and must not import Django.
 
-usage: local_init.py LOWER UPPER WORK MERGED READY_FILE
+usage: local_init.py MARKER SANDBOX_REF LOWER UPPER WORK MERGED READY_FILE
 """
 
 import os
@@ -14,8 +15,9 @@ import time
 
 
 def main() -> None:
-    lower, upper, work, merged, ready_file = sys.argv[1:6]
-    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    _marker, _ref, lower, upper, work, merged, ready_file = sys.argv[1:8]
+    # In a user namespace overlayfs keeps its marks (whiteouts, opaque folders) in user. xattrs.
+    options = f"lowerdir={lower},upperdir={upper},workdir={work},userxattr"
     result = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, merged], capture_output=True)
     if result.returncode != 0:
         sys.stderr.write("overlay mount failed: " + result.stderr.decode(errors="replace"))

@@ -1,6 +1,6 @@
 """Sessions whose sandboxes are rows pointing at real services started here, and the real Daphne."""
 
-import tempfile
+import shutil
 
 import pytest
 from django.core.management import call_command
@@ -10,7 +10,7 @@ from ide import vscode_static
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
 from sessions.models import Session
-from tests.ide.support import CodeServer, HttpUpstream, SocketUpstream
+from tests.ide.support import LIVE_SANDBOX_ROOT, CodeServer, HttpUpstream, SocketUpstream
 from tests.support.front import FrontServer
 from tests.support.live_server import LiveServer
 
@@ -18,10 +18,11 @@ from tests.support.live_server import LiveServer
 @pytest.fixture(scope="module")
 def live(django_db_setup, django_db_blocker):
     """Daphne serving inspect_site.asgi on the test database, once per module (it only reads rows)."""
-    with tempfile.TemporaryDirectory() as root:
-        server = LiveServer(env={"SANDBOX_ROOT": root}).start()
-        yield server
-        server.stop()
+    LIVE_SANDBOX_ROOT.mkdir(parents=True, exist_ok=True)
+    server = LiveServer(env={"SANDBOX_ROOT": str(LIVE_SANDBOX_ROOT)}).start()
+    yield server
+    server.stop()
+    shutil.rmtree(LIVE_SANDBOX_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="module", params=["daphne", "front"])

@@ -5,11 +5,13 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from django.conf import settings
 from django.test import Client
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
@@ -17,6 +19,7 @@ from websockets.sync.server import ServerConnection, serve
 from bridge.workspace import code_server_argv
 from sandboxes.tools import tools_dir
 from tests.support.live_server import free_port, stop_group, wait_until_answering
+from tests.support.rows import forward_port
 
 BIG = os.urandom(5 * 1024 * 1024)
 
@@ -173,8 +176,15 @@ class SocketUpstream:
                 socket.send(message)
 
 
+# The sandbox root of the module's Daphne (conftest.py `live`): rows' ports are forwarded there too.
+LIVE_SANDBOX_ROOT = Path(tempfile.gettempdir()) / "inspect-tests" / f"ide-live-{os.getpid()}"
+
+
 def ready(port: int) -> dict:
-    """A Sandbox.services entry for a service listening on `port`."""
+    """A Sandbox.services entry for a service listening on `port`, which the rows' sandbox ("ref") forwards
+    for the test process and for Daphne alike."""
+    for root in (settings.SANDBOX_ROOT, LIVE_SANDBOX_ROOT):
+        forward_port(root, "ref", port)
     return {"state": "ready", "port": port, "reason": ""}
 
 

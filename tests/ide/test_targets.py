@@ -17,6 +17,14 @@ def test_a_member_gets_the_backends_address_for_the_reported_port(users, make_se
     assert resolve(users["ada"], session.pk, "preview-3000").base_url == "http://127.0.0.1:41235"
 
 
+def test_a_reported_port_the_sandbox_does_not_forward_is_never_reached(users, make_session):
+    # A bridge reporting the host's Postgres port gets no address for it: only forwarded ports have one.
+    session = make_session(users["ada"], {"ide": {"state": "ready", "port": 5432, "reason": ""}})
+    target = resolve(users["ada"], session.pk, "ide")
+    assert (target.status, target.base_url) == (502, "")
+    assert "cannot be reached" in target.message
+
+
 def test_staff_are_members_of_every_session(users, make_session):
     session = make_session(users["ada"], {"ide": ready(41234)})
     assert resolve(users["root"], session.pk, "ide").ok

@@ -1,5 +1,8 @@
 """Database rows several test packages start from (no backend runs behind them), and a signed-in client."""
 
+import json
+from pathlib import Path
+
 from django.utils import timezone
 
 from sandboxes.models import Repo, RepoImage
@@ -25,3 +28,13 @@ def login(client, user):
     """Django's test client, signed in as `user`."""
     client.force_login(user)
     return client
+
+
+def forward_port(sandbox_root: Path, ref: str, port: int, host_port: int | None = None) -> None:
+    """Record that the local backend's sandbox `ref` forwards `port` to the host's `host_port` (the same by
+    default), as LocalBackend.start does: rows pointing at services started by a test reach them this way."""
+    network = Path(sandbox_root) / "sandboxes" / ref / "network.json"
+    network.parent.mkdir(parents=True, exist_ok=True)
+    inbound = json.loads(network.read_text())["inbound"] if network.exists() else {}
+    inbound[str(port)] = host_port or port
+    network.write_text(json.dumps({"inbound": inbound}))
