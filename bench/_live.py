@@ -24,6 +24,7 @@ from django.utils import timezone
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench._fixtures import local_backend
+from ide import workspace_hosts
 from inspect_site.celery import app
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, RepoImage, Sandbox
@@ -54,7 +55,7 @@ class Platform:
             }
             # Browsers and bridges reach the Daphnes through the front proxy, as under `make run` (WEB_PROCESSES
             # of them; BENCH_WEB_PROCESSES overrides it). BENCH_FRONT=0 leaves the front out, to measure what it
-            # costs, and so runs one Daphne. BENCH_WORKSPACE_ORIGIN=0 keeps VS Code's frame on the page's origin.
+            # costs, and so runs one Daphne.
             front = os.environ.get("BENCH_FRONT", "1") != "0"
             count = int(os.environ.get("BENCH_WEB_PROCESSES", settings.WEB_PROCESSES)) if front else 1
             self.lives = []
@@ -65,8 +66,7 @@ class Platform:
             self.live = self.lives[0]  # what "through Daphne alone" figures use
             self.url = self.live.url
             if front:
-                front_server = FrontServer(*self.lives,
-                                           workspace_origin=os.environ.get("BENCH_WORKSPACE_ORIGIN", "1") != "0")
+                front_server = FrontServer(*self.lives)
                 self.stack.callback(front_server.stop)
                 self.url = front_server.start().url
             # This process runs the worker, which provisions sandboxes: they must find this platform.
@@ -96,6 +96,13 @@ class Platform:
         client = Client()
         client.force_login(user)
         return {"Cookie": f"sessionid={client.cookies['sessionid'].value}", "Origin": self.url}
+
+    def workspace_headers(self, user: User, session_id: int, url: str) -> dict[str, str]:
+        """What a browser signed in on session `session_id`'s workspace host (ide/workspace_hosts.py) sends to
+        the server at `url` (Python resolves no *.localhost name, so the Host header carries it)."""
+        host = f"s-{session_id}.{settings.WORKSPACE_HOST}:{url.rsplit(':', 1)[1]}"
+        cookie = workspace_hosts.cookie_value(user, session_id)
+        return {"Host": host, "Cookie": f"{workspace_hosts.COOKIE_NAME}={cookie}", "Origin": f"http://{host}"}
 
     def model_calls_since(self, since: float) -> list[float]:
         """When (time.monotonic) the scripted provider received agent requests (with tools) after `since`."""

@@ -19,6 +19,7 @@ from bench._common import goal, open_dir, p50, report, say, spread
 from bench._fixtures import build, ready_sandbox, register, terminate_all
 from bench._git import MB, Origin
 from bench._live import Platform, delete_users, make_user
+from sandboxes.backends import get_backend
 from sandboxes.models import Sandbox
 from sessions import member_requests
 from sessions.models import Event, Session
@@ -83,7 +84,7 @@ WORKBENCH_MARKS = {"code/didStartRenderer": "page", "code/didLoadWorkbenchMain":
 
 def workbench_marks(page) -> list[tuple[str, float]]:
     """When (epoch seconds) VS Code's frame reached its own performance marks."""
-    frame = page.locator("#ide-frame").element_handle().content_frame()  # on the workspace origin: its own
+    frame = page.locator("#ide-frame").element_handle().content_frame()  # on the session's host: its own
     found = frame.evaluate("""names => names.map(n => {
         const m = performance.getEntriesByName(n)[0];
         return m ? (performance.timeOrigin + m.startTime) / 1000 : null;
@@ -222,8 +223,11 @@ def desktop_connect(platform: Platform, browser, user, session: Session) -> list
 def workbench_load(platform: Platform, browser, user, session: Session, direct: bool) -> float:
     """A fresh browser context loads VS Code (running already) until its explorer lists the repo."""
     page = new_page(platform, browser, user)
-    port = Session.objects.select_related("sandbox").get(pk=session.pk).sandbox.services["ide"]["port"]
-    url = f"http://127.0.0.1:{port}/" if direct else f"{platform.url}/w/{session.pk}/ide/"
+    sandbox = Session.objects.select_related("sandbox").get(pk=session.pk).sandbox
+    # Direct: code-server at the host port its sandbox's network forwards. Through the platform as the page's
+    # frame goes: its ticket link, then VS Code on the session's host.
+    url = service_address(sandbox, sandbox.services["ide"]["port"]) + "/" if direct \
+        else f"{platform.url}/sessions/{session.pk}/open/ide/"
     started = time.perf_counter()
     page.goto(url)
     page.locator(".explorer-folders-view .monaco-list-row").first.wait_for(state="visible", timeout=120_000)
@@ -232,21 +236,29 @@ def workbench_load(platform: Platform, browser, user, session: Session, direct: 
     return elapsed
 
 
+def service_address(sandbox, port: int) -> str:
+    """Where the host reaches a sandbox's port: the forwarded port of its own network (local_network.py)."""
+    return get_backend(sandbox.backend).endpoints(sandbox.backend_ref, [port])[port]
+
+
 def proxy_overhead(platform: Platform, user, session: Session, port: int) -> dict[str, list[float]]:
-    """The same 5 MB file, in turn through /w/<id>/preview-<port>/ as browsers reach it (the front proxy),
-    through Daphne alone (its own proxy, what https:// services take) and from the dev server itself."""
-    headers = platform.browser_headers(user)
+    """The same 5 MB file, in turn through /w/<id>/preview-<port>/ on the session's host as browsers reach it
+    (the front proxy), through Daphne alone (its own proxy, what https:// services take) and from the dev
+    server itself (at the host port its sandbox's network forwards)."""
     path = f"/w/{session.pk}/preview-{port}/f0000.bin"
     urls = {"front": platform.url + path, "daphne": platform.live.url + path,
-            "direct": f"http://127.0.0.1:{port}/f0000.bin"}
+            "direct": service_address(Session.objects.get(pk=session.pk).sandbox, port) + "/f0000.bin"}
+    # Through the platform, on the session's workspace host (its cookie); the dev server itself, as it is.
+    headers = {"front": platform.workspace_headers(user, session.pk, platform.url),
+               "daphne": platform.workspace_headers(user, session.pk, platform.live.url), "direct": {}}
     samples = {name: [] for name in urls}
     with httpx.Client(timeout=30) as client:
-        for url in urls.values():  # warm every path (connections, caches)
-            assert len(client.get(url, headers=headers).content) == 5 * MB
+        for name, url in urls.items():  # warm every path (connections, caches)
+            assert len(client.get(url, headers=headers[name]).content) == 5 * MB
         for _ in range(ASSET_RUNS):
             for name, url in urls.items():
                 started = time.perf_counter()
-                response = client.get(url, headers=headers)
+                response = client.get(url, headers=headers[name])
                 size = len(response.content)
                 samples[name].append(time.perf_counter() - started)
                 if response.status_code != 200 or size != 5 * MB:
@@ -294,8 +306,8 @@ def run() -> None:
             ide, blocked = ide_ready(platform, browser, user, repo)
             report("ide_ready_p50", p50(ide), "s")
             say(spread(ide, unit="s"))
-            # A same-origin frame runs on the page's thread: VS Code's seconds of script would hold the timeline,
-            # the prompt box and the desktop. On the front's workspace origin it has a process of its own.
+            # A same-site frame would run on the page's thread: VS Code's seconds of script would hold the timeline,
+            # the prompt box and the desktop. On the session's workspace host it has a process of its own.
             report("session_page_longest_stall_p50", p50([b["longest"] for b in blocked]), "ms")
             report("session_page_stalled_p50", p50([b["total"] for b in blocked]), "ms")
             returning, _ = ide_ready(platform, browser, user, repo, returning=True)

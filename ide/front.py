@@ -15,21 +15,18 @@ So every refusal and every page of the proxy's own still comes from one place.
 """
 
 from dataclasses import dataclass
-from importlib import import_module
-from types import SimpleNamespace
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
-from django.contrib.auth import get_user
+from django.contrib.auth.models import AnonymousUser
 from django.http.cookie import parse_cookie
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from ide import vscode_static
+from ide import vscode_static, workspace_hosts
 from ide.headers import filter_cookie_header
 from ide.paths import parse
-from ide.targets import Target, host_allowed, resolve
+from ide.targets import Target, resolve
 from proxy_core.headers import header
 
 ROUTE_PATH = "/_front/route"
@@ -48,6 +45,7 @@ class Route:
     prefix: str = ""  # "/w/12/ide"
     cookie: str = ""  # the browser's Cookie header without the platform's cookies
     static: str = ""  # for VS Code: the path under the prefix where the control plane serves its files
+    policy: str = ""  # the Content-Security-Policy nginx adds to the service's answers (ide/workspace_auth.py)
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         seconds = str(settings.FRONT_ROUTE_CACHE_SECONDS).encode()
@@ -56,7 +54,7 @@ class Route:
             return kept + [(b"x-route", b"daphne")]
         return kept + [(b"x-route", b"direct"), (b"x-route-upstream", self.upstream.encode()),
                        (b"x-route-prefix", self.prefix.encode()), (b"x-route-cookie", self.cookie.encode("latin-1")),
-                       (b"x-route-static", self.static.encode())]
+                       (b"x-route-static", self.static.encode()), (b"x-route-policy", self.policy.encode())]
 
 
 DAPHNE = Route(direct=False)
@@ -68,33 +66,29 @@ def goes_direct(target: Target) -> bool:
     return target.ok and target.base_url.startswith("http://")
 
 
-def origin_allowed(origin: str) -> bool:
-    """The same-origin rule `browser()` applies to sockets (channels' AllowedHostsOriginValidator)."""
-    return AllowedHostsOriginValidator(None).valid_origin(urlsplit(origin) if origin else None)
-
-
-def cookie_user(cookie_header: str):
-    """The signed-in user of a Cookie header, as Django's auth finds it from the session (AnonymousUser if none)."""
-    session_key = parse_cookie(cookie_header).get(settings.SESSION_COOKIE_NAME)
-    store = import_module(settings.SESSION_ENGINE).SessionStore
-    return get_user(SimpleNamespace(session=store(session_key)))
-
-
-def route(uri: str, headers: list[tuple[bytes, bytes]], websocket: bool) -> Route:
+def route(uri: str, headers: list[tuple[bytes, bytes]], websocket: bool, scheme: str = "http") -> Route:
     """Where requests for the service that `uri` names go, for the browser sending `headers`.
-    Synchronous (it reads the database): the user, the session and its sandbox in one go."""
+    Synchronous (it reads the database): the user, the session and its sandbox in one go. Only on the
+    session's own workspace host, with its workspace cookie; anything else is Daphne's to refuse."""
     path = parse(uri.partition("?")[0])
-    if path is None or not host_allowed(header(headers, b"host")):
+    host = header(headers, b"host")
+    session_id = workspace_hosts.session_of_host(host)
+    if path is None or session_id is None or path.session_id != session_id:
         return DAPHNE
-    if websocket and not origin_allowed(header(headers, b"origin")):
+    if websocket and not workspace_hosts.socket_origin_allowed(header(headers, b"origin"), scheme, host):
         return DAPHNE
+    if websocket and "ticket" in parse_qs(uri.partition("?")[2], keep_blank_values=True):
+        return DAPHNE  # Daphne redeems the ticket and takes it out of the query: it must not reach the service
     cookie = header(headers, b"cookie")
-    target = resolve(cookie_user(cookie), path.session_id, path.service)
+    value = parse_cookie(cookie).get(workspace_hosts.COOKIE_NAME, "")
+    user = workspace_hosts.cookie_user(value, session_id) if value else AnonymousUser()
+    target = resolve(user, path.session_id, path.service)
     if not goes_direct(target):
         return DAPHNE
     install = vscode_static.local_install() if path.service == "ide" else None
     return Route(direct=True, upstream=target.base_url.removeprefix("http://"), prefix=path.prefix,
-                 cookie=filter_cookie_header(cookie), static=install.prefix if install else "")
+                 cookie=filter_cookie_header(cookie), static=install.prefix if install else "",
+                 policy=workspace_hosts.frame_ancestors(scheme, host))
 
 
 route_async = database_sync_to_async(route)
@@ -109,7 +103,7 @@ class FrontRoute:
             await self.answer(send, 404, [])
             return
         websocket = header(headers, b"x-original-upgrade").lower() == "websocket"
-        found = await route_async(header(headers, b"x-original-uri"), headers, websocket)
+        found = await route_async(header(headers, b"x-original-uri"), headers, websocket, scope.get("scheme", "http"))
         await self.answer(send, 200, found.headers())
 
     @staticmethod

@@ -14,7 +14,6 @@ from django.conf import settings
 
 from ide.front import front_key
 from ide.headers import platform_cookies
-from ide.paths import is_port
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "nginx"
 # Debian's nginx and its Lua module (apt: nginx, libnginx-mod-http-lua; see scripts/install-system-deps.sh).
@@ -30,22 +29,13 @@ def lua_table(names) -> str:
     return "{" + ", ".join(f"[{json.dumps(name)}] = true" for name in sorted(names)) + "}"
 
 
-def workspace_port(listen: str) -> str:
-    """The port of a workspace listen address ("127.0.0.1:8001" -> "8001"): the page builds the origin from it."""
-    port = listen.rpartition(":")[2]  # "127.0.0.1:8001", "[::1]:8001" or "8001"
-    if not is_port(port):
-        raise ValueError(f"the workspace origin needs a TCP address with a port, not {listen!r}")
-    return port
-
-
 def render(*, listen: str, daphnes: list[str], run_dir: Path, workers: int | str = "auto",
-           error_log: str = "stderr", workspace_listen: str | None = None) -> str:
+           error_log: str = "stderr") -> str:
     """The configuration for nginx listening on `listen` ("127.0.0.1:8000") in front of the Daphnes at
     `daphnes` (each "127.0.0.1:8001" or "unix:/path/daphne-0.sock"), with its pid and temporary files in
-    `run_dir`; VS Code's frames on `workspace_listen` ("127.0.0.1:8001") when given, else on the platform's."""
+    `run_dir`. The platform's pages and every session's workspace host share that one listener."""
     if not daphnes:
         raise ValueError("the front proxy needs at least one Daphne")
-    port = workspace_port(workspace_listen) if workspace_listen else ""
     values = {
         # nginx started as root would hand its workers to "nobody"; they run as the platform's own user.
         "USER": f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else "",
@@ -58,9 +48,6 @@ def render(*, listen: str, daphnes: list[str], run_dir: Path, workers: int | str
         # written off for fail_timeout (10 s): after a restart of them all, the first retry gets through.
         "DAPHNE_SERVERS": "\n        ".join(f"server {address} max_fails=0;" for address in daphnes),
         "LISTEN": listen,
-        "WORKSPACE_LISTEN": f"listen {workspace_listen};" if workspace_listen else "",
-        "WORKSPACE_MAP": f'{port} "?1";' if port else "",
-        "WORKSPACE_PORT": port,
         "KEY": front_key(),
         "PLATFORM_COOKIES": lua_table(platform_cookies()),
     }

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 
+from ide.workspace_hosts import COOKIE_NAME
 from proxy_core.headers import FORWARDING, HOP_BY_HOP, connection_tokens, header
 
 # Sent by the websockets client itself during its handshake.
@@ -16,8 +17,9 @@ WEBSOCKET_HANDSHAKE = frozenset({b"host", b"origin", b"sec-websocket-key", b"sec
 
 
 def platform_cookies() -> frozenset[str]:
-    """The platform's own cookies: they sign the user in, so a sandbox must never see or set them."""
-    return frozenset({settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, "messages"})
+    """The platform's own cookies (the workspace host's too): they sign the user in, so a sandbox must never
+    see or set them."""
+    return frozenset({settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, "messages", COOKIE_NAME})
 
 
 def filter_cookie_header(value: str) -> str:

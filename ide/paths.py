@@ -25,20 +25,6 @@ def service_path(session_id: int, service: str) -> str:
     return f"/w/{session_id}/{service}/"
 
 
-def is_port(text: str) -> bool:
-    """A TCP port number written out ("8001")."""
-    return text.isdigit() and 0 < int(text) < 65536
-
-
-def workspace_origin(scheme: str, host: str, port: str) -> str:
-    """Where a page served at `scheme`://`host` loads VS Code's frame: the same host on the front proxy's
-    workspace `port` (an origin of its own: docs/front-proxy.md), or "" (the page's own origin) without one."""
-    if not is_port(port):
-        return ""
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host  # "[::1]:8000", "[::1]", "a:8000"
-    return f"{scheme}://{name}:{int(port)}"
-
-
 def parse(path: str) -> ServicePath | None:
     """Split a request path (raw, still percent-encoded) into session, service and the rest."""
     match = _PATTERN.match(path)

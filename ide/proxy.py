@@ -1,6 +1,7 @@
 """The HTTP side of the workspace proxy: a raw ASGI app, so bodies stream both ways.
 
-Mounted at /w/ by inspect_site/asgi.py inside channels' AuthMiddlewareStack (scope["user"]).
+Mounted at /w/ on workspace hosts by inspect_site/asgi.py inside ide/workspace_auth.py's WorkspaceAuth, which
+sets scope["user"] and refuses any other host or another session's path.
 See docs/workspace-proxy.md for the rules and why.
 """
 
@@ -15,7 +16,7 @@ from ide import vscode_static, workbench_page
 from ide.headers import browser_response_headers, upstream_request_headers
 from ide.names import service_label
 from ide.paths import ServicePath, parse, request_path
-from ide.targets import Target, host_allowed, resolve_async, resolve_when_up
+from ide.targets import Target, resolve_async, resolve_when_up
 from proxy_core import upstream
 from proxy_core.clients import loop_client
 from proxy_core.headers import header
@@ -109,10 +110,6 @@ class HttpProxy:
             location = path.prefix + "/" + ("?" + query.decode("latin-1") if query else "")
             await respond(send, 302, "Moved.", extra=[(b"location", location.encode("latin-1"))])
             return
-        headers = scope.get("headers", [])
-        if not host_allowed(header(headers, b"host")):
-            await respond(send, 400, "Bad Host header.")
-            return
         target = await resolve_async(scope.get("user"), path.session_id, path.service)
         if target.allowed and scope["method"] in ("GET", "HEAD"):
             # VS Code's own files, from the control plane's copy when it is the same version (also
@@ -141,9 +138,6 @@ class HttpProxy:
         for any signed-in user, GET and HEAD only."""
         if scope["method"] not in ("GET", "HEAD"):
             await respond(send, 405, "Only GET and HEAD.", extra=[(b"allow", b"GET, HEAD")])
-            return
-        if not host_allowed(header(scope.get("headers", []), b"host")):
-            await respond(send, 400, "Bad Host header.")
             return
         if not await signed_in(scope.get("user")):
             await respond(send, 403, "Sign in first.")

@@ -15,7 +15,7 @@ from websockets.typing import Subprotocol
 
 from ide.headers import upstream_request_headers
 from ide.paths import parse, request_path
-from ide.targets import host_allowed, resolve_async, resolve_when_up
+from ide.targets import resolve_async, resolve_when_up
 from proxy_core.headers import header
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class SocketProxy:
             return
         path = parse(request_path(scope))
         headers = scope.get("headers", [])
-        if path is None or not host_allowed(header(headers, b"host")):
+        if path is None:
             await send({"type": "websocket.close"})
             return
         target = await resolve_async(scope.get("user"), path.session_id, path.service)

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 
 from ide.names import service_label
 from sandboxes.backends import get_backend
@@ -75,17 +74,6 @@ def resolve(user, session_id: int, service: str) -> Target:
         log.exception("no endpoint for port %s of sandbox %s", port, sandbox.pk)
         return Target(502, f"{label} cannot be reached: the sandbox gave no address for it.")
     return Target(200, base_url=base_url.rstrip("/"), report=info)
-
-
-def host_allowed(host: str) -> bool:
-    """The Host header passes ALLOWED_HOSTS, as Django's own views require."""
-    from django.http.request import split_domain_port, validate_host
-
-    allowed = settings.ALLOWED_HOSTS
-    if settings.DEBUG and not allowed:
-        allowed = [".localhost", "127.0.0.1", "[::1]"]
-    domain, _port = split_domain_port(host)
-    return bool(domain) and validate_host(domain, allowed)
 
 
 resolve_async = database_sync_to_async(resolve)

@@ -1,23 +1,17 @@
 """The workspace page: a session's timeline and prompt box beside VS Code, the desktop and the preview."""
 
-from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from urllib.parse import urlencode
 
-from ide import paths, viewer
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+
+from bridge.protocol import SERVICE_NAME
+from ide import paths, viewer, workspace_hosts
 from ide.names import SERVICE_NAMES
 from sandboxes.lifecycle import State
 from sessions import queue, workspace
 from sessions.models import MAX_PROMPT_CHARS, Session
-
-
-def ide_origin(request: HttpRequest) -> str:
-    """Where the page loads VS Code's frame from ("": its own origin). The header is set by the front proxy
-    only, which replaces any a browser sends; without a front there is none."""
-    port = request.headers.get("X-Workspace-Port", "")
-    if not port:
-        return ""
-    return settings.WORKSPACE_ORIGIN or paths.workspace_origin(request.scheme, request.get_host(), port)
 
 
 def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
@@ -38,10 +32,27 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
         "viewer_modules": list(viewer.modules()),
         "services": services_now,
         "ide_ready": (services_now.get("ide") or {}).get("state") == "ready",
-        "ide_origin": ide_origin(request),
         # The page's scripts name services and group sandbox states as the server does.
         "service_names": SERVICE_NAMES,
         "sandbox_states": {"starting": list(State.STARTING), "alive": sorted(queue.ALIVE)},
     })
 
 
+
+
+@never_cache
+def open_service(request: HttpRequest, session_id: int, service: str) -> HttpResponse:
+    """Into a session's service on the session's own host (ide/workspace_hosts.py), with a fresh ticket: a
+    redirect for frames and links, or `?socket=1` the socket URL as JSON (the desktop's viewer). Members and
+    staff only; anybody else gets the 404 of an unknown session."""
+    session = Session.objects.filter(pk=session_id).first()
+    if session is None or not session.is_member(request.user) or not SERVICE_NAME.match(service):
+        raise Http404("No such session.")
+    origin = workspace_hosts.session_origin(request.scheme, request.get_host(), session.pk)
+    ticket = workspace_hosts.issue_ticket(request.user, session.pk)
+    if request.GET.get("socket") == "1":
+        socket_origin = "ws" + origin.removeprefix("http")
+        return JsonResponse({"url": f"{socket_origin}{paths.service_path(session.pk, service)}?"
+                                    + urlencode({"ticket": ticket})})
+    query = urlencode({"ticket": ticket, "next": paths.service_path(session.pk, service)})
+    return HttpResponseRedirect(f"{origin}{workspace_hosts.TICKET_PATH}?{query}")

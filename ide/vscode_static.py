@@ -30,10 +30,6 @@ CHUNK = 1024 * 1024
 SHARED_ROOT = "/w/vscode"  # not a session's path: those are /w/<digits>/
 # The URL holds the commit, so the file behind it never changes.
 CACHE_CONTROL = b"public, max-age=31536000, immutable"
-# The workbench page's three largest files (see lib/vscode/out/vs/code/browser/workbench/workbench.html),
-# which the session page fetches into the browser's cache while the sandbox starts.
-PREFETCH = ("out/vs/code/browser/workbench/workbench.js", "out/vs/code/browser/workbench/workbench.css",
-            "out/nls.messages.js")
 
 # code-server's types: its textMimeType (exact extension), then VS Code's getMediaMime (any case),
 # else text/plain (src/vs/base/common/mime.ts).
@@ -97,14 +93,6 @@ def read_install(root: Path) -> Install | None:
 def shared_base(install: Install) -> str:
     """Where every session's workbench page loads the install's files: "/w/vscode/<quality>-<commit>/static"."""
     return SHARED_ROOT + install.prefix.rstrip("/")
-
-
-def prefetch_urls() -> list[str]:
-    """The URLs the workbench page will load its largest files from ([] without an install)."""
-    install = local_install()
-    if install is None:
-        return []
-    return [f"{shared_base(install)}/{name}" for name in PREFETCH]
 
 
 def lookup_shared(path: str) -> Found:

@@ -28,7 +28,7 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "insecure-embedded-default-change-me")
 # Encrypts repo secrets at rest; falls back to a key derived from SECRET_KEY.
 SECRETS_ENCRYPTION_KEY = os.environ.get("SECRETS_ENCRYPTION_KEY", "")
-ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "inspect.localhost,localhost,127.0.0.1,[::1]").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 SITE_ROOT = os.environ.get("SITE_ROOT", "http://localhost:8000")
 
@@ -116,10 +116,14 @@ EMBEDDED_REDIS_SOCKET = VAR_DIR / "redis.sock"
 # proxy. One process uses at most one core (its event loop and database thread share the GIL); the
 # channel layer and the database carry everything between processes (docs/architecture.md).
 WEB_PROCESSES = max(1, int(os.environ.get("WEB_PROCESSES", "2")))
-# Where browsers reach the front proxy's workspace origin (docs/front-proxy.md), when another proxy in front
-# (TLS, a port mapping) changes its port: e.g. "https://inspect.example.com:8443". Empty: the page's host on
-# the front's own WORKSPACE_PORT.
-WORKSPACE_ORIGIN = os.environ.get("WORKSPACE_ORIGIN", "").rstrip("/")
+# The workspace hosts (docs/threat-model.md): session 12's VS Code, desktop and previews are served at
+# s-12.<WORKSPACE_HOST> on the platform's port, never on the platform's own origin. They must be the same
+# site as the platform's pages (the same registrable domain), or browsers that block third-party cookies
+# deny the frames storage and VS Code cannot start. Browsers resolve any *.localhost name to loopback, so
+# the default serves the platform at inspect.localhost and session 12 at s-12.inspect.localhost; a
+# deployment serves e.g. inspect.example.com with WORKSPACE_HOST=workspace.example.com and a wildcard DNS
+# name (and certificate) for *.workspace.example.com pointing at the front proxy.
+WORKSPACE_HOST = os.environ.get("WORKSPACE_HOST", "inspect.localhost").strip(".").lower()
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL

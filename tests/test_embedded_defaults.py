@@ -30,8 +30,7 @@ def manage(env, *args) -> str:
 @pytest.fixture
 def embedded_env(open_tmp):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(VAR_DIR=str(open_tmp / "var"), WEB_PORT=str(free_port()), WORKSPACE_PORT=str(free_port()),
-               PYTHONUNBUFFERED="1")
+    env.update(VAR_DIR=str(open_tmp / "var"), WEB_PORT=str(free_port()), PYTHONUNBUFFERED="1")
     return env
 
 
@@ -67,9 +66,10 @@ def test_the_procfile_runs_web_worker_beat_and_redis_on_embedded_defaults(embedd
                                                             "csrfmiddlewaretoken": token})
             assert failed.status_code == 200 and "not correct" in failed.text
         assert httpx.get(base_url + "/static/admin/css/base.css", timeout=5).status_code == 200
-        # VS Code's frames have an origin of their own (docs/front-proxy.md), serving nothing of the platform's.
-        workspace = httpx.get(f"http://127.0.0.1:{embedded_env['WORKSPACE_PORT']}/", timeout=5)
-        assert workspace.status_code == 404 and workspace.headers["origin-agent-cluster"] == "?1"
+        # A session's workspace host is on the same port (docs/front-proxy.md), serving nothing of the platform's.
+        workspace_host = f"s-1.{settings.WORKSPACE_HOST}:{embedded_env['WEB_PORT']}"
+        workspace = httpx.get(base_url + "/", headers={"Host": workspace_host}, timeout=5)
+        assert workspace.status_code == 404
 
         # A task through the embedded Redis to the worker, which builds an image into SQLite.
         manage(embedded_env, "shell", "-c",

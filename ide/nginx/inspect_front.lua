@@ -142,7 +142,7 @@ function M.rewrite_set_cookie(value, prefix, platform)
   return table.concat(kept, "; ")
 end
 
--- Service-level answers of /_front/route, kept in memory as "route\nupstream\nprefix\ncookie\nstatic".
+-- Service-level answers of /_front/route, kept in memory as "route\nupstream\nprefix\ncookie\nstatic\npolicy".
 local function answer_for(prefix, websocket)
   local routes = ngx.shared.front_routes
   local key = ngx.sha1_bin(table.concat({prefix, ngx.var.http_host or "", ngx.var.http_origin or "",
@@ -161,7 +161,7 @@ local function answer_for(prefix, websocket)
     return type(v) == "table" and v[1] or v or ""
   end
   answer = table.concat({value("X-Route"), value("X-Route-Upstream"), value("X-Route-Prefix"),
-                         value("X-Route-Cookie"), value("X-Route-Static")}, "\n")
+                         value("X-Route-Cookie"), value("X-Route-Static"), value("X-Route-Policy")}, "\n")
   local seconds = tonumber(value("Cache-Control"):match("max%-age=(%d+)") or "0")
   if seconds > 0 then
     routes:set(key, answer, seconds)
@@ -182,7 +182,7 @@ function M.access()
   if answer == nil then
     return
   end
-  local route, upstream, answered_prefix, cookie, static = answer:match("^(.-)\n(.-)\n(.-)\n(.-)\n(.*)$")
+  local route, upstream, answered_prefix, cookie, static, policy = answer:match("^(.-)\n(.-)\n(.-)\n(.-)\n(.-)\n(.*)$")
   if route ~= "direct" or answered_prefix ~= prefix then
     return
   end
@@ -203,6 +203,7 @@ function M.access()
   ngx.var.w_cookie = cookie
   ngx.var.w_prefix = prefix
   ngx.var.w_base = "http://" .. upstream
+  ngx.var.w_policy = policy
 end
 
 -- header_filter_by_lua: `platform` is the set of the platform's cookie names.

@@ -12,12 +12,10 @@
   const box = document.getElementById("workspace");
   if (!box) return;
   const $ = (id) => document.getElementById(id);
-  const base = box.dataset.base; // "/w/<session id>"
-  // VS Code's frame on the front proxy's workspace origin (its own process: its long scripts do not stop
-  // this page), or "" for this page's own origin.
-  const ideOrigin = box.dataset.ideOrigin;
+  // "/sessions/<id>/open": `${opener}/<service>/` sends a frame or a tab to the service on the session's own
+  // host with a fresh ticket (ide/workspace_hosts.py); nothing a sandbox serves runs on this page's origin.
+  const opener = box.dataset.opener;
   const viewerModules = JSON.parse(document.getElementById("viewer-modules").textContent); // noVNC's files
-  const ideFiles = JSON.parse(document.getElementById("vscode-prefetch").textContent); // VS Code's largest files
   const wide = window.matchMedia("(min-width: 1024px)");
   const toggle = $("workspace-toggle");
   const tabs = [...box.querySelectorAll('[role="tab"]')];
@@ -35,7 +33,6 @@
   let ideRun = stateOf("ide").seq; // seq of the event that began VS Code's current run (a "starting")
   let ideLoaded = ideFrame.getAttribute("src") ? ideRun : null; // the run the frame was loaded for
   let ideLoadedAt = 0; // when the frame was loaded, if that was before VS Code was ready
-  let ideFetched = false; // VS Code's largest files were asked for ahead of its frame
   let previewLoaded = ""; // "<port>:<seq>" the preview frame loaded for
   let rfb = null;
   let desktopReady = 0; // seq of the "ready" the last desktop connection was for: one automatic try per "ready"
@@ -178,9 +175,6 @@
     const ready = state === "ready";
     pane.querySelector(".pane-message").hidden = ready;
     $("ide-open").hidden = !ready;
-    // Not on a phone whose workspace is closed: 3.5 MB it may never use, on its data plan.
-    const inView = wide.matches || box.dataset.open === "true";
-    if (!ideFetched && ideLoaded === null && inView && (state === "starting" || state === "unknown")) prefetchIde();
     // A sandbox starting will soon report VS Code starting: the proxy holds the page until then.
     const early = state === "starting" || (state === "unknown" && sandboxStates.starting.includes(phase.dataset.state));
     // VS Code gives up on a server it cannot reach after five tries (~15 s of the proxy holding them):
@@ -190,7 +184,7 @@
     if ((ready || early) && visible("ide") && (!loaded || stale)) {
       ideLoaded = state === "unknown" ? BEFORE_REPORT : ideRun;
       ideLoadedAt = ready ? 0 : performance.now();
-      ideFrame.src = `${ideOrigin}${base}/ide/`;
+      ideFrame.src = `${opener}/ide/`;
     }
     if (ready) ideLoadedAt = 0;
     if (ideLoaded === BEFORE_REPORT && state === "unknown" && !early) { // that start ended (or was an old one replayed)
@@ -199,21 +193,6 @@
     }
     ideFrame.hidden = !(ready || ideLoaded === ideRun || ideLoaded === BEFORE_REPORT);
     ideFrame.dataset.early = String(!ready); // laid out at full size, out of sight, until VS Code is ready
-  }
-
-  // While the sandbox starts, VS Code's largest files (3.5 MB gzipped) go into the browser's cache at the
-  // URLs its page will ask for; the proxy answers them before code-server is up (ide/vscode_static.py),
-  // and they are cacheable for a year, so the frame takes them from the cache. A prefetch link, not
-  // fetch(): it needs no CORS on the workspace origin, and the browser reads it to the end itself. The
-  // cache is shared with the frame: it is keyed by site, and the workspace origin is this page's site.
-  function prefetchIde() {
-    ideFetched = true;
-    for (const url of ideFiles) {
-      const link = document.createElement("link");
-      link.rel = "prefetch";
-      link.href = ideOrigin + url;
-      document.head.append(link);
-    }
   }
 
   function choosePort() {
@@ -235,7 +214,7 @@
       stopped: `The preview on port ${port} stopped.`,
     });
     const ready = state === "ready";
-    const url = `${base}/preview-${port}/`;
+    const url = `${opener}/preview-${port}/`;
     pane.querySelector(".pane-message").hidden = ready;
     previewFrame.hidden = !ready;
     $("preview-reload").disabled = !ready;
@@ -345,8 +324,17 @@
       setConnection("disconnected", "could not load the viewer");
       return;
     }
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const client = new RFB(screen, `${scheme}//${location.host}${base}/desktop/`);
+    let url;
+    try { // the socket's address on the session's host, with a ticket of its own
+      const answer = await fetch(`${opener}/desktop/?socket=1`, { credentials: "same-origin" });
+      if (!answer.ok) throw new Error(`HTTP ${answer.status}`);
+      url = (await answer.json()).url;
+    } catch (error) {
+      console.error("could not get the desktop's address", error);
+      setConnection("disconnected", "could not reach the desktop");
+      return;
+    }
+    const client = new RFB(screen, url);
     client.scaleViewport = true;
     client.resizeSession = false;
     client.background = "#1d2330";
@@ -408,11 +396,9 @@
   });
 
   $("preview-reload").addEventListener("click", () => {
-    try {
-      previewFrame.contentWindow.location.reload(); // keeps the page the preview navigated to
-    } catch (error) {
-      previewFrame.src = `${base}/preview-${port}/`;
-    }
+    // The frame is on the session's own host (another origin): this page can only load it again, from the
+    // preview's start; the proxy makes the browser revalidate pages that say nothing of caching.
+    previewFrame.src = `${opener}/preview-${port}/`;
   });
 
   $("desktop-screenshot").addEventListener("click", (event) => {

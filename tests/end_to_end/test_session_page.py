@@ -46,11 +46,11 @@ def test_sign_in_prompt_watch_queue_cancel_stop_and_survive_a_server_restart(pla
     live, repo = platform
     User.objects.create_user("ada", "ada@example.com", "correct-horse-battery")
 
-    page.goto(live.url + "/accounts/login/")
+    page.goto(live.browser_url + "/accounts/login/")
     page.fill("#id_login", "ada")
     page.fill("#id_password", "correct-horse-battery")
     page.click("button[type=submit]")
-    page.goto(live.url + "/sessions/new")
+    page.goto(live.browser_url + "/sessions/new")
     page.select_option("#id_repo", str(repo.pk))
     page.fill("#id_prompt", "Please write file:hello.txt")
     page.click("#create")

@@ -3,10 +3,12 @@
 
 import httpx
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
 from bridge.services import free_port_in
+from ide import workspace_hosts
 from sandboxes import builds
 from sessions.models import Session
 from tests.end_to_end.test_session_page import page  # noqa: F401  (the Playwright page fixture)
@@ -36,14 +38,25 @@ def workspace(platform, settings, git_repo):
 
 def sign_in(page, live, username: str) -> None:  # noqa: F811
     User.objects.create_user(username, f"{username}@example.com", "correct-horse-battery")
-    page.goto(live.url + "/accounts/login/")
+    page.goto(live.browser_url + "/accounts/login/")
     page.fill("#id_login", username)
     page.fill("#id_password", "correct-horse-battery")
     page.click("button[type=submit]")
 
 
+def service_url(live, session_id: int, service: str) -> str:
+    """Where a service's frame ends up: on the session's own host, on the platform's port (the page's frames
+    get there through /sessions/<id>/open/<service>/ and the ticket exchange, ide/workspace_hosts.py)."""
+    return f"http://s-{session_id}.{settings.WORKSPACE_HOST}:{live.port}/w/{session_id}/{service}/"
+
+
+def frame_url(page, selector: str) -> str:  # noqa: F811
+    """The address of the document in a frame of the page (cross-origin: Playwright's frame objects)."""
+    return page.locator(selector).element_handle().content_frame().url
+
+
 def start_session(page, live, repo, prompt: str) -> Session:  # noqa: F811
-    page.goto(live.url + "/sessions/new")
+    page.goto(live.browser_url + "/sessions/new")
     page.select_option("#id_repo", str(repo.pk))
     page.fill("#id_prompt", prompt)
     page.click("#create")
@@ -63,6 +76,7 @@ def test_vs_code_desktop_preview_and_screenshots_from_the_sandbox(workspace, pag
     expect(page.locator('#tab-ide')).to_have_attribute("data-state", "ready", timeout=90_000)
     ide = page.frame_locator("#ide-frame")
     expect(ide.locator(".monaco-workbench")).to_be_visible(timeout=60_000)
+    assert frame_url(page, "#ide-frame").startswith(service_url(live, session.pk, "ide"))
     ide.locator(".explorer-folders-view .monaco-list-row").filter(has_text="notes").click()
     ide.locator(".explorer-folders-view .monaco-list-row").filter(has_text="hello.txt").click()
     expect(ide.locator(".editor-instance .view-lines")).to_contain_text("Hello from the scripted model!")
@@ -83,6 +97,7 @@ def test_vs_code_desktop_preview_and_screenshots_from_the_sandbox(workspace, pag
     page.click("#tab-preview")
     preview = page.frame_locator("#preview-frame")
     expect(preview.locator("h1")).to_have_text("Demo app v1", timeout=60_000)
+    assert frame_url(page, "#preview-frame") == service_url(live, session.pk, f"preview-{port}")
     page.fill("#prompt-input", "Please write file:site/index.html")
     page.click("#send")
     expect(page.locator(".tool-card").filter(has_text="site/index.html")).to_be_visible(timeout=60_000)
@@ -105,8 +120,12 @@ def test_vs_code_desktop_preview_and_screenshots_from_the_sandbox(workspace, pag
     assert session.artifacts.count() == 2
     assert set(session.artifacts.values_list("taken_by", flat=True)) == {"ada", "agent"}
 
-    # Somebody else is refused on every proxied path.
-    User.objects.create_user("eve", "eve@example.com", "correct-horse-battery")
+    # Somebody else is refused on every proxied path: the platform gives her no way onto the session's host,
+    # which takes neither her sign-in to the platform nor a workspace cookie of her own; and the platform's
+    # own origin serves no workspace path at all.
+    eve = User.objects.create_user("eve", "eve@example.com", "correct-horse-battery")
+    session_host = {"Host": f"s-{session.pk}.{settings.WORKSPACE_HOST}:{live.port}"}
+    her_cookie = f"{workspace_hosts.COOKIE_NAME}={workspace_hosts.cookie_value(eve, session.pk)}"
     with httpx.Client(base_url=live.url, follow_redirects=False) as outsider:
         form = outsider.get("/accounts/login/")
         outsider.post("/accounts/login/", data={
@@ -115,7 +134,12 @@ def test_vs_code_desktop_preview_and_screenshots_from_the_sandbox(workspace, pag
         }, headers={"Referer": live.url + "/accounts/login/"})
         assert "sessionid" in outsider.cookies
         for service in ("ide", "desktop", f"preview-{port}"):
-            assert outsider.get(f"/w/{session.pk}/{service}/").status_code == 403
+            assert outsider.get(f"/sessions/{session.pk}/open/{service}/").status_code == 404
+            assert outsider.get(f"/sessions/{session.pk}/open/{service}/?socket=1").status_code == 404
+            assert outsider.get(f"/w/{session.pk}/{service}/").status_code == 404
+            assert outsider.get(f"/w/{session.pk}/{service}/", headers=session_host).status_code == 403
+            assert outsider.get(f"/w/{session.pk}/{service}/",
+                                headers={**session_host, "Cookie": her_cookie}).status_code == 403
         artifact = session.artifacts.first()
         assert outsider.get(f"/sessions/{session.pk}/artifacts/{artifact.pk}/").status_code == 404
 

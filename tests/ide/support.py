@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -14,9 +15,11 @@ from urllib.parse import parse_qs, urlsplit
 from django.conf import settings
 from django.test import Client
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 from websockets.sync.server import ServerConnection, serve
 
 from bridge.workspace import code_server_argv
+from ide import workspace_hosts
 from sandboxes.tools import tools_dir
 from tests.support.live_server import free_port, stop_group, wait_until_answering
 from tests.support.rows import forward_port
@@ -188,12 +191,31 @@ def ready(port: int) -> dict:
     return {"state": "ready", "port": port, "reason": ""}
 
 
-def signed_in(user, live) -> dict[str, str]:
-    """A same-origin browser's headers: the session cookie of `user`, the platform's other cookies and an app's."""
+def workspace_host(entry, session_id: int) -> str:
+    """Session `session_id`'s workspace host as a browser sends it to `entry` (Daphne or the front)."""
+    return f"s-{session_id}.{settings.WORKSPACE_HOST}:{entry.port}"
+
+
+def signed_in(user, entry, session_id: int) -> dict[str, str]:
+    """A browser's headers on session `session_id`'s workspace host, signed in there as `user` (the cookie its
+    ticket gets, ide/workspace_hosts.py), with the platform's own cookies and an app's beside it as a confused
+    browser might send them. Requests go to `entry.url` (Python resolves no *.localhost name) with this Host."""
     client = Client()
     client.force_login(user)
-    cookie = f"sessionid={client.cookies['sessionid'].value}; csrftoken=secret-csrf; messages=secret-msg; theme=light"
-    return {"Cookie": cookie, "Origin": live.url}
+    host = workspace_host(entry, session_id)
+    workspace = workspace_hosts.cookie_value(user, session_id)
+    cookie = (f"{workspace_hosts.COOKIE_NAME}={workspace}; sessionid={client.cookies['sessionid'].value}; "
+              "csrftoken=secret-csrf; messages=secret-msg; theme=light")
+    return {"Host": host, "Cookie": cookie, "Origin": f"http://{host}"}
+
+
+def open_socket(entry, path: str, headers: dict, **kwargs):
+    """A WebSocket to `path` on the workspace host named by headers["Host"], connected to `entry`'s address."""
+    host = headers["Host"]
+    sock = socket.create_connection(("127.0.0.1", entry.port), timeout=10)
+    others = {name: value for name, value in headers.items() if name.lower() != "host"}
+    return connect(f"ws://{host}{path}", sock=sock, additional_headers=others, max_size=None, open_timeout=10,
+                   **kwargs)
 
 
 class CodeServer:

@@ -13,15 +13,13 @@ from urllib.parse import quote
 import httpx
 import pytest
 from django.conf import settings
-from django.core.management import CommandError, call_command
-from django.test import Client
+from django.test import Client, override_settings
 
+from ide import workspace_hosts
 from ide.front import ROUTE_PATH, front_key, goes_direct, route
 from ide.headers import rewrite_location, rewrite_set_cookie
 from ide.targets import Target
-from ide.views import ide_origin
-from inspect_site.management.commands.run_front import default_workspace_listen
-from tests.ide.support import ready, signed_in
+from tests.ide.support import ready, signed_in, workspace_host
 from tests.support.front import FrontServer
 from tests.support.live_server import BASE, free_port, stop_group, wait_until_answering
 from tests.support.waiting import eventually
@@ -36,45 +34,87 @@ def test_only_a_ready_plain_http_service_goes_direct():
     assert not goes_direct(Target(200, base_url="https://abc.modal.host"))
 
 
-def browser(user=None, origin: str = "http://127.0.0.1:8000", host: str = "127.0.0.1:8000") -> list:
-    headers = [(b"host", host.encode()), (b"origin", origin.encode())]
+PLATFORM = "127.0.0.1:8000"
+
+
+def browser(user=None, session_id: int = 0, *, cookie_session: int | None = None, origin: str | None = None,
+            host: str | None = None, platform_cookie: bool = True) -> list:
+    """A browser's headers on session `session_id`'s workspace host (or `host`), signed in there as `user` with
+    the workspace cookie of session `cookie_session` (default: this one), the platform's cookies beside it."""
+    host = host or f"s-{session_id}.{settings.WORKSPACE_HOST}:8000"
+    headers = [(b"host", host.encode()), (b"origin", (origin or f"http://{host}").encode())]
     if user is not None:
-        client = Client()
-        client.force_login(user)
-        cookie = f"sessionid={client.cookies['sessionid'].value}; csrftoken=t; theme=light"
-        headers.append((b"cookie", cookie.encode()))
+        cookie_session = session_id if cookie_session is None else cookie_session
+        cookies = [f"{workspace_hosts.COOKIE_NAME}={workspace_hosts.cookie_value(user, cookie_session)}"]
+        if platform_cookie:
+            client = Client()
+            client.force_login(user)
+            cookies.append(f"sessionid={client.cookies['sessionid'].value}; csrftoken=t")
+        headers.append((b"cookie", "; ".join([*cookies, "theme=light"]).encode()))
     return headers
 
 
 def test_a_members_ready_service_goes_direct_without_the_platforms_cookies(users, make_session, upstream, install):
     session = make_session(users["ada"], {"ide": ready(upstream.port), "preview-3000": ready(upstream.port)})
-    found = route(f"/w/{session.pk}/ide/a%2Fb?x=1", browser(users["ada"]), websocket=False)
+    ada, host = browser(users["ada"], session.pk), f"s-{session.pk}.{settings.WORKSPACE_HOST}:8000"
+    found = route(f"/w/{session.pk}/ide/a%2Fb?x=1", ada, websocket=False)
     assert found.direct
     assert found.upstream == f"127.0.0.1:{upstream.port}"
     assert found.prefix == f"/w/{session.pk}/ide"
-    assert found.cookie == "theme=light"
+    assert found.cookie == "theme=light"  # neither the platform's cookies nor the workspace host's
     assert found.static == install.prefix  # VS Code's files stay with the control plane
-    assert route(f"/w/{session.pk}/preview-3000/", browser(users["ada"]), websocket=False).static == ""
-    assert route(f"/w/{session.pk}/ide/x", browser(users["ada"]), websocket=True).direct
+    # nginx adds the workspace host's frame-ancestors to the service's answers, for the scheme it was reached on.
+    assert found.policy == workspace_hosts.frame_ancestors("http", host)
+    assert f"http://{PLATFORM}" in found.policy.split()
+    assert route(f"/w/{session.pk}/ide/x", ada, websocket=False, scheme="https").policy \
+        == workspace_hosts.frame_ancestors("https", host)
+    assert route(f"/w/{session.pk}/preview-3000/", ada, websocket=False).static == ""
+    assert route(f"/w/{session.pk}/ide/x", ada, websocket=True).direct
+    # The workspace cookie alone is the sign-in there; the desktop's viewer on the platform's page opens sockets too.
+    assert route(f"/w/{session.pk}/ide/x", browser(users["ada"], session.pk, platform_cookie=False),
+                 websocket=False).direct
+    assert route(f"/w/{session.pk}/ide/x", browser(users["ada"], session.pk, origin=f"http://{PLATFORM}"),
+                 websocket=True).direct
 
 
 def test_everything_else_is_left_to_daphne(users, make_session, upstream):
     ada, bob = users["ada"], users["bob"]
     session = make_session(ada, {"ide": ready(upstream.port),
                                  "desktop": {"state": "starting", "port": None, "reason": ""}})
-    prefix = f"/w/{session.pk}"
-    assert not route(f"{prefix}/ide/x", browser(bob), websocket=False).direct
-    assert not route(f"{prefix}/ide/x", browser(), websocket=False).direct  # anonymous
-    assert not route("/w/999999/ide/x", browser(ada), websocket=False).direct
-    assert not route(f"{prefix}/desktop/x", browser(ada), websocket=False).direct
-    assert not route(f"{prefix}/ide/x", browser(ada, host="evil.example"), websocket=False).direct
-    # A socket opened by another site's page: Daphne refuses it.
-    assert not route(f"{prefix}/ide/x", browser(ada, origin="https://evil.example"), websocket=True).direct
+    other = make_session(ada, {"ide": ready(upstream.port)})
+    prefix, pk, host = f"/w/{session.pk}", session.pk, f"s-{session.pk}.{settings.WORKSPACE_HOST}:8000"
+    assert not route(f"{prefix}/ide/x", browser(bob, pk), websocket=False).direct
+    assert not route(f"{prefix}/ide/x", browser(None, pk), websocket=False).direct  # anonymous
+    assert not route("/w/999999/ide/x", browser(ada, 999999), websocket=False).direct
+    assert not route(f"{prefix}/desktop/x", browser(ada, pk), websocket=False).direct
+    assert not route(f"{prefix}/ide/x", browser(ada, pk, host="evil.example"), websocket=False).direct
+    # The platform's own host serves no workspace, even to its signed-in member.
+    assert not route(f"{prefix}/ide/x", browser(ada, pk, host=PLATFORM), websocket=False).direct
+    # The platform's session cookie is no sign-in on a workspace host: only that host's own cookie is.
+    client = Client()
+    client.force_login(ada)
+    platform_only = [(b"host", host.encode()), (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
+    assert not route(f"{prefix}/ide/x", platform_only, websocket=False).direct
+    # One session's host and cookie open no other session's services, and another session's cookie opens none here.
+    assert not route(f"/w/{other.pk}/ide/x", browser(ada, pk), websocket=False).direct
+    assert not route(f"/w/{other.pk}/ide/x", browser(ada, pk, cookie_session=other.pk), websocket=False).direct
+    assert not route(f"{prefix}/ide/x", browser(ada, pk, cookie_session=other.pk), websocket=False).direct
+    # A socket opened by another site's page, or by another session's host: Daphne refuses it.
+    assert not route(f"{prefix}/ide/x", browser(ada, pk, origin="https://evil.example"), websocket=True).direct
+    assert not route(f"{prefix}/ide/x", browser(ada, pk, origin=f"http://s-{other.pk}.{settings.WORKSPACE_HOST}:8000"),
+                     websocket=True).direct
+
+
+def live_policy(live, host: str) -> str:
+    """The frame-ancestors the live Daphne gives workspace host `host` (its own ALLOWED_HOSTS, not this process's)."""
+    with override_settings(ALLOWED_HOSTS=live.env["ALLOWED_HOSTS"].split(",")):
+        return workspace_hosts.frame_ancestors("http", host)
 
 
 def test_the_routing_question_is_answered_only_to_the_front(entry, live, users, make_session, upstream):
     session = make_session(users["ada"], {"ide": ready(upstream.port)})
-    asked = {**signed_in(users["ada"], live), "X-Original-Uri": f"/w/{session.pk}/ide/x", "X-Original-Method": "GET"}
+    asked = {**signed_in(users["ada"], live, session.pk), "X-Original-Uri": f"/w/{session.pk}/ide/x",
+             "X-Original-Method": "GET"}
     # Browsers cannot reach it through the front (an internal location)...
     assert httpx.get(entry.url + ROUTE_PATH, headers=asked).status_code == 404
     # ...and Daphne answers it only with the front's key.
@@ -84,6 +124,7 @@ def test_the_routing_question_is_answered_only_to_the_front(entry, live, users, 
     answered = httpx.get(live.url + ROUTE_PATH, headers={**asked, "X-Front-Key": front_key()})
     assert answered.headers["x-route"] == "direct"
     assert answered.headers["x-route-upstream"] == f"127.0.0.1:{upstream.port}"
+    assert answered.headers["x-route-policy"] == live_policy(live, asked["Host"])
 
 
 LOCATIONS = [
@@ -104,7 +145,7 @@ def respond(entry, user, session, status: int, headers: list[tuple[str, str]]) -
     """The service answers with `headers`; read raw, since some Locations here are no valid URL for a client."""
     query = f"status={status}&h={quote(json.dumps(headers))}"
     connection = http.client.HTTPConnection("127.0.0.1", entry.port, timeout=10)
-    connection.request("GET", f"/w/{session.pk}/ide/respond?{query}", headers=signed_in(user, entry))
+    connection.request("GET", f"/w/{session.pk}/ide/respond?{query}", headers=signed_in(user, entry, session.pk))
     response = connection.getresponse()
     response.text = response.read().decode()
     connection.close()
@@ -114,7 +155,7 @@ def respond(entry, user, session, status: int, headers: list[tuple[str, str]]) -
 def test_redirects_and_cookies_follow_the_same_rules_both_ways(entry, users, make_session, upstream):
     """nginx's Lua (ide/nginx/inspect_front.lua) gives what ide/headers.py gives, case by case."""
     session = make_session(users["ada"], {"ide": ready(upstream.port)})
-    prefix, host = f"/w/{session.pk}/ide", f"127.0.0.1:{entry.port}"
+    prefix, host = f"/w/{session.pk}/ide", workspace_host(entry, session.pk)
     for template in LOCATIONS:
         location = template.format(port=upstream.port, host=host, prefix=prefix)
         response = respond(entry, users["ada"], session, 302, [("Location", location)])
@@ -139,7 +180,7 @@ def test_a_body_for_a_service_that_does_not_answer_gets_a_502_at_once(entry, use
     session = make_session(users["ada"], {"ide": ready(free_port())})
     started = time.monotonic()
     response = httpx.post(f"{entry.url}/w/{session.pk}/ide/upload", content=b"x" * 300_000,
-                          headers=signed_in(users["ada"], entry), timeout=30)
+                          headers=signed_in(users["ada"], entry, session.pk), timeout=30)
     assert response.status_code == 502
     assert time.monotonic() - started < 10
 
@@ -151,8 +192,6 @@ def test_run_front_serves_the_platform_through_nginx(live, tmp_path):
     env = {**live.env, "VAR_DIR": str(tmp_path), "WEB_PROCESSES": "2"}
     web = subprocess.Popen([sys.executable, "manage.py", "run_web"], cwd=BASE, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    workspace_port = free_port()
-    env["WORKSPACE_PORT"] = str(workspace_port)  # as the Procfile leaves it: beside --listen, on this port
     front = subprocess.Popen([sys.executable, "manage.py", "run_front", "--listen", f"127.0.0.1:{port}",
                               "--workers", "1"], cwd=BASE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              start_new_session=True)
@@ -160,48 +199,19 @@ def test_run_front_serves_the_platform_through_nginx(live, tmp_path):
         response = wait_until_answering(f"http://127.0.0.1:{port}/accounts/login/", front, "run_front", 30,
                                         lambda: front.stdout.read().decode(), past_front=True)
         assert response.status_code == 200 and "csrfmiddlewaretoken" in response.text
-        assert "origin-agent-cluster" not in response.headers
-        workspace = httpx.get(f"http://127.0.0.1:{workspace_port}/accounts/login/")
-        assert workspace.status_code == 404 and workspace.headers["origin-agent-cluster"] == "?1"
+        # The sessions' workspace hosts are on the same port, serving nothing of the platform's.
+        workspace = httpx.get(f"http://127.0.0.1:{port}/accounts/login/",
+                              headers={"Host": f"s-1.{settings.WORKSPACE_HOST}:{port}"})
+        assert workspace.status_code == 404 and "csrfmiddlewaretoken" not in workspace.text
         config = tmp_path / "front" / "nginx.conf"
         assert os.stat(config).st_mode & 0o077 == 0  # it holds the routing key
+        # Every placeholder filled in (the template's header comment names them).
+        assert not [line for line in config.read_text().splitlines() if "@@" in line.partition("#")[0]]
         for index in range(2):
             assert f"server unix:{tmp_path / f'daphne-{index}.sock'} " in config.read_text()
     finally:
         stop_group(front, timeout=15)
         stop_group(web, timeout=15)
-
-
-@pytest.mark.parametrize("workspace", ["127.0.0.1:9000", "0.0.0.0:9000", "127.0.0.1:http", "127.0.0.1:70000"])
-def test_run_front_refuses_a_workspace_origin_it_cannot_serve(workspace, monkeypatch):
-    def exec_nginx(*args):
-        raise AssertionError("nginx was started")
-
-    monkeypatch.setattr(os, "execv", exec_nginx)
-    with pytest.raises(CommandError, match="workspace origin"):
-        call_command("run_front", "--listen", "127.0.0.1:9000", "--workspace-listen", workspace)
-
-
-@pytest.mark.parametrize(("listen", "environ", "expected"), [
-    ("127.0.0.1:8000", {}, "127.0.0.1:8001"),
-    ("127.0.0.1:8000", {"WORKSPACE_PORT": "9100"}, "127.0.0.1:9100"),
-    ("[::1]:8000", {}, "[::1]:8001"),
-    ("8000", {}, "8001"),
-    ("unix:/run/front.sock", {"WORKSPACE_PORT": "9100"}, None),  # nginx's port map needs a TCP port
-])
-def test_run_fronts_workspace_origin_is_beside_its_listen_address(listen, environ, expected, monkeypatch):
-    monkeypatch.delenv("WORKSPACE_PORT", raising=False)
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
-    assert default_workspace_listen(listen) == expected
-
-
-def test_a_configured_workspace_origin_wins_over_the_page_host_only_behind_the_front(rf, settings):
-    request = rf.get("/sessions/1/", HTTP_HOST="127.0.0.1:8000", HTTP_X_WORKSPACE_PORT="8001")
-    assert ide_origin(request) == "http://127.0.0.1:8001"
-    settings.WORKSPACE_ORIGIN = "https://inspect.example.com:8443"  # a TLS proxy in front maps the port
-    assert ide_origin(request) == "https://inspect.example.com:8443"
-    assert ide_origin(rf.get("/sessions/1/", HTTP_HOST="127.0.0.1:8000")) == ""  # no front: the page's origin
 
 
 def test_a_removed_member_is_refused_once_the_fronts_answer_expires(users, make_session, upstream, live):
@@ -211,7 +221,7 @@ def test_a_removed_member_is_refused_once_the_fronts_answer_expires(users, make_
         ada, bob = users["ada"], users["bob"]
         session = make_session(ada, {"ide": ready(upstream.port)})
         session.add_member(bob)
-        url, headers = f"{front.url}/w/{session.pk}/ide/echo", signed_in(bob, front)  # one browser: one cookie
+        url, headers = f"{front.url}/w/{session.pk}/ide/echo", signed_in(bob, front, session.pk)  # one cookie
         assert httpx.get(url, headers=headers).json()["server"] == "one"
         session.memberships.filter(user=bob).delete()
         removed = time.monotonic()
@@ -222,47 +232,27 @@ def test_a_removed_member_is_refused_once_the_fronts_answer_expires(users, make_
         front.stop()
 
 
-def test_the_workspace_origin_serves_only_the_workspace_and_asks_for_a_process_of_its_own(
+def test_a_direct_answer_may_be_framed_by_the_platform_only_and_claims_no_wider_worker_scope(
         users, make_session, upstream, live):
-    """VS Code's frame is loaded from the front's second port (ide/nginx/nginx.conf): an origin of its own,
-    the same site (cookies ignore ports), whose answers ask Chromium for an origin-keyed agent cluster."""
+    """The front adds the workspace host's frame-ancestors (X-Route-Policy, kept by the Lua) to the answers it
+    relays itself, as Daphne's proxy does to its own (ide/workspace_auth.py), and drops Service-Worker-Allowed."""
     front = FrontServer(live).start()
     try:
-        ada, bob = users["ada"], users["bob"]
-        session = make_session(ada, {"ide": ready(upstream.port)})
-        path = f"/w/{session.pk}/ide/echo"
-        answer = httpx.get(front.workspace_url + path, headers=signed_in(ada, front))
-        assert answer.json()["server"] == "one" and answer.headers["origin-agent-cluster"] == "?1"
-        assert "origin-agent-cluster" not in httpx.get(front.url + path, headers=signed_in(ada, front)).headers
-        assert httpx.get(front.workspace_url + path, headers=signed_in(bob, front)).status_code == 403
-        assert httpx.get(front.workspace_url + path).status_code in (302, 403)  # signed out: never the service
-        # The platform's own pages are not on that origin: a script from a sandbox there cannot read them.
-        for other in ("/", "/accounts/login/", f"/sessions/{session.pk}/", "/static/sessions/workspace.js"):
-            assert httpx.get(front.workspace_url + other, headers=signed_in(ada, front)).status_code == 404
-
-        def page_origin(url: str, **headers) -> str:
-            page = httpx.get(f"{url}/sessions/{session.pk}/", headers={**signed_in(ada, front), **headers})
-            assert page.status_code == 200
-            # VS Code's frame and its "Open in new tab" link (VS Code is ready: the frame has its src at once).
-            origin = page.text.split('data-ide-origin="', 1)[1].split('"', 1)[0]
-            assert f'href="{origin}/w/{session.pk}/ide/"' in page.text
-            assert f'src="{origin}/w/{session.pk}/ide/"' in page.text
-            return origin
-
-        assert page_origin(front.url) == front.workspace_url
-        # The front's port, never one a browser sends.
-        assert page_origin(front.url, **{"X-Workspace-Port": "1"}) == front.workspace_url
-        assert page_origin(live.url) == ""  # Daphne alone: the page's own origin
-        # A sandbox cannot answer the header itself (a second value would undo it).
-        asked = quote(json.dumps([["Origin-Agent-Cluster", "?0"]]))
-        upstream_says = httpx.get(f"{front.workspace_url}/w/{session.pk}/ide/respond?h={asked}",
-                                  headers=signed_in(ada, front))
-        assert upstream_says.headers.get_list("origin-agent-cluster") == ["?1"]
+        session = make_session(users["ada"], {"preview-3000": ready(upstream.port)})
+        headers = signed_in(users["ada"], front, session.pk)
+        policy = live_policy(live, headers["Host"])
+        # A header that the service's Connection names passes on the direct path only (docs/front-proxy.md).
+        asked = [["Content-Type", "text/javascript"], ["Service-Worker-Allowed", "/"],
+                 ["Connection", "X-Relayed-By-Nginx"], ["X-Relayed-By-Nginx", "1"]]
+        answer = httpx.get(f"{front.url}/w/{session.pk}/preview-3000/respond", params={"h": json.dumps(asked)},
+                           headers=headers, timeout=10)
+        assert answer.status_code == 200 and answer.text == "as asked"
+        assert answer.headers.get("x-relayed-by-nginx") == "1"  # nginx relayed it, not Daphne's proxy
+        assert answer.headers.get_list("content-security-policy") == [policy]
+        assert f"http://127.0.0.1:{front.port}" in policy.split()
+        assert "service-worker-allowed" not in answer.headers
+        # Daphne's own answers on that path (here the redirect to the slash form) carry the policy once, not twice.
+        bare = httpx.get(f"{front.url}/w/{session.pk}/preview-3000", headers=headers, timeout=10)
+        assert bare.status_code in (301, 302) and bare.headers.get_list("content-security-policy") == [policy]
     finally:
         front.stop()
-    without = FrontServer(live, workspace_origin=False).start()  # run_front --no-workspace-origin
-    try:
-        page = httpx.get(f"{without.url}/sessions/{session.pk}/", headers=signed_in(ada, without))
-        assert 'data-ide-origin=""' in page.text
-    finally:
-        without.stop()

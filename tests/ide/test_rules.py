@@ -9,7 +9,7 @@ from ide.headers import (
     rewrite_set_cookie,
     upstream_request_headers,
 )
-from ide.paths import parse, service_path, workspace_origin
+from ide.paths import parse, service_path
 from ide.sockets import sendable_close_code, upstream_close_code
 
 PREFIX = "/w/7/ide"
@@ -28,16 +28,6 @@ def test_service_path_and_parse_round_trip():
 @pytest.mark.parametrize("path", ["/w/x/ide/", "/w/7/IDE/", "/w/7/", "/w/7/ide_x/", "/ws/sessions/7/", "/w//ide/"])
 def test_parse_refuses_other_paths(path):
     assert parse(path) is None
-
-
-def test_the_workspace_origin_is_the_pages_host_on_the_fronts_workspace_port():
-    assert workspace_origin("http", "127.0.0.1:8000", "8001") == "http://127.0.0.1:8001"
-    assert workspace_origin("https", "inspect.example.com", "8443") == "https://inspect.example.com:8443"
-    assert workspace_origin("http", "[::1]:8000", "8001") == "http://[::1]:8001"
-    assert workspace_origin("http", "[::1]", "8001") == "http://[::1]:8001"
-    # No front (Daphne alone), or a value that is not a port: the page's own origin.
-    for port in ("", "0", "65536", "80; x", "-1", "http://evil.example"):
-        assert workspace_origin("http", "127.0.0.1:8000", port) == ""
 
 
 def test_platform_cookies_are_filtered_out():

@@ -8,13 +8,12 @@ from urllib.parse import quote
 import httpx
 import pytest
 from django.db import connection
-from websockets.sync.client import connect
 
 from bridge.protocol import vscode_facts
 from ide import vscode_static, workbench_page
 from sandboxes.models import Sandbox
 from sandboxes.tools import tools_dir
-from tests.ide.support import ready, signed_in
+from tests.ide.support import open_socket, ready, signed_in
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
@@ -82,7 +81,7 @@ def test_while_vs_code_starts_members_get_its_page_from_the_control_plane(
         live, users, make_session, upstream, install, code_server):
     facts = sandbox_facts(code_server)
     session = make_session(users["ada"], starting(facts))
-    ada = signed_in(users["ada"], live)
+    ada = signed_in(users["ada"], live, session.pk)
     before = len(upstream.requests)
 
     moved = get(live, f"/w/{session.pk}/ide/", ada)
@@ -93,7 +92,7 @@ def test_while_vs_code_starts_members_get_its_page_from_the_control_plane(
     assert page.content == with_shared_files(real, install)
     assert len(upstream.requests) == before
 
-    bob = signed_in(users["bob"], live)
+    bob = signed_in(users["bob"], live, session.pk)
     refused = get(live, f"/w/{session.pk}/ide/", bob, params={"folder": str(code_server.folder)})
     assert refused.status_code == 403 and "not a member" in refused.text
 
@@ -116,7 +115,7 @@ def test_a_request_made_while_vs_code_starts_waits_and_reaches_it_once_ready(liv
     session = make_session(users["ada"], starting({"commit": OTHER_COMMIT, "folder": "/w", "data": "/d"}))
     thread = become_ready(session, upstream.port, after=1.0)
     started = time.monotonic()
-    response = get(live, f"/w/{session.pk}/ide/", signed_in(users["ada"], live), params={"folder": "/w"})
+    response = get(live, f"/w/{session.pk}/ide/", signed_in(users["ada"], live, session.pk), params={"folder": "/w"})
     waited = time.monotonic() - started
     thread.join()
     assert response.status_code == 200
@@ -127,16 +126,15 @@ def test_a_request_made_while_vs_code_starts_waits_and_reaches_it_once_ready(liv
 def test_other_services_that_are_starting_answer_at_once(live, users, make_session):
     session = make_session(users["ada"], {"desktop": {"state": "starting", "port": None, "reason": ""}})
     started = time.monotonic()
-    response = get(live, f"/w/{session.pk}/desktop/", signed_in(users["ada"], live))
+    response = get(live, f"/w/{session.pk}/desktop/", signed_in(users["ada"], live, session.pk))
     assert response.status_code == 503 and time.monotonic() - started < 5
 
 
 def test_vs_codes_socket_waits_for_its_server_and_then_relays(live, users, make_session, socket_upstream):
     session = make_session(users["ada"], starting(None))
     thread = become_ready(session, socket_upstream.port, after=1.0)
-    url = live.url.replace("http", "ws") + f"/w/{session.pk}/ide/stable-x/?reconnectionToken=1"
-    with connect(url, additional_headers=signed_in(users["ada"], live), subprotocols=["binary"],
-                 open_timeout=10) as socket:
+    path = f"/w/{session.pk}/ide/stable-x/?reconnectionToken=1"
+    with open_socket(live, path, signed_in(users["ada"], live, session.pk), subprotocols=["binary"]) as socket:
         socket.send("hello")
         assert socket.recv(timeout=10) == "hello"
     thread.join()
@@ -148,7 +146,7 @@ def test_once_vs_code_is_up_members_still_get_its_page_from_the_control_plane(
     ready VS Code straight to it) alike. Anything else still reaches code-server."""
     facts = sandbox_facts(code_server)
     session = make_session(users["ada"], {"ide": {**ready(upstream.port), "vscode": facts}})
-    ada = signed_in(users["ada"], entry)
+    ada = signed_in(users["ada"], entry, session.pk)
     before = len(upstream.requests)
 
     folder = str(code_server.folder)
@@ -163,7 +161,7 @@ def test_once_vs_code_is_up_members_still_get_its_page_from_the_control_plane(
     assert other.status_code == 200 and other.json()["path"] == "/?folder=" + quote(folder, safe="") + "&tkn=x"
     assert get(entry, f"/w/{session.pk}/ide/manifest.json", ada).json()["path"] == "/manifest.json"
 
-    bob = signed_in(users["bob"], entry)
+    bob = signed_in(users["bob"], entry, session.pk)
     refused = get(entry, f"/w/{session.pk}/ide/", bob, params={"folder": folder})
     assert refused.status_code == 403 and "not a member" in refused.text
 

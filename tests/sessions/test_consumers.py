@@ -7,6 +7,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.test import Client
 
 from inspect_site.asgi import application
@@ -18,9 +19,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 add_event = database_sync_to_async(append_event)
 
 
+HOST = "localhost:8000"  # the platform's host, as the browser sends it
+
+
 def signed_in(user) -> list[tuple[bytes, bytes]]:
-    """A browser's headers: same origin, and the session cookie of `user` (None: signed out)."""
-    headers = [(b"origin", b"http://localhost")]
+    """A browser's headers: the platform's page's own origin, and the session cookie of `user` (None: signed out)."""
+    headers = [(b"origin", f"http://{HOST}".encode()), (b"host", HOST.encode())]
     if user is not None:
         client = Client()
         client.force_login(user)
@@ -72,8 +76,14 @@ def test_only_members_and_staff_get_in(session, user, other_user, django_user_mo
         assert await refused(socket(session.pk, outsider)) == 4403
         assert await refused(socket(session.pk + 1000, member)) == 4403  # no such session: looks the same
         assert await refused(socket(10**30, member)) == 4403
-        other_site = socket(session.pk, [(b"origin", b"http://evil.example")] + member[1:])
-        assert (await other_site.connect())[0] is False  # the handshake itself is refused
+        # Only the page's own origin: scheme, host and port exactly. Not another site, not the same host on
+        # another port (a preview's), not a session's workspace host (ide/workspace_hosts.py), nor a page
+        # that sends no Origin: the handshake itself is refused.
+        for origin in ("http://evil.example", "http://localhost:9000", "http://localhost",
+                       "https://localhost:8000", f"http://s-{session.pk}.{settings.WORKSPACE_HOST}:8000", None):
+            sent = [(b"origin", origin.encode())] if origin else []
+            other_origin = socket(session.pk, sent + member[1:])
+            assert await other_origin.connect() == (False, 4403), origin
         for headers in (member, admin):
             ws = socket(session.pk, headers)
             assert (await ws.connect())[0]

@@ -309,5 +309,7 @@ def test_the_page_starts_with_the_services_latest_states(client, session, make_s
     page = client.get(f"/sessions/{session.pk}/").content.decode()
     seq = session.events.get(kind="service", data__state="ready").seq
     assert f'"ide": {{"state": "ready", "reason": "", "seq": {seq}}}' in page
-    assert f'src="/w/{session.pk}/ide/"' in page  # the browser starts on VS Code while reading the page
+    # The browser starts on VS Code while reading the page: through the opener, to the session's own host.
+    assert f'src="/sessions/{session.pk}/open/ide/"' in page
+    assert f"/w/{session.pk}/" not in page  # never the workspace's paths on the platform's origin
 

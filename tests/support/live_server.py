@@ -37,12 +37,14 @@ class LiveServer:
         """`env` on top of this process's environment, less the variables starting with `without`."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Where a browser opens the platform: the site of the sessions' workspace hosts (settings.WORKSPACE_HOST).
+        self.browser_url = f"http://{settings.WORKSPACE_HOST}:{self.port}"
         inherited = {k: v for k, v in os.environ.items() if not (without and k.startswith(without))}
         self.env = {
             **inherited,
             "DATABASE_URL": test_database_url(),
             "SANDBOX_ROOT": str(settings.SANDBOX_ROOT),
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "ALLOWED_HOSTS": f"{settings.WORKSPACE_HOST},127.0.0.1,localhost",
             **(env or {}),
         }
         self.process: subprocess.Popen | None = None
