@@ -65,10 +65,12 @@ class Platform:
                 self.lives.append(live.start())
             self.live = self.lives[0]  # what "through Daphne alone" figures use
             self.url = self.live.url
+            self.browser_url = self.live.browser_url  # where browsers open it: the workspace hosts' site
             if front:
                 front_server = FrontServer(*self.lives)
                 self.stack.callback(front_server.stop)
                 self.url = front_server.start().url
+                self.browser_url = front_server.browser_url
             # This process runs the worker, which provisions sandboxes: they must find this platform.
             self.stack.enter_context(override_settings(
                 MODEL_PROVIDERS=[{"name": PROVIDER, "kind": "openai", "label": "Scripted", "base_url": base_url,

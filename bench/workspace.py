@@ -118,7 +118,7 @@ def ide_ready(platform: Platform, browser, user, repo, returning: bool = False) 
         page = open_page(kept or new_context(platform, browser, user))
         page.add_init_script(STALLS)
         opened = time.time()
-        page.goto(f"{platform.url}/sessions/{session.pk}/")
+        page.goto(f"{platform.browser_url}/sessions/{session.pk}/")
         wait_usable(page)
         usable = time.time()
         ready = ready_at(session.pk)
@@ -163,7 +163,7 @@ def ide_ready_pooled(platform: Platform, browser, user, repo) -> list[float]:
             raise RuntimeError("the session did not take the pooled sandbox")
         page = new_page(platform, browser, user)
         opened = time.time()
-        page.goto(f"{platform.url}/sessions/{session.pk}/")  # its load event waits for VS Code's page too
+        page.goto(f"{platform.browser_url}/sessions/{session.pk}/")  # its load event waits for VS Code's page too
         loaded = time.time()
         wait_usable(page)
         samples.append(time.time() - claimed.claimed_at.timestamp())
@@ -182,7 +182,7 @@ def desktop_connect(platform: Platform, browser, user, session: Session) -> list
     samples = []
     for _ in range(DESKTOP_RUNS):
         page = new_page(platform, browser, user)
-        page.goto(f"{platform.url}/sessions/{session.pk}/")
+        page.goto(f"{platform.browser_url}/sessions/{session.pk}/")
         page.locator('#tab-desktop[data-state="ready"]').wait_for(timeout=120_000)
         page.evaluate("""() => {
             window.marks = {};
@@ -227,7 +227,7 @@ def workbench_load(platform: Platform, browser, user, session: Session, direct: 
     # Direct: code-server at the host port its sandbox's network forwards. Through the platform as the page's
     # frame goes: its ticket link, then VS Code on the session's host.
     url = service_address(sandbox, sandbox.services["ide"]["port"]) + "/" if direct \
-        else f"{platform.url}/sessions/{session.pk}/open/ide/"
+        else f"{platform.browser_url}/sessions/{session.pk}/open/ide/"
     started = time.perf_counter()
     page.goto(url)
     page.locator(".explorer-folders-view .monaco-list-row").first.wait_for(state="visible", timeout=120_000)
@@ -270,7 +270,7 @@ def new_context(platform: Platform, browser, user):
     """A fresh browser (no cache) signed in as `user`."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     cookie = platform.browser_headers(user)["Cookie"].split("=", 1)[1]
-    context.add_cookies([{"name": "sessionid", "value": cookie, "url": platform.url}])
+    context.add_cookies([{"name": "sessionid", "value": cookie, "url": platform.browser_url}])
     return context
 
 

@@ -53,9 +53,8 @@ WARM_UP_MODEL = "warm-up"
 
 # --- services ---------------------------------------------------------------------------------
 
-# The bridge puts VS Code and the desktop on free ports in this range (Linux's own range for free ports,
-# picked whatever the kernel's is); the control plane proxies to nothing else for them, so a report cannot
-# aim it at a host service (a preview reports one of the repo's own ports).
+# The ports a report may give for VS Code and the desktop (a preview reports one of the repo's own ports).
+# Which port the control plane reaches is the backend's (`endpoints`: only ports forwarded at start).
 SERVICE_PORTS = (32768, 60999)
 # Where a sandbox has a network of its own (every backend now), VS Code and the desktop listen on fixed ports
 # there, so the platform can forward them when it starts the sandbox: the first of this range that the

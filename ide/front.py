@@ -66,7 +66,8 @@ def goes_direct(target: Target) -> bool:
     return target.ok and target.base_url.startswith("http://")
 
 
-def route(uri: str, headers: list[tuple[bytes, bytes]], websocket: bool, scheme: str = "http") -> Route:
+def route(uri: str, headers: list[tuple[bytes, bytes]], websocket: bool, scheme: str = "http",
+          method: str = "GET") -> Route:
     """Where requests for the service that `uri` names go, for the browser sending `headers`.
     Synchronous (it reads the database): the user, the session and its sandbox in one go. Only on the
     session's own workspace host, with its workspace cookie; anything else is Daphne's to refuse."""
@@ -81,6 +82,9 @@ def route(uri: str, headers: list[tuple[bytes, bytes]], websocket: bool, scheme:
         return DAPHNE  # Daphne redeems the ticket and takes it out of the query: it must not reach the service
     cookie = header(headers, b"cookie")
     value = parse_cookie(cookie).get(workspace_hosts.COOKIE_NAME, "")
+    if not websocket and not workspace_hosts.cookie_counts(header(headers, b"sec-fetch-site"),
+                                                           header(headers, b"sec-fetch-mode"), method):
+        return DAPHNE  # another session's page with the viewer's cookie: Daphne's proxy refuses it
     user = workspace_hosts.cookie_user(value, session_id) if value else AnonymousUser()
     target = resolve(user, path.session_id, path.service)
     if not goes_direct(target):
@@ -103,7 +107,8 @@ class FrontRoute:
             await self.answer(send, 404, [])
             return
         websocket = header(headers, b"x-original-upgrade").lower() == "websocket"
-        found = await route_async(header(headers, b"x-original-uri"), headers, websocket, scope.get("scheme", "http"))
+        found = await route_async(header(headers, b"x-original-uri"), headers, websocket, scope.get("scheme", "http"),
+                                  header(headers, b"x-original-method") or "GET")
         await self.answer(send, 200, found.headers())
 
     @staticmethod

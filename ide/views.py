@@ -38,8 +38,6 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
     })
 
 
-
-
 @never_cache
 def open_service(request: HttpRequest, session_id: int, service: str) -> HttpResponse:
     """Into a session's service on the session's own host (ide/workspace_hosts.py), with a fresh ticket: a

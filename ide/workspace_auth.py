@@ -1,11 +1,11 @@
 """Who is asking on a workspace host (ide/workspace_hosts.py): the ticket exchange, and the user of every
 request and socket from the workspace cookie (or, for a socket the platform's page opens, a ticket)."""
 
-from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, quote, urlencode
 
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
+from django.http.cookie import parse_cookie
 
 from ide import workspace_hosts
 from ide.paths import parse, request_path
@@ -17,13 +17,8 @@ cookie_user = database_sync_to_async(workspace_hosts.cookie_user)
 
 
 def request_cookie(headers: list[tuple[bytes, bytes]], name: str) -> str:
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(header(headers, b"cookie"))
-    except Exception:  # a malformed Cookie header counts as none
-        return ""
-    morsel = jar.get(name)
-    return morsel.value if morsel else ""
+    """As Django parses cookies (and ide/front.py for nginx): a malformed pair beside it does not hide it."""
+    return parse_cookie(header(headers, b"cookie")).get(name, "")
 
 
 async def answer(send, status: int, message: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -98,7 +93,9 @@ class WorkspaceAuth:
             scope = {**scope, "query_string": urlencode(query, doseq=True).encode("latin-1")}
         else:
             value = request_cookie(headers, workspace_hosts.COOKIE_NAME)
-            if value:
+            counts = scope["type"] == "websocket" or workspace_hosts.cookie_counts(
+                header(headers, b"sec-fetch-site"), header(headers, b"sec-fetch-mode"), scope["method"])
+            if value and counts:  # sockets: the Origin rule above
                 user = await cookie_user(value, session_id)
         return await self.app({**scope, "user": user}, receive, walled(send, scope))
 

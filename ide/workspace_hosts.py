@@ -82,6 +82,16 @@ def frame_ancestors(scheme: str, host: str) -> str:
     return "frame-ancestors 'self' " + " ".join(platform_origins(page_scheme, host))
 
 
+def cookie_counts(sec_fetch_site: str, sec_fetch_mode: str, method: str) -> bool:
+    """Whether the workspace cookie signs a request in: one from the host's own pages (same-origin), the
+    browser's own (none), a client that is no browser (no header), or a GET navigation from elsewhere (the
+    platform's frames, a link). Not a request another session's page makes with the viewer's cookie, which
+    the browser sends since every session's host is the same site."""
+    if sec_fetch_site.lower() in ("", "same-origin", "none"):
+        return True
+    return sec_fetch_mode.lower() == "navigate" and method in ("GET", "HEAD")
+
+
 # --- tickets and the workspace cookie ------------------------------------------------------------
 
 def issue_ticket(user, session_id: int) -> str:

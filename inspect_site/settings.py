@@ -30,7 +30,7 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "insecure-embedded-default-change-me")
 SECRETS_ENCRYPTION_KEY = os.environ.get("SECRETS_ENCRYPTION_KEY", "")
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "inspect.localhost,localhost,127.0.0.1,[::1]").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
-SITE_ROOT = os.environ.get("SITE_ROOT", "http://localhost:8000")
+SITE_ROOT = os.environ.get("SITE_ROOT", "http://inspect.localhost:8000")
 
 INSTALLED_APPS = [
     "daphne",

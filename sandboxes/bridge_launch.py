@@ -22,11 +22,12 @@ def bridge_mounts() -> dict[str, str]:
     return {str(TOOLS_IN_SANDBOX): str(tools_dir()), f"{TOOLS_IN_SANDBOX}/bridge": str(BRIDGE_SOURCE)}
 
 
-def opencode_config(token: str) -> dict:
+def opencode_config(token: str, control_plane_url: str) -> dict:
     """Providers through the model proxy with this sandbox's token; none configured means OpenCode
     gets no provider and the session reports what to set (see sessions/dispatch.py start_sandbox)."""
     try:
-        return providers.opencode_config(token)
+        proxy = control_plane_url.rstrip("/") + providers.MODEL_PROXY_PATH
+        return providers.opencode_config(token, proxy_base_url=proxy)
     except providers.NoModelProvider:
         return {"share": "disabled", "autoupdate": False}
 
@@ -49,13 +50,16 @@ def forwarded_ports(sandbox: Sandbox) -> list[int]:
     return sorted({*workspace_ports(image.forward_ports).values(), *image.forward_ports})
 
 
-def bridge_env(sandbox: Sandbox, token: str, synced: bool, shares_host_network: bool = False) -> dict[str, str]:
+def bridge_env(sandbox: Sandbox, token: str, synced: bool, shares_host_network: bool = False,
+               control_plane_url: str = "") -> dict[str, str]:
+    """`control_plane_url`: where this sandbox reaches the control plane, if not SANDBOX_CONTROL_PLANE_URL."""
+    url = control_plane_url or settings.SANDBOX_CONTROL_PLANE_URL
     return {
         "INSPECT_SERVICES": json.dumps(workspace_services(sandbox, shares_host_network)),
-        "INSPECT_CONTROL_PLANE_URL": settings.SANDBOX_CONTROL_PLANE_URL,
+        "INSPECT_CONTROL_PLANE_URL": url,
         "INSPECT_SANDBOX_ID": str(sandbox.pk),
         "INSPECT_SANDBOX_TOKEN": token,
-        "INSPECT_OPENCODE_CONFIG": json.dumps(opencode_config(token)),
+        "INSPECT_OPENCODE_CONFIG": json.dumps(opencode_config(token, url)),
         "INSPECT_SYNCED": "1" if synced else "0",
         "INSPECT_TOOLS_DIR": str(TOOLS_IN_SANDBOX),
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -64,7 +68,8 @@ def bridge_env(sandbox: Sandbox, token: str, synced: bool, shares_host_network: 
 
 def start_bridge(backend: SandboxBackend, sandbox: Sandbox, synced: bool) -> None:
     token = sandbox.issue_token()
-    env = bridge_env(sandbox, token, synced, backend.shares_host_network)
+    env = bridge_env(sandbox, token, synced, backend.shares_host_network,
+                     backend.control_plane_url(sandbox.backend_ref))
     if workspace_services(sandbox)["ide"]:
         expect_vscode(sandbox)
     backend.start_service(sandbox.backend_ref, "bridge", BRIDGE_COMMAND, env=env)

@@ -142,11 +142,14 @@ function M.rewrite_set_cookie(value, prefix, platform)
   return table.concat(kept, "; ")
 end
 
--- Service-level answers of /_front/route, kept in memory as "route\nupstream\nprefix\ncookie\nstatic\npolicy".
+-- Service-level answers of /_front/route (per the request's Sec-Fetch-Site, -Mode and method too, which it weighs),
+-- kept in memory as "route\nupstream\nprefix\ncookie\nstatic\npolicy".
 local function answer_for(prefix, websocket)
   local routes = ngx.shared.front_routes
   local key = ngx.sha1_bin(table.concat({prefix, ngx.var.http_host or "", ngx.var.http_origin or "",
-                                         websocket and "ws" or "", ngx.var.http_cookie or ""}, "\0"))
+                                         websocket and "ws" or "", ngx.var.http_cookie or "",
+                                         ngx.var.http_sec_fetch_site or "", ngx.var.http_sec_fetch_mode or "",
+                                         ngx.req.get_method()}, "\0"))
   local answer = routes:get(key)
   if answer ~= nil then
     return answer
@@ -178,6 +181,9 @@ function M.access()
     return -- not a workspace path: Daphne's 404
   end
   local websocket = (ngx.var.http_upgrade or ""):lower() == "websocket"
+  if ("&" .. query .. "&"):find("&ticket[=&]") then
+    return -- a ticket: Daphne redeems it and takes it out of the query (ide/workspace_auth.py)
+  end
   local answer = answer_for(prefix, websocket)
   if answer == nil then
     return

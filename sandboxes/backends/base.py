@@ -119,6 +119,10 @@ class SandboxBackend(ABC):
     @abstractmethod
     def is_alive(self, sandbox_ref: str) -> bool: ...
 
+    def control_plane_url(self, sandbox_ref: str) -> str:
+        """Where the sandbox reaches the control plane, if not at the URL it was started with ("")."""
+        return ""
+
     @abstractmethod
     def endpoints(self, sandbox_ref: str, ports: list[int]) -> dict[int, str]:
         """Where the control plane reaches each of the sandbox's service ports."""

@@ -82,6 +82,18 @@ def opaque_folders(upper: Path) -> list[str]:
     return found
 
 
+def mark_opaque_for_user_namespace(upper: Path) -> None:
+    """Snapshots taken before sandboxes had a user namespace of their own mark opaque folders with `trusted.`
+    xattrs, which a mount with `userxattr` ignores (their deleted contents would come back from the image):
+    copy each mark to its `user.` name."""
+    for relative in opaque_folders(upper):
+        path = os.path.join(upper, relative)
+        try:
+            os.setxattr(path, "user.overlay.opaque", b"y", follow_symlinks=False)
+        except OSError:
+            pass
+
+
 def host_uid() -> int | None:
     """The host uid sandbox processes run as, when the platform runs as root."""
     return settings.SANDBOX_HOST_UID if os.geteuid() == 0 else None
@@ -144,8 +156,10 @@ class LocalBackend(SandboxBackend):
 
     def bwrap_args(
         self, home: Path, tmp: Path, env: dict[str, str], die_with_parent: bool = True, read_only: tuple = (),
-        mounts: dict[str, str] | None = None, address_space_limit: bool = True,
+        mounts: dict[str, str] | None = None, address_space_limit: bool = True, own_pids: bool = False,
     ) -> list[str]:
+        """`own_pids` for a command outside any sandbox (an image build's): a PID namespace and /proc of its
+        own, or it would see (and could signal) the processes of every sandbox, which run as the same uid."""
         # Run inside the sandbox's user namespace (in_own_network), whose root is the sandbox user.
         args = [
             "bwrap",
@@ -170,7 +184,7 @@ class LocalBackend(SandboxBackend):
         for target, source in (mounts or {}).items():
             args += ["--ro-bind", source, target]
         args += [
-            "--ro-bind", "/proc", "/proc",
+            *(["--unshare-pid", "--proc", "/proc"] if own_pids else ["--ro-bind", "/proc", "/proc"]),
             "--dev", "/dev",
             "--chdir", WORKSPACE,
             "--clearenv",
@@ -264,10 +278,12 @@ class LocalBackend(SandboxBackend):
                 ports = ports + [port for port in plan.forward_ports if port not in ports]
 
             deadline = time.monotonic() + settings.IMAGE_BUILD_TIMEOUT_SECONDS
-            network = in_own_network(local_network.NetworkPlan(allowed=local_network.host_resolvers()), tmp)
+            plan = local_network.NetworkPlan(allowed=local_network.host_resolvers(),
+                                             host_networks=local_network.host_networks())
+            network = in_own_network(plan, tmp)
             for command in setup:
                 log(f"$ {command}\n")
-                bwrap = self.bwrap_args(home, tmp, {**env, **spec.build_secrets})
+                bwrap = self.bwrap_args(home, tmp, {**env, **spec.build_secrets}, own_pids=True)
                 result = run_streaming(
                     [*network, *bwrap, "bash", "-c", command], on_output=log,
                     timeout=max(1.0, deadline - time.monotonic()),
@@ -276,7 +292,8 @@ class LocalBackend(SandboxBackend):
                     raise BackendError(f"setup command failed with exit code {result.exit_code}: {command}")
             # The index holds root's uid and pre-chown ctimes: refreshed as the sandbox user, files
             # look unchanged in a sandbox, so the sync's reset does not copy the tree to its upper layer.
-            run_streaming([*network, *self.bwrap_args(home, tmp, env), "git", "update-index", "-q", "--refresh"],
+            run_streaming([*network, *self.bwrap_args(home, tmp, env, own_pids=True), "git", "update-index", "-q",
+                           "--refresh"],
                           timeout=max(1.0, deadline - time.monotonic()))
             shutil.rmtree(tmp)
             size = dir_size(home)
@@ -314,6 +331,7 @@ class LocalBackend(SandboxBackend):
                 shutil.rmtree(box, ignore_errors=True)
                 raise BackendError(f"snapshot {request.snapshot_ref} is not on this machine")
             subprocess.run(["cp", "-a", "--reflink=auto", str(saved), str(box / "upper")], check=True)
+            mark_opaque_for_user_namespace(box / "upper")
         else:
             (box / "upper").mkdir()
         # The sandbox's namespaces mount the overlay as the sandbox user: it owns every layer but the image.
@@ -339,7 +357,9 @@ class LocalBackend(SandboxBackend):
             except BackendError as e:
                 errors.append(str(e))
                 continue
-            (box / "network.json").write_text(json.dumps({"inbound": {str(k): v for k, v in plan.inbound.items()}}))
+            inside = local_network.url_inside(request.control_plane_url, plan)
+            (box / "network.json").write_text(json.dumps({"inbound": {str(k): v for k, v in plan.inbound.items()},
+                                                          "control_plane_url": inside}))
             (box / "init.pid").write_text(str(init_pid))
             return ref
         shutil.rmtree(box, ignore_errors=True)
@@ -395,7 +415,8 @@ class LocalBackend(SandboxBackend):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
-        if INIT_MARKER.encode() not in cmdline or sandbox_ref.encode() not in cmdline:
+        if cmdline[:1] != [SYSTEM_PYTHON.encode()] or INIT_MARKER.encode() not in cmdline \
+                or sandbox_ref.encode() not in cmdline:
             return None  # the pid was reused by something else
         return pid
 
@@ -478,6 +499,12 @@ class LocalBackend(SandboxBackend):
 
     def is_alive(self, sandbox_ref: str) -> bool:
         return self._init_pid(sandbox_ref) is not None
+
+    def control_plane_url(self, sandbox_ref: str) -> str:
+        try:
+            return json.loads((self._dir(sandbox_ref) / "network.json").read_text()).get("control_plane_url") or ""
+        except (FileNotFoundError, ValueError):
+            return ""
 
     def endpoints(self, sandbox_ref: str, ports: list[int]) -> dict[int, str]:
         """The host ports pasta forwards to the sandbox's own (local_network.py); a port not forwarded

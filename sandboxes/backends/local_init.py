@@ -9,12 +9,17 @@ usage: local_init.py MARKER SANDBOX_REF LOWER UPPER WORK MERGED READY_FILE
 """
 
 import os
+import signal
 import subprocess
 import sys
 import time
 
 
 def main() -> None:
+    # The sandbox's processes run as this process's uid: none of their signals may end the sandbox (SIGKILL,
+    # which cannot be ignored, only the platform can send: PID 1 of a namespace ignores it from inside).
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(number, signal.SIG_IGN)
     _marker, _ref, lower, upper, work, merged, ready_file = sys.argv[1:8]
     # In a user namespace overlayfs keeps its marks (whiteouts, opaque folders) in user. xattrs.
     options = f"lowerdir={lower},upperdir={upper},workdir={work},userxattr"

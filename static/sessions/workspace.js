@@ -262,7 +262,7 @@
     });
     const ready = state === "ready";
     const seq = stateOf("desktop").seq;
-    if (ready) ideSettled.then(loadViewer); // fetched while nobody looks, so opening the tab only connects
+    if (ready) ideSettled.then(() => { loadViewer(); desktopAddress(); }); // so opening the tab only connects
     if (!ready && rfb) {
       const client = rfb;
       rfb = null;
@@ -313,6 +313,26 @@
     return viewer;
   }
 
+  // The desktop socket's address on the session's host, with a single-use ticket (good for a minute): asked
+  // for once the desktop is ready, so a click connects at once; `take` uses it up (and asks again if stale).
+  let desktopTicket = null; // {promise, at}
+  const TICKET_FRESH_MS = 45000;
+  function desktopAddress(take = false) {
+    if (!desktopTicket || performance.now() - desktopTicket.at > TICKET_FRESH_MS) {
+      const promise = fetch(`${opener}/desktop/?socket=1`, { credentials: "same-origin" }).then(async (answer) => {
+        if (!answer.ok) throw new Error(`HTTP ${answer.status}`);
+        return (await answer.json()).url;
+      });
+      promise.catch(() => { // an early ask that failed is asked again at the click
+        if (desktopTicket && desktopTicket.promise === promise) desktopTicket = null;
+      });
+      desktopTicket = { promise, at: performance.now() };
+    }
+    const { promise } = desktopTicket;
+    if (take) desktopTicket = null;
+    return promise;
+  }
+
   async function connectDesktop() {
     setConnection("connecting", "connecting…");
     let RFB;
@@ -325,10 +345,8 @@
       return;
     }
     let url;
-    try { // the socket's address on the session's host, with a ticket of its own
-      const answer = await fetch(`${opener}/desktop/?socket=1`, { credentials: "same-origin" });
-      if (!answer.ok) throw new Error(`HTTP ${answer.status}`);
-      url = (await answer.json()).url;
+    try {
+      url = await desktopAddress(true);
     } catch (error) {
       console.error("could not get the desktop's address", error);
       setConnection("disconnected", "could not reach the desktop");

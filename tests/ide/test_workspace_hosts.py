@@ -132,3 +132,21 @@ def test_the_exchange_sends_the_browser_nowhere_but_under_its_sessions_prefix(en
                            headers=host, timeout=10)
         assert answer.status_code == 302 and answer.headers["location"] == expected, target
         assert answer.headers.get_list("set-cookie")[0].startswith(workspace_hosts.COOKIE_NAME + "=")
+
+
+def test_another_sessions_page_cannot_use_the_viewers_cookie(entry, users, ada_session, upstream):
+    """Every session's host is the same site, so the browser sends session 12's cookie with requests that
+    session 13's preview makes to it: they count as nobody's, on nginx's direct path as on Daphne's."""
+    headers = signed_in(users["ada"], entry, ada_session.pk)
+    url = f"{entry.url}/w/{ada_session.pk}/preview-3000/echo"
+    before = len(upstream.requests)
+    for method, mode in [("POST", "cors"), ("POST", "no-cors"), ("GET", "cors"), ("POST", "navigate")]:
+        other_page = {**headers, "Origin": "http://s-99.inspect.localhost", "Sec-Fetch-Site": "same-site",
+                      "Sec-Fetch-Mode": mode}
+        answer = httpx.request(method, url, headers=other_page, content=b"x=1", timeout=10)
+        assert answer.status_code == 403, (method, mode)
+    assert len(upstream.requests) == before
+    # Its own pages, and a navigation to it (the platform's frame, a link), are the viewer's.
+    for site, mode in [("same-origin", "cors"), ("same-site", "navigate"), ("none", "navigate")]:
+        answer = httpx.get(url, headers={**headers, "Sec-Fetch-Site": site, "Sec-Fetch-Mode": mode}, timeout=10)
+        assert answer.status_code == 200, (site, mode)

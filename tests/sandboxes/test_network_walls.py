@@ -61,10 +61,10 @@ def probe(backend: LocalBackend, ref: str, host: str, port: int) -> str:
     return backend.exec(ref, PROBE.format(host=host, port=port), timeout=10).output.strip()
 
 
-def serve_preview(backend: LocalBackend, ref: str, text: str) -> None:
+def serve_preview(backend: LocalBackend, ref: str, text: str, port: int = PREVIEW) -> None:
     """The repo's dev server on its fixed port, inside the sandbox."""
     backend.exec(ref, f"mkdir -p /tmp/site && echo {text} > /tmp/site/index.html")
-    backend.start_service(ref, "dev", f"exec python3 -m http.server {PREVIEW} --bind 127.0.0.1 -d /tmp/site")
+    backend.start_service(ref, "dev", f"exec python3 -m http.server {port} --bind 127.0.0.1 -d /tmp/site")
 
 
 def fetch(url: str) -> str:
@@ -145,3 +145,19 @@ def listening(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_a_dev_server_may_listen_on_the_control_planes_port(backend, git_repo, host_services):
+    # The platform's default port (8000) is many a dev server's: inside, the control plane moves aside.
+    control_plane, _ = host_services
+    image = backend.build_image(ImageSpec(name="img", clone_url=git_repo.url, branch="main", setup_commands=[],
+                                          start_commands=[], env={}), lambda line: None)
+    url = f"http://127.0.0.1:{control_plane.port}"
+    ref = backend.start(StartRequest(sandbox_id="one", image_ref=image.ref, env={}, control_plane_url=url,
+                                     ports=[control_plane.port]))
+    inside = backend.control_plane_url(ref)
+    assert inside.startswith("http://127.0.0.1:") and inside != url
+    serve_preview(backend, ref, "app", port=control_plane.port)
+    assert eventually_fetch(backend.endpoints(ref, [control_plane.port])[control_plane.port] + "/") == "app"
+    assert backend.exec(ref, f"curl -sf {inside}/", timeout=10).output.strip() == "control plane"
+    backend.terminate(ref)
