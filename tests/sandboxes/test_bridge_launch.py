@@ -46,6 +46,9 @@ class RecordingBackend:
     def start_service(self, ref: str, name: str, command: str, env: dict) -> None:
         self.started.append((name, Sandbox.objects.get(backend_ref=ref).services))
 
+    def control_plane_url(self, ref: str) -> str:
+        return ""  # the configured one
+
 
 @pytest.mark.parametrize("wanted", [True, False])
 def test_vs_code_is_recorded_as_starting_with_its_facts_before_the_bridge_runs(settings, wanted):
@@ -65,3 +68,12 @@ def test_vs_code_is_recorded_as_starting_with_its_facts_before_the_bridge_runs(s
     assert services == {"ide": {"state": "starting", "port": None, "reason": "", "vscode": {
         "commit": product["commit"], "folder": "/home/agent/workspace",
         "data": "/home/agent/.local/share/code-server"}}}
+
+
+def test_the_bridge_dials_the_control_plane_where_its_sandbox_reaches_it(settings):
+    """A local sandbox whose dev server listens on the control plane's port reaches it at another one."""
+    settings.SANDBOX_CONTROL_PLANE_URL = "http://127.0.0.1:8000"
+    box = sandbox(pooled=False)
+    assert bridge_env(box, "t", synced=False)["INSPECT_CONTROL_PLANE_URL"] == "http://127.0.0.1:8000"
+    moved = bridge_env(box, "t", synced=False, control_plane_url="http://127.0.0.1:40100")
+    assert moved["INSPECT_CONTROL_PLANE_URL"] == "http://127.0.0.1:40100"
