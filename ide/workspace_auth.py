@@ -14,6 +14,7 @@ from proxy_core.headers import header
 SAFE_IN_LOCATION = "/:@!$&'()*+,;=-._~?%"
 redeem_ticket = database_sync_to_async(workspace_hosts.redeem_ticket)
 cookie_user = database_sync_to_async(workspace_hosts.cookie_user)
+active_user = database_sync_to_async(workspace_hosts.active_user)
 
 
 def request_cookie(headers: list[tuple[bytes, bytes]], name: str) -> str:
@@ -46,7 +47,7 @@ class TicketExchange:
         if user_id is None:
             await answer(send, 403, "This link has expired or was used already. Open the session's page again.")
             return
-        user = await database_sync_to_async(_active_user)(user_id)
+        user = await active_user(user_id)
         if user is None:
             await answer(send, 403, "This account cannot sign in.")
             return
@@ -59,12 +60,6 @@ class TicketExchange:
         await answer(send, 302, "Signed in to the workspace.",
                      [(b"location", location.encode("latin-1")), (b"set-cookie", cookie.encode("latin-1")),
                       *walled_headers(policy)])
-
-
-def _active_user(user_id: int):
-    from django.contrib.auth import get_user_model
-
-    return get_user_model().objects.filter(pk=user_id, is_active=True).first()
 
 
 class WorkspaceAuth:
@@ -89,7 +84,7 @@ class WorkspaceAuth:
         if scope["type"] == "websocket" and "ticket" in query:
             user_id = await redeem_ticket(query.pop("ticket")[0], session_id)
             if user_id is not None:
-                user = await database_sync_to_async(_active_user)(user_id) or AnonymousUser()
+                user = await active_user(user_id) or AnonymousUser()
             scope = {**scope, "query_string": urlencode(query, doseq=True).encode("latin-1")}
         else:
             value = request_cookie(headers, workspace_hosts.COOKIE_NAME)

@@ -119,6 +119,11 @@ def cookie_value(user, session_id: int) -> str:
     return signing.dumps({"u": user.pk, "s": session_id, "h": user.get_session_auth_hash()}, salt=_COOKIE_SALT)
 
 
+def active_user(user_id: object):
+    """The active user with this id, or None. Synchronous."""
+    return get_user_model().objects.filter(pk=user_id, is_active=True).first() if isinstance(user_id, int) else None
+
+
 def cookie_user(value: str, session_id: int):
     """The active user a workspace cookie names for this session, else AnonymousUser. Synchronous."""
     try:
@@ -127,7 +132,7 @@ def cookie_user(value: str, session_id: int):
         return AnonymousUser()
     if not isinstance(data, dict) or data.get("s") != session_id:
         return AnonymousUser()
-    user = get_user_model().objects.filter(pk=data.get("u"), is_active=True).first()
+    user = active_user(data.get("u"))
     if user is None or not constant_time_compare(user.get_session_auth_hash(), str(data.get("h"))):
         return AnonymousUser()
     return user

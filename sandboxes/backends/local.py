@@ -29,7 +29,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from bridge.protocol import RESTORE_RESUMED, SANDBOX_HOME, SANDBOX_WORKSPACE
+from bridge.protocol import RESTORE_RESUMED
 from sandboxes import devcontainer
 from sandboxes.backends import cgroups, local_network
 from sandboxes.backends.base import (
@@ -42,16 +42,27 @@ from sandboxes.backends.base import (
     SnapshotInfo,
     StartRequest,
 )
+from sandboxes.backends.local_isolation import (
+    HOME,
+    bwrap_args,
+    check_reachable,
+    entered_namespaces,
+    give_to_sandbox_user,
+    in_own_network,
+    reachable_copy,
+)
 from sandboxes.backends.processes import run_streaming
 
-HOME = str(SANDBOX_HOME)
-WORKSPACE = str(SANDBOX_WORKSPACE)
-SANDBOX_UID = 1000
 INIT_SCRIPT = Path(__file__).with_name("local_init.py")
 INIT_MARKER = "inspect-sandbox-init"  # the init's first argument, with the sandbox's ref after it
 SYSTEM_PYTHON = "/usr/bin/python3"  # the sandbox user may not reach the platform's own Python (under /root)
 APPLY_SCRIPT = Path(__file__).with_name("local_apply.py")
-BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def is_init(cmdline: list[bytes], sandbox_ref: str) -> bool:
+    """Whether a process's arguments are those of this sandbox's PID 1 (local_init.py)."""
+    return (cmdline[:1] == [SYSTEM_PYTHON.encode()] and INIT_MARKER.encode() in cmdline
+            and sandbox_ref.encode() in cmdline)
 
 
 def dir_size(path: Path) -> int:
@@ -94,31 +105,6 @@ def mark_opaque_for_user_namespace(upper: Path) -> None:
             pass
 
 
-def host_uid() -> int | None:
-    """The host uid sandbox processes run as, when the platform runs as root."""
-    return settings.SANDBOX_HOST_UID if os.geteuid() == 0 else None
-
-
-def drop_privileges() -> list[str]:
-    uid = host_uid()
-    if uid is None:
-        return []
-    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
-
-
-def in_own_network(plan: local_network.NetworkPlan, home: Path) -> list[str]:
-    """A command prefix: run as the sandbox user, in a user and network namespace of its own (pasta),
-    behind the walls (local_walls.py), as that namespace's root."""
-    return [*drop_privileges(), "env", f"HOME={home}", *local_network.pasta_argv(plan),
-            *local_network.walls_argv(plan)]
-
-
-def give_to_sandbox_user(*paths: Path) -> None:
-    uid = host_uid()
-    if uid is not None:
-        subprocess.run(["chown", "-R", f"{uid}:{uid}", *map(str, paths)], check=True)
-
-
 def redactor(secrets: dict[str, str], log: LogFn) -> LogFn:
     values = [v for v in secrets.values() if len(v) >= 4]
 
@@ -144,93 +130,6 @@ class LocalBackend(SandboxBackend):
             folder.mkdir(parents=True, exist_ok=True)
         cgroups.prune()
 
-    # --- isolation ------------------------------------------------------------
-
-    def hidden_paths(self) -> list[str]:
-        """Host paths a sandbox must not read: the control plane's data and code, and
-        other sandboxes (they live under the sandbox root)."""
-        paths = {str(settings.VAR_DIR), str(settings.BASE_DIR), str(self.root), "/root"}
-        paths.update(getattr(settings, "SANDBOX_EXTRA_HIDDEN_PATHS", []))
-        paths.update(("/etc/shadow", "/etc/gshadow", "/etc/ssh"))
-        return sorted(p for p in paths if os.path.lexists(p))
-
-    def bwrap_args(
-        self, home: Path, tmp: Path, env: dict[str, str], die_with_parent: bool = True, read_only: tuple = (),
-        mounts: dict[str, str] | None = None, address_space_limit: bool = True, own_pids: bool = False,
-    ) -> list[str]:
-        """`own_pids` for a command outside any sandbox (an image build's): a PID namespace and /proc of its
-        own, or it would see (and could signal) the processes of every sandbox, which run as the same uid."""
-        # Run inside the sandbox's user namespace (in_own_network), whose root is the sandbox user.
-        args = [
-            "bwrap",
-            "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-            "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
-            "--cap-drop", "ALL", "--new-session",
-            "--ro-bind", "/", "/",
-        ]
-        if die_with_parent:
-            args.append("--die-with-parent")
-        for path in self.hidden_paths():
-            args += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path]
-        args += [
-            "--tmpfs", "/home",
-            "--bind", str(home), HOME,
-            "--bind", str(tmp), "/tmp",
-        ]
-        for path in read_only:  # e.g. a repo reached by a file:// URL, to sync from
-            args += ["--ro-bind", path, path]
-        # The host's /run (sockets of host services) and /opt stay out; the platform's tools go in /opt.
-        args += ["--tmpfs", "/run", "--tmpfs", "/opt"]
-        for target, source in (mounts or {}).items():
-            args += ["--ro-bind", source, target]
-        args += [
-            *(["--unshare-pid", "--proc", "/proc"] if own_pids else ["--ro-bind", "/proc", "/proc"]),
-            "--dev", "/dev",
-            "--chdir", WORKSPACE,
-            "--clearenv",
-        ]
-        base_env = {"PATH": BASE_PATH, "HOME": HOME, "USER": "agent", "LANG": "C.UTF-8", "TERM": "dumb"}
-        for key, value in {**base_env, **env}.items():
-            args += ["--setenv", key, value]
-        limits = [
-            "prlimit",
-            *([f"--as={settings.SANDBOX_MEMORY_LIMIT_BYTES}"] if address_space_limit else []),
-            f"--nproc={settings.SANDBOX_PROCESS_LIMIT}",
-            "--",
-        ]
-        return args + ["--", *limits]
-
-    @staticmethod
-    def entered_namespaces() -> list[str]:
-        """nsenter's options to join a sandbox. Root becomes the namespace's root (the sandbox user); another
-        user already is it, and keeps its groups (the namespace refuses setgroups)."""
-        base = ["--user", "--mount", "--pid", "--net"]
-        return base if host_uid() is not None else [*base, "--preserve-credentials"]
-
-    def check_reachable(self, path: Path) -> None:
-        """bubblewrap opens bind sources as the sandbox user: every parent must let it pass."""
-        uid = host_uid()
-        if uid is None:
-            return
-        for parent in [path, *path.parents]:
-            mode = parent.stat().st_mode
-            if parent.stat().st_uid != uid and not mode & 0o001:
-                raise BackendError(
-                    f"{parent} is not reachable by the sandbox user (uid {uid}): "
-                    f"set SANDBOX_ROOT to a folder whose parents are world-searchable (chmod o+x)"
-                )
-
-    def reachable_copy(self, source: Path, spare: Path) -> str:
-        """`source` if the sandbox user can reach it, else a copy of it (fine for small folders
-        such as the bridge's source in a checkout under /root)."""
-        try:
-            self.check_reachable(source)
-            return str(source)
-        except BackendError:
-            shutil.copytree(source, spare, ignore=shutil.ignore_patterns("__pycache__"))
-            give_to_sandbox_user(spare)
-            return str(spare)
-
     # --- images ---------------------------------------------------------------
 
     def build_image(self, spec: ImageSpec, log: LogFn) -> BuiltImage:
@@ -245,7 +144,7 @@ class LocalBackend(SandboxBackend):
         home.mkdir(parents=True)
         tmp.mkdir()
         try:
-            self.check_reachable(staging)
+            check_reachable(staging)
             log(f"$ git clone --branch {spec.branch} {spec.clone_url}\n")
             git_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
             cloned = run_streaming(
@@ -283,7 +182,7 @@ class LocalBackend(SandboxBackend):
             network = in_own_network(plan, tmp)
             for command in setup:
                 log(f"$ {command}\n")
-                bwrap = self.bwrap_args(home, tmp, {**env, **spec.build_secrets}, own_pids=True)
+                bwrap = bwrap_args(self.root, home, tmp, {**env, **spec.build_secrets}, own_pids=True)
                 result = run_streaming(
                     [*network, *bwrap, "bash", "-c", command], on_output=log,
                     timeout=max(1.0, deadline - time.monotonic()),
@@ -292,7 +191,7 @@ class LocalBackend(SandboxBackend):
                     raise BackendError(f"setup command failed with exit code {result.exit_code}: {command}")
             # The index holds root's uid and pre-chown ctimes: refreshed as the sandbox user, files
             # look unchanged in a sandbox, so the sync's reset does not copy the tree to its upper layer.
-            run_streaming([*network, *self.bwrap_args(home, tmp, env, own_pids=True), "git", "update-index", "-q",
+            run_streaming([*network, *bwrap_args(self.root, home, tmp, env, own_pids=True), "git", "update-index", "-q",
                            "--refresh"],
                           timeout=max(1.0, deadline - time.monotonic()))
             shutil.rmtree(tmp)
@@ -339,7 +238,7 @@ class LocalBackend(SandboxBackend):
         read_only = []
         if request.clone_url.startswith("file://"):
             read_only.append(request.clone_url.removeprefix("file://"))
-        mounts = {target: self.reachable_copy(Path(source), box / "mounts" / str(i))
+        mounts = {target: reachable_copy(Path(source), box / "mounts" / str(i))
                   for i, (target, source) in enumerate(request.mounts.items())}
         group = cgroups.limited_group(ref, settings.SANDBOX_MEMORY_LIMIT_BYTES)
         config = {"env": request.env, "read_only": read_only, "mounts": mounts, "cgroup": group is not None}
@@ -403,7 +302,7 @@ class LocalBackend(SandboxBackend):
                 children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
             except (FileNotFoundError, ProcessLookupError):
                 continue
-            if cmdline[:1] == [SYSTEM_PYTHON.encode()] and INIT_MARKER.encode() in cmdline and ref.encode() in cmdline:
+            if is_init(cmdline, ref):
                 return current
             pending.extend(int(child) for child in children)
         return None
@@ -415,8 +314,7 @@ class LocalBackend(SandboxBackend):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
-        if cmdline[:1] != [SYSTEM_PYTHON.encode()] or INIT_MARKER.encode() not in cmdline \
-                or sandbox_ref.encode() not in cmdline:
+        if not is_init(cmdline, sandbox_ref):
             return None  # the pid was reused by something else
         return pid
 
@@ -429,8 +327,8 @@ class LocalBackend(SandboxBackend):
         config = json.loads((box / "config.json").read_text())
         # Every command joins the sandbox's memory cgroup (the limit is re-read: it may have changed).
         group = cgroups.limited_group(sandbox_ref, settings.SANDBOX_MEMORY_LIMIT_BYTES) if config["cgroup"] else None
-        nsenter = ["nsenter", "-t", str(pid), *self.entered_namespaces(), "--"]
-        bwrap = self.bwrap_args(
+        nsenter = ["nsenter", "-t", str(pid), *entered_namespaces(), "--"]
+        bwrap = bwrap_args(self.root,
             box / "merged", box / "tmp", {**config["env"], **(env or {})}, die_with_parent, tuple(config["read_only"]),
             {**config["mounts"], **(mounts or {})}, address_space_limit=group is None,
         )

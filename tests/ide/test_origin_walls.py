@@ -4,8 +4,6 @@ Through the real Daphne, alone and behind nginx; the viewer is staff, whose plat
 any repo."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.conf import settings
@@ -15,6 +13,7 @@ from playwright.sync_api import sync_playwright
 from sandboxes.models import Repo
 from sessions.models import Session
 from tests.ide.support import ready
+from tests.support.answering_server import AnsweringServer
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
@@ -61,39 +60,15 @@ async function attempt(name, run) {
 </script>"""
 
 
-class HostileDevServer:
-    """The sandbox's dev server, serving HOSTILE_PAGE and a worker script that asks for the whole host."""
+def hostile_dev_server(page: str) -> AnsweringServer:
+    """The sandbox's dev server: HOSTILE_PAGE (planting a cookie named like the platform's), and a worker
+    script that asks for the whole host."""
+    def answer(path: str):
+        if path.endswith("sw.js"):
+            return b"self.addEventListener('fetch', () => {});", "text/javascript", [("Service-Worker-Allowed", "/")]
+        return page.encode(), "text/html", [("Set-Cookie", "sessionid=planted; Path=/")]
 
-    def __init__(self, page: str):
-        body = page.encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                if self.path.endswith("sw.js"):
-                    self.answer(b"self.addEventListener('fetch', () => {});", "text/javascript",
-                                [("Service-Worker-Allowed", "/")])
-                else:
-                    self.answer(body, "text/html", [("Set-Cookie", "sessionid=planted; Path=/")])
-
-            def answer(self, data: bytes, kind: str, extra: list[tuple[str, str]]) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                for name, value in extra:
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    return AnsweringServer(answer)
 
 
 def test_script_in_a_preview_reaches_nothing_of_the_platform(entry, users, make_session, repo):
@@ -101,7 +76,7 @@ def test_script_in_a_preview_reaches_nothing_of_the_platform(entry, users, make_
     session = make_session(staff, {})
     page_text = (HOSTILE_PAGE.replace("PLATFORM", json.dumps(entry.browser_url)).replace("REPO_ID", str(repo.pk))
                  .replace("SESSION_ID", str(session.pk)))
-    dev_server = HostileDevServer(page_text)
+    dev_server = hostile_dev_server(page_text)
     try:
         session.sandbox.services = {"preview-3000": ready(dev_server.port)}
         session.sandbox.save(update_fields=["services"])

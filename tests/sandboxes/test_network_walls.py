@@ -2,14 +2,13 @@
 real pasta, nftables, Postgres and Redis: what a hostile sandbox can and cannot reach."""
 
 import socket
-import threading
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from sandboxes.backends.base import BackendError, ImageSpec, StartRequest
 from sandboxes.backends.local import LocalBackend
+from tests.support.answering_server import AnsweringServer
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.sandbox
@@ -19,34 +18,14 @@ PREVIEW = 3000
 PROBE = "timeout 2 bash -c 'echo > /dev/tcp/{host}/{port}' 2>/dev/null && echo open || echo closed"
 
 
-class HostService:
+def host_service(name: str) -> AnsweringServer:
     """An HTTP server on the host's loopback, answering its own name."""
-
-    def __init__(self, name: str):
-        answer = name.encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    return AnsweringServer(lambda path: (name.encode(), "text/plain", []))
 
 
 @pytest.fixture
 def host_services():
-    control_plane, other = HostService("control plane"), HostService("another host service")
+    control_plane, other = host_service("control plane"), host_service("another host service")
     yield control_plane, other
     control_plane.stop()
     other.stop()
