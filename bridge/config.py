@@ -2,12 +2,13 @@
 
 import json
 import os
+import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .protocol import OPENCODE_BIN, OPENCODE_PLUGIN_PACKAGE, SANDBOX_HOME, SANDBOX_WORKSPACE
+from .protocol import OPENCODE_BIN, OPENCODE_PLUGIN_PACKAGE, SANDBOX_HOME, SANDBOX_WORKSPACE, SERVICE_SECRET_ENV
 
 # Writes (edit, write, patch tools and bash) ask the bridge, which answers once the workspace is
 # synced; reads never ask. Nobody can answer the question tool, so it is denied.
@@ -46,6 +47,9 @@ class BridgeConfig:
     env: dict[str, str] = field(default_factory=dict)
     # The workspace services to run: {"ide": bool, "desktop": bool, "dev": {"commands": [...], "ports": [...]}}
     services: dict = field(default_factory=dict)
+    # What VS Code and the desktop ask of every request (bridge.protocol SERVICE_SECRET_COOKIES). Without one
+    # from the platform, a random one: the services then answer nobody rather than everybody.
+    service_secret: str = field(default_factory=lambda: secrets.token_hex(32))
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "BridgeConfig":
@@ -71,6 +75,7 @@ class BridgeConfig:
             reconnect_max_seconds=float(env.get("INSPECT_RECONNECT_MAX_SECONDS") or 30),
             env=env,
             services=services,
+            service_secret=env.get(SERVICE_SECRET_ENV) or secrets.token_hex(32),
         )
 
     @property

@@ -67,6 +67,13 @@ def workspace_ports(dev_ports: Collection[int]) -> dict[str, int]:
     free = [port for port in FIXED_SERVICE_PORTS if port not in dev_ports]
     return {"ide": free[0], "desktop": free[1]}
 
+# VS Code and the desktop answer only requests that carry their sandbox's service secret in a cookie, which the
+# platform's proxies add (ide/targets.py): reaching the port is not enough. The bridge gets the secret as
+# SERVICE_SECRET_ENV. code-server's own password mode reads its cookie (`--auth password`, the secret as
+# HASHED_PASSWORD); the desktop's websockify checks its cookie with bridge/desktop_auth.py.
+SERVICE_SECRET_ENV = "INSPECT_SERVICE_SECRET"
+SERVICE_SECRET_COOKIES = {"ide": "code-server-session", "desktop": "inspect-desktop-secret"}
+
 SERVICE_NAME = re.compile(r"^(ide|desktop|dev|preview-\d{1,5})$")
 ServiceState = Literal["starting", "ready", "failed", "stopped"]
 SERVICE_STATES: frozenset[str] = frozenset(get_args(ServiceState))

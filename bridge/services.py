@@ -17,6 +17,7 @@ import shlex
 import signal
 import socket
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -59,14 +60,28 @@ async def tcp_open(port: int) -> bool:
     return True
 
 
-def http_ok(port: int, path: str, timeout: float = 1.0, status: int | None = None) -> Callable[[], Awaitable[bool]]:
-    """A probe: GET `path` answers below 500 (or exactly `status`) within `timeout` seconds."""
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a redirect is the answer (code-server sends a request without its secret to its login)
+
+
+OPENER = urllib.request.build_opener(NoRedirects)
+
+
+def http_ok(port: int, path: str, timeout: float = 1.0, status: int | None = None,
+            headers: dict[str, str] | None = None) -> Callable[[], Awaitable[bool]]:
+    """A probe: GET `path` with `headers` answers below 500 (or exactly `status`) within `timeout` seconds,
+    redirects not followed."""
     def probe() -> bool:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
-                return response.status == status if status else response.status < 500
+            with OPENER.open(request, timeout=timeout) as response:
+                code = response.status
+        except urllib.error.HTTPError as error:
+            code = error.code
         except OSError:
             return False
+        return code == status if status else code < 500
 
     return lambda: asyncio.to_thread(probe)
 

@@ -16,13 +16,14 @@ from urllib.parse import urlencode
 
 from . import screenshot
 from .config import BridgeConfig
-from .protocol import CODE_SERVER_BIN, vscode_data, vscode_facts
+from .protocol import CODE_SERVER_BIN, SERVICE_SECRET_COOKIES, SERVICE_SECRET_ENV, vscode_data, vscode_facts
 from .services import SCREEN, Plan, Service, Step, exists, free_display, http_ok, service_port, tcp_open
 
 log = logging.getLogger("bridge.workspace")
 RUNTIME = Path("/tmp/inspect")
 TOOL_SOCKET = RUNTIME / "bridge.sock"
 MAX_REQUEST_BYTES = 64 * 1024
+BRIDGE_PARENT = Path(__file__).resolve().parent.parent  # on websockify's path, for bridge.desktop_auth
 AGENT_STARTING = "waiting for the agent to start"
 
 SCREENSHOT_TOOL = """\
@@ -71,22 +72,36 @@ def write_default_settings(path: Path) -> None:
 
 
 def code_server_argv(tools_dir: Path, port: int, home: Path, folder: Path) -> list[str]:
-    """code-server as the bridge runs it. The control plane renders the page these flags give while it
-    starts (ide/workbench_page.py), so a change here shows in tests/ide/test_workbench_page.py."""
+    """code-server as the bridge runs it, with code_server_env. The control plane renders the page these flags
+    give while it starts (ide/workbench_page.py), so a change here shows in tests/ide/test_workbench_page.py."""
     data = vscode_data(home)
     return [str(tools_dir / CODE_SERVER_BIN), "--bind-addr", f"127.0.0.1:{port}",
-            "--auth", "none", "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust",
+            "--auth", "password", "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust",
             "--disable-getting-started-override", "--user-data-dir", str(data),
             "--extensions-dir", str(data / "extensions"), "--config", str(home / ".config/code-server/config.yaml"),
             str(folder)]
 
 
-def workbench_ready(port: int, folder: Path) -> Callable[[], Awaitable[bool]]:
+def code_server_env(secret: str) -> dict[str, str]:
+    """code-server's password mode with the service secret as the "hash": it then lets in exactly the requests
+    whose `code-server-session` cookie equals the secret (the proxy adds it), and code-server takes the
+    variable out of its own environment, so VS Code's terminals do not inherit it. The secret is no hash of
+    any password, so its login page lets nobody in."""
+    return {"HASHED_PASSWORD": secret}
+
+
+def secret_cookie(service: str, secret: str) -> dict[str, str]:
+    """The header the platform's proxy adds to a request for `service`, for the bridge's own probes."""
+    return {"Cookie": f"{SERVICE_SECRET_COOKIES[service]}={secret}"}
+
+
+def workbench_ready(port: int, folder: Path, secret: str) -> Callable[[], Awaitable[bool]]:
     """code-server answers /healthz, then its workbench page for `folder` answers 200. code-server loads
     VS Code's server on the first page request (~0.4 s); paying it here spares the first person to open
     the tab. A slow answer is retried until the plan's deadline."""
     health = http_ok(port, "/healthz")
-    page = http_ok(port, "/?" + urlencode({"folder": str(folder)}), timeout=20, status=200)
+    page = http_ok(port, "/?" + urlencode({"folder": str(folder)}), timeout=20, status=200,
+                   headers=secret_cookie("ide", secret))
 
     async def probe() -> bool:
         return await health() and await page()
@@ -167,7 +182,9 @@ class Workspace:
         data = vscode_data(self.config.home)
         write_default_settings(data / "User" / "settings.json")
         argv = code_server_argv(self.config.tools_dir, port, self.config.home, self.config.workspace)
-        return Plan([Step(argv)], port, ready=workbench_ready(port, self.config.workspace))
+        secret = self.config.service_secret
+        return Plan([Step(argv, env=code_server_env(secret))], port,
+                    ready=workbench_ready(port, self.config.workspace, secret))
 
     def desktop_plan(self) -> Plan:
         display, port = free_display(), self.fixed_port("desktop")
@@ -184,7 +201,10 @@ class Workspace:
                   "-forever", "-shared", "-quiet",
                   "-nonap"],  # its naps when the screen is still made every round trip take 250 ms
                  ready=exists(vnc)),
-            Step(["websockify", f"127.0.0.1:{port}", f"--unix-target={vnc}"], ready=lambda: tcp_open(port)),
+            # Only handshakes with the sandbox's service secret (bridge/desktop_auth.py) reach the screen.
+            Step(["websockify", "--auth-plugin", "bridge.desktop_auth.ServiceSecret", f"127.0.0.1:{port}",
+                  f"--unix-target={vnc}"], ready=lambda: tcp_open(port),
+                 env={"PYTHONPATH": str(BRIDGE_PARENT), SERVICE_SECRET_ENV: self.config.service_secret}),
         ]
         if self.chromium:
             start = f"http://127.0.0.1:{self.ports[0]}/" if self.ports else "about:blank"

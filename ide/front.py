@@ -43,7 +43,7 @@ class Route:
     direct: bool
     upstream: str = ""  # "127.0.0.1:41234": where nginx connects
     prefix: str = ""  # "/w/12/ide"
-    cookie: str = ""  # the browser's Cookie header without the platform's cookies
+    cookie: str = ""  # the browser's Cookie header without the platform's cookies, with the service's secret
     static: str = ""  # for VS Code: the path under the prefix where the control plane serves its files
     policy: str = ""  # the Content-Security-Policy nginx adds to the service's answers (ide/workspace_auth.py)
 
@@ -91,7 +91,7 @@ def route(uri: str, headers: list[tuple[bytes, bytes]], websocket: bool, scheme:
         return DAPHNE
     install = vscode_static.local_install() if path.service == "ide" else None
     return Route(direct=True, upstream=target.base_url.removeprefix("http://"), prefix=path.prefix,
-                 cookie=filter_cookie_header(cookie), static=install.prefix if install else "",
+                 cookie=filter_cookie_header(cookie, target.service_cookie), static=install.prefix if install else "",
                  policy=workspace_hosts.frame_ancestors(scheme, host))
 
 

@@ -22,38 +22,43 @@ def platform_cookies() -> frozenset[str]:
     return frozenset({settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, "messages", COOKIE_NAME})
 
 
-def filter_cookie_header(value: str) -> str:
-    """The Cookie header without the platform's cookies."""
-    hidden = platform_cookies()
+def filter_cookie_header(value: str, service_cookie: str = "") -> str:
+    """The Cookie header without the platform's cookies, with `service_cookie` ("name=secret", the sandbox's
+    service secret, bridge.protocol SERVICE_SECRET_COOKIES) in place of any the browser sent by that name."""
+    own = service_cookie.partition("=")[0]
+    hidden = platform_cookies() | ({own} if own else set())
     kept = [part.strip() for part in value.split(";") if part.strip().split("=", 1)[0].strip() not in hidden]
-    return "; ".join(p for p in kept if p)
+    return "; ".join([p for p in kept if p] + ([service_cookie] if service_cookie else []))
 
 
 def upstream_request_headers(
-    headers: list[tuple[bytes, bytes]], *, prefix: str, scheme: str, client: str, websocket: bool = False
+    headers: list[tuple[bytes, bytes]], *, prefix: str, scheme: str, client: str, websocket: bool = False,
+    service_cookie: str = "",
 ) -> list[tuple[bytes, bytes]]:
     """The browser's request headers as the sandbox's service gets them.
 
     Host becomes the service's own (the HTTP client sets it), which any backend's address needs
     (a tunnel routes on it); the browser's host goes in X-Forwarded-Host, which code-server 4.x
     checks Origin against (src/node/http.ts getHost: Forwarded, then X-Forwarded-Host, then Host).
-    Origin is passed unchanged for the same check.
+    Origin is passed unchanged for the same check. `service_cookie`: see filter_cookie_header.
     """
     # Expect: Daphne has already answered any 100-continue and read the body.
     drop = HOP_BY_HOP | FORWARDING | connection_tokens(headers) | {b"host", b"expect"}
     if websocket:
         drop |= WEBSOCKET_HANDSHAKE
     out = []
+    cookies = []
     for name, value in headers:
         name = name.lower()
         if name in drop:
             continue
         if name == b"cookie":
-            kept = filter_cookie_header(value.decode("latin-1"))
-            if kept:
-                out.append((name, kept.encode("latin-1")))
+            cookies.append(value.decode("latin-1"))
             continue
         out.append((name, value))
+    kept = filter_cookie_header("; ".join(cookies), service_cookie)
+    if kept:
+        out.append((b"cookie", kept.encode("latin-1")))
     host = header(headers, b"host")
     if host:
         out.append((b"x-forwarded-host", host.encode("latin-1")))

@@ -172,7 +172,7 @@ class HttpProxy:
         browser_headers = scope.get("headers", [])
         url = target.base_url + path.rest + ("?" + query if query else "")
         headers = upstream_request_headers(browser_headers, prefix=path.prefix, scheme=scope.get("scheme", "http"),
-                                           client=client[0] if client else "")
+                                           client=client[0] if client else "", service_cookie=target.service_cookie)
         host = header(browser_headers, b"host")
         if url.startswith("http://"):
             relay = self.relay_plain(scope["method"], url, headers, content, send, path, target, host)

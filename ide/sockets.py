@@ -74,7 +74,8 @@ class SocketProxy:
         url = "ws" + target.base_url.removeprefix("http") + (path.rest or "/") + ("?" + query if query else "")
         client = scope.get("client")
         forwarded = upstream_request_headers(headers, prefix=path.prefix, scheme=scope.get("scheme", "ws"),
-                                             client=client[0] if client else "", websocket=True)
+                                             client=client[0] if client else "", websocket=True,
+                                             service_cookie=target.service_cookie)
         try:
             upstream = await connect(
                 url,

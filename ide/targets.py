@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 
+from bridge.protocol import SERVICE_SECRET_COOKIES
 from ide.names import service_label
 from sandboxes.backends import get_backend
 from sandboxes.lifecycle import State
@@ -28,6 +29,7 @@ class Target:
     base_url: str = ""  # e.g. "http://127.0.0.1:41234", no trailing slash
     starting: bool = False  # not up yet, but on its way (the sandbox or the service is starting)
     report: dict | None = None  # the service's latest report, when the sandbox has one
+    service_cookie: str = ""  # "name=secret": what VS Code and the desktop ask of every request (ide/headers.py)
 
     @property
     def ok(self) -> bool:
@@ -73,7 +75,9 @@ def resolve(user, session_id: int, service: str) -> Target:
     except Exception:
         log.exception("no endpoint for port %s of sandbox %s", port, sandbox.pk)
         return Target(502, f"{label} cannot be reached: the sandbox gave no address for it.")
-    return Target(200, base_url=base_url.rstrip("/"), report=info)
+    cookie = SERVICE_SECRET_COOKIES.get(service)
+    return Target(200, base_url=base_url.rstrip("/"), report=info,
+                  service_cookie=f"{cookie}={sandbox.service_secret()}" if cookie else "")
 
 
 resolve_async = database_sync_to_async(resolve)

@@ -105,7 +105,8 @@ def _render(root: Path, prefix: str, data: str, files: str | None, template_mtim
         "productConfiguration": {
             "codeServerVersion": version,
             "rootEndpoint": ".",
-            # no updateEndpoint: --disable-update-check; no logoutEndpoint: --auth none
+            # no updateEndpoint: --disable-update-check; logoutEndpoint: --auth password
+            "logoutEndpoint": "./logout",
             "proxyEndpointTemplate": "./proxy/{{port}}/",
             "serviceWorker": {"scope": "./", "path": "./_static/out/browser/serviceWorker.js"},
             "enableTelemetry": product.get("enableTelemetry", True),

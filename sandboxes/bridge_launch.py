@@ -6,7 +6,14 @@ from pathlib import Path
 
 from django.conf import settings
 
-from bridge.protocol import SANDBOX_HOME, SANDBOX_WORKSPACE, TOOLS_IN_SANDBOX, vscode_facts, workspace_ports
+from bridge.protocol import (
+    SANDBOX_HOME,
+    SANDBOX_WORKSPACE,
+    SERVICE_SECRET_ENV,
+    TOOLS_IN_SANDBOX,
+    vscode_facts,
+    workspace_ports,
+)
 from model_providers import providers
 from sandboxes.backends.base import SandboxBackend
 from sandboxes.models import Sandbox
@@ -59,6 +66,7 @@ def bridge_env(sandbox: Sandbox, token: str, synced: bool, shares_host_network: 
         "INSPECT_CONTROL_PLANE_URL": url,
         "INSPECT_SANDBOX_ID": str(sandbox.pk),
         "INSPECT_SANDBOX_TOKEN": token,
+        SERVICE_SECRET_ENV: sandbox.service_secret(),
         "INSPECT_OPENCODE_CONFIG": json.dumps(opencode_config(token, url)),
         "INSPECT_SYNCED": "1" if synced else "0",
         "INSPECT_TOOLS_DIR": str(TOOLS_IN_SANDBOX),

@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from sandboxes import crypto
 from sandboxes.lifecycle import State, check_transition
@@ -241,6 +242,14 @@ class Sandbox(models.Model):
         self.token_hash = hash_token(token)
         Sandbox.objects.filter(pk=self.pk).update(token_hash=self.token_hash)
         return token
+
+    def service_secret(self) -> str:
+        """The secret VS Code and the desktop of this sandbox ask of every request (bridge.protocol
+        SERVICE_SECRET_COOKIES), derived from SECRET_KEY and the backend's reference, so it is never stored
+        and the same for the sandbox's whole life. Empty before the backend has named the sandbox."""
+        if not self.backend_ref:
+            return ""
+        return salted_hmac("sandboxes.service-secret", self.backend_ref, algorithm="sha256").hexdigest()
 
     @classmethod
     def from_token(cls, token: str) -> "Sandbox | None":

@@ -10,12 +10,14 @@ from urllib.parse import quote
 
 import pytest
 from django.core.management import call_command
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from bridge.config import BridgeConfig
 from bridge.opencode import free_port
-from bridge.protocol import vscode_facts
+from bridge.protocol import SERVICE_SECRET_ENV, vscode_facts
 from bridge.services import Plan, Service, Step, exists, http_ok, tcp_open
-from bridge.workspace import Workspace, workbench_ready
+from bridge.workspace import Workspace, secret_cookie, workbench_ready
 from sandboxes.tools import tools_dir, vscode_dir
 
 pytestmark = pytest.mark.sandbox
@@ -216,7 +218,7 @@ def test_vs_code_is_ready_only_once_its_workbench_page_was_served(tmp_path, tool
         config = BridgeConfig.from_env({
             "INSPECT_CONTROL_PLANE_URL": "http://cp", "INSPECT_SANDBOX_ID": "1", "INSPECT_SANDBOX_TOKEN": "t",
             "HOME": str(tmp_path / "home"), "INSPECT_WORKSPACE": str(workspace), "INSPECT_TOOLS_DIR": str(tools),
-            "PATH": os.environ["PATH"],
+            "PATH": os.environ["PATH"], SERVICE_SECRET_ENV: "s3cret",
         })
         bridge = Workspace(config, reports)
         svc = Service("ide", ["ide"], bridge.ide_plan, reports, config.service_env(), workspace, tmp_path / "logs")
@@ -230,7 +232,11 @@ def test_vs_code_is_ready_only_once_its_workbench_page_was_served(tmp_path, tool
         data = str(tmp_path / "home/.local/share/code-server")
         assert vscode_facts(config.tools_dir, config.home, config.workspace)["vscode"] == {
             "commit": product["commit"], "folder": str(workspace), "data": data}
-        assert await http_ok(ready["port"], f"/?folder={workspace}", timeout=5, status=200)()
+        page = f"/?folder={quote(str(workspace), safe='')}"
+        assert await http_ok(ready["port"], page, timeout=5, status=200, headers=secret_cookie("ide", "s3cret"))()
+        # Without the service secret (or with another), code-server sends to its login page.
+        for headers in ({}, secret_cookie("ide", "guess"), {"Cookie": "code-server-session=s3cre"}):
+            assert await http_ok(ready["port"], page, timeout=5, status=302, headers=headers)()
         await stop(svc, task)
 
     asyncio.run(scenario())
@@ -246,7 +252,7 @@ def test_vs_code_is_not_ready_while_its_workbench_page_fails(tmp_path):
                   "    def do_GET(self):\n"
                   "        self.send_response(200 if self.path == '/healthz' else 500); self.end_headers()\n"
                   f"h.HTTPServer(('127.0.0.1', {port}), H).serve_forever()")
-        plan = lambda: Plan([Step([sys.executable, "-c", script])], port, ready=workbench_ready(port, tmp_path),  # noqa: E731
+        plan = lambda: Plan([Step([sys.executable, "-c", script])], port, ready=workbench_ready(port, tmp_path, "s"),  # noqa: E731
                             ready_timeout=1)
         svc = service(tmp_path, plan, reports)
         task = await supervised(svc)
@@ -351,5 +357,44 @@ def test_a_restored_sandbox_starts_its_services_after_a_while_if_the_agent_never
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await bridge.stop()
+
+    asyncio.run(scenario())
+
+
+def test_the_desktops_socket_opens_only_with_the_service_secret(tmp_path, runtime):
+    """websockify as the desktop's plan runs it, before a stand-in for x11vnc's unix socket."""
+    async def scenario():
+        config = workspace_config(tmp_path, True, {"desktop": True})
+        config.service_secret = "s3cret"
+        plan = Workspace(config, Reports()).desktop_plan()
+        step = next(step for step in plan.steps if step.argv[0] == "websockify")
+        vnc = Path(next(arg for arg in step.argv if arg.startswith("--unix-target=")).partition("=")[2])
+
+        async def greet(reader, writer):
+            writer.write(b"RFB 003.008\n")
+            await writer.drain()
+            writer.close()
+
+        screen = await asyncio.start_unix_server(greet, path=str(vnc))
+        process = await asyncio.create_subprocess_exec(*step.argv, env={**config.service_env(), **step.env},
+                                                       stdout=asyncio.subprocess.DEVNULL,
+                                                       stderr=asyncio.subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while not await tcp_open(plan.port):
+                assert time.monotonic() < deadline, "websockify did not listen"
+                await asyncio.sleep(0.1)
+            url = f"ws://127.0.0.1:{plan.port}/websockify"
+            for cookie in ("", "inspect-desktop-secret=guess", "inspect-desktop-secret=s3cre", "s3cret=s3cret"):
+                with pytest.raises(InvalidStatus) as refused:
+                    await connect(url, subprotocols=["binary"], additional_headers={"Cookie": cookie} if cookie else {})
+                assert refused.value.response.status_code == 403
+            async with connect(url, subprotocols=["binary"],
+                               additional_headers={"Cookie": "theme=a; inspect-desktop-secret=s3cret"}) as socket:
+                assert await asyncio.wait_for(socket.recv(), 10) == b"RFB 003.008\n"
+        finally:
+            process.terminate()
+            await process.wait()
+            screen.close()
 
     asyncio.run(scenario())

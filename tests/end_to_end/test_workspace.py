@@ -7,9 +7,11 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
+from bridge.protocol import SANDBOX_WORKSPACE
 from bridge.services import free_port_in
 from ide import workspace_hosts
 from sandboxes import builds
+from sandboxes.backends import get_backend
 from sessions.models import Session
 from tests.end_to_end.test_session_page import page  # noqa: F401  (the Playwright page fixture)
 
@@ -142,6 +144,28 @@ def test_vs_code_desktop_preview_and_screenshots_from_the_sandbox(workspace, pag
                                 headers={**session_host, "Cookie": her_cookie}).status_code == 403
         artifact = session.artifacts.first()
         assert outsider.get(f"/sessions/{session.pk}/artifacts/{artifact.pk}/").status_code == 404
+
+    # Reaching VS Code's or the desktop's port is not enough: without the sandbox's service secret, which only
+    # the platform's proxy adds, code-server sends to its login page (that no password opens) and websockify
+    # refuses the handshake. Tried from inside the sandbox itself, where the ports are.
+    sandbox = Session.objects.get(pk=session.pk).sandbox
+    ports = {name: sandbox.services[name]["port"] for name in ("ide", "desktop")}
+    backend = get_backend(sandbox.backend)
+    status = "curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {headers} 'http://127.0.0.1:{port}/{query}'"
+    query = {"ide": f"?folder={SANDBOX_WORKSPACE}", "desktop": ""}
+    handshake = ("-H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' "
+                 "-H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' -H 'Sec-WebSocket-Protocol: binary'")
+    tries = {
+        ("ide", ""): "302",
+        ("ide", "-H 'Cookie: code-server-session=guess'"): "302",
+        ("ide", f"-H 'Cookie: code-server-session={sandbox.service_secret()}'"): "200",
+        ("desktop", handshake): "403",
+        ("desktop", handshake + " -H 'Cookie: inspect-desktop-secret=guess'"): "403",
+    }
+    for (service, headers), expected in tries.items():
+        answer = backend.exec(sandbox.backend_ref, status.format(headers=headers, port=ports[service],
+                                                                          query=query[service]), timeout=15)
+        assert answer.output.strip() == expected, (service, headers, answer.output)
 
 
 def test_a_failed_dev_server_shows_why_and_is_restarted_from_the_page(workspace, page, settings):  # noqa: F811

@@ -18,8 +18,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 from websockets.sync.server import ServerConnection, serve
 
-from bridge.workspace import code_server_argv
+from bridge.workspace import code_server_argv, code_server_env, secret_cookie
 from ide import workspace_hosts
+from sandboxes.models import Sandbox
 from sandboxes.tools import tools_dir
 from tests.support.live_server import free_port, stop_group, wait_until_answering
 from tests.support.rows import forward_port
@@ -219,8 +220,8 @@ def open_socket(entry, path: str, headers: dict, **kwargs):
 
 
 class CodeServer:
-    """The pinned code-server from the sandbox tools, started with the bridge's own arguments (no auth,
-    one folder) and `home` as its HOME."""
+    """The pinned code-server from the sandbox tools, started with the bridge's own arguments and secret (that
+    of the test rows' sandbox "ref"), one folder and `home` as its HOME. `headers`: what the proxy adds."""
 
     def __init__(self, folder: Path, home: Path):
         self.folder = folder
@@ -228,11 +229,14 @@ class CodeServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
+        self.secret = Sandbox(backend_ref="ref").service_secret()
+        self.headers = secret_cookie("ide", self.secret)
 
     def start(self) -> "CodeServer":
         self.process = subprocess.Popen(
             code_server_argv(tools_dir(), self.port, self.home, self.folder),
-            env={**os.environ, "HOME": str(self.home)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "HOME": str(self.home), **code_server_env(self.secret)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         wait_until_answering(self.url + "/healthz", self.process, "code-server", 30)

@@ -61,7 +61,13 @@ def test_a_members_ready_service_goes_direct_without_the_platforms_cookies(users
     assert found.direct
     assert found.upstream == f"127.0.0.1:{upstream.port}"
     assert found.prefix == f"/w/{session.pk}/ide"
-    assert found.cookie == "theme=light"  # neither the platform's cookies nor the workspace host's
+    # Neither the platform's cookies nor the workspace host's, and VS Code's service secret added.
+    secret = session.sandbox.service_secret()
+    assert found.cookie == f"theme=light; code-server-session={secret}"
+    assert route(f"/w/{session.pk}/preview-3000/", ada, websocket=False).cookie == "theme=light"
+    # A browser's own cookie of that name is no way in: the secret replaces it.
+    forged = [(name, value + b"; code-server-session=guess" if name == b"cookie" else value) for name, value in ada]
+    assert route(f"/w/{session.pk}/ide/x", forged, websocket=False).cookie == found.cookie
     assert found.static == install.prefix  # VS Code's files stay with the control plane
     # nginx adds the workspace host's frame-ancestors to the service's answers, for the scheme it was reached on.
     assert found.policy == workspace_hosts.frame_ancestors("http", host)

@@ -46,7 +46,8 @@ def test_the_request_reaches_the_service_without_the_prefix_or_platform_cookies(
     assert echo["server"] == "one" and echo["method"] == "GET"
     assert echo["path"] == "/echo/a%2Fb?x=1&y=%20"
     # The platform's cookies and the workspace host's sign the user in: a sandbox must never see them.
-    assert echo["headers"]["cookie"] == "theme=light"
+    # VS Code gets its sandbox's service secret instead, added by the proxy.
+    assert echo["headers"]["cookie"] == f"theme=light; code-server-session={ada_session.sandbox.service_secret()}"
     assert "secret" not in json.dumps(echo)
     assert "sessionid" not in json.dumps(echo)
     assert workspace_hosts.COOKIE_NAME not in json.dumps(echo)

@@ -78,8 +78,9 @@ def test_the_service_sees_the_path_origin_and_only_its_own_cookies(entry, users,
         seen = json.loads(socket.recv(timeout=10))
     assert seen["path"] == "/websockify?token=1"
     assert seen["subprotocol"] == "binary"
-    assert seen["headers"]["cookie"] == "theme=light"
-    assert "secret" not in json.dumps(seen) and "sessionid" not in json.dumps(seen)
+    # The platform's cookies stay out; the desktop's service secret is added (bridge/desktop_auth.py checks it).
+    assert seen["headers"]["cookie"] == f"theme=light; inspect-desktop-secret={desktop.sandbox.service_secret()}"
+    assert "secret-csrf" not in json.dumps(seen) and "sessionid" not in json.dumps(seen)
     assert workspace_hosts.COOKIE_NAME not in json.dumps(seen)
     assert seen["headers"]["origin"] == f"http://{workspace_host(entry, desktop.pk)}"
     assert seen["headers"]["x-forwarded-host"] == workspace_host(entry, desktop.pk)

@@ -44,7 +44,8 @@ def raw_get(entry, path: str, headers: dict) -> tuple[int, bytes]:
 
 
 def test_the_local_install_is_the_one_code_server_names_in_its_page(install, code_server):
-    page = httpx.get(code_server.url + "/?folder=" + str(code_server.folder), timeout=30).text
+    page = httpx.get(code_server.url + "/?folder=" + str(code_server.folder), headers=code_server.headers,
+                     timeout=30).text
     assert f'src="{install.prefix.lstrip("/")}{WORKBENCH_JS}"' in page
     assert precompressed.fresh_variant(install.root / WORKBENCH_JS) is not None  # written at install time
 
@@ -55,7 +56,7 @@ def test_vscode_files_come_from_the_local_copy_gzipped_or_not_byte_for_byte_as_c
     before = len(upstream.requests)
     for name in LOADED:
         path = f"/w/{ada_session.pk}/ide{install.prefix}{name}"
-        original = httpx.get(code_server.url + install.prefix + name, headers={"Accept-Encoding": "identity"},
+        original = httpx.get(code_server.url + install.prefix + name, headers={"Accept-Encoding": "identity", **code_server.headers},
                              timeout=30)
         assert original.status_code == 200
         file = install.root / name.split("?")[0]

@@ -38,12 +38,12 @@ def test_the_page_is_the_one_code_server_answers_for_the_bridges_flags(install, 
     facts = sandbox_facts(code_server)
     folder = str(code_server.folder)
 
-    real = httpx.get(code_server.url + "/", timeout=30)
+    real = httpx.get(code_server.url + "/", headers=code_server.headers, timeout=30)
     mine = workbench_page.answer(facts, b"")
     assert real.status_code == mine.status == 302
     assert dict(mine.headers)[b"location"].decode() == real.headers["location"] == f"./?folder={folder}"
 
-    real = httpx.get(code_server.url + "/", params={"folder": folder}, timeout=30)
+    real = httpx.get(code_server.url + "/", params={"folder": folder}, headers=code_server.headers, timeout=30)
     mine = workbench_page.answer(facts, f"folder={folder}".encode(), shared=False)
     assert real.status_code == mine.status == 200
     assert mine.body == real.content  # byte for byte: the same configuration, paths and script URLs
@@ -88,7 +88,8 @@ def test_while_vs_code_starts_members_get_its_page_from_the_control_plane(
     assert moved.status_code == 302 and moved.headers["location"] == f"./?folder={code_server.folder}"
     page = get(live, f"/w/{session.pk}/ide/", ada, params={"folder": str(code_server.folder)})
     assert page.status_code == 200
-    real = httpx.get(code_server.url + "/", params={"folder": str(code_server.folder)}).content
+    real = httpx.get(code_server.url + "/", params={"folder": str(code_server.folder)},
+                     headers=code_server.headers).content
     assert page.content == with_shared_files(real, install)
     assert len(upstream.requests) == before
 
@@ -152,7 +153,8 @@ def test_once_vs_code_is_up_members_still_get_its_page_from_the_control_plane(
     folder = str(code_server.folder)
     page = get(entry, f"/w/{session.pk}/ide/", ada, params={"folder": folder})
     assert page.status_code == 200
-    assert page.content == with_shared_files(httpx.get(code_server.url + "/", params={"folder": folder}).content,
+    assert page.content == with_shared_files(httpx.get(code_server.url + "/", params={"folder": folder},
+                                                      headers=code_server.headers).content,
                                              install)
     assert len(upstream.requests) == before
     assert get(entry, f"/w/{session.pk}/ide/", ada).headers["location"] == f"./?folder={folder}"
