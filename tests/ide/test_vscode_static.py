@@ -56,8 +56,8 @@ def test_vscode_files_come_from_the_local_copy_gzipped_or_not_byte_for_byte_as_c
     before = len(upstream.requests)
     for name in LOADED:
         path = f"/w/{ada_session.pk}/ide{install.prefix}{name}"
-        original = httpx.get(code_server.url + install.prefix + name, headers={"Accept-Encoding": "identity", **code_server.headers},
-                             timeout=30)
+        original = httpx.get(code_server.url + install.prefix + name,
+                             headers={"Accept-Encoding": "identity", **code_server.headers}, timeout=30)
         assert original.status_code == 200
         file = install.root / name.split("?")[0]
         compressible = precompressed.compressible(file, file.stat().st_size)
