@@ -124,6 +124,14 @@ WEB_PROCESSES = max(1, int(os.environ.get("WEB_PROCESSES", "2")))
 # deployment serves e.g. inspect.example.com with WORKSPACE_HOST=workspace.example.com and a wildcard DNS
 # name (and certificate) for *.workspace.example.com pointing at the front proxy.
 WORKSPACE_HOST = os.environ.get("WORKSPACE_HOST", "inspect.localhost").strip(".").lower()
+# HTTPS=1 for a deployment behind TLS (the front proxy or a load balancer before it sets X-Forwarded-Proto).
+# The platform's cookies are then Secure and named with the __Host- prefix, which no other host can set: a
+# preview's script on a workspace host (the same site) cannot plant a session or CSRF cookie for the platform.
+HTTPS = env_bool("HTTPS", False)
+if HTTPS:
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SESSION_COOKIE_NAME, CSRF_COOKIE_NAME = "__Host-sessionid", "__Host-csrftoken"
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
