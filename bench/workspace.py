@@ -19,6 +19,7 @@ from bench._common import goal, open_dir, p50, report, say, spread
 from bench._fixtures import build, ready_sandbox, register, terminate_all
 from bench._git import MB, Origin
 from bench._live import Platform, delete_users, make_user
+from bridge.protocol import SERVICE_SECRET_COOKIES
 from sandboxes.backends import get_backend
 from sandboxes.models import Sandbox
 from sessions import member_requests
@@ -228,6 +229,9 @@ def workbench_load(platform: Platform, browser, user, session: Session, direct: 
     # frame goes: its ticket link, then VS Code on the session's host.
     url = service_address(sandbox, sandbox.services["ide"]["port"]) + "/" if direct \
         else f"{platform.browser_url}/sessions/{session.pk}/open/ide/"
+    if direct:  # with the service secret the proxy adds (docs/threat-model.md)
+        page.context.add_cookies([{"name": SERVICE_SECRET_COOKIES["ide"], "value": sandbox.service_secret(),
+                                   "url": url}])
     started = time.perf_counter()
     page.goto(url)
     page.locator(".explorer-folders-view .monaco-list-row").first.wait_for(state="visible", timeout=120_000)
