@@ -1,11 +1,24 @@
-"""Accounts: local sign-up and login, every page behind login, GitHub wired in, staff-only admin."""
+"""Accounts: sign-up closed unless invited or at an allowed domain, login, every page behind login, GitHub wired
+in, staff-only admin."""
 
+import re
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.contrib.auth.models import User
+from django.core import mail
+from django.core.management import call_command
+
+from accounts.models import Invitation
 
 pytestmark = pytest.mark.django_db
+PASSWORD = "correct-horse-battery"
+
+
+def sign_up(client, username: str, email: str, password2: str = PASSWORD):
+    return client.post("/accounts/signup/", {"username": username, "email": email, "password1": PASSWORD,
+                                             "password2": password2})
 
 
 @pytest.mark.parametrize("path", ["/", "/sandboxes/images/1/log"])
@@ -22,34 +35,114 @@ def test_admin_requires_staff(client):
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
-def test_sign_up_then_sign_in(client):
-    response = client.post("/accounts/signup/", {
-        "username": "ada", "email": "ada@example.com",
-        "password1": "correct-horse-battery", "password2": "correct-horse-battery",
-    })
-    assert response.status_code == 302
-    assert client.get("/").status_code == 200  # signed in right away
+def test_sign_up_is_closed_by_default(client):
+    page = client.get("/accounts/signup/")
+    assert b"Sign Up Closed" in page.content or b"closed" in page.content.lower()
+    response = sign_up(client, "eve", "eve@example.com")
+    assert not User.objects.filter(username="eve").exists()
+    assert client.get("/").status_code == 302, response.status_code
+
+
+def test_the_first_account_is_made_with_createsuperuser_and_signs_in(client, settings, monkeypatch):
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", PASSWORD)
+    call_command("createsuperuser", "--noinput", "--username", "boss", "--email", "boss@example.com")
+    response = client.post("/accounts/login/", {"login": "boss", "password": PASSWORD})
+    assert response.status_code == 302 and client.get("/").status_code == 200
+
+
+def test_an_invitation_lets_its_holder_sign_up_once(client, settings):
+    invitation, token = Invitation.make("")
+    assert client.get(f"/accounts/invitation/{token}/")["Location"] == "/accounts/signup/"
+    response = sign_up(client, "ada", "ada@example.com")
+    assert response.status_code == 302 and client.get("/").status_code == 200  # signed in right away
+    invitation.refresh_from_db()
+    assert invitation.used_by == User.objects.get(username="ada") and invitation.used_at is not None
+
+    # Used: a second person with the same link gets nowhere, and changes nothing.
+    other = client.__class__()
+    assert other.get(f"/accounts/invitation/{token}/").status_code == 404
+    sign_up(other, "bob", "bob@example.com")
+    assert not User.objects.filter(username="bob").exists()
 
     client.logout()
-    response = client.post("/accounts/login/", {"login": "ada", "password": "correct-horse-battery"})
+    response = client.post("/accounts/login/", {"login": "ada", "password": PASSWORD})
     assert response.status_code == 302
     home = client.get("/")
     assert home.status_code == 200 and b"ada" in home.content
 
 
-def test_a_wrong_password_does_not_sign_in(client):
-    User.objects.create_user("ada", "ada@example.com", "correct-horse-battery")
-    response = client.post("/accounts/login/", {"login": "ada", "password": "wrong"})
+def test_an_invitation_for_an_address_takes_only_that_address_and_counts_it_verified(client):
+    _, token = Invitation.make("Ada@Example.com")
+    client.get(f"/accounts/invitation/{token}/")
+    refused = sign_up(client, "mallory", "mallory@example.com")
+    assert refused.status_code == 200 and b"This invitation is for ada@example.com" in refused.content
+    assert not User.objects.filter(username="mallory").exists()
+    assert sign_up(client, "ada", "ada@example.com").status_code == 302
+    assert EmailAddress.objects.get(user__username="ada").verified
+
+
+@pytest.mark.parametrize("token", ["x", "no-such-invitation-token", "a" * 500])
+def test_an_unknown_or_expired_invitation_opens_nothing(client, token):
+    assert client.get(f"/accounts/invitation/{token}/").status_code == 404
+    invitation, old = Invitation.make("")
+    Invitation.objects.filter(pk=invitation.pk).update(expires_at=invitation.created_at)
+    assert client.get(f"/accounts/invitation/{old}/").status_code == 404
+    sign_up(client, "eve", "eve@example.com")
+    assert not User.objects.exists()
+
+
+def test_an_allowed_domain_signs_up_once_its_address_is_verified(client, settings):
+    settings.SIGNUP_EMAIL_DOMAINS = ["example.com"]
+    settings.ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+    refused = sign_up(client, "eve", "eve@elsewhere.test")
+    assert b"Sign-up is open only to addresses at example.com" in refused.content
+    assert not User.objects.filter(username="eve").exists()
+
+    response = sign_up(client, "ada", "ada@example.com")
+    assert response.status_code == 302
+    assert client.get("/").status_code == 302  # not signed in until the address is shown to be hers
+    link = re.search(r"https?://\S+/accounts/confirm-email/\S+", mail.outbox[-1].body)[0]
+    confirm = urlparse(link).path
+    client.post(confirm)
+    assert EmailAddress.objects.get(user__username="ada").verified
+    response = client.post("/accounts/login/", {"login": "ada", "password": PASSWORD})
+    assert response.status_code == 302 and client.get("/").status_code == 200
+
+    # An account an admin made (createsuperuser, the admin pages) is vouched for: no verification asked.
+    client.logout()
+    User.objects.create_user("boss", "boss@example.com", PASSWORD)
+    response = client.post("/accounts/login/", {"login": "boss", "password": PASSWORD})
+    assert response.status_code == 302 and client.get("/").status_code == 200
+
+
+def test_invitations_are_made_in_the_admin_and_mailed(client, django_user_model):
+    admin = django_user_model.objects.create_superuser("boss", "boss@example.com", PASSWORD)
+    client.force_login(admin)
+    response = client.post("/admin/accounts/invitation/add/", {"email": "new@example.com", "days": "3"},
+                           follow=True)
     assert response.status_code == 200
-    assert client.get("/").status_code == 302
+    invitation = Invitation.objects.get()
+    assert invitation.email == "new@example.com" and invitation.created_by == admin
+    link = re.search(r"https?://\S+/accounts/invitation/(\S+)/", mail.outbox[-1].body)
+    assert link and Invitation.find(link[1]) == invitation
+    assert link[1] in response.content.decode()  # shown to the admin once
+    assert link[1] not in invitation.token_hash
 
 
 def test_sign_up_with_mismatched_passwords_creates_nobody(client):
-    response = client.post("/accounts/signup/", {
-        "username": "bob", "email": "bob@example.com", "password1": "correct-horse-battery", "password2": "nope",
-    })
+    _, token = Invitation.make("")
+    client.get(f"/accounts/invitation/{token}/")
+    response = sign_up(client, "bob", "bob@example.com", password2="nope")
     assert response.status_code == 200
     assert not User.objects.filter(username="bob").exists()
+    assert Invitation.objects.get().used_at is None
+
+
+def test_a_wrong_password_does_not_sign_in(client):
+    User.objects.create_user("ada", "ada@example.com", PASSWORD)
+    response = client.post("/accounts/login/", {"login": "ada", "password": "wrong"})
+    assert response.status_code == 200
+    assert client.get("/").status_code == 302
 
 
 def test_github_login_sends_the_user_to_github_with_our_client_id(client, settings):

@@ -1,0 +1,61 @@
+"""allauth's hooks: sign-up is closed unless the person holds an invitation or SIGNUP_EMAIL_DOMAINS lets their
+address in (docs/accounts.md)."""
+
+from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.models import EmailAddress
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+
+from accounts import signup
+from accounts.models import Invitation
+
+INVITATION_SESSION_KEY = "accounts.invitation"
+
+
+def held_invitation(request) -> Invitation | None:
+    """The usable invitation whose link this browser followed, if any."""
+    token = request.session.get(INVITATION_SESSION_KEY) if request is not None else None
+    return Invitation.find(token) if token else None
+
+
+def signup_refusal(request, email: str) -> str:
+    invitation = held_invitation(request)
+    return signup.refusal(email, invitation.email if invitation else None, settings.SIGNUP_EMAIL_DOMAINS)
+
+
+class AccountAdapter(DefaultAccountAdapter):
+    def is_open_for_signup(self, request) -> bool:
+        return bool(settings.SIGNUP_EMAIL_DOMAINS) or held_invitation(request) is not None
+
+    def save_user(self, request, user, form, commit=True):
+        invitation = held_invitation(request)
+        with transaction.atomic():
+            user = super().save_user(request, user, form, commit)
+            if invitation is not None and commit:
+                if not invitation.use(user):
+                    raise PermissionDenied("This invitation was used a moment ago.")
+                request.session.pop(INVITATION_SESSION_KEY, None)
+        return user
+
+    def pre_login(self, request, user, **kwargs):
+        vouch_for_admin_made_email(user)
+        return super().pre_login(request, user, **kwargs)
+
+
+def vouch_for_admin_made_email(user) -> None:
+    """An account made by an admin (createsuperuser, the admin pages) has its email but no allauth record of
+    it; where sign-ups must verify their email, its first login would ask for that. The admin vouched for the
+    address: record it as verified. Sign-ups always have a record, so this never verifies theirs."""
+    if user.email and not EmailAddress.objects.filter(user=user).exists():
+        EmailAddress.objects.create(user=user, email=user.email.lower(), verified=True, primary=True)
+
+
+class SocialAccountAdapter(DefaultSocialAccountAdapter):
+    def is_open_for_signup(self, request, sociallogin) -> bool:
+        """With an invitation, or a verified address (as the provider says) in SIGNUP_EMAIL_DOMAINS."""
+        if held_invitation(request) is not None:
+            return True
+        verified = [address.email for address in sociallogin.email_addresses if address.verified]
+        return any(not signup.refusal(email, None, settings.SIGNUP_EMAIL_DOMAINS) for email in verified)
