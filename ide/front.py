@@ -15,7 +15,6 @@ So every refusal and every page of the proxy's own still comes from one place.
 """
 
 from dataclasses import dataclass
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -76,14 +75,14 @@ def route(uri: str, headers: list[tuple[bytes, bytes]], websocket: bool, scheme:
     session_id = workspace_hosts.session_of_host(host)
     if path is None or session_id is None or path.session_id != session_id:
         return DAPHNE
-    if websocket and not workspace_hosts.socket_origin_allowed(header(headers, b"origin"), scheme, host):
+    if websocket:
+        # Daphne relays every socket: it closes one within a second of its person losing the session
+        # (sessions/access.py), which nginx, relaying by itself, could not.
         return DAPHNE
-    if websocket and "ticket" in parse_qs(uri.partition("?")[2], keep_blank_values=True):
-        return DAPHNE  # Daphne redeems the ticket and takes it out of the query: it must not reach the service
     cookie = header(headers, b"cookie")
     value = parse_cookie(cookie).get(workspace_hosts.COOKIE_NAME, "")
-    if not websocket and not workspace_hosts.cookie_counts(header(headers, b"sec-fetch-site"),
-                                                           header(headers, b"sec-fetch-mode"), method):
+    if not workspace_hosts.cookie_counts(header(headers, b"sec-fetch-site"), header(headers, b"sec-fetch-mode"),
+                                         method):
         return DAPHNE  # another session's page with the viewer's cookie: Daphne's proxy refuses it
     user = workspace_hosts.cookie_user(value, session_id) if value else AnonymousUser()
     target = resolve(user, path.session_id, path.service)

@@ -3,7 +3,8 @@
 Routed in inspect_site/asgi.py behind `browser()` (same-origin check, cookie auth). Close codes:
 before accept, a refused member check is a rejected handshake (HTTP 403); after accept,
 4503 = the service is not ready, 4502 = it could not be reached or failed, 4009 = a frame
-was larger than Daphne sends.
+was larger than Daphne sends, 4403 = the person is no longer in the session (removed, signed out,
+deactivated: sessions/access.py).
 """
 
 import asyncio
@@ -17,9 +18,11 @@ from ide.headers import upstream_request_headers
 from ide.paths import parse, request_path
 from ide.targets import resolve_async, resolve_when_up
 from proxy_core.headers import header
+from sessions import access
 
 log = logging.getLogger(__name__)
 
+FORBIDDEN = 4403
 NOT_READY = 4503
 UNREACHABLE = 4502
 TOO_BIG = 4009  # 1009 (message too big), in the range Daphne can send
@@ -97,7 +100,18 @@ class SocketProxy:
             await self.accept_and_close(send, UNREACHABLE)
             return
         await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
-        await self.relay(upstream, receive, send)
+        # Relayed while the person may still be in the session: losing it closes the socket (sessions/access.py).
+        out = asyncio.ensure_future(access.until_out(path.session_id, scope["user"].pk, scope.get("login", "")))
+        relay = asyncio.ensure_future(self.relay(upstream, receive, send))
+        try:
+            done, _ = await asyncio.wait([out, relay], return_when=asyncio.FIRST_COMPLETED)
+            if out in done and relay not in done:
+                relay.cancel()
+                await asyncio.gather(relay, return_exceptions=True)
+                await send({"type": "websocket.close", "code": FORBIDDEN})
+        finally:
+            out.cancel()
+            await asyncio.gather(out, return_exceptions=True)
 
     async def accept_and_close(self, send, code: int) -> None:
         # Accepted first so the browser sees the code (a refused handshake carries none).

@@ -10,7 +10,7 @@ from bridge.protocol import SERVICE_NAME
 from ide import paths, viewer, workspace_hosts
 from ide.names import SERVICE_NAMES
 from sandboxes.lifecycle import State
-from sessions import queue, workspace
+from sessions import access, queue, workspace
 from sessions.models import MAX_PROMPT_CHARS, Session
 
 
@@ -47,7 +47,7 @@ def open_service(request: HttpRequest, session_id: int, service: str) -> HttpRes
     if session is None or not session.is_member(request.user) or not SERVICE_NAME.match(service):
         raise Http404("No such session.")
     origin = workspace_hosts.session_origin(request.scheme, request.get_host(), session.pk)
-    ticket = workspace_hosts.issue_ticket(request.user, session.pk)
+    ticket = workspace_hosts.issue_ticket(request.user, session.pk, access.login_of(request.session.session_key))
     if request.GET.get("socket") == "1":
         socket_origin = "ws" + origin.removeprefix("http")
         return JsonResponse({"url": f"{socket_origin}{paths.service_path(session.pk, service)}?"

@@ -43,10 +43,11 @@ class TicketExchange:
         if session_id is None or scope["method"] not in ("GET", "HEAD"):
             await answer(send, 404, "No such page.")
             return
-        user_id = await redeem_ticket(ticket, session_id) if ticket else None
-        if user_id is None:
+        redeemed = await redeem_ticket(ticket, session_id) if ticket else None
+        if redeemed is None:
             await answer(send, 403, "This link has expired or was used already. Open the session's page again.")
             return
+        user_id, login = redeemed
         user = await active_user(user_id)
         if user is None:
             await answer(send, 403, "This account cannot sign in.")
@@ -54,7 +55,7 @@ class TicketExchange:
         # Only somewhere under this session's own prefix, percent-encoded: never another site, nor a header break.
         location = quote(target.prefix + "/" + target.rest.lstrip("/"), safe=SAFE_IN_LOCATION) \
             if target and target.session_id == session_id else f"/w/{session_id}/ide/"
-        cookie = workspace_hosts.set_cookie_header(workspace_hosts.cookie_value(user, session_id),
+        cookie = workspace_hosts.set_cookie_header(workspace_hosts.cookie_value(user, session_id, login),
                                                    scope.get("scheme", "http"), host)
         policy = workspace_hosts.frame_ancestors(scope.get("scheme", "http"), host)
         await answer(send, 302, "Signed in to the workspace.",
@@ -79,20 +80,21 @@ class WorkspaceAuth:
         if scope["type"] == "websocket" and not workspace_hosts.socket_origin_allowed(
                 header(headers, b"origin"), scope.get("scheme", "ws"), header(headers, b"host")):
             return await refuse(scope, receive, send)
-        user = AnonymousUser()
+        user, login = AnonymousUser(), ""
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         if scope["type"] == "websocket" and "ticket" in query:
-            user_id = await redeem_ticket(query.pop("ticket")[0], session_id)
-            if user_id is not None:
-                user = await active_user(user_id) or AnonymousUser()
+            redeemed = await redeem_ticket(query.pop("ticket")[0], session_id)
+            if redeemed is not None:
+                user, login = await active_user(redeemed[0]) or AnonymousUser(), redeemed[1]
             scope = {**scope, "query_string": urlencode(query, doseq=True).encode("latin-1")}
         else:
             value = request_cookie(headers, workspace_hosts.COOKIE_NAME)
             counts = scope["type"] == "websocket" or workspace_hosts.cookie_counts(
                 header(headers, b"sec-fetch-site"), header(headers, b"sec-fetch-mode"), scope["method"])
             if value and counts:  # sockets: the Origin rule above
-                user = await cookie_user(value, session_id)
-        return await self.app({**scope, "user": user}, receive, walled(send, scope))
+                user, login = await cookie_user(value, session_id), workspace_hosts.cookie_login(value)
+        # "login": the platform sign-in the user came in under; a socket closes when it is signed out.
+        return await self.app({**scope, "user": user, "login": login}, receive, walled(send, scope))
 
 
 def walled(send, scope):

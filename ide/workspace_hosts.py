@@ -19,6 +19,8 @@ from django.core.cache import cache
 from django.http.request import split_domain_port
 from django.utils.crypto import constant_time_compare
 
+from sessions.access import login_ended
+
 TICKET_PATH = "/_workspace/enter"
 COOKIE_NAME = "inspect_workspace"
 TICKET_SECONDS = 60
@@ -94,29 +96,44 @@ def cookie_counts(sec_fetch_site: str, sec_fetch_mode: str, method: str) -> bool
 
 # --- tickets and the workspace cookie ------------------------------------------------------------
 
-def issue_ticket(user, session_id: int) -> str:
-    """A ticket for `user` into session `session_id`'s host, good once within TICKET_SECONDS."""
-    return signing.dumps({"u": user.pk, "s": session_id, "n": secrets.token_urlsafe(12)}, salt=_TICKET_SALT)
+def issue_ticket(user, session_id: int, login: str = "") -> str:
+    """A ticket for `user` into session `session_id`'s host, good once within TICKET_SECONDS. `login`: the
+    platform sign-in it was asked under (sessions.access.login_of), which signing out ends."""
+    return signing.dumps({"u": user.pk, "s": session_id, "l": login, "n": secrets.token_urlsafe(12)},
+                         salt=_TICKET_SALT)
 
 
-def redeem_ticket(ticket: str, session_id: int) -> int | None:
-    """The user id a valid ticket for this session names; None if it is forged, expired, for another
-    session or used before. Synchronous: it marks the ticket used in the shared cache."""
+def redeem_ticket(ticket: str, session_id: int) -> tuple[int, str] | None:
+    """The user id and sign-in a valid ticket for this session names; None if it is forged, expired, for
+    another session, used before, or its sign-in ended. Synchronous: it marks the ticket used in the
+    shared cache."""
     try:
         data = signing.loads(ticket, salt=_TICKET_SALT, max_age=TICKET_SECONDS)
     except signing.BadSignature:
         return None
     if not isinstance(data, dict) or data.get("s") != session_id or not isinstance(data.get("u"), int):
         return None
-    if not cache.add(f"ide:ticket:{data.get('n')}", 1, TICKET_SECONDS + 5):
-        return None  # used before
-    return data["u"]
+    login = data.get("l") if isinstance(data.get("l"), str) else ""
+    if login_ended(login) or not cache.add(f"ide:ticket:{data.get('n')}", 1, TICKET_SECONDS + 5):
+        return None  # signed out since, or used before
+    return data["u"], login
 
 
-def cookie_value(user, session_id: int) -> str:
-    """The workspace cookie's value: the user, the session, and the user's session hash, so a changed
-    password ends it as it ends the platform's own sign-in."""
-    return signing.dumps({"u": user.pk, "s": session_id, "h": user.get_session_auth_hash()}, salt=_COOKIE_SALT)
+def cookie_value(user, session_id: int, login: str = "") -> str:
+    """The workspace cookie's value: the user, the session, the platform sign-in it came from (signing out
+    ends it) and the user's session hash, so a changed password ends it as it ends the platform's own."""
+    return signing.dumps({"u": user.pk, "s": session_id, "l": login, "h": user.get_session_auth_hash()},
+                         salt=_COOKIE_SALT)
+
+
+def cookie_login(value: str) -> str:
+    """The sign-in a workspace cookie (already checked by cookie_user) came from."""
+    try:
+        data = signing.loads(value, salt=_COOKIE_SALT, max_age=COOKIE_SECONDS)
+    except signing.BadSignature:
+        return ""
+    login = data.get("l") if isinstance(data, dict) else ""
+    return login if isinstance(login, str) else ""
 
 
 def active_user(user_id: object):
@@ -130,7 +147,7 @@ def cookie_user(value: str, session_id: int):
         data = signing.loads(value, salt=_COOKIE_SALT, max_age=COOKIE_SECONDS)
     except signing.BadSignature:
         return AnonymousUser()
-    if not isinstance(data, dict) or data.get("s") != session_id:
+    if not isinstance(data, dict) or data.get("s") != session_id or login_ended(str(data.get("l") or "")):
         return AnonymousUser()
     user = active_user(data.get("u"))
     if user is None or not constant_time_compare(user.get_session_auth_hash(), str(data.get("h"))):

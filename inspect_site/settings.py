@@ -10,6 +10,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from inspect_site import keys
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 
@@ -24,10 +26,13 @@ def env_bool(name: str, default: bool) -> bool:
 # Off unless asked for: debug pages show settings to anyone, and the debug cursor that records every
 # query cost ~10% of the event throughput of a busy Daphne.
 DEBUG = env_bool("DEBUG", False)
-# The embedded default is for one machine; production sets its own SECRET_KEY.
-SECRET_KEY = os.environ.get("SECRET_KEY", "insecure-embedded-default-change-me")
-# Encrypts repo secrets at rest; falls back to a key derived from SECRET_KEY.
-SECRETS_ENCRYPTION_KEY = os.environ.get("SECRETS_ENCRYPTION_KEY", "")
+# PRODUCTION=1: the keys must come from the environment, and `manage.py check --deploy` applies.
+PRODUCTION = env_bool("PRODUCTION", False)
+# Signs sessions, tickets and the front proxy's key. Unset, one is made on this machine and kept in var/.
+SECRET_KEY = keys.secret_key(os.environ, VAR_DIR, PRODUCTION)
+# Encrypt repo secrets at rest (Fernet keys, the first encrypts, all decrypt): independent of SECRET_KEY, so a
+# database dump alone decrypts nothing. Unset, one is made on this machine and kept in var/.
+SECRETS_ENCRYPTION_KEYS = keys.encryption_keys(os.environ, VAR_DIR, PRODUCTION)
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "inspect.localhost,localhost,127.0.0.1,[::1]").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 SITE_ROOT = os.environ.get("SITE_ROOT", "http://inspect.localhost:8000")
@@ -42,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.sites",
     "channels",
+    "accounts",
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
@@ -132,6 +138,14 @@ if HTTPS:
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SESSION_COOKIE_NAME, CSRF_COOKIE_NAME = "__Host-sessionid", "__Host-csrftoken"
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Browsers then refuse plain http for the site and its workspace hosts (subdomains) for a year.
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True  # only says the site may be listed: listing it takes its owner's own submission
+    SECURE_SSL_REDIRECT = True
+    # Sandboxes reach the control plane at a plain-http address of their own (SANDBOX_CONTROL_PLANE_URL): their
+    # one Django route is not redirected (the model proxy and the sockets are ASGI apps outside Django's).
+    SECURE_REDIRECT_EXEMPT = [r"^sessions/api/"]
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
@@ -204,8 +218,19 @@ SANDBOX_PROCESS_LIMIT = int(os.environ.get("SANDBOX_PROCESS_LIMIT", "4096"))
 SANDBOX_CONTROL_PLANE_URL = os.environ.get("SANDBOX_CONTROL_PLANE_URL") or \
     f"http://127.0.0.1:{os.environ.get('WEB_PORT') or '8000'}"
 SANDBOX_HEARTBEAT_TIMEOUT_SECONDS = int(os.environ.get("SANDBOX_HEARTBEAT_TIMEOUT_SECONDS", "120"))
+# A sandbox silent that long whose processes still run is kept (its bridge may be reconnecting after the control
+# plane was down) for this long, then saved (a snapshot) and reaped.
+SANDBOX_SILENT_GRACE_SECONDS = int(os.environ.get("SANDBOX_SILENT_GRACE_SECONDS", "600"))
+# When make run stops: save the local sandboxes' work and stop them (the default), or leave them running.
+KEEP_SANDBOXES_ON_STOP = env_bool("KEEP_SANDBOXES_ON_STOP", False)
+# How many sessions holding a sandbox one person may start and keep at once (0: no limit).
+MAX_SANDBOXES_PER_USER = int(os.environ.get("MAX_SANDBOXES_PER_USER", "5"))
 SANDBOX_START_TIMEOUT_SECONDS = int(os.environ.get("SANDBOX_START_TIMEOUT_SECONDS", "300"))
 IMAGE_BUILD_TIMEOUT_SECONDS = int(os.environ.get("IMAGE_BUILD_TIMEOUT_SECONDS", "3600"))
+# With late acks, Redis hands a task to another worker once it has been unacknowledged this long: a task that
+# ran longer would run twice. No task may outlive it (the hard limit kills one first); the longest is a build.
+CELERY_TASK_TIME_LIMIT = IMAGE_BUILD_TIMEOUT_SECONDS + 900
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 900}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -220,8 +245,17 @@ SITE_ID = 1
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "/"
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
-ACCOUNT_SIGNUP_FIELDS = ["email", "username*", "password1*", "password2*"]
-ACCOUNT_EMAIL_VERIFICATION = os.environ.get("ACCOUNT_EMAIL_VERIFICATION", "none")
+# Sign-up is closed (docs/accounts.md): the first account is made with `manage.py createsuperuser`, others by
+# an admin's invitation, or by anyone whose (verified) address is at one of SIGNUP_EMAIL_DOMAINS.
+SIGNUP_EMAIL_DOMAINS = [d.strip().lower().lstrip("@") for d in os.environ.get("SIGNUP_EMAIL_DOMAINS", "").split(",")
+                        if d.strip()]
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "accounts.adapter.SocialAccountAdapter"
+ACCOUNT_FORMS = {"signup": "accounts.forms.SignupForm"}
+# An address lets its owner in only once they have shown it is theirs.
+ACCOUNT_EMAIL_VERIFICATION = "mandatory" if SIGNUP_EMAIL_DOMAINS else os.environ.get("ACCOUNT_EMAIL_VERIFICATION",
+                                                                                      "none")
+ACCOUNT_SIGNUP_FIELDS = ["email*" if SIGNUP_EMAIL_DOMAINS else "email", "username*", "password1*", "password2*"]
 SOCIALACCOUNT_PROVIDERS = {
     "github": {
         # repo + read:user so the PR can later be opened as the user who asked.

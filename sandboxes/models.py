@@ -4,7 +4,9 @@ import re
 import secrets
 import uuid
 from datetime import timedelta
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
@@ -24,6 +26,11 @@ def hash_token(token: str) -> str:
 def validate_clone_url(value: str) -> None:
     if not CLONE_URL_RE.match(value):
         raise ValidationError("Enter a git URL: https://, ssh://, git://, file:// or user@host:path.")
+    # A credential in the URL would reach every sandbox (its git remote), the build log and the admin pages.
+    parts = urlsplit(value) if "://" in value else None
+    if parts is not None and (parts.password is not None or (parts.scheme in ("http", "https") and parts.username)):
+        raise ValidationError("Leave credentials out of the clone URL: anyone who can see the repo, and every "
+                              "sandbox, would read them.")
 
 
 def validate_env(value) -> None:
@@ -57,7 +64,22 @@ def command_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
+class RepoQuerySet(models.QuerySet):
+    def usable_by(self, user) -> "RepoQuerySet":
+        """The repos `user` may start sessions in (see Repo.usable_by)."""
+        if user is None or not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        listed = models.Q(allowed_users=user) | models.Q(allowed_groups__in=user.groups.all())
+        return self.filter(models.Q(access=Repo.Access.EVERYONE) | listed).distinct()
+
+
 class Repo(models.Model):
+    class Access(models.TextChoices):
+        EVERYONE = "everyone", "everyone who can sign in"
+        LISTED = "listed", "only the users and groups listed"
+
     class EnvironmentSource(models.TextChoices):
         COMMANDS = "commands", "setup commands"
         DEVCONTAINER = "devcontainer", ".devcontainer/devcontainer.json"
@@ -83,10 +105,29 @@ class Repo(models.Model):
     # Someone is writing a new session's first prompt: the pool keeps one sandbox warm until then.
     warm_wanted_until = models.DateTimeField(null=True, blank=True, editable=False)
     rebuild_interval_minutes = models.PositiveIntegerField(default=30)
+    # Who may start sessions in the repo (and stay in its sessions). Sign-up is closed by default, so everyone
+    # who can sign in was let in on purpose; a repo for fewer people lists them.
+    access = models.CharField(max_length=10, choices=Access.choices, default=Access.EVERYONE)
+    allowed_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="usable_repos",
+                                           help_text="With access for the listed only: who may use the repo.")
+    allowed_groups = models.ManyToManyField("auth.Group", blank=True, related_name="usable_repos",
+                                            help_text="With access for the listed only: whose groups may use it.")
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = RepoQuerySet.as_manager()
 
     def __str__(self) -> str:
         return self.name
+
+    def usable_by(self, user) -> bool:
+        """Whether `user` may start sessions here: any active user where the repo is for everyone, else the
+        listed users and the members of the listed groups (and superusers)."""
+        if user is None or not user.is_authenticated or not user.is_active:
+            return False
+        if self.access == Repo.Access.EVERYONE or user.is_superuser:
+            return True
+        return (self.allowed_users.filter(pk=user.pk).exists()
+                or self.allowed_groups.filter(pk__in=user.groups.values("pk")).exists())
 
     @property
     def rebuild_interval(self) -> timedelta:
@@ -96,8 +137,11 @@ class Repo(models.Model):
         """The image in service: the newest ready one. A failed build never replaces it."""
         return self.images.filter(status=RepoImage.Status.READY).order_by("-finished_at", "-id").first()
 
-    def secrets_dict(self) -> dict[str, str]:
-        return {s.name: s.value() for s in self.secrets.all()}
+    def secrets_dict(self, for_repo_commands: bool = False) -> dict[str, str]:
+        """The secrets (decrypted: ValueError if a key is missing); only those for the repo's own commands if
+        asked."""
+        secrets = self.secrets.filter(for_repo_commands=True) if for_repo_commands else self.secrets.all()
+        return {s.name: s.value() for s in secrets}
 
     def setup_fingerprint(self) -> str:
         """Changes whenever what goes into an image (besides the commit) changes."""
@@ -130,6 +174,12 @@ class RepoSecret(models.Model):
     repo = models.ForeignKey(Repo, models.CASCADE, related_name="secrets")
     name = models.CharField(max_length=100, validators=[validate_env_name])
     encrypted_value = models.TextField(editable=False)
+    # The setup commands an admin writes always get it. The repo's own commands (devcontainer.json's, written by
+    # whoever can push to the branch) only when this says so.
+    for_repo_commands = models.BooleanField(
+        default=False, verbose_name="for the repo's own commands",
+        help_text="Also give it to the commands in the repo's devcontainer.json, which anyone who can push to the "
+                  "branch can change.")
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -207,8 +257,11 @@ class Sandbox(models.Model):
     backend = models.CharField(max_length=20)
     backend_ref = models.CharField(max_length=300, blank=True)
     synced_commit = models.CharField(max_length=64, blank=True)
-    # sha256 of the token the sandbox's bridge and model calls present; the token itself is never stored.
+    # sha256 of the token the sandbox's bridge presents (its socket, screenshot uploads) and of the one its
+    # OpenCode presents to the model proxy; the tokens themselves are never stored. Two tokens, so that what
+    # the agent's tools can read (OpenCode's config) opens nothing but model calls.
     token_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    model_token_hash = models.CharField(max_length=64, blank=True, db_index=True)
     end_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     ready_at = models.DateTimeField(null=True, blank=True)
@@ -251,15 +304,26 @@ class Sandbox(models.Model):
             return ""
         return salted_hmac("sandboxes.service-secret", self.backend_ref, algorithm="sha256").hexdigest()
 
+    def issue_model_token(self) -> str:
+        """A new token for this sandbox's model calls (handed to its OpenCode once); replaces any earlier one."""
+        token = secrets.token_urlsafe(32)
+        self.model_token_hash = hash_token(token)
+        Sandbox.objects.filter(pk=self.pk).update(model_token_hash=self.model_token_hash)
+        return token
+
     @classmethod
     def from_token(cls, token: str) -> "Sandbox | None":
-        """The live sandbox this token belongs to, or None."""
+        """The live sandbox whose bridge this token belongs to, or None."""
         return cls.live_with_token(token).first()
 
     @classmethod
-    def live_id_for_token(cls, token: str) -> "uuid.UUID | None":
-        """from_token's answer as just the sandbox's id: what the model proxy needs on every call."""
-        return cls.live_with_token(token).values_list("pk", flat=True).first()
+    def live_id_for_model_token(cls, token: str) -> "uuid.UUID | None":
+        """The id of the live sandbox whose model calls this token is for: what the model proxy needs on every
+        call. A bridge's token is no model token, nor the other way round."""
+        if not token:
+            return None
+        return (cls.objects.filter(model_token_hash=hash_token(token), state__in=State.LIVE)
+                .values_list("pk", flat=True).first())
 
     @classmethod
     def live_with_token(cls, token: str) -> models.QuerySet:

@@ -51,6 +51,10 @@ class SessionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False  # sessions start from a prompt (member_requests.create_session)
 
+    def save_model(self, request, obj: Session, form, change: bool) -> None:
+        """Every field here is read-only: only the inlines (the members) change. Saving the row would write back
+        what was read at the start of the request (last_seq, status, agent_busy) over what bridges wrote since."""
+
     @admin.action(description="Archive the selected sessions")
     def archive(self, request, queryset) -> None:
         sessions = list(queryset.exclude(status=Session.Status.ARCHIVED))

@@ -9,7 +9,9 @@ class SessionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from sandboxes.signals import sandbox_phase_changed
-        from sessions import bridge_events
+        from sandboxes.signals import sandbox_phase_changed, snapshot_taken
+        from sessions import access, bridge_events
 
         sandbox_phase_changed.connect(bridge_events.on_sandbox_phase, dispatch_uid="sessions-sandbox-phase")
+        snapshot_taken.connect(bridge_events.on_snapshot_taken, dispatch_uid="sessions-snapshot-taken")
+        access.connect_signals()

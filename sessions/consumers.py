@@ -8,13 +8,15 @@ fan-out lost or overtaken) is filled in from the log first. Nothing is ever sent
 """
 
 import json
+import time
 
 from channels.db import database_sync_to_async
 from django.core.exceptions import PermissionDenied
 
-from sessions import member_requests, workspace
+from sessions import access, member_requests, workspace
 from sessions.events import collect_fan_out, events_after, group_name, send_fan_out
 from sessions.models import Session
+from sessions.rate_limits import SESSION_SOCKET_BURST, SESSION_SOCKET_RATE, TokenBucket
 from sessions.socket_base import AsyncDatabaseFreeConsumer
 
 MAX_MESSAGE_CHARS = 1_000_000  # a prompt and its context fit well within this
@@ -24,9 +26,10 @@ MAX_ID = 2**63 - 1  # ids and seqs are 64-bit in the database
 
 
 @database_sync_to_async
-def may_join(session_id: int, user) -> bool:
-    session = Session.objects.filter(pk=session_id).first() if session_id <= MAX_ID else None
-    return session is not None and session.is_member(user)
+def joinable_repo(session_id: int, user) -> int | None:
+    """The repo of the session if `user` may join it, else None."""
+    session = Session.objects.select_related("repo").filter(pk=session_id).first() if session_id <= MAX_ID else None
+    return session.repo_id if session is not None and session.is_member(user) else None
 
 
 @database_sync_to_async
@@ -106,21 +109,43 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
 
     async def connect(self) -> None:
         self.session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
+        self.access_groups: list[str] = []
+        self.bucket = TokenBucket(SESSION_SOCKET_RATE, SESSION_SOCKET_BURST)
         # Accept first so the browser sees why it was closed (an unknown id looks the same as a forbidden one).
         await self.accept()
-        if not await may_join(self.session_id, self.scope.get("user")):
+        user = self.scope.get("user")
+        repo_id = await joinable_repo(self.session_id, user)
+        if repo_id is None:
             await self.close(code=FORBIDDEN)
             return
+        self.login = access.login_of(getattr(self.scope.get("session"), "session_key", None))
+        # Told when the person's access changes (sessions/access.py), to check again and close if they are out.
+        self.access_groups = access.groups_for(user.pk, repo_id)
+        for group in self.access_groups:
+            await self.channel_layer.group_add(group, self.channel_name)
         self.group = group_name(self.session_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in self.access_groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def access_changed(self, message: dict) -> None:
+        if not access.concerns(message, self.login):
+            return
+        if not await access.still_in_async(self.session_id, self.scope["user"].pk, self.login):
+            if self.group:  # no more events for them, and nothing more taken from them
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+                self.group = None
+            await self.close(code=FORBIDDEN)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs) -> None:
         if not self.group:
             return
+        if not self.bucket.allow(time.monotonic()):
+            return await self.error("Too many messages: slow down. This one was not carried out.")
         if text_data is None:
             return await self.error("Send JSON text messages.")
         if len(text_data) > MAX_MESSAGE_CHARS:
@@ -141,7 +166,7 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
         if kind == "ping":
             return await self.send_json({"type": "pong"})
         if kind == "subscribe":
-            if not await may_join(self.session_id, self.scope.get("user")):  # membership may have ended
+            if await joinable_repo(self.session_id, self.scope.get("user")) is None:  # membership may have ended
                 return await self.close(code=FORBIDDEN)
             self.last_sent = content.get("after", 0)
             return await self.replay()

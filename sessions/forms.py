@@ -16,7 +16,8 @@ class RepoChoiceField(forms.ModelChoiceField):
 
 
 class NewSessionForm(forms.Form):
-    """A repo, a model and the first prompt. Every repo is offered; those without an image say so."""
+    """A repo, a model and the first prompt. The repos `user` may use are offered; those without an image say
+    so."""
 
     model = forms.ChoiceField(label="Model")
     prompt = forms.CharField(
@@ -25,11 +26,11 @@ class NewSessionForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 6, "placeholder": "The invoice table overflows on mobile, fix it."}),
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         ready = set(RepoImage.objects.filter(status=RepoImage.Status.READY).values_list("repo_id", flat=True))
         self.fields["repo"] = RepoChoiceField(
-            Repo.objects.order_by("name"), ready_ids=ready, empty_label=None,
+            Repo.objects.usable_by(user).order_by("name"), ready_ids=ready, empty_label=None,
             help_text="A repo with no image yet cannot start a sandbox until its first image is built.",
         )
         self.order_fields(["repo", "model", "prompt"])

@@ -3,10 +3,12 @@ Views and the session socket call these; each queues what it must and lets the d
 
 import re
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 
+from sandboxes.lifecycle import State
 from sandboxes.models import Repo
 from sessions import queue
 from sessions.dispatch import dispatch, step
@@ -21,6 +23,12 @@ def create_session(repo: Repo, user, prompt_text: str, model: str = "", context:
     text, context = clean_prompt(prompt_text, context)
     if not getattr(user, "is_authenticated", False):
         raise PermissionDenied("Sign in to start a session.")
+    if not repo.usable_by(user):
+        raise PermissionDenied(f"You may not use the repo {repo.name}: ask an admin to give you access.")
+    if sandbox_limit_reached(user):
+        raise PermissionDenied(
+            f"You already have {settings.MAX_SANDBOXES_PER_USER} sessions with a sandbox running, the most one "
+            "person may have at once. Stop one, or wait until one is idle and lets its sandbox go.")
     if model and not MODEL_RE.match(model):
         raise ValueError('Write the model as "providerID/modelID", e.g. "anthropic/claude-sonnet-4".')
     with transaction.atomic():
@@ -29,6 +37,17 @@ def create_session(repo: Repo, user, prompt_text: str, model: str = "", context:
         queue_prompt(session, user, text, context)
         dispatch(session)  # in the same transaction: the prompt's command leaves at its one commit
     return session
+
+
+def sandbox_limit_reached(user) -> bool:
+    """Whether `user` has MAX_SANDBOXES_PER_USER sessions of their own holding a sandbox or about to (0: no limit).
+    Counted at the start of a session: a follow-up to an idle session restores into the session's own count."""
+    limit = settings.MAX_SANDBOXES_PER_USER
+    if not limit:
+        return False
+    holding = Session.objects.filter(creator=user).filter(
+        Q(sandbox__state__in=State.LIVE) | Q(sandbox__isnull=True, status=Session.Status.STARTING))
+    return holding.count() >= limit
 
 
 def submit_prompt(session: Session, user, text: str, context: dict | None = None) -> Prompt:

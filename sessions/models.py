@@ -16,6 +16,13 @@ MAX_PROMPT_CHARS = 100_000
 MAX_CONTEXT_CHARS = 100_000
 
 
+SEE_EVERY_SESSION = "agent_sessions.see_every_session"
+
+
+def sees_every_session(user) -> bool:
+    return bool(user.is_active and user.has_perm(SEE_EVERY_SESSION))
+
+
 class Session(models.Model):
     class Status(models.TextChoices):
         STARTING = "starting"
@@ -44,6 +51,8 @@ class Session(models.Model):
 
     class Meta:
         ordering = ["-last_activity_at"]
+        # Given to people (or groups) in the admin; superusers have it. Being staff is not enough.
+        permissions = [("see_every_session", "Can see and take part in every session")]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.title or self.repo.name}"
@@ -55,11 +64,13 @@ class Session(models.Model):
             Session.objects.filter(pk=self.pk).update(branch=self.branch)
 
     def is_member(self, user) -> bool:
+        """Whether `user` may see and take part in this session: an active user who is one of its members and
+        may still use its repo, or who has the permission to see every session."""
         if user is None or not user.is_authenticated or not user.is_active:
             return False
-        if user.is_staff or user.is_superuser:
+        if sees_every_session(user):
             return True
-        return self.memberships.filter(user=user).exists()
+        return self.memberships.filter(user=user).exists() and self.repo.usable_by(user)
 
     def add_member(self, user, role: str = "member") -> "Membership":
         membership, _ = Membership.objects.get_or_create(session=self, user=user, defaults={"role": role})

@@ -1,4 +1,7 @@
+import time
+
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -9,19 +12,19 @@ from django.views.decorators.http import require_POST
 from proxy_core.headers import presented_credential
 from sandboxes import provisioning, tasks
 from sandboxes.models import Repo, RepoImage, Sandbox
-from sessions import member_requests, workspace
+from sessions import member_requests, rate_limits, workspace
 from sessions.forms import NewSessionForm
-from sessions.models import Artifact, Prompt, Session
+from sessions.member_requests import sandbox_limit_reached
+from sessions.models import Artifact, Prompt, Session, sees_every_session
 
 SESSIONS_PER_PAGE = 50
 
 
 def visible_sessions(user):
-    """Sessions the user is a member of; staff see all of them."""
-    sessions = Session.objects.all()
-    if not user.is_staff:
-        sessions = sessions.filter(memberships__user=user)
-    return sessions
+    """The sessions `user` is a member of, in repos they may still use; all of them with the permission."""
+    if sees_every_session(user):
+        return Session.objects.all()
+    return Session.objects.filter(memberships__user=user, repo__in=Repo.objects.usable_by(user))
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -33,7 +36,7 @@ def home(request: HttpRequest) -> HttpResponse:
         .order_by("-last_activity_at", "-pk")
     )
     page = Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
-    repos = list(Repo.objects.order_by("name"))
+    repos = list(Repo.objects.usable_by(request.user).order_by("name"))
     images = {}
     for image in RepoImage.objects.filter(status=RepoImage.Status.READY).order_by("finished_at", "id"):
         images[image.repo_id] = image  # the newest ready image wins, as Repo.current_image() picks
@@ -44,22 +47,23 @@ def home(request: HttpRequest) -> HttpResponse:
 
 def new_session(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
-        form = NewSessionForm(request.POST)
+        form = NewSessionForm(request.POST, user=request.user)
         if form.is_valid():
             data = form.cleaned_data
             try:
                 session = member_requests.create_session(data["repo"], request.user, data["prompt"],
                                                          model=data["model"])
-            except ValueError as error:
+            except (ValueError, PermissionDenied) as error:
                 form.add_error(None, str(error))
             else:
                 return redirect("session-detail", session_id=session.pk)
         status = 400
     else:
-        form = NewSessionForm(initial={"repo": request.GET.get("repo")})
+        form = NewSessionForm(initial={"repo": request.GET.get("repo")}, user=request.user)
         status = 200
     return render(request, "sessions/new.html", {
-        "form": form, "no_provider_message": form.no_provider_message, "has_repos": Repo.objects.exists(),
+        "form": form, "no_provider_message": form.no_provider_message,
+        "has_repos": Repo.objects.usable_by(request.user).exists(),
     }, status=status)
 
 
@@ -70,9 +74,11 @@ def warm_sandbox(request: HttpRequest) -> HttpResponse:
     repo_id = request.POST.get("repo", "")
     if not repo_id.isdigit() or len(repo_id) > 18:
         return JsonResponse({"error": "Say which repo: its id."}, status=400)
-    repo = Repo.objects.filter(pk=int(repo_id)).first()
-    if repo is None:
+    repo = Repo.objects.usable_by(request.user).filter(pk=int(repo_id)).first()
+    if repo is None:  # or one this user may not use: the same answer, so ids tell outsiders nothing
         return JsonResponse({"error": "No such repo."}, status=404)
+    if sandbox_limit_reached(request.user):
+        return HttpResponse(status=204)  # their session would be refused: warm nothing for it
     provisioning.want_warm(repo)
     tasks.fill_warm_pool.delay(repo.pk)
     return HttpResponse(status=204)
@@ -103,6 +109,9 @@ def upload_screenshot(request: HttpRequest) -> JsonResponse:
         [(name, value.encode("latin-1", errors="replace")) for name, value in credentials]))
     if sandbox is None:
         return JsonResponse({"error": "A live sandbox's token is required."}, status=401)
+    if not rate_limits.screenshot_allowed(sandbox.pk, time.time()):
+        return JsonResponse({"error": f"At most {rate_limits.SCREENSHOTS_PER_MINUTE} screenshots a minute: "
+                                      "try again in a minute."}, status=429)
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:

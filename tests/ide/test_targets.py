@@ -25,7 +25,7 @@ def test_a_reported_port_the_sandbox_does_not_forward_is_never_reached(users, ma
     assert "cannot be reached" in target.message
 
 
-def test_staff_are_members_of_every_session(users, make_session):
+def test_who_may_see_every_session_is_a_member_of_each(users, make_session):
     session = make_session(users["ada"], {"ide": ready(41234)})
     assert resolve(users["root"], session.pk, "ide").ok
 

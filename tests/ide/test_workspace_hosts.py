@@ -84,7 +84,7 @@ def test_an_expired_or_forged_ticket_is_refused(entry, users, ada_session, setti
     monkeypatch.setattr(time, "time", lambda: real_time() + workspace_hosts.TICKET_SECONDS + 1)
     assert workspace_hosts.redeem_ticket(ticket, ada_session.pk) is None
     monkeypatch.setattr(time, "time", real_time)
-    assert workspace_hosts.redeem_ticket(ticket, ada_session.pk) == users["ada"].pk
+    assert workspace_hosts.redeem_ticket(ticket, ada_session.pk) == (users["ada"].pk, "")
 
 
 def test_non_members_get_no_ticket(entry, users, ada_session):

@@ -35,3 +35,34 @@ def test_archiving_sessions_logs_it(admin_client, session):
     session.refresh_from_db()
     assert session.status == Session.Status.ARCHIVED
     assert session.events.get().data["status"] == "archived"
+
+
+def test_adding_a_member_in_the_admin_keeps_what_bridges_wrote_meanwhile(admin_client, session, user, other_user,
+                                                                        monkeypatch):
+    """The change page's save writes the members, never the session row it read at the start of the request."""
+    from sessions.admin import SessionAdmin
+
+    read = SessionAdmin.get_object
+
+    def read_then_an_event_arrives(self, request, object_id, from_field=None):
+        found = read(self, request, object_id, from_field)
+        if request.method == "POST":
+            append_event(session.pk, "text", {"text": "written by a bridge meanwhile"})
+        return found
+
+    monkeypatch.setattr(SessionAdmin, "get_object", read_then_an_event_arrives)
+    owner = session.memberships.get()
+    url = reverse("admin:agent_sessions_session_change", args=[session.pk])
+    response = admin_client.post(url, {
+        "memberships-TOTAL_FORMS": "2", "memberships-INITIAL_FORMS": "1", "memberships-MIN_NUM_FORMS": "0",
+        "memberships-MAX_NUM_FORMS": "1000",
+        "memberships-0-id": owner.pk, "memberships-0-session": session.pk, "memberships-0-user": user.pk,
+        "memberships-0-role": "owner",
+        "memberships-1-session": session.pk, "memberships-1-user": other_user.pk, "memberships-1-role": "member",
+        "prompts-TOTAL_FORMS": "0", "prompts-INITIAL_FORMS": "0", "prompts-MIN_NUM_FORMS": "0",
+        "prompts-MAX_NUM_FORMS": "1000",
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    session.refresh_from_db()
+    assert session.is_member(other_user)
+    assert session.last_seq == 1 == session.events.count()  # not rolled back to the 0 read before the event

@@ -14,6 +14,7 @@ from inspect_site.asgi import application
 from sessions import consumers
 from sessions.events import append_event
 from sessions.models import Event, Prompt
+from tests.support.rows import may_see_every_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 add_event = database_sync_to_async(append_event)
@@ -68,7 +69,7 @@ def counts() -> tuple[int, int]:
 
 
 def test_only_members_and_staff_get_in(session, user, other_user, django_user_model):
-    staff = django_user_model.objects.create_user("admin", is_staff=True)
+    staff = may_see_every_session(django_user_model.objects.create_user("admin", is_staff=True))
     anonymous, outsider, member, admin = (signed_in(u) for u in (None, other_user, user, staff))
 
     async def scenario():

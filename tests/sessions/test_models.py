@@ -1,10 +1,12 @@
 """Sessions, memberships, prompts and events as rows."""
 
 import pytest
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, Group
 from django.db import IntegrityError, transaction
 
+from sandboxes.models import Repo
 from sessions.models import Event, Membership, Prompt, Session, clean_prompt
+from tests.support.rows import may_see_every_session
 
 pytestmark = pytest.mark.django_db
 
@@ -17,15 +19,41 @@ def test_a_session_works_on_its_own_branch_by_default(repo, user):
     assert named.branch == "fix/invoices"
 
 
-def test_members_and_staff_are_in_a_session_and_nobody_else(session, user, other_user, django_user_model):
-    admin = django_user_model.objects.create_user("root", is_staff=True)
+def test_members_and_those_who_see_every_session_are_in_it_and_nobody_else(session, user, other_user,
+                                                                              django_user_model):
+    admin = may_see_every_session(django_user_model.objects.create_user("root", is_staff=True))
+    staff = django_user_model.objects.create_user("ops", is_staff=True)  # staff alone is not enough
+    superuser = django_user_model.objects.create_superuser("boss")
     assert session.is_member(user)
-    assert session.is_member(admin)
+    assert session.is_member(admin) and session.is_member(superuser)
+    assert not session.is_member(staff)
     assert not session.is_member(other_user)
     assert not session.is_member(AnonymousUser())
     assert not session.is_member(None)
     user.is_active = False
     assert not session.is_member(user)
+
+
+def test_a_repo_for_the_listed_only_keeps_everyone_else_out_of_it_and_its_sessions(session, user, other_user,
+                                                                                    django_user_model):
+    repo = session.repo
+    session.add_member(other_user)
+    assert repo.usable_by(user) and repo.usable_by(other_user)
+    repo.access = Repo.Access.LISTED
+    repo.save()
+    assert not repo.usable_by(user) and not session.is_member(user)  # a member who lost the repo is out
+    assert list(Repo.objects.usable_by(user)) == []
+    repo.allowed_users.add(user)
+    team = Group.objects.create(name="team")
+    repo.allowed_groups.add(team)
+    other_user.groups.add(team)
+    assert session.is_member(user) and session.is_member(other_user)
+    assert list(Repo.objects.usable_by(other_user)) == [repo]  # once, though listed by group
+    outsider = django_user_model.objects.create_user("eve")
+    assert not repo.usable_by(outsider) and not repo.usable_by(AnonymousUser()) and not repo.usable_by(None)
+    assert repo.usable_by(django_user_model.objects.create_superuser("boss"))
+    user.is_active = False
+    assert not repo.usable_by(user) and list(Repo.objects.usable_by(user)) == []
 
 
 def test_adding_a_member_twice_keeps_one_membership(session, other_user):

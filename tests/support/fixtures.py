@@ -15,7 +15,7 @@ from sandboxes import jobs
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox
 from tests.support.listener import Listener
-from tests.support.rows import repo_with_image
+from tests.support.rows import may_see_every_session, repo_with_image
 
 
 # No passwords: hashing one costs ~0.3 s, and these people are signed in with force_login.
@@ -31,12 +31,13 @@ def other_user(django_user_model):
 
 @pytest.fixture
 def staff_user(django_user_model):
-    return django_user_model.objects.create_user("root", "root@example.com", is_staff=True)
+    """Staff with the permission to see every session (sessions.models SEE_EVERY_SESSION)."""
+    return may_see_every_session(django_user_model.objects.create_user("root", "root@example.com", is_staff=True))
 
 
 @pytest.fixture
 def users(user, other_user, staff_user) -> dict:
-    """Ada, Bob and staff (root) by name, for tests about who may see what."""
+    """Ada, Bob and an admin who may see every session (root) by name, for tests about who may see what."""
     return {"ada": user, "bob": other_user, "root": staff_user}
 
 

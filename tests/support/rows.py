@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from sandboxes.models import Repo, RepoImage
@@ -22,6 +23,12 @@ def owned_session(repo: Repo, owner, title: str = "", **fields) -> Session:
     session = Session.objects.create(repo=repo, creator=owner, title=title, **fields)
     session.add_member(owner, "owner")
     return session
+
+
+def may_see_every_session(user):
+    """Give `user` the permission that makes them a member of every session (an admin's, not every staff's)."""
+    user.user_permissions.add(Permission.objects.get(codename="see_every_session"))
+    return user
 
 
 def login(client, user):
