@@ -33,7 +33,8 @@ def first_text(client: httpx.Client, url: str, token: str, body: bytes) -> float
 
 
 def model_proxy_hop(platform: Platform, repo: Repo) -> None:
-    sandbox, token = simulated_sandbox(repo, fake_ready_image(repo))
+    sandbox, _bridge_token = simulated_sandbox(repo, fake_ready_image(repo))
+    token = sandbox.issue_model_token()  # what its OpenCode presents
     body = json.dumps({"model": PROVIDER, "stream": True, "tools": TOOLS,
                        "messages": [{"role": "system", "content": "y" * 4000},
                                     {"role": "user", "content": "justtext hop"}]}).encode()

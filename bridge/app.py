@@ -1,6 +1,7 @@
 """Wires the bridge together and runs it until `shutdown` (or SIGTERM)."""
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -11,6 +12,7 @@ from .agent import Agent
 from .config import BridgeConfig, ConfigError
 from .outbox import Outbox
 
+PR_SET_DUMPABLE = 4  # linux/prctl.h
 log = logging.getLogger("bridge")
 
 
@@ -50,7 +52,21 @@ async def run(config: BridgeConfig) -> int:
     return 1 if failed else 0
 
 
+def keep_memory_private() -> bool:
+    """Make this process non-dumpable, as ssh-agent does: the agent's processes run as the same user, and could
+    otherwise read the bridge's token from /proc/<pid>/environ or its memory, then send events as the bridge.
+    Its children (OpenCode, VS Code) are dumpable again once they exec. False where the call is unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def main() -> None:
+    if not keep_memory_private():
+        print("bridge: could not make itself non-dumpable; its token is readable by the sandbox's processes",
+              file=sys.stderr)
     logging.basicConfig(
         stream=sys.stderr, level=os.environ.get("INSPECT_BRIDGE_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",

@@ -85,6 +85,9 @@ class ControlLink:
             return
         if message.get("type") == "ack":
             self.outbox.ack(str(message.get("id")))
+        elif message.get("type") == "refused":  # never stored: sending it again would change nothing
+            log.warning("the control plane refused event %.100s: %.300s", message.get("id"), message.get("message"))
+            self.outbox.ack(str(message.get("id")))
         elif message.get("type") == "command":
             self.on_command(message)
         else:

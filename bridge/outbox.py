@@ -6,7 +6,10 @@ leave the outbox when written to a connection.
 """
 
 import asyncio
+import json
 import uuid
+
+from .protocol import MAX_BRIDGE_MESSAGE_BYTES, MAX_EVENT_DEPTH, json_depth
 
 
 class Outbox:
@@ -18,8 +21,13 @@ class Outbox:
 
     def add_event(self, event: dict) -> str:
         event_id = uuid.uuid4().hex
+        message = {"type": "event", "id": event_id, "event": event}
+        if len(json.dumps(message)) > MAX_BRIDGE_MESSAGE_BYTES or json_depth(event) > MAX_EVENT_DEPTH:
+            # The control plane would refuse it: what happened is said instead, within the limits.
+            message["event"] = {"kind": "error", "name": "EventTooLarge",
+                                "message": f"a {str(event.get('kind'))[:50]} event was too large to send"}
         self._seq += 1
-        self._items[self._seq] = (event_id, {"type": "event", "id": event_id, "event": event})
+        self._items[self._seq] = (event_id, message)
         self._seq_of[event_id] = self._seq
         self.changed.set()
         return event_id

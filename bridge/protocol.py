@@ -151,9 +151,38 @@ class Ack(TypedDict):
     id: str  # the bridge event's id
 
 
+class Refused(TypedDict):
+    """An event the control plane will never store (a kind a bridge may not send, too deep, malformed): the
+    bridge drops it instead of sending it again after every reconnect."""
+    type: Literal["refused"]
+    id: str  # the bridge event's id
+    message: str  # why
+
+
 class ErrorMessage(TypedDict):
     type: Literal["error"]
     message: str
+
+
+# Limits on what a bridge sends, checked by the control plane before it parses a message (its size) and before
+# it stores an event (its nesting); the bridge keeps its own events within them (bridge/outbox.py).
+MAX_BRIDGE_MESSAGE_BYTES = 256 * 1024
+MAX_EVENT_DEPTH = 32
+
+
+def json_depth(value: object, limit: int = MAX_EVENT_DEPTH) -> int:
+    """How deep lists and objects nest in `value` (a scalar is 0), counted without recursion and up to
+    limit + 1 at most: enough to refuse what is too deep."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > limit:
+                return depth
+            stack.extend((child, depth) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def command_message(command_id: str, command: Command) -> dict:
@@ -169,9 +198,9 @@ EventKind = Literal[
     "agent_session", "prompt_started", "busy", "idle", "text_delta", "text", "tool_started", "tool_finished",
     "file_edited", "step", "title", "retry", "error", "service", "screenshot_failed",
 ]
+# The only kinds a bridge may send (sessions/bridge_events.py refuses any other): never one the control plane
+# writes itself, such as prompt_queued, status, screenshot or sandbox_phase.
 EVENT_KINDS: frozenset[str] = frozenset(get_args(EventKind))
-# Kinds the control plane writes itself (a screenshot arrives as an upload); refused from a bridge.
-CONTROL_PLANE_KINDS = frozenset({"screenshot", "status", "prompt_finished", "sandbox_phase"})
 MAX_EVENT_ID_LENGTH = 100
 
 

@@ -109,10 +109,10 @@ class ModelProxy:
                 raise Refused(wire, 405, f"Use {expected_method} for /v1/{endpoint}.",
                               extra=((b"allow", expected_method.encode()),))
             token = presented_credential(headers)
-            sandbox_id = await database_sync_to_async(Sandbox.live_id_for_token)(token)
+            sandbox_id = await database_sync_to_async(Sandbox.live_id_for_model_token)(token)
             if sandbox_id is None:
-                raise Refused(wire, 401, "Invalid sandbox token: call the model proxy with the sandbox's own token "
-                                         "as the API key (the sandbox may have ended).")
+                raise Refused(wire, 401, "Invalid sandbox token: call the model proxy with the sandbox's own model "
+                                         "token as the API key (the sandbox may have ended).")
             declared = header(headers, b"content-length")
             if provider_name == WARM_UP_PROVIDER:
                 body = await read_body(receive, declared, wire) if expected_method == "POST" else b""

@@ -55,7 +55,7 @@ def queue_rebuild(request: HttpRequest, repo: Repo) -> RepoImage:
 class RepoSecretInline(admin.TabularInline):
     model = RepoSecret
     form = RepoSecretForm
-    fields = ["name", "value", "last_set"]
+    fields = ["name", "value", "for_repo_commands", "last_set"]
     readonly_fields = ["last_set"]
     extra = 1
     verbose_name = "secret"

@@ -58,8 +58,9 @@ def forwarded_ports(sandbox: Sandbox) -> list[int]:
 
 
 def bridge_env(sandbox: Sandbox, token: str, synced: bool, shares_host_network: bool = False,
-               control_plane_url: str = "") -> dict[str, str]:
-    """`control_plane_url`: where this sandbox reaches the control plane, if not SANDBOX_CONTROL_PLANE_URL."""
+               control_plane_url: str = "", model_token: str = "") -> dict[str, str]:
+    """`token`: the bridge's own; `model_token`: the one OpenCode's config gets, for model calls only.
+    `control_plane_url`: where this sandbox reaches the control plane, if not SANDBOX_CONTROL_PLANE_URL."""
     url = control_plane_url or settings.SANDBOX_CONTROL_PLANE_URL
     return {
         "INSPECT_SERVICES": json.dumps(workspace_services(sandbox, shares_host_network)),
@@ -67,7 +68,7 @@ def bridge_env(sandbox: Sandbox, token: str, synced: bool, shares_host_network: 
         "INSPECT_SANDBOX_ID": str(sandbox.pk),
         "INSPECT_SANDBOX_TOKEN": token,
         SERVICE_SECRET_ENV: sandbox.service_secret(),
-        "INSPECT_OPENCODE_CONFIG": json.dumps(opencode_config(token, url)),
+        "INSPECT_OPENCODE_CONFIG": json.dumps(opencode_config(model_token, url)),
         "INSPECT_SYNCED": "1" if synced else "0",
         "INSPECT_TOOLS_DIR": str(TOOLS_IN_SANDBOX),
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -75,9 +76,9 @@ def bridge_env(sandbox: Sandbox, token: str, synced: bool, shares_host_network: 
 
 
 def start_bridge(backend: SandboxBackend, sandbox: Sandbox, synced: bool) -> None:
-    token = sandbox.issue_token()
+    token, model_token = sandbox.issue_token(), sandbox.issue_model_token()
     env = bridge_env(sandbox, token, synced, backend.shares_host_network,
-                     backend.control_plane_url(sandbox.backend_ref))
+                     backend.control_plane_url(sandbox.backend_ref), model_token=model_token)
     if workspace_services(sandbox)["ide"]:
         expect_vscode(sandbox)
     backend.start_service(sandbox.backend_ref, "bridge", BRIDGE_COMMAND, env=env)

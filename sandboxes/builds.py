@@ -61,6 +61,7 @@ def image_spec(repo: Repo, image: RepoImage) -> ImageSpec:
         env=dict(repo.env_vars),
         use_devcontainer=repo.environment_source == Repo.EnvironmentSource.DEVCONTAINER,
         build_secrets=repo.secrets_dict(),
+        repo_command_secrets=repo.secrets_dict(for_repo_commands=True),
     )
 
 
@@ -77,7 +78,14 @@ def run_build(image_id: int) -> RepoImage | None:
     log = LogWriter(image_id)
     started = time.monotonic()
     fingerprint = repo.setup_fingerprint()
-    spec = image_spec(repo, image)
+    try:
+        spec = image_spec(repo, image)
+    except ValueError as e:  # a secret no configured key opens: fail now, not stay "building" for an hour
+        log(f"build failed: {e}. Set the repo's secrets again in the admin.\n")
+        RepoImage.objects.filter(pk=image_id).update(
+            status=RepoImage.Status.FAILED, error=str(e), build_log=log.text, finished_at=timezone.now(),
+            duration_seconds=time.monotonic() - started, setup_fingerprint=fingerprint)
+        return RepoImage.objects.filter(pk=image_id).first()
     try:
         built = backend.build_image(spec, log)
     except BuildCancelled:

@@ -53,7 +53,7 @@ class RepoSecretForm(forms.ModelForm):
 
     class Meta:
         model = RepoSecret
-        fields = ["name", "value"]
+        fields = ["name", "value", "for_repo_commands"]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

@@ -63,22 +63,27 @@ class SandboxFacts:
     state: str
     created_at: datetime
     last_heartbeat_at: datetime | None
+    alive: bool | None = None  # what the backend says of its processes; None: not asked (yet)
 
 
 @dataclass(frozen=True)
 class Decision:
-    action: str  # "keep" | "reap"
+    action: str  # "keep" | "ask" (whether it is alive, then decide again) | "save" (snapshot, then reap) | "reap"
     reason: str = ""
 
 
 KEEP = Decision("keep")
+ASK = Decision("ask")
 
 
 def reap_decision(
-    facts: SandboxFacts, now: datetime, heartbeat_timeout: timedelta, start_timeout: timedelta
+    facts: SandboxFacts, now: datetime, heartbeat_timeout: timedelta, start_timeout: timedelta,
+    silent_grace: timedelta = timedelta(minutes=10),
 ) -> Decision:
-    """Should a live sandbox be reaped? Starting ones get `start_timeout` to come up;
-    running ones must have sent a heartbeat within `heartbeat_timeout`."""
+    """Should a live sandbox be reaped? Starting ones get `start_timeout` to come up. A running one whose
+    heartbeats stopped for `heartbeat_timeout` is reaped only if its processes are gone: a sandbox still alive
+    may have a bridge reconnecting after the control plane was down, so it is kept for `silent_grace`, then
+    its work is saved (a snapshot) before it is reaped."""
     if facts.state not in State.LIVE:
         return KEEP
     if facts.state == State.TERMINATING:
@@ -92,9 +97,16 @@ def reap_decision(
         return KEEP
     last = facts.last_heartbeat_at or facts.created_at
     silent = now - last
-    if silent > heartbeat_timeout:
-        return Decision("reap", f"no heartbeat for {int(silent.total_seconds())} s")
-    return KEEP
+    if silent <= heartbeat_timeout:
+        return KEEP
+    seconds = int(silent.total_seconds())
+    if facts.alive is None:
+        return ASK
+    if not facts.alive:
+        return Decision("reap", f"no heartbeat for {seconds} s and its processes are gone")
+    if silent <= silent_grace:
+        return KEEP
+    return Decision("save", f"no heartbeat for {seconds} s; its work was saved first")
 
 
 # --- the warm pool ----------------------------------------------------------

@@ -1,6 +1,7 @@
 """Carrying out sandbox lifecycle decisions: create, provision, snapshot, terminate,
 keep the warm pool full, reap the stuck. The decisions themselves are in lifecycle.py."""
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -17,7 +18,7 @@ from sandboxes.backends import get_backend
 from sandboxes.backends.base import BackendError, StartRequest, sync_script
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox, Snapshot
-from sandboxes.signals import sandbox_phase_changed
+from sandboxes.signals import sandbox_phase_changed, snapshot_taken
 
 logger = logging.getLogger(__name__)
 # How a sandbox ends whose restore over another commit failed; the snapshot's next restore then avoids that.
@@ -112,11 +113,13 @@ def take_snapshot(sandbox_id: uuid.UUID) -> Snapshot | None:
         info = backend.snapshot(sandbox.backend_ref, str(snapshot_id))
     finally:
         Sandbox.objects.filter(pk=sandbox.pk, state=State.SNAPSHOTTING).update(state=resume_state)
-    return Snapshot.objects.create(
+    snapshot = Snapshot.objects.create(
         id=snapshot_id, repo_id=sandbox.repo_id, image=sandbox.image, sandbox=sandbox,
         backend=sandbox.backend, backend_ref=info.ref, size_bytes=info.size_bytes,
         duration_seconds=time.monotonic() - started,
     )
+    snapshot_taken.send(sender=Snapshot, snapshot=snapshot)
+    return snapshot
 
 
 def terminate(sandbox_id: uuid.UUID, reason: str = "") -> Sandbox | None:
@@ -227,11 +230,13 @@ def fill_pool(repo: Repo) -> tuple[list[Sandbox], list[str]]:
     return created, retired
 
 
-def reap(now=None) -> list[tuple[str, str]]:
-    """Decide for every live sandbox whether to reap it; return (id, reason) of those to reap."""
+def reap(now=None) -> list[tuple[str, str, bool]]:
+    """Decide for every live sandbox whether to reap it; return (id, reason, save its work first) of those to
+    reap (lifecycle.reap_decision)."""
     now = now or timezone.now()
     heartbeat_timeout = timedelta(seconds=settings.SANDBOX_HEARTBEAT_TIMEOUT_SECONDS)
     start_timeout = timedelta(seconds=settings.SANDBOX_START_TIMEOUT_SECONDS)
+    silent_grace = timedelta(seconds=settings.SANDBOX_SILENT_GRACE_SECONDS)
     doomed = []
     for sandbox in Sandbox.objects.filter(state__in=State.LIVE):
         if sandbox.pooled and sandbox.state == State.READY:
@@ -239,10 +244,14 @@ def reap(now=None) -> list[tuple[str, str]]:
             if get_backend(sandbox.backend).is_alive(sandbox.backend_ref):
                 sandbox.record_heartbeat(at=now)
             else:
-                doomed.append((str(sandbox.pk), "its processes are gone"))
+                doomed.append((str(sandbox.pk), "its processes are gone", False))
                 continue
         facts = lifecycle.SandboxFacts(sandbox.state, sandbox.created_at, sandbox.last_heartbeat_at)
-        decision = lifecycle.reap_decision(facts, now, heartbeat_timeout, start_timeout)
-        if decision.action == "reap":
-            doomed.append((str(sandbox.pk), decision.reason))
+        decision = lifecycle.reap_decision(facts, now, heartbeat_timeout, start_timeout, silent_grace)
+        if decision.action == "ask":
+            alive = bool(sandbox.backend_ref) and get_backend(sandbox.backend).is_alive(sandbox.backend_ref)
+            facts = dataclasses.replace(facts, alive=alive)
+            decision = lifecycle.reap_decision(facts, now, heartbeat_timeout, start_timeout, silent_grace)
+        if decision.action in ("reap", "save"):
+            doomed.append((str(sandbox.pk), decision.reason, decision.action == "save"))
     return doomed

@@ -10,6 +10,8 @@ from sandboxes.models import RepoImage, Sandbox, Snapshot
 
 # Sent (with `sandbox=`) after a sandbox changed state; the sessions app listens.
 sandbox_phase_changed = Signal()
+# Sent (with `snapshot=`) once a sandbox's work is saved; the sessions app makes it its session's latest.
+snapshot_taken = Signal()
 
 
 @receiver(post_delete, sender=Sandbox)

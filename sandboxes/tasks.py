@@ -1,9 +1,13 @@
 """Celery tasks: thin wrappers that carry out builds.py and provisioning.py."""
 
+import logging
+
 from celery import shared_task
 
 from sandboxes import builds, provisioning
 from sandboxes.models import Repo, RepoImage
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task
@@ -29,7 +33,13 @@ def snapshot_sandbox(sandbox_id: str) -> None:
 
 
 @shared_task
-def terminate_sandbox(sandbox_id: str, reason: str = "") -> None:
+def terminate_sandbox(sandbox_id: str, reason: str = "", save_first: bool = False) -> None:
+    """`save_first`: snapshot its work before (a sandbox whose bridge went silent but whose processes live)."""
+    if save_first:
+        try:
+            provisioning.take_snapshot(sandbox_id)
+        except Exception:
+            logger.exception("sandbox %s: saving its work before it is reaped failed", sandbox_id)
     provisioning.terminate(sandbox_id, reason)
 
 
@@ -53,8 +63,8 @@ def fill_warm_pools() -> None:
 
 @shared_task
 def reap_sandboxes() -> None:
-    for sandbox_id, reason in provisioning.reap():
-        terminate_sandbox.delay(sandbox_id, f"reaped: {reason}")
+    for sandbox_id, reason, save_first in provisioning.reap():
+        terminate_sandbox.delay(sandbox_id, f"reaped: {reason}", save_first)
 
 
 @shared_task

@@ -7,7 +7,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from bridge.protocol import CONTROL_PLANE_KINDS, MAX_EVENT_ID_LENGTH
+from bridge.protocol import EVENT_KINDS, MAX_EVENT_ID_LENGTH
 from sandboxes.bridge_channel import send_to_bridge
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
@@ -26,6 +26,12 @@ def on_sandbox_phase(sender, sandbox: Sandbox, **kwargs) -> None:
     handle_sandbox_phase(sandbox)
 
 
+def on_snapshot_taken(sender, snapshot, **kwargs) -> None:
+    """The receiver of sandboxes.signals.snapshot_taken: the session working in that sandbox restores from it
+    next (a follow-up after the sandbox ended, whoever saved it: the idle snapshot or the reaper)."""
+    Session.objects.filter(sandbox_id=snapshot.sandbox_id).update(last_snapshot=snapshot)
+
+
 def check_bridge_event(bridge_event_id: str, event: dict) -> None:
     """ValueError saying what is wrong with a bridge's event, before anything is written."""
     if not isinstance(bridge_event_id, str) or not 0 < len(bridge_event_id) <= MAX_EVENT_ID_LENGTH:
@@ -33,8 +39,8 @@ def check_bridge_event(bridge_event_id: str, event: dict) -> None:
     if not isinstance(event, dict) or not isinstance(event.get("kind"), str):
         raise ValueError("A bridge event is an object with a kind.")
     check_kind(event["kind"])  # here too: one bad event must not refuse its whole batch
-    if event["kind"] in CONTROL_PLANE_KINDS:
-        raise ValueError(f"A bridge cannot send {event['kind']!r} events.")
+    if event["kind"] not in EVENT_KINDS:  # what the platform writes itself (a queued prompt, a status) above all
+        raise ValueError(f"A bridge cannot send {event['kind'][:50]!r} events.")
 
 
 def is_plain(event) -> bool:

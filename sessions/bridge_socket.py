@@ -7,16 +7,28 @@ only opens the socket of its own sandbox.
 import asyncio
 import json
 import logging
+import time
 import uuid
 
 from channels.db import database_sync_to_async
 
-from bridge.protocol import MAX_EVENT_ID_LENGTH, Ack, Command, ErrorMessage, command_message
+from bridge.protocol import (
+    MAX_BRIDGE_MESSAGE_BYTES,
+    MAX_EVENT_DEPTH,
+    MAX_EVENT_ID_LENGTH,
+    Ack,
+    Command,
+    ErrorMessage,
+    Refused,
+    command_message,
+    json_depth,
+)
 from proxy_core.headers import bearer_token
 from sandboxes.bridge_channel import BridgeCommandMessage, SandboxPhaseMessage, group_name
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
 from sessions import bridge_events, event_intake
+from sessions.rate_limits import BRIDGE_SOCKET_BURST, BRIDGE_SOCKET_RATE, TokenBucket
 from sessions.socket_base import AsyncDatabaseFreeConsumer
 
 logger = logging.getLogger(__name__)
@@ -55,6 +67,7 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.pending: list[tuple[str, dict]] = []  # received, not yet being stored
+        self.bucket = TokenBucket(BRIDGE_SOCKET_RATE, BRIDGE_SOCKET_BURST)
 
     async def connect(self) -> None:
         token = bearer_token(self.scope.get("headers", []))
@@ -80,10 +93,21 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
         error: ErrorMessage = {"type": "error", "message": message}
         await self.send_json(error)
 
+    async def refuse(self, event_id: str, why: str) -> None:
+        refused: Refused = {"type": "refused", "id": event_id, "message": f"event {event_id}: {why}"}
+        await self.send_json(refused)
+
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        if not self.bucket.allow(time.monotonic()):  # not acknowledged: a real bridge sends it again later
+            await self.send_error("too many messages: slow down")
+            return
+        raw = text_data if text_data is not None else bytes_data
+        if raw is None or len(raw) > MAX_BRIDGE_MESSAGE_BYTES:  # before parsing: a bridge keeps within it
+            await self.send_error(f"a message is at most {MAX_BRIDGE_MESSAGE_BYTES} bytes")
+            return
         try:
-            content = json.loads(text_data if text_data is not None else bytes_data)
-        except (TypeError, ValueError):
+            content = json.loads(raw)
+        except (TypeError, ValueError, RecursionError):
             await self.send_error("a message must be JSON")
             return
         await self.receive_json(content)
@@ -116,7 +140,10 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
             await self.send_error("an event needs a string id")
             return
         if not isinstance(event, dict) or not isinstance(event.get("kind"), str):
-            await self.send_error("an event needs an object with a string kind")
+            await self.refuse(event_id, "an event needs an object with a string kind")
+            return
+        if json_depth(event) > MAX_EVENT_DEPTH:  # alone, before it can fail the batch it would be written with
+            await self.refuse(event_id, f"an event nests at most {MAX_EVENT_DEPTH} levels deep")
             return
         self.pending.append((event_id, event))
         if self.storing is None or self.storing.done():
@@ -132,8 +159,8 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
                 for (event_id, _event), problem in zip(batch, problems, strict=True):
                     if self.closed:
                         return
-                    if problem:  # not acknowledged: refused
-                        await self.send_error(f"event {event_id}: {problem}")
+                    if problem:  # never to be stored: the bridge drops it
+                        await self.refuse(event_id, problem)
                     else:  # stored (or already stored before a resend): the bridge may forget it
                         ack: Ack = {"type": "ack", "id": event_id}
                         await self.send_json(ack)

@@ -40,9 +40,8 @@ def snapshot_if_idle(session_id: int) -> None:
     session = Session.objects.select_related("sandbox", "last_snapshot").filter(pk=session_id).first()
     if session is None or not lifecycle.should_snapshot(idle_facts(session)):
         return
-    snapshot = provisioning.take_snapshot(session.sandbox_id)
+    snapshot = provisioning.take_snapshot(session.sandbox_id)  # the session's latest now (on_snapshot_taken)
     if snapshot is not None:
-        Session.objects.filter(pk=session.pk).update(last_snapshot=snapshot)
         session.refresh_from_db()
         dispatch.dispatch(session, queue.AGENT_IDLE)  # prompts that arrived while it was saving
 

@@ -23,6 +23,8 @@ class ImageSpec:
     forward_ports: list[int] = field(default_factory=list)  # served by the start commands
     # Only for the setup commands; redacted from the log, never stored in the image's env.
     build_secrets: dict[str, str] = field(default_factory=dict)
+    # Those of build_secrets that the repo's own commands (devcontainer.json's) get too.
+    repo_command_secrets: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from sandboxes.backends.local_isolation import (
     give_to_sandbox_user,
     in_own_network,
     reachable_copy,
+    sandbox_environment,
 )
 from sandboxes.backends.processes import run_streaming
 
@@ -163,7 +164,7 @@ class LocalBackend(SandboxBackend):
             give_to_sandbox_user(home, tmp)
 
             env = dict(spec.env)
-            setup = list(spec.setup_commands)
+            setup = [(command, spec.build_secrets) for command in spec.setup_commands]
             start = list(spec.start_commands)
             ports = list(spec.forward_ports)
             if spec.use_devcontainer:
@@ -172,7 +173,9 @@ class LocalBackend(SandboxBackend):
                     raise BackendError("the repo is set to use devcontainer.json, but it has none")
                 log("using .devcontainer/devcontainer.json\n")
                 env = {**plan.env, **env}
-                setup = plan.on_create + plan.post_create + setup
+                # The repo's own commands: only the secrets meant for them.
+                setup = [(command, spec.repo_command_secrets) for command in plan.on_create + plan.post_create] \
+                    + setup
                 start = start + plan.post_start
                 ports = ports + [port for port in plan.forward_ports if port not in ports]
 
@@ -180,20 +183,21 @@ class LocalBackend(SandboxBackend):
             plan = local_network.NetworkPlan(allowed=local_network.host_resolvers(),
                                              host_networks=local_network.host_networks())
             network = in_own_network(plan, tmp)
-            for command in setup:
+            for command, secrets in setup:
                 log(f"$ {command}\n")
-                bwrap = bwrap_args(self.root, home, tmp, {**env, **spec.build_secrets}, own_pids=True)
+                bwrap = bwrap_args(self.root, home, tmp, own_pids=True)
                 result = run_streaming(
                     [*network, *bwrap, "bash", "-c", command], on_output=log,
                     timeout=max(1.0, deadline - time.monotonic()),
+                    env=sandbox_environment({**env, **secrets}),
                 )
                 if result.exit_code != 0:
                     raise BackendError(f"setup command failed with exit code {result.exit_code}: {command}")
             # The index holds root's uid and pre-chown ctimes: refreshed as the sandbox user, files
             # look unchanged in a sandbox, so the sync's reset does not copy the tree to its upper layer.
-            run_streaming([*network, *bwrap_args(self.root, home, tmp, env, own_pids=True), "git", "update-index", "-q",
+            run_streaming([*network, *bwrap_args(self.root, home, tmp, own_pids=True), "git", "update-index", "-q",
                            "--refresh"],
-                          timeout=max(1.0, deadline - time.monotonic()))
+                          timeout=max(1.0, deadline - time.monotonic()), env=sandbox_environment(env))
             shutil.rmtree(tmp)
             size = dir_size(home)
             log(f"image ready: {size / 1e6:.1f} MB\n")
@@ -319,7 +323,8 @@ class LocalBackend(SandboxBackend):
         return pid
 
     def _enter(self, sandbox_ref: str, env: dict[str, str] | None, die_with_parent: bool = True,
-               mounts: dict[str, str] | None = None) -> list[str]:
+               mounts: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+        """The command prefix that runs a command in the sandbox, and the environment to start it with."""
         pid = self._init_pid(sandbox_ref)
         if pid is None:
             raise BackendError(f"sandbox {sandbox_ref} is not running")
@@ -329,10 +334,11 @@ class LocalBackend(SandboxBackend):
         group = cgroups.limited_group(sandbox_ref, settings.SANDBOX_MEMORY_LIMIT_BYTES) if config["cgroup"] else None
         nsenter = ["nsenter", "-t", str(pid), *entered_namespaces(), "--"]
         bwrap = bwrap_args(self.root,
-            box / "merged", box / "tmp", {**config["env"], **(env or {})}, die_with_parent, tuple(config["read_only"]),
+            box / "merged", box / "tmp", die_with_parent, tuple(config["read_only"]),
             {**config["mounts"], **(mounts or {})}, address_space_limit=group is None,
         )
-        return [*(cgroups.join(group) if group else []), *nsenter, *bwrap]
+        environment = sandbox_environment({**config["env"], **(env or {})})
+        return [*(cgroups.join(group) if group else []), *nsenter, *bwrap], environment
 
     def exec(
         self,
@@ -342,14 +348,16 @@ class LocalBackend(SandboxBackend):
         timeout: float | None = None,
         env: dict[str, str] | None = None,
     ) -> ExecResult:
-        return run_streaming([*self._enter(sandbox_ref, env), "bash", "-c", command], on_output, timeout)
+        prefix, environment = self._enter(sandbox_ref, env)
+        return run_streaming([*prefix, "bash", "-c", command], on_output, timeout, env=environment)
 
     def start_service(self, sandbox_ref: str, name: str, command: str, env: dict[str, str] | None = None) -> None:
         """Run a long-lived command in the sandbox; it outlives the caller, not the sandbox."""
         log = open(self._dir(sandbox_ref) / f"service-{name}.log", "ab")
+        prefix, environment = self._enter(sandbox_ref, env, die_with_parent=False)
         subprocess.Popen(
-            [*self._enter(sandbox_ref, env, die_with_parent=False), "bash", "-c", command],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [*prefix, "bash", "-c", command],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=environment,
         )
 
     def snapshot(self, sandbox_ref: str, snapshot_id: str) -> SnapshotInfo:
@@ -375,7 +383,8 @@ class LocalBackend(SandboxBackend):
         plan = {"source": source, "home": HOME, "skip": list(skip), "aside": aside, "done": done,
                 "opaque": opaque_folders(saved), "reset_to": reset_to, "applied": [done, RESTORE_RESUMED]}
         command = ["python3", "-I", "-c", APPLY_SCRIPT.read_text(), json.dumps(plan)]
-        result = run_streaming([*self._enter(sandbox_ref, None, mounts={source: str(saved)}), *command], timeout=600)
+        prefix, environment = self._enter(sandbox_ref, None, mounts={source: str(saved)})
+        result = run_streaming([*prefix, *command], timeout=600, env=environment)
         if result.exit_code != 0:
             raise BackendError(f"restoring the snapshot failed: {result.output.strip()[-500:]}")
 

@@ -51,11 +51,19 @@ def hidden_paths(root: Path) -> list[str]:
     paths.update(("/etc/shadow", "/etc/gshadow", "/etc/ssh"))
     return sorted(p for p in paths if os.path.lexists(p))
 
+def sandbox_environment(env: dict[str, str]) -> dict[str, str]:
+    """The whole environment of a sandbox command, `env` over the base one. It is given to the process that
+    starts bubblewrap (Popen's env), never as arguments: any user of the host reads command lines with `ps`,
+    while a process's environment is readable by its own uid alone."""
+    return {"PATH": BASE_PATH, "HOME": HOME, "USER": "agent", "LANG": "C.UTF-8", "TERM": "dumb", **env}
+
+
 def bwrap_args(
-    root: Path, home: Path, tmp: Path, env: dict[str, str], die_with_parent: bool = True, read_only: tuple = (),
+    root: Path, home: Path, tmp: Path, die_with_parent: bool = True, read_only: tuple = (),
     mounts: dict[str, str] | None = None, address_space_limit: bool = True, own_pids: bool = False,
 ) -> list[str]:
-    """`own_pids` for a command outside any sandbox (an image build's): a PID namespace and /proc of its
+    """bubblewrap's arguments, run with sandbox_environment() as its environment, which the command inherits.
+    `own_pids` for a command outside any sandbox (an image build's): a PID namespace and /proc of its
     own, or it would see (and could signal) the processes of every sandbox, which run as the same uid."""
     # Run inside the sandbox's user namespace (in_own_network), whose root is the sandbox user.
     args = [
@@ -84,11 +92,7 @@ def bwrap_args(
         *(["--unshare-pid", "--proc", "/proc"] if own_pids else ["--ro-bind", "/proc", "/proc"]),
         "--dev", "/dev",
         "--chdir", WORKSPACE,
-        "--clearenv",
     ]
-    base_env = {"PATH": BASE_PATH, "HOME": HOME, "USER": "agent", "LANG": "C.UTF-8", "TERM": "dumb"}
-    for key, value in {**base_env, **env}.items():
-        args += ["--setenv", key, value]
     limits = [
         "prlimit",
         *([f"--as={settings.SANDBOX_MEMORY_LIMIT_BYTES}"] if address_space_limit else []),

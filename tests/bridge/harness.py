@@ -80,6 +80,11 @@ class FakeControlPlane:
         for event_id in ids:
             self.call(self.current.send(json.dumps({"type": "ack", "id": event_id})))
 
+    def refuse(self, ids: list[str]) -> None:
+        for event_id in ids:
+            message = {"type": "refused", "id": event_id, "message": f"event {event_id}: refused by the test"}
+            self.call(self.current.send(json.dumps(message)))
+
     def drop(self) -> None:
         self.call(self.current.close())
 

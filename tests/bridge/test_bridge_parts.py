@@ -13,6 +13,7 @@ from bridge.agent import Agent
 from bridge.config import BridgeConfig, link_plugin_package
 from bridge.files import tool_paths, unified_diff
 from bridge.outbox import Outbox
+from bridge.protocol import MAX_BRIDGE_MESSAGE_BYTES, MAX_EVENT_DEPTH
 from bridge.translate import MAX_CHARS, Translator, clip
 from sandboxes.tools import tools_dir
 
@@ -94,6 +95,18 @@ def test_outbox_keeps_events_until_acknowledged_and_messages_until_sent():
         outbox.sent(seq)
     assert outbox.ack(first) and not outbox.ack(first)
     assert [m["id"] for _s, m in outbox.after(0)] == [second] and not outbox.has_messages
+
+
+def test_an_event_the_control_plane_would_refuse_as_too_large_is_sent_as_an_error_instead():
+    outbox = Outbox()
+    nested: object = "x"
+    for _ in range(MAX_EVENT_DEPTH + 1):
+        nested = [nested]
+    for event in ({"kind": "text", "text": "x" * MAX_BRIDGE_MESSAGE_BYTES}, {"kind": "tool_finished", "input": nested}):
+        outbox.add_event(event)
+    sent = [message["event"] for _seq, message in outbox.after(0)]
+    assert [(e["kind"], e["name"]) for e in sent] == [("error", "EventTooLarge")] * 2
+    assert "a tool_finished event was too large" in sent[1]["message"]
 
 
 @pytest.fixture(scope="module")

@@ -205,7 +205,8 @@ def test_an_unknown_session_id_starts_a_new_session(bridge, control_plane):
     assert kinds[:3] == ["agent_session", "title", "prompt_started"] and "text" in kinds
 
 
-def test_unacknowledged_events_are_sent_again_after_a_reconnect(bridge, control_plane, conversation):
+def test_unacknowledged_events_are_sent_again_after_a_reconnect_and_refused_ones_never(bridge, control_plane,
+                                                                                     conversation):
     control_plane.auto_ack = False
     try:
         mark, connection = control_plane.mark(), control_plane.connections
@@ -214,8 +215,10 @@ def test_unacknowledged_events_are_sent_again_after_a_reconnect(bridge, control_
         control_plane.wait_event("idle", mark, prompt_id=5)
         sent = [m["id"] for _n, m in control_plane.messages[mark:] if m.get("type") == "event"]
         assert len(sent) >= 6
-        acked, unacked = sent[: len(sent) // 2], sent[len(sent) // 2:]
+        third = len(sent) // 3
+        acked, refused, unacked = sent[:third], sent[third:2 * third], sent[2 * third:]
         control_plane.ack(acked)
+        control_plane.refuse(refused)  # never to be stored: the bridge drops them
         time.sleep(0.3)
         control_plane.drop()
         control_plane.wait_for(lambda n, m: n == connection + 1 and m.get("type") == "hello", mark, timeout=10)

@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from sandboxes.backends import get_backend
 from sandboxes.models import Repo, Sandbox
@@ -105,6 +106,40 @@ def test_a_prompt_runs_in_a_sandbox_and_everyone_sees_it_live(platform, model_se
         for r in model_server.requests if r["path"].endswith("completions")
     }
     assert keys == {"Bearer sk-real-provider-key"}
+
+    # The agent's own shell (a bash tool call, in the bridge's namespaces) finds no token that opens the bridge's
+    # socket: the bridge (non-dumpable) lets no process read its environment, and the model token OpenCode holds
+    # is refused there.
+    probe = ("shell: echo readable=$(grep -l INSPECT_SANDBOX_TOKEN /proc/[0-9]*/environ 2>/dev/null | wc -l); "
+             "cat /proc/$(pgrep -f '^/usr/bin/python3 .*bridge/main.py')/environ >/dev/null 2>&1 "
+             "|| echo bridge=denied; "
+             "python3 -c 'import json, os; providers = json.loads(os.environ[\"OPENCODE_CONFIG_CONTENT\"])"
+             "[\"provider\"]; print(\"model=\" + next(iter(providers.values()))[\"options\"][\"apiKey\"])'")
+    prompt = member_requests.submit_prompt(session, user, probe)
+
+    async def probe_run():
+        async with Watcher(live, session.pk, headers) as watcher:
+            await watcher.until(is_event("idle", prompt_id=prompt.pk), timeout=120)
+            return watcher
+
+    ran = asyncio.run(probe_run())
+    [output] = [t["output"] for t in ran.of("tool_finished") if t["tool"] == "bash"][-1:]
+    assert "readable=0" in output and "bridge=denied" in output, output
+    model_token = output.split("model=", 1)[1].split()[0]
+    assert Sandbox.live_id_for_model_token(model_token) == session.sandbox_id
+
+    async def forge() -> int:
+        url = live.url.replace("http", "ws") + f"/ws/sandbox/{session.sandbox_id}/"
+        try:
+            async with connect(url, additional_headers={"Authorization": f"Bearer {model_token}"}) as socket:
+                await socket.send(json.dumps({"type": "event", "id": "forged", "event": {"kind": "idle"}}))
+                await socket.wait_closed()
+                return socket.close_code
+        except InvalidStatus as refused:  # closed before it was accepted
+            return refused.response.status_code
+
+    assert asyncio.run(forge()) == 403
+    assert not session.events.filter(bridge_event_id="forged").exists()
 
 
 def test_follow_ups_queue_cancel_stop_and_a_reconnect_gets_only_what_it_missed(platform):

@@ -32,7 +32,7 @@ def make_sandbox(state: str = State.RUNNING) -> tuple[Sandbox, str]:
     repo = Repo.objects.create(name=f"repo-{uuid.uuid4().hex[:8]}", clone_url="file:///tmp/nowhere")
     image = RepoImage.objects.create(repo=repo, status=RepoImage.Status.READY)
     sandbox = Sandbox.objects.create(repo=repo, image=image, state=state, backend="local")
-    return sandbox, sandbox.issue_token()
+    return sandbox, sandbox.issue_model_token()
 
 
 def call(method: str, path: str, **kwargs) -> httpx.Response:

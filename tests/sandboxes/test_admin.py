@@ -52,6 +52,9 @@ def test_an_emptied_env_box_means_no_variables(admin_client):
         ({"env_vars": '{"NODE_ENV": 1}'}, "The value of NODE_ENV must be a string."),
         ({"env_vars": '{"1BAD": "x"}'}, "is not a valid environment variable name"),
         ({"clone_url": "github.com/acme/shop"}, "Enter a git URL"),
+        ({"clone_url": "https://x-access-token:ghp_secret@github.com/acme/shop.git"}, "Leave credentials out"),
+        ({"clone_url": "https://ghp_secret@github.com/acme/shop.git"}, "Leave credentials out"),
+        ({"clone_url": "ssh://git:hunter2@example.com/shop.git"}, "Leave credentials out"),
     ],
 )
 def test_invalid_settings_are_rejected_and_nothing_is_created(admin_client, fields, error):

@@ -36,6 +36,23 @@ def test_a_pooled_sandbox_on_the_hosts_network_starts_its_dev_servers_once_claim
 
 
 
+def test_opencode_gets_a_model_token_and_only_the_bridge_its_own(settings):
+    """What the agent's tools can read (OpenCode's config) opens model calls and nothing else."""
+    settings.MODEL_PROVIDERS = [{"name": "local", "kind": "openai", "label": "Local",
+                                 "base_url": "http://127.0.0.1:9/v1", "models": ["scripted"]}]
+    box = sandbox(pooled=False)
+    token, model_token = box.issue_token(), box.issue_model_token()
+    env = bridge_env(box, token, synced=False, model_token=model_token)
+    assert env["INSPECT_SANDBOX_TOKEN"] == token
+    assert model_token in env["INSPECT_OPENCODE_CONFIG"] and token not in env["INSPECT_OPENCODE_CONFIG"]
+    box.state = State.RUNNING
+    box.save()
+    assert Sandbox.live_id_for_model_token(model_token) == box.pk
+    assert Sandbox.live_id_for_model_token(token) is None  # the bridge's token makes no model calls
+    assert Sandbox.from_token(model_token) is None  # and the model token opens no bridge socket
+    assert Sandbox.from_token(token) == box
+
+
 class RecordingBackend:
     """Takes the bridge's start: what the sandbox's record said by then is what matters here."""
     shares_host_network = True

@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+from cryptography.fernet import Fernet
 from django.db import connection
 
 from sandboxes import builds
@@ -114,6 +115,18 @@ def test_secrets_are_encrypted_at_rest_reach_setup_and_stay_out_of_the_log(git_r
     assert "sk-live-123456" not in image.build_log
     assert "token is [secret]" in image.build_log
     assert "API_TOKEN" not in image.env  # not part of the image's runtime environment
+
+
+def test_a_secret_no_key_opens_fails_the_build_at_once_and_says_so(git_repo, settings):
+    repo = make_repo(git_repo)
+    secret = RepoSecret(repo=repo, name="API_TOKEN")
+    secret.set_value("sk-live-123456")
+    secret.save()
+    settings.SECRETS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the key it was stored with is gone
+    settings.SECRET_KEY = "another-machine"
+    image = build(repo)
+    assert image.status == RepoImage.Status.FAILED and image.finished_at is not None
+    assert "cannot be decrypted" in image.error and "Set the repo's secrets again" in image.build_log
 
 
 def test_rebuilds_happen_only_when_due_and_changed(git_repo, monkeypatch):

@@ -38,3 +38,11 @@ def test_worker_builds_the_image_then_fills_the_warm_pool_then_terminates(worker
     jobs.enqueue("sandboxes.tasks.terminate_sandbox", str(pooled.pk), "test done")  # by name, as sessions does
     ended = wait_for(lambda: Sandbox.objects.filter(pk=pooled.pk, state=State.TERMINATED).first())
     assert ended.end_reason == "test done"
+
+
+def test_no_task_outlives_the_brokers_redelivery(settings):
+    """With late acks, Redis gives a task unacknowledged for visibility_timeout to another worker: a build that
+    ran longer would run twice. The hard time limit ends every task before that, and lets a build finish."""
+    conf = app.conf
+    assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit > \
+        settings.IMAGE_BUILD_TIMEOUT_SECONDS

@@ -1,5 +1,6 @@
 """The lifecycle decisions, called directly: no database, no backend, no clock."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -50,10 +51,17 @@ def test_running_sandbox_with_recent_heartbeat_is_kept():
     assert lifecycle.reap_decision(facts(State.RUNNING, 3600, 30), T0, HB, START).action == "keep"
 
 
-def test_running_sandbox_whose_heartbeats_stopped_is_reaped_with_reason():
-    decision = lifecycle.reap_decision(facts(State.RUNNING, 3600, 121), T0, HB, START)
-    assert decision.action == "reap"
-    assert "no heartbeat for 121 s" in decision.reason
+def test_a_silent_sandbox_is_reaped_only_when_its_processes_are_gone_and_else_saved_first():
+    silent = facts(State.RUNNING, 3600, 121)
+    assert lifecycle.reap_decision(silent, T0, HB, START).action == "ask"  # first: is it alive?
+    dead = lifecycle.reap_decision(replace(silent, alive=False), T0, HB, START)
+    assert dead.action == "reap" and dead.reason == "no heartbeat for 121 s and its processes are gone"
+    # Alive: its bridge may be reconnecting after the control plane was down. Kept for the grace, then saved.
+    assert lifecycle.reap_decision(replace(silent, alive=True), T0, HB, START, timedelta(seconds=600)).action \
+        == "keep"
+    long_silent = replace(facts(State.RUNNING, 3600, 601), alive=True)
+    saved = lifecycle.reap_decision(long_silent, T0, HB, START, timedelta(seconds=600))
+    assert saved.action == "save" and "its work was saved first" in saved.reason
 
 
 def test_starting_sandbox_gets_the_start_timeout_not_the_heartbeat_one():

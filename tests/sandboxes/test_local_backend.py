@@ -67,6 +67,43 @@ def test_build_secrets_reach_setup_but_never_the_log(backend, git_repo):
     assert "token=[secret]" in log
 
 
+def command_lines_holding(secret: str) -> list[bytes]:
+    """Every process's command line on the host (what `ps` shows any user) that holds `secret`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                line = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if secret.encode() in line:
+                found.append(line)
+    return found
+
+
+def test_no_secret_is_ever_on_a_command_line(backend, git_repo):
+    """Sandbox and build environments reach their commands through the environment, which only the process's
+    own uid reads, never as arguments, which `ps` shows every user of the host."""
+    seen = []
+    built = backend.build_image(spec(git_repo, setup=["echo started && echo \"$NPM_TOKEN\" > token.txt && sleep 1"],
+                                     secrets={"NPM_TOKEN": "build-secret-4242"}),
+                                lambda line: seen.append(command_lines_holding("build-secret-4242")))
+    assert (backend.images / built.ref / "home/workspace/token.txt").read_text() == "build-secret-4242\n"
+    image = backend.build_image(spec(git_repo, name="img2"), lambda line: None)
+    ref = backend.start(StartRequest(sandbox_id="box2", image_ref=image.ref, env={"IMAGE_VAR": "image-secret-4242"}))
+    try:
+        backend.start_service(ref, "svc", 'echo "$TOKEN $IMAGE_VAR" > /tmp/seen && exec sleep 30',
+                              env={"TOKEN": "service-secret-4242"})
+        eventually(lambda: run(backend, ref, "cat /tmp/seen 2>/dev/null || true").strip()
+                   == "service-secret-4242 image-secret-4242", timeout=10, what="the service to see its environment")
+        assert run(backend, ref, 'echo "$TOKEN"', env={"TOKEN": "exec-secret-4242"}).strip() == "exec-secret-4242"
+        for secret in ("service-secret-4242", "image-secret-4242"):
+            assert command_lines_holding(secret) == []
+        assert len(seen) >= 2 and not any(seen)  # looked while the setup command ran
+    finally:
+        backend.terminate(ref)
+
+
 def test_failing_setup_fails_the_build_and_leaves_nothing_behind(backend, git_repo):
     lines = []
     with pytest.raises(BackendError, match="exit code 3"):
@@ -100,6 +137,21 @@ def test_devcontainer_commands_env_and_ports_are_honoured(backend, git_repo):
     assert built.env == {"APP_ENV": "dev"}
     assert built.start_commands == ["python3 -m http.server 3000"]
     assert built.forward_ports == [3000, 5173]
+
+
+def test_the_repos_own_commands_get_only_the_secrets_meant_for_them(backend, git_repo):
+    """devcontainer.json is written by whoever can push to the branch; the admin's setup commands are not."""
+    git_repo.commit({".devcontainer/devcontainer.json": """{
+        "postCreateCommand": "echo ${DEPLOY_KEY:-none} ${NPM_TOKEN:-none} > repo_saw.txt",
+    }"""})
+    secrets = {"DEPLOY_KEY": "admin-only-4242", "NPM_TOKEN": "shared-4242"}
+    built = backend.build_image(
+        ImageSpec(name="img", clone_url=git_repo.url, branch="main", setup_commands=[
+            "echo $DEPLOY_KEY $NPM_TOKEN > admin_saw.txt"], start_commands=[], env={}, use_devcontainer=True,
+            build_secrets=secrets, repo_command_secrets={"NPM_TOKEN": "shared-4242"}), lambda line: None)
+    workspace = backend.images / built.ref / "home" / "workspace"
+    assert (workspace / "repo_saw.txt").read_text() == "none shared-4242\n"
+    assert (workspace / "admin_saw.txt").read_text() == "admin-only-4242 shared-4242\n"
 
 
 def test_sandbox_runs_as_an_unprivileged_user_without_capabilities(backend, sandbox):

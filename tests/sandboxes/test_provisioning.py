@@ -335,18 +335,43 @@ def test_a_newer_image_replaces_the_pool(repo, git_repo):
     assert Sandbox.claim_from_pool(repo).pk == created[0].pk  # the new one, starting; never the outdated one
 
 
-def test_the_reaper_finds_silent_and_dead_sandboxes(repo, settings):
+def reaped(now) -> dict[str, tuple[str, bool]]:
+    return {sandbox_id: (reason, save) for sandbox_id, reason, save in provisioning.reap(now=now)}
+
+
+def test_the_reaper_finds_dead_sandboxes_and_saves_the_work_of_silent_live_ones(repo, settings):
+    from sandboxes import tasks
+    from sessions.models import Session
+
     running = provisioning.provision(provisioning.create_sandbox(repo).pk)
     running.move_to(State.RUNNING)
+    session = Session.objects.create(repo=repo, sandbox=running)
+    backend = get_backend()
+    backend.exec(running.backend_ref, "echo unsaved work > notes.txt")
+    gone = provisioning.provision(provisioning.create_sandbox(repo).pk)
+    gone.move_to(State.RUNNING)
+    backend.terminate(gone.backend_ref)  # its processes die behind our back
     pooled = provisioning.provision(provisioning.create_sandbox(repo, pooled=True).pk)
     healthy = provisioning.provision(provisioning.create_sandbox(repo, pooled=True).pk)
-    get_backend().terminate(pooled.backend_ref)  # its processes die behind our back
+    backend.terminate(pooled.backend_ref)
 
+    # Silent past the heartbeat timeout (the control plane was down): the dead go, the living are kept.
     later = timezone.now() + timedelta(seconds=settings.SANDBOX_HEARTBEAT_TIMEOUT_SECONDS + 1)
-    reaped = dict(provisioning.reap(now=later))
-    assert "no heartbeat" in reaped[str(running.pk)]
-    assert reaped[str(pooled.pk)] == "its processes are gone"
-    assert str(healthy.pk) not in reaped  # alive in the pool: its heartbeat was recorded
+    found = reaped(later)
+    assert str(running.pk) not in found  # alive: its bridge may be reconnecting
+    assert found[str(gone.pk)] == (f"no heartbeat for {settings.SANDBOX_HEARTBEAT_TIMEOUT_SECONDS + 1} s and its "
+                                   "processes are gone", False)
+    assert found[str(pooled.pk)] == ("its processes are gone", False)
+    assert str(healthy.pk) not in found  # alive in the pool: its heartbeat was recorded
 
-    running.record_heartbeat()
-    assert str(running.pk) not in dict(provisioning.reap())
+    # Silent past the grace: saved, then reaped. Its work is the session's to restore.
+    much_later = timezone.now() + timedelta(seconds=settings.SANDBOX_SILENT_GRACE_SECONDS + 1)
+    reason, save = reaped(much_later)[str(running.pk)]
+    assert save and "its work was saved first" in reason
+    tasks.terminate_sandbox(str(running.pk), f"reaped: {reason}", save)
+    session.refresh_from_db()
+    assert session.last_snapshot is not None and session.last_snapshot.sandbox_id == running.pk
+    saved = backend.snapshots / session.last_snapshot.backend_ref / "upper" / "workspace" / "notes.txt"
+    assert saved.read_text() == "unsaved work\n"
+    running.refresh_from_db()
+    assert running.state == State.TERMINATED and "saved first" in running.end_reason

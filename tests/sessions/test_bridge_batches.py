@@ -90,12 +90,12 @@ def test_events_sent_together_are_stored_in_batches_acked_and_fanned_out_in_orde
     assert send_threads and store_threads and not send_threads & store_threads  # not on the database thread
 
 
-def test_a_refused_event_gets_an_error_and_the_rest_of_its_batch_is_stored(session, running):
+def test_a_refused_event_is_refused_by_id_and_the_rest_of_its_batch_is_stored(session, running):
     refused = {"type": "event", "id": "evt-x", "event": {"kind": "status", "status": "idle"}}
     replies = async_to_sync(send_all)(running, running.issue_token(), [delta(1), refused, delta(2), delta(1)], 4)
 
     assert replies[0] == {"type": "ack", "id": "evt-1"}
-    assert replies[1]["type"] == "error" and "evt-x" in replies[1]["message"]
+    assert replies[1]["type"] == "refused" and replies[1]["id"] == "evt-x" and "'status'" in replies[1]["message"]
     assert replies[2:] == [{"type": "ack", "id": "evt-2"}, {"type": "ack", "id": "evt-1"}]  # a resend: acked again
     assert list(Event.objects.filter(session=session).order_by("seq").values_list("bridge_event_id", flat=True)) == [
         "evt-1", "evt-2"]

@@ -5,6 +5,7 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
+from bridge.protocol import MAX_BRIDGE_MESSAGE_BYTES
 from inspect_site.asgi import application
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, RepoImage, Sandbox
@@ -59,12 +60,23 @@ def test_events_are_stored_once_and_acknowledged_and_bad_messages_change_nothing
         for message in (event, event):  # the second is a resend after a reconnect
             await communicator.send_json_to(message)
             replies.append(await communicator.receive_json_from())
-        for bad in ({"type": "event", "event": {"kind": "x"}}, {"type": "event", "id": "e2", "event": "x"},
-                    {"type": "nonsense"}, [1, 2]):
+        for bad in ({"type": "event", "event": {"kind": "x"}}, {"type": "nonsense"}, [1, 2]):
             await communicator.send_json_to(bad)
             replies.append(await communicator.receive_json_from())
         await communicator.send_to(text_data="{not json")
         replies.append(await communicator.receive_json_from())
+        # Over the size limit: refused before it is parsed. Nested ~500 deep: refused alone.
+        await communicator.send_to(text_data='{"type": "event", "id": "big", "event": {"kind": "text", "text": "'
+                                   + "x" * MAX_BRIDGE_MESSAGE_BYTES + '"}}')
+        replies.append(await communicator.receive_json_from())
+        # Events with an id that can never be stored are refused by id, so the bridge drops them.
+        nested: object = "x"
+        for _ in range(500):
+            nested = [nested]
+        deep = {"kind": "text", "text": nested}
+        for event_id, refused_event in (("e2", "x"), ("e3", deep), ("e4", {"kind": "prompt_queued"})):
+            await communicator.send_json_to({"type": "event", "id": event_id, "event": refused_event})
+            replies.append(await communicator.receive_json_from())
         await communicator.send_json_to({"type": "heartbeat", "busy": False})
         await communicator.disconnect()
         return replies
@@ -72,7 +84,11 @@ def test_events_are_stored_once_and_acknowledged_and_bad_messages_change_nothing
     before = timezone.now()
     replies = async_to_sync(talk)()
     assert replies[:2] == [{"type": "ack", "id": "evt-1"}] * 2
-    assert all(r["type"] == "error" and r["message"] for r in replies[2:])
+    assert all(r["type"] == "error" and r["message"] for r in replies[2:7])
+    assert "at most 262144 bytes" in replies[6]["message"]
+    assert [(r["type"], r["id"]) for r in replies[7:]] == [("refused", "e2"), ("refused", "e3"), ("refused", "e4")]
+    assert "nests at most 32 levels" in replies[8]["message"] and "'prompt_queued'" in replies[9]["message"]
+    assert not Event.objects.filter(session=session, bridge_event_id__in=["big", "e2", "e3", "e4"]).exists()
     assert Event.objects.filter(session=session, kind="title").count() == 1  # the resend was not stored again
     session.refresh_from_db()
     assert session.title == "Fix the table"

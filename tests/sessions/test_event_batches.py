@@ -78,6 +78,9 @@ def test_refused_events_get_a_reason_and_the_rest_of_the_batch_is_stored(session
         (box2, "b1", {"kind": "k" * 51}),
         (box2, "", text(2)),
         (box2, "b3", text(3)),
+        # What only the platform writes, in another author's name: no bridge (nor an agent with its token) may.
+        (box1, "a3", {"kind": "prompt_queued", "prompt_id": 1, "author": {"id": 2, "name": "bob"}, "text": "rm -rf"}),
+        (box1, "a4", {"kind": "made_up"}),
     ]
 
     problems, _ = store(batch)
@@ -86,6 +89,7 @@ def test_refused_events_get_a_reason_and_the_rest_of_the_batch_is_stored(session
     assert "cannot send 'status'" in problems[1]
     assert "1 to 50 characters" in problems[2]
     assert "id of 1 to 100" in problems[3]
+    assert "cannot send 'prompt_queued'" in problems[5] and "cannot send 'made_up'" in problems[6]
     assert [event_id for _s, _k, _d, event_id in log(first)] == ["a1"]
     assert [event_id for _s, _k, _d, event_id in log(second)] == ["b3"]
 

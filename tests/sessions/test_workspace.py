@@ -11,6 +11,7 @@ from sessions import bridge_events, member_requests, workspace
 from sessions.consumers import invalid
 from sessions.events import append_event
 from sessions.models import Artifact, Session
+from sessions.rate_limits import SCREENSHOTS_PER_MINUTE
 
 pytestmark = pytest.mark.django_db
 
@@ -242,6 +243,18 @@ def test_a_bad_upload_is_refused_and_stores_nothing(client, session, make_sandbo
     assert upload(client, token or real, body, content_type).status_code == status
     assert not Artifact.objects.exists()
     assert not session.events.exists()
+
+
+def test_a_sandbox_uploads_at_most_its_screenshots_a_minute(client, session, make_sandbox, settings):
+    sandbox = make_sandbox()
+    token = sandbox.issue_token()
+    session.sandbox = sandbox
+    session.save()
+    answers = [upload(client, token, png_image()).status_code for _ in range(SCREENSHOTS_PER_MINUTE + 2)]
+    assert answers == [201] * SCREENSHOTS_PER_MINUTE + [429, 429]
+    assert Artifact.objects.count() == SCREENSHOTS_PER_MINUTE
+    # The model token is not the bridge's: it uploads nothing either.
+    assert upload(client, sandbox.issue_model_token(), png_image()).status_code == 401
 
 
 def test_an_oversized_upload_is_refused_before_it_is_read(client, session, make_sandbox):

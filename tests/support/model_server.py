@@ -7,6 +7,7 @@ What it answers is picked by keywords in the last user message:
   "slow"      -> 40 words streamed 0.25 s apart (for stop / queue tests)
   "justtext"  -> plain text, no tool call
   "bash"      -> a bash tool call (`echo hi > bash.txt`)
+  "shell:CMD" -> a bash tool call running CMD (the rest of the message, as written): what an agent might run
   "screenshot" -> a call of the bridge's screenshot tool (of the desktop, or of the page "url:X")
   "error500"  -> HTTP 500;  "error401" -> HTTP 401
   otherwise   -> a `write` tool call creating hello.txt, then text
@@ -53,7 +54,10 @@ def plan(messages: list[dict], has_tools: bool, system: str = "") -> tuple[str, 
     ):
         result = text_of(last.get("content")) or json.dumps(last.get("content"))
         return "text", "Done. The tool said: " + result[:80].replace("\n", " ")
-    user = next((text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "").lower()
+    written = next((text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+    user = written.lower()
+    if "shell:" in written:
+        return "tool", ("bash", {"command": written.split("shell:", 1)[1].strip(), "description": "run a command"})
     if "error500" in user:
         return "status", 500
     if "error401" in user:
