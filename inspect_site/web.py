@@ -25,3 +25,15 @@ def daphne_sockets(processes: int | None = None) -> list[Path]:
 def daphne_command(daphne: str, socket: Path) -> list[str]:
     """One Daphne on a unix socket, trusting the front's forwarding headers (only nginx reaches the socket)."""
     return [daphne, "-u", str(socket), *DAPHNE_OPTIONS, APPLICATION]
+
+
+# A Daphne that ends is started again on its socket; one that ends this many times within the window is
+# failing for a reason a restart does not fix, and run_web stops (so `make run` stops and says why).
+RESTARTS_ALLOWED = 5
+RESTART_WINDOW_SECONDS = 60.0
+
+
+def may_restart(ended_at: list[float], now: float) -> bool:
+    """Whether a Daphne whose earlier ends were at `ended_at` (time.monotonic()) may be started again now."""
+    recent = [moment for moment in ended_at if now - moment <= RESTART_WINDOW_SECONDS]
+    return len(recent) <= RESTARTS_ALLOWED

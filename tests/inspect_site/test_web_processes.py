@@ -19,6 +19,7 @@ from django.test import Client
 from django.utils import timezone
 from websockets.asyncio.client import connect
 
+from inspect_site.web import RESTART_WINDOW_SECONDS, RESTARTS_ALLOWED, may_restart
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
 from sessions.models import Session
@@ -107,15 +108,25 @@ def test_run_web_serves_on_a_socket_per_process_and_stops_them_together(run_web,
     assert all(gone(pid) for pid in daphnes)
 
 
-def test_run_web_stops_every_daphne_when_one_ends(run_web, tmp_path):
+def test_a_daphne_that_dies_is_started_again_and_the_other_serves_on(run_web, tmp_path):
     web = run_web(tmp_path)
     for index in range(2):
         answers_on(tmp_path / f"daphne-{index}.sock")
     first, second = children(web.pid)
     os.kill(first, signal.SIGKILL)
-    assert web.wait(timeout=15) != 0  # so `make run` (honcho) stops and says so
-    assert "a Daphne process ended" in web.stdout.read().decode()
-    assert gone(second)
+    eventually(lambda: gone(first), timeout=10, what="the killed Daphne to be reaped")
+    assert answers_on(tmp_path / "daphne-0.sock").status_code == 200  # a new one, on the same socket
+    assert answers_on(tmp_path / "daphne-1.sock").status_code == 200
+    now = children(web.pid)
+    assert second in now and first not in now and len(now) == 2
+    assert web.poll() is None  # run_web (and so `make run`) goes on
+
+
+def test_a_daphne_that_keeps_dying_stops_them_all():
+    """The decision alone: restarts are allowed until one Daphne ends too often within the window."""
+    assert may_restart([0.0] * RESTARTS_ALLOWED, 1.0)
+    assert not may_restart([0.0] * (RESTARTS_ALLOWED + 1), 1.0)
+    assert may_restart([0.0] * (RESTARTS_ALLOWED + 1), RESTART_WINDOW_SECONDS + 1)  # long ago: forgiven
 
 
 def test_the_daphnes_end_with_run_web_even_when_it_is_killed(run_web, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from inspect_site.web import daphne_command, daphne_sockets
+from inspect_site.web import RESTART_WINDOW_SECONDS, daphne_command, daphne_sockets, may_restart
 
 STOP_SECONDS = 10
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -34,7 +34,8 @@ def end_with_parent() -> None:
 
 
 class Command(BaseCommand):
-    help = "Run WEB_PROCESSES Daphnes, each on var/daphne-<n>.sock; if one ends, stop them all."
+    help = ("Run WEB_PROCESSES Daphnes, each on var/daphne-<n>.sock; one that ends is started again, unless it keeps "
+            "ending (then all stop).")
 
     def add_arguments(self, parser):
         parser.add_argument("--processes", type=int, default=None, help="default: the WEB_PROCESSES setting")
@@ -61,20 +62,35 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        def start(path: Path) -> subprocess.Popen:
+            path.unlink(missing_ok=True)  # the socket file of the one that ended
+            return subprocess.Popen(daphne_command(daphne, path), preexec_fn=end_with_parent)
+
         children: list[subprocess.Popen] = []
+        ended_at: list[list[float]] = [[] for _ in sockets]
+        failing = ""
         try:
-            for path in sockets:
-                children.append(subprocess.Popen(daphne_command(daphne, path), preexec_fn=end_with_parent))
+            children = [start(path) for path in sockets]
             self.stdout.write(f"{len(children)} Daphne processes on {', '.join(map(str, sockets))}")
             self.stdout.flush()
-            while not stopping and all(child.poll() is None for child in children):
+            while not stopping and not failing:
                 time.sleep(0.2)
+                for index, child in enumerate(children):
+                    if stopping or child.poll() is None:
+                        continue
+                    ended_at[index].append(time.monotonic())
+                    reason = f"pid {child.pid} on {sockets[index]} exited with {child.returncode}"
+                    if not may_restart(ended_at[index], time.monotonic()):
+                        failing = f"{reason}, its {len(ended_at[index])}th end within {RESTART_WINDOW_SECONDS:.0f} s"
+                        break
+                    # The other Daphnes go on serving; the front proxy skips this socket until it answers again.
+                    self.stdout.write(f"a Daphne ended ({reason}); starting it again")
+                    self.stdout.flush()
+                    children[index] = start(sockets[index])
         finally:
-            ended = [child for child in children if child.poll() is not None]
             stop_all(children)
-        if not stopping:
-            codes = ", ".join(f"pid {child.pid} exited with {child.returncode}" for child in ended)
-            raise CommandError(f"a Daphne process ended ({codes}); the others were stopped")
+        if failing:
+            raise CommandError(f"a Daphne keeps ending ({failing}); the others were stopped")
 
 
 def stop_all(children: list[subprocess.Popen]) -> None:
