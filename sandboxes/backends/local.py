@@ -53,6 +53,7 @@ from sandboxes.backends.local_isolation import (
     sandbox_environment,
 )
 from sandboxes.backends.processes import run_streaming
+from sandboxes.redaction import Redactor
 
 INIT_SCRIPT = Path(__file__).with_name("local_init.py")
 INIT_MARKER = "inspect-sandbox-init"  # the init's first argument, with the sandbox's ref after it
@@ -107,12 +108,10 @@ def mark_opaque_for_user_namespace(upper: Path) -> None:
 
 
 def redactor(secrets: dict[str, str], log: LogFn) -> LogFn:
-    values = [v for v in secrets.values() if len(v) >= 4]
+    redact = Redactor(secrets)
 
     def write(line: str) -> None:
-        for value in values:
-            line = line.replace(value, "[secret]")
-        log(line)
+        log(redact(line))
 
     return write
 
