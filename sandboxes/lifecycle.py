@@ -64,16 +64,20 @@ class SandboxFacts:
     created_at: datetime
     last_heartbeat_at: datetime | None
     alive: bool | None = None  # what the backend says of its processes; None: not asked (yet)
+    snapshot_started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class Decision:
-    action: str  # "keep" | "ask" (whether it is alive, then decide again) | "save" (snapshot, then reap) | "reap"
+    # "keep" | "ask" (whether it is alive, then decide again) | "save" (snapshot, then reap) | "reap"
+    # | "recover" (a snapshot that never finished: back to running)
+    action: str
     reason: str = ""
 
 
 KEEP = Decision("keep")
 ASK = Decision("ask")
+SNAPSHOT_TIMEOUT = timedelta(minutes=2)  # a local snapshot takes a second; Modal's, seconds
 
 
 def reap_decision(
@@ -91,6 +95,9 @@ def reap_decision(
         if now - (facts.last_heartbeat_at or facts.created_at) > heartbeat_timeout:
             return Decision("reap", "termination did not finish")
         return KEEP
+    if facts.state == State.SNAPSHOTTING and facts.snapshot_started_at is not None \
+            and now - facts.snapshot_started_at > SNAPSHOT_TIMEOUT:
+        return Decision("recover", f"saving its work did not finish within {int(SNAPSHOT_TIMEOUT.total_seconds())} s")
     if facts.state in State.STARTING:
         if now - facts.created_at > start_timeout:
             return Decision("reap", f"did not start within {int(start_timeout.total_seconds())} s")

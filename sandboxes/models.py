@@ -267,6 +267,8 @@ class Sandbox(models.Model):
     ready_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When its latest snapshot began: one still "snapshotting" long after (its worker died) is recovered.
+    snapshot_started_at = models.DateTimeField(null=True, blank=True)
     # What the bridge last reported of each workspace service ("ide", "desktop", "preview-3000"):
     # {"state": "starting" | "ready" | "failed" | "stopped", "port": int | None, "reason": str}.
     services = models.JSONField(default=dict, blank=True)

@@ -104,7 +104,8 @@ def provision(sandbox_id: uuid.UUID) -> Sandbox | None:
 def take_snapshot(sandbox_id: uuid.UUID) -> Snapshot | None:
     sandbox = Sandbox.objects.select_related("image").get(pk=sandbox_id)
     resume_state = sandbox.state
-    if resume_state not in (State.READY, State.RUNNING) or not sandbox.move_to(State.SNAPSHOTTING):
+    if resume_state not in (State.READY, State.RUNNING) or \
+            not sandbox.move_to(State.SNAPSHOTTING, snapshot_started_at=timezone.now()):
         return None
     backend = get_backend(sandbox.backend)
     snapshot_id = uuid.uuid4()
@@ -230,9 +231,9 @@ def fill_pool(repo: Repo) -> tuple[list[Sandbox], list[str]]:
     return created, retired
 
 
-def reap(now=None) -> list[tuple[str, str, bool]]:
-    """Decide for every live sandbox whether to reap it; return (id, reason, save its work first) of those to
-    reap (lifecycle.reap_decision)."""
+def reap(now=None) -> list[tuple[str, str, str]]:
+    """Decide for every live sandbox whether to reap it; return (id, reason, action) of those to act on:
+    "reap", "save" (its work first, then reap) or "recover" (lifecycle.reap_decision)."""
     now = now or timezone.now()
     heartbeat_timeout = timedelta(seconds=settings.SANDBOX_HEARTBEAT_TIMEOUT_SECONDS)
     start_timeout = timedelta(seconds=settings.SANDBOX_START_TIMEOUT_SECONDS)
@@ -244,14 +245,26 @@ def reap(now=None) -> list[tuple[str, str, bool]]:
             if get_backend(sandbox.backend).is_alive(sandbox.backend_ref):
                 sandbox.record_heartbeat(at=now)
             else:
-                doomed.append((str(sandbox.pk), "its processes are gone", False))
+                doomed.append((str(sandbox.pk), "its processes are gone", "reap"))
                 continue
-        facts = lifecycle.SandboxFacts(sandbox.state, sandbox.created_at, sandbox.last_heartbeat_at)
+        facts = lifecycle.SandboxFacts(sandbox.state, sandbox.created_at, sandbox.last_heartbeat_at,
+                                       snapshot_started_at=sandbox.snapshot_started_at)
         decision = lifecycle.reap_decision(facts, now, heartbeat_timeout, start_timeout, silent_grace)
         if decision.action == "ask":
             alive = bool(sandbox.backend_ref) and get_backend(sandbox.backend).is_alive(sandbox.backend_ref)
             facts = dataclasses.replace(facts, alive=alive)
             decision = lifecycle.reap_decision(facts, now, heartbeat_timeout, start_timeout, silent_grace)
-        if decision.action in ("reap", "save"):
-            doomed.append((str(sandbox.pk), decision.reason, decision.action == "save"))
+        if decision.action in ("reap", "save", "recover"):
+            doomed.append((str(sandbox.pk), decision.reason, decision.action))
     return doomed
+
+
+def recover_snapshotting(sandbox_id: uuid.UUID, reason: str) -> bool:
+    """A snapshot whose worker died left the sandbox "snapshotting": back to work (ready if pooled), so its
+    session's queued prompts go on. False if it moved meanwhile."""
+    sandbox = Sandbox.objects.filter(pk=sandbox_id, state=State.SNAPSHOTTING).first()
+    if sandbox is None or not sandbox.move_to(State.READY if sandbox.pooled else State.RUNNING):
+        return False
+    logger.warning("sandbox %s: %s; back to %s", sandbox.pk, reason, sandbox.state)
+    announce(sandbox)
+    return True

@@ -63,8 +63,11 @@ def fill_warm_pools() -> None:
 
 @shared_task
 def reap_sandboxes() -> None:
-    for sandbox_id, reason, save_first in provisioning.reap():
-        terminate_sandbox.delay(sandbox_id, f"reaped: {reason}", save_first)
+    for sandbox_id, reason, action in provisioning.reap():
+        if action == "recover":
+            provisioning.recover_snapshotting(sandbox_id, reason)
+        else:
+            terminate_sandbox.delay(sandbox_id, f"reaped: {reason}", action == "save")
 
 
 @shared_task

@@ -129,7 +129,7 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
             await bridge_connected(self.sandbox)
         elif kind == "command_result":
             if not content.get("ok"):
-                logger.warning("sandbox %s: command %s failed: %s", self.sandbox.pk,
+                logger.warning("sandbox %s: command %.40r failed: %.300r", self.sandbox.pk,
                                content.get("command_id"), content.get("error"))
         else:
             await self.send_error(f"unknown message type {kind!r}")

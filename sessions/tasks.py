@@ -1,5 +1,6 @@
 """Celery tasks for sessions: snapshot once the agent is idle, let idle sandboxes go."""
 
+import logging
 from datetime import timedelta
 
 from celery import shared_task
@@ -11,7 +12,10 @@ from sandboxes import provisioning
 from sandboxes import tasks as sandbox_tasks
 from sandboxes.backends import get_backend
 from sessions import dispatch, lifecycle, queue
+from sessions.events import append_event
 from sessions.models import Prompt, Session
+
+logger = logging.getLogger(__name__)
 
 
 def idle_facts(session: Session) -> lifecycle.IdleFacts:
@@ -40,8 +44,15 @@ def snapshot_if_idle(session_id: int) -> None:
     session = Session.objects.select_related("sandbox", "last_snapshot").filter(pk=session_id).first()
     if session is None or not lifecycle.should_snapshot(idle_facts(session)):
         return
-    snapshot = provisioning.take_snapshot(session.sandbox_id)  # the session's latest now (on_snapshot_taken)
-    if snapshot is not None:
+    try:
+        saved = provisioning.take_snapshot(session.sandbox_id) is not None  # the session's latest (on_snapshot_taken)
+    except Exception as error:
+        # The prompts queued while it was saving must not wait for a snapshot that will not come.
+        logger.exception("session %s: saving its sandbox's work failed", session.pk)
+        append_event(session.pk, "error", {"name": "SnapshotFailed",
+                                           "message": f"Saving the sandbox's work failed: {str(error)[:300]}"})
+        saved = True  # tried: what was queued meanwhile goes on
+    if saved:
         session.refresh_from_db()
         dispatch.dispatch(session, queue.AGENT_IDLE)  # prompts that arrived while it was saving
 

@@ -336,7 +336,7 @@ def test_a_newer_image_replaces_the_pool(repo, git_repo):
 
 
 def reaped(now) -> dict[str, tuple[str, bool]]:
-    return {sandbox_id: (reason, save) for sandbox_id, reason, save in provisioning.reap(now=now)}
+    return {sandbox_id: (reason, action == "save") for sandbox_id, reason, action in provisioning.reap(now=now)}
 
 
 def test_the_reaper_finds_dead_sandboxes_and_saves_the_work_of_silent_live_ones(repo, settings):

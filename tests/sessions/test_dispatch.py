@@ -291,3 +291,53 @@ def test_writing_in_a_failed_or_archived_session_starts_nothing(session, user, p
     Session.objects.filter(pk=session.pk).update(status=Session.Status.ARCHIVED)
     assert member_requests.note_typing(session, user) is False
     assert provisions == [] and Sandbox.objects.count() == 0
+
+
+def test_a_failed_snapshot_tells_the_session_and_what_was_queued_meanwhile_goes_on(working, user, monkeypatch):
+    from sandboxes.backends.base import BackendError
+    from sandboxes.backends.local import LocalBackend
+    from sessions import tasks
+
+    session, sandbox, listener = working
+    bridge(sandbox, "idle", prompt_id=session.prompts.get(position=1).pk)
+    queued = []
+
+    def failing_snapshot(self, ref, snapshot_id):
+        queued.append(member_requests.submit_prompt(session, user, "written while it was saving"))
+        raise BackendError("the disk is full")
+
+    monkeypatch.setattr(LocalBackend, "snapshot", failing_snapshot)
+    tasks.snapshot_if_idle(session.pk)
+    [prompt] = queued
+    assert [c["prompt_id"] for c in listener.commands()] == [prompt.pk]  # not stranded behind the snapshot
+    failed = session.events.get(kind="error")
+    assert failed.data["name"] == "SnapshotFailed" and "the disk is full" in failed.data["message"]
+    sandbox.refresh_from_db()
+    assert sandbox.state == State.RUNNING
+
+
+def test_a_snapshot_whose_worker_died_is_recovered_and_the_queue_goes_on(working, user):
+    from datetime import timedelta
+
+    from sandboxes import provisioning
+    from sandboxes import tasks as sandbox_tasks
+
+    session, sandbox, listener = working
+    bridge(sandbox, "idle", prompt_id=session.prompts.get(position=1).pk)
+    long_ago = timezone.now() - timedelta(minutes=3)
+    Sandbox.objects.filter(pk=sandbox.pk).update(state=State.SNAPSHOTTING, snapshot_started_at=long_ago)
+    waiting = member_requests.submit_prompt(session, user, "waits for the snapshot")
+    assert listener.nothing()  # the queue waits for a snapshotting sandbox
+    [(sandbox_id, reason, action)] = [found for found in provisioning.reap() if found[0] == str(sandbox.pk)]
+    assert action == "recover" and "did not finish within 120 s" in reason
+    sandbox_tasks.reap_sandboxes()
+    sandbox.refresh_from_db()
+    assert sandbox.state == State.RUNNING
+    sent = []  # the bridge is told of the phase too; the prompt's command follows
+    try:
+        while True:
+            message = listener.receive(0.3)
+            sent += [message["command"]["prompt_id"]] if "command" in message else []
+    except TimeoutError:
+        pass
+    assert sent == [waiting.pk]
