@@ -7,7 +7,7 @@ import time
 import httpx
 
 from bench._common import p50, report, say
-from bench._live import PROVIDER, Platform, fake_ready_image, simulated_sandbox
+from bench._live import PROVIDER, Platform, fake_ready_image, make_user, session_on, simulated_sandbox
 from sandboxes.models import Repo
 
 HOP_RUNS = 31
@@ -34,6 +34,7 @@ def first_text(client: httpx.Client, url: str, token: str, body: bytes) -> float
 
 def model_proxy_hop(platform: Platform, repo: Repo) -> None:
     sandbox, _bridge_token = simulated_sandbox(repo, fake_ready_image(repo))
+    session_on(repo, sandbox, [make_user("hop")])  # the proxy counts a session's tokens
     token = sandbox.issue_model_token()  # what its OpenCode presents
     body = json.dumps({"model": PROVIDER, "stream": True, "tools": TOOLS,
                        "messages": [{"role": "system", "content": "y" * 4000},

@@ -326,6 +326,8 @@ if os.environ.get("OPENAI_COMPATIBLE_BASE_URL"):  # e.g. a local Ollama: http://
 # "providerID/modelID"; empty: the first model of the first provider above.
 DEFAULT_MODEL = os.environ.get("DEFAULT_MODEL", "")
 MODEL_PROXY_MAX_BODY_BYTES = int(os.environ.get("MODEL_PROXY_MAX_BODY_BYTES", str(20 * 1024**2)))
+# Tokens (input and output, as the providers report them) one session may spend on model calls; 0: no limit.
+MODEL_TOKEN_BUDGET_PER_SESSION = int(os.environ.get("MODEL_TOKEN_BUDGET_PER_SESSION", str(20_000_000)))
 # Longest silence allowed from a provider (before its first byte, or between two chunks).
 MODEL_PROXY_READ_TIMEOUT_SECONDS = float(os.environ.get("MODEL_PROXY_READ_TIMEOUT_SECONDS", "600"))
 # --- end of model providers ------------------------------------------------------------------------

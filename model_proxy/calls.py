@@ -78,9 +78,11 @@ class Call:
     Ollama, the tests' model) go through proxy_core.upstream, a new connection each (a loopback connect is
     cheap, and it saves ~2 ms a call over httpx); https:// ones through the pooled httpx client."""
 
-    def __init__(self, method: str, url: str, headers: Headers, body: bytes, provider: Provider, sandbox_id: str):
+    def __init__(self, method: str, url: str, headers: Headers, body: bytes, provider: Provider, sandbox_id: str,
+                 meter=None):
         self.method, self.url, self.headers, self.body = method, url, headers, body
         self.provider, self.wire, self.sandbox_id = provider, provider.wire, sandbox_id
+        self.meter = meter  # reads the tokens the answer reports (model_proxy/budget.py UsageMeter)
 
     async def relay(self, send) -> None:
         try:
@@ -101,6 +103,8 @@ class Call:
             try:
                 async for chunk in chunks:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if self.meter is not None:
+                        self.meter.feed(chunk)
             except (httpx.HTTPError, upstream.UpstreamError, upstream.BrokenBody, OSError) as exc:
                 await send({"type": "http.response.body", "body": self.broke_off(exc, content_type),
                             "more_body": True})

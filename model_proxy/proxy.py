@@ -7,7 +7,8 @@ back unchanged, chunk by chunk. Provider keys never enter the sandbox. See docs/
   GET  /model-proxy/<provider>/v1/models
   /model-proxy/inspect-warm-up/v1/...                answered by the proxy itself (model_providers/wires.py)
 
-Nothing is written to the database per request, and neither the token nor a key is logged.
+Per call: the sandbox's session is looked up (its token budget, model_proxy/budget.py) and the tokens the
+provider reports are added to it. Neither the token nor a key is logged.
 """
 
 import json
@@ -21,6 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from bridge.protocol import WARM_UP_PROVIDER
 from model_providers.providers import MODEL_PROXY_PATH, NO_PROVIDER_MESSAGE, Provider, configured_providers
 from model_providers.wires import OPENAI, Wire, wire_of_endpoint
+from model_proxy import budget
 from model_proxy.calls import Call, Refused, send_error, upstream_headers
 from proxy_core.headers import header, presented_credential
 from proxy_core.relay import ClientGone, relay_until_disconnect
@@ -120,6 +122,16 @@ class ModelProxy:
                 return
             provider, wire = find_provider(provider_name, endpoint, wire)
             body = await read_body(receive, declared, wire) if expected_method == "POST" else b""
+            spending = await budget.spending_of(sandbox_id)
+            if spending is None:
+                raise Refused(wire, 403, "This sandbox serves no session: it makes no model calls.")
+            if body:
+                refusal = budget.model_refusal(provider, json.loads(body).get("model"))
+                if refusal:
+                    raise Refused(wire, 403, refusal)
+            refusal = budget.budget_refusal(spending)
+            if refusal:
+                raise Refused(wire, 429, refusal)
         except Refused as error:
             await send_error(send, error)
             return
@@ -127,7 +139,11 @@ class ModelProxy:
             return
         url = provider.upstream_url(endpoint)
         query = scope.get("query_string", b"").decode("latin-1")
+        meter = budget.UsageMeter()
         call = Call(scope["method"], f"{url}?{query}" if query else url, upstream_headers(headers, provider, token),
-                    body, provider, str(sandbox_id))
+                    body, provider, str(sandbox_id), meter)
         # When the client goes away (OpenCode aborts), the upstream request is closed, so the provider stops.
-        await relay_until_disconnect(call.relay(send), receive)
+        try:
+            await relay_until_disconnect(call.relay(send), receive)
+        finally:
+            await budget.spend(spending.session_id, meter.tokens)

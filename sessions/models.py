@@ -45,6 +45,8 @@ class Session(models.Model):
     opencode_session_id = models.CharField(max_length=200, blank=True)
     agent_busy = models.BooleanField(default=False)
     last_seq = models.PositiveBigIntegerField(default=0, help_text="The last event sequence number given out.")
+    # Tokens the providers reported for this session's model calls (model_proxy/budget.py).
+    model_tokens_used = models.PositiveBigIntegerField(default=0)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     last_activity_at = models.DateTimeField(default=timezone.now)

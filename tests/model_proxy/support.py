@@ -12,6 +12,7 @@ from inspect_site.asgi import application
 from proxy_core.clients import aclose_loop_clients
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, RepoImage, Sandbox
+from sessions.models import Session
 
 TOOLS = [{"type": "function", "function": {"name": "write", "parameters": {"type": "object"}}}]
 ANTHROPIC_TOOLS = [{"name": "write", "input_schema": {"type": "object"}}]
@@ -28,10 +29,13 @@ def messages_body(prompt: str) -> dict:
             "messages": [{"role": "user", "content": prompt}]}
 
 
-def make_sandbox(state: str = State.RUNNING) -> tuple[Sandbox, str]:
+def make_sandbox(state: str = State.RUNNING, session: bool = True) -> tuple[Sandbox, str]:
+    """A sandbox (working for a session unless told otherwise: the proxy counts its tokens) and its model token."""
     repo = Repo.objects.create(name=f"repo-{uuid.uuid4().hex[:8]}", clone_url="file:///tmp/nowhere")
     image = RepoImage.objects.create(repo=repo, status=RepoImage.Status.READY)
     sandbox = Sandbox.objects.create(repo=repo, image=image, state=state, backend="local")
+    if session:
+        Session.objects.create(repo=repo, sandbox=sandbox)
     return sandbox, sandbox.issue_model_token()
 
 
