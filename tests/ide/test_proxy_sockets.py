@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import time
+from contextlib import ExitStack
 from urllib.parse import urlsplit
 
 import httpx
@@ -107,10 +108,11 @@ def test_a_member_removed_or_signed_out_loses_the_workspace_socket_within_a_seco
     client.force_login(users["ada"])
     key = client.cookies["sessionid"].value
     url = urlsplit(desktop_socket_url(entry, users["ada"], desktop.pk, session_key=key))
-    viewer = open_socket(entry, f"{url.path}?{url.query}", {"Host": url.netloc, "Origin": entry.url},
-                         subprotocols=SUBPROTOCOLS)
-    frame = open_socket(entry, f"/w/{desktop.pk}/desktop/", signed_in(users["ada"], entry, desktop.pk),
-                        subprotocols=SUBPROTOCOLS)
+    sockets = ExitStack()
+    viewer = sockets.enter_context(open_socket(entry, f"{url.path}?{url.query}",
+                                               {"Host": url.netloc, "Origin": entry.url}, subprotocols=SUBPROTOCOLS))
+    frame = sockets.enter_context(open_socket(entry, f"/w/{desktop.pk}/desktop/",
+                                              signed_in(users["ada"], entry, desktop.pk), subprotocols=SUBPROTOCOLS))
     for socket in (viewer, frame):
         socket.send("ping")
         assert socket.recv(timeout=10) == "ping"
@@ -131,6 +133,7 @@ def test_a_member_removed_or_signed_out_loses_the_workspace_socket_within_a_seco
     desktop.memberships.filter(user=users["ada"]).delete()
     assert closed_with(frame) == 4403 and time.monotonic() - started < 1.5
     eventually(lambda: len(socket_upstream.closes) >= before + 2, what="the service saw both sockets close")
+    sockets.close()
 
 
 def test_the_proxy_itself_sets_no_frame_size_limit(users, desktop):
