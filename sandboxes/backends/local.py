@@ -44,13 +44,13 @@ from sandboxes.backends.base import (
 )
 from sandboxes.backends.local_isolation import (
     HOME,
+    HOST_ENVIRONMENT,
     bwrap_args,
     check_reachable,
     entered_namespaces,
     give_to_sandbox_user,
     in_own_network,
     reachable_copy,
-    sandbox_environment,
 )
 from sandboxes.backends.processes import run_streaming
 from sandboxes.redaction import Redactor
@@ -184,19 +184,19 @@ class LocalBackend(SandboxBackend):
             network = in_own_network(plan, tmp)
             for command, secrets in setup:
                 log(f"$ {command}\n")
-                bwrap = bwrap_args(self.root, home, tmp, own_pids=True)
+                bwrap = bwrap_args(self.root, home, tmp, {**env, **secrets}, own_pids=True)
                 result = run_streaming(
                     [*network, *bwrap, "bash", "-c", command], on_output=log,
                     timeout=max(1.0, deadline - time.monotonic()),
-                    env=sandbox_environment({**env, **secrets}),
+                    env=HOST_ENVIRONMENT,
                 )
                 if result.exit_code != 0:
                     raise BackendError(f"setup command failed with exit code {result.exit_code}: {command}")
             # The index holds root's uid and pre-chown ctimes: refreshed as the sandbox user, files
             # look unchanged in a sandbox, so the sync's reset does not copy the tree to its upper layer.
-            run_streaming([*network, *bwrap_args(self.root, home, tmp, own_pids=True), "git", "update-index", "-q",
+            run_streaming([*network, *bwrap_args(self.root, home, tmp, env, own_pids=True), "git", "update-index", "-q",
                            "--refresh"],
-                          timeout=max(1.0, deadline - time.monotonic()), env=sandbox_environment(env))
+                          timeout=max(1.0, deadline - time.monotonic()), env=HOST_ENVIRONMENT)
             shutil.rmtree(tmp)
             size = dir_size(home)
             log(f"image ready: {size / 1e6:.1f} MB\n")
@@ -323,7 +323,8 @@ class LocalBackend(SandboxBackend):
 
     def _enter(self, sandbox_ref: str, env: dict[str, str] | None, die_with_parent: bool = True,
                mounts: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
-        """The command prefix that runs a command in the sandbox, and the environment to start it with."""
+        """The command prefix that runs a command in the sandbox with `env` (over the image's), and the
+        environment the prefix itself runs with on the host."""
         pid = self._init_pid(sandbox_ref)
         if pid is None:
             raise BackendError(f"sandbox {sandbox_ref} is not running")
@@ -333,11 +334,10 @@ class LocalBackend(SandboxBackend):
         group = cgroups.limited_group(sandbox_ref, settings.SANDBOX_MEMORY_LIMIT_BYTES) if config["cgroup"] else None
         nsenter = ["nsenter", "-t", str(pid), *entered_namespaces(), "--"]
         bwrap = bwrap_args(self.root,
-            box / "merged", box / "tmp", die_with_parent, tuple(config["read_only"]),
+            box / "merged", box / "tmp", {**config["env"], **(env or {})}, die_with_parent, tuple(config["read_only"]),
             {**config["mounts"], **(mounts or {})}, address_space_limit=group is None,
         )
-        environment = sandbox_environment({**config["env"], **(env or {})})
-        return [*(cgroups.join(group) if group else []), *nsenter, *bwrap], environment
+        return [*(cgroups.join(group) if group else []), *nsenter, *bwrap], HOST_ENVIRONMENT
 
     def exec(
         self,

@@ -2,6 +2,9 @@
 and bubblewrap's mounts, environment and limits. Shared by the image build and every sandbox command."""
 
 import os
+import re
+import secrets
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -51,18 +54,42 @@ def hidden_paths(root: Path) -> list[str]:
     paths.update(("/etc/shadow", "/etc/gshadow", "/etc/ssh"))
     return sorted(p for p in paths if os.path.lexists(p))
 
+# The host's side of a sandbox command (setpriv, pasta, nsenter, bubblewrap) runs with this environment and no
+# other: a repo's devcontainer.json sets the sandbox's environment, and an LD_PRELOAD or PATH of its choosing
+# must never reach a program that runs on the host.
+HOST_ENVIRONMENT = {"PATH": BASE_PATH, "LANG": "C.UTF-8"}
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Inside the sandbox: export what the file says, delete the file, run the command. Secrets (the bridge's
+# token, build secrets) so never appear on a command line, which every user of the host reads with `ps`.
+ENV_LAUNCHER = 'set -a; . "$0"; set +a; rm -f -- "$0"; exec "$@"'
+
+
 def sandbox_environment(env: dict[str, str]) -> dict[str, str]:
-    """The whole environment of a sandbox command, `env` over the base one. It is given to the process that
-    starts bubblewrap (Popen's env), never as arguments: any user of the host reads command lines with `ps`,
-    while a process's environment is readable by its own uid alone."""
+    """The whole environment of a sandbox command: `env` over the base one."""
     return {"PATH": BASE_PATH, "HOME": HOME, "USER": "agent", "LANG": "C.UTF-8", "TERM": "dumb", **env}
 
 
+def write_environment(tmp: Path, env: dict[str, str]) -> str:
+    """A file in the sandbox's /tmp (`tmp` on the host) holding sandbox_environment(env) as shell assignments,
+    readable by the sandbox user alone; ENV_LAUNCHER reads and deletes it before the command starts. Names that
+    are not shell variable names are left out. Returns its path inside the sandbox."""
+    name = f".inspect-env-{secrets.token_hex(12)}"
+    lines = [f"{key}={shlex.quote(value)}\n" for key, value in sandbox_environment(env).items() if ENV_NAME.match(key)]
+    fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write("".join(lines))
+    uid = host_uid()
+    if uid is not None:
+        os.chown(tmp / name, uid, uid)
+    return f"/tmp/{name}"
+
+
 def bwrap_args(
-    root: Path, home: Path, tmp: Path, die_with_parent: bool = True, read_only: tuple = (),
+    root: Path, home: Path, tmp: Path, env: dict[str, str], die_with_parent: bool = True, read_only: tuple = (),
     mounts: dict[str, str] | None = None, address_space_limit: bool = True, own_pids: bool = False,
 ) -> list[str]:
-    """bubblewrap's arguments, run with sandbox_environment() as its environment, which the command inherits.
+    """bubblewrap's arguments up to the command, which then runs with `env` (through write_environment); the
+    whole prefix runs on the host with HOST_ENVIRONMENT.
     `own_pids` for a command outside any sandbox (an image build's): a PID namespace and /proc of its
     own, or it would see (and could signal) the processes of every sandbox, which run as the same uid."""
     # Run inside the sandbox's user namespace (in_own_network), whose root is the sandbox user.
@@ -92,14 +119,15 @@ def bwrap_args(
         *(["--unshare-pid", "--proc", "/proc"] if own_pids else ["--ro-bind", "/proc", "/proc"]),
         "--dev", "/dev",
         "--chdir", WORKSPACE,
+        "--clearenv",
     ]
     limits = [
-        "prlimit",
+        "/usr/bin/prlimit",
         *([f"--as={settings.SANDBOX_MEMORY_LIMIT_BYTES}"] if address_space_limit else []),
         f"--nproc={settings.SANDBOX_PROCESS_LIMIT}",
         "--",
     ]
-    return args + ["--", *limits]
+    return args + ["--", *limits, "/bin/sh", "-c", ENV_LAUNCHER, write_environment(tmp, env)]
 
 def entered_namespaces() -> list[str]:
     """nsenter's options to join a sandbox. Root becomes the namespace's root (the sandbox user); another

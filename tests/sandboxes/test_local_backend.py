@@ -1,6 +1,8 @@
 """The local backend with real bubblewrap, user namespaces and overlayfs."""
 
+import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -137,6 +139,34 @@ def test_devcontainer_commands_env_and_ports_are_honoured(backend, git_repo):
     assert built.env == {"APP_ENV": "dev"}
     assert built.start_commands == ["python3 -m http.server 3000"]
     assert built.forward_ports == [3000, 5173]
+
+
+def test_a_repos_environment_reaches_its_commands_and_never_the_hosts_programs(backend, git_repo, open_tmp):
+    """devcontainer.json's containerEnv is written by whoever can push to the branch: its PATH and LD_PRELOAD
+    apply inside the sandbox only, never to setpriv, pasta, nsenter or bubblewrap on the host."""
+    evil, marker = open_tmp / "evil", open_tmp / "ran-on-the-host"
+    evil.mkdir(mode=0o755)
+    for name in ("setpriv", "env", "pasta", "nsenter", "bwrap", "prlimit", "sh", "bash", "python3", "git"):
+        (evil / name).write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+        (evil / name).chmod(0o755)
+    # A library that marks the host when loaded there (inside, the host's /tmp is not there: it fails to load).
+    (evil / "evil.c").write_text('#include <fcntl.h>\n#include <unistd.h>\n__attribute__((constructor)) static void '
+                                 f'mark(void) {{ close(open("{marker}", O_CREAT | O_WRONLY, 0644)); }}\n')
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(evil / "evil.so"), str(evil / "evil.c")], check=True)
+    git_repo.commit({".devcontainer/devcontainer.json": json.dumps({
+        "containerEnv": {"PATH": f"{evil}:/usr/bin:/bin", "LD_PRELOAD": str(evil / "evil.so")},
+        "postCreateCommand": "echo built > built.txt",
+    })})
+    built = backend.build_image(spec(git_repo, devcontainer=True), lambda line: None)
+    assert (backend.images / built.ref / "home/workspace/built.txt").read_text() == "built\n"
+    ref = backend.start(StartRequest(sandbox_id="box3", image_ref=built.ref, env=built.env))
+    try:
+        out = backend.exec(ref, 'printf "%s|%s" "$LD_PRELOAD" "$PATH"').output
+        assert out.endswith(f"{evil}/evil.so|{evil}:/usr/bin:/bin")  # inside, as the repo asked
+    finally:
+        backend.terminate(ref)
+    # No program of the host ran from the repo's PATH or loaded its LD_PRELOAD.
+    assert not marker.exists()
 
 
 def test_the_repos_own_commands_get_only_the_secrets_meant_for_them(backend, git_repo):
