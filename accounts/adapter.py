@@ -54,8 +54,22 @@ def vouch_for_admin_made_email(user) -> None:
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def is_open_for_signup(self, request, sociallogin) -> bool:
-        """With an invitation, or a verified address (as the provider says) in SIGNUP_EMAIL_DOMAINS."""
-        if held_invitation(request) is not None:
-            return True
+        """The same rule as the form's (accounts/signup.py), for the addresses the provider says are verified:
+        an invitation (for one of them, if it names one), or one at SIGNUP_EMAIL_DOMAINS."""
+        invitation = held_invitation(request)
         verified = [address.email for address in sociallogin.email_addresses if address.verified]
-        return any(not signup.refusal(email, None, settings.SIGNUP_EMAIL_DOMAINS) for email in verified)
+        invited = invitation.email if invitation else None
+        return any(not signup.refusal(email, invited, settings.SIGNUP_EMAIL_DOMAINS) for email in verified) or (
+            invitation is not None and not invitation.email)
+
+    def save_user(self, request, sociallogin, form=None):
+        """As allauth's, and the invitation that let them in is used up (with a sign-up form, the account
+        adapter's save_user has done that already)."""
+        invitation = held_invitation(request)
+        with transaction.atomic():
+            user = super().save_user(request, sociallogin, form)
+            if invitation is not None and not Invitation.objects.filter(pk=invitation.pk, used_by=user).exists():
+                if not invitation.use(user):
+                    raise PermissionDenied("This invitation was used a moment ago.")
+                request.session.pop(INVITATION_SESSION_KEY, None)
+        return user

@@ -158,3 +158,40 @@ def test_github_login_sends_the_user_to_github_with_our_client_id(client, settin
     assert query["client_id"] == ["gh-client-123"]
     assert "repo" in query["scope"][0]
     assert "gh-secret" not in response["Location"]
+
+
+def github_sign_up(client, emails: list[tuple[str, bool]], username: str = "octo"):
+    """What allauth's GitHub flow hands the adapter once GitHub has answered (GitHub itself is not reachable
+    here): a new user with the addresses GitHub lists, and whether GitHub says each is verified."""
+    from allauth.socialaccount.models import SocialAccount, SocialLogin
+    from django.test import RequestFactory
+
+    from accounts.adapter import SocialAccountAdapter
+
+    request = RequestFactory().get("/accounts/github/login/callback/")
+    request.session = client.session
+    login = SocialLogin(user=User(username=username, email=emails[0][0] if emails else ""),
+                        account=SocialAccount(provider="github", uid=username),
+                        email_addresses=[EmailAddress(email=email, verified=verified) for email, verified in emails])
+    adapter = SocialAccountAdapter(request)
+    if not adapter.is_open_for_signup(request, login):
+        return None
+    return adapter.save_user(request, login)
+
+
+def test_github_sign_up_follows_the_same_rule_and_uses_the_invitation_up(client, settings):
+    assert github_sign_up(client, [("eve@example.com", True)]) is None  # closed
+    settings.SIGNUP_EMAIL_DOMAINS = ["example.com"]
+    assert github_sign_up(client, [("eve@example.com", False)]) is None  # GitHub does not vouch for it
+    assert github_sign_up(client, [("ada@example.com", True)], "ada-gh") is not None
+    settings.SIGNUP_EMAIL_DOMAINS = []
+
+    invitation, token = Invitation.make("bob@example.org")
+    client.get(f"/accounts/invitation/{token}/")
+    assert github_sign_up(client, [("mallory@example.org", True)], "mallory") is None  # not the invited address
+    assert github_sign_up(client, [("bob@example.org", True)], "bob-gh") is not None
+    invitation.refresh_from_db()
+    assert invitation.used_by.username == "bob-gh"
+    client.get(f"/accounts/invitation/{token}/")  # the same link again
+    assert github_sign_up(client, [("bob@example.org", True)], "bob-again") is None
+    assert not User.objects.filter(username__in=["mallory", "bob-again", "octo"]).exists()
