@@ -101,7 +101,9 @@ class SocketProxy:
             return
         await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
         # Relayed while the person may still be in the session: losing it closes the socket (sessions/access.py).
-        out = asyncio.ensure_future(access.until_out(path.session_id, scope["user"].pk, scope.get("login", "")))
+        user = scope["user"]
+        out = asyncio.ensure_future(access.until_out(path.session_id, user.pk, scope.get("login", ""),
+                                                     user.get_session_auth_hash()))
         relay = asyncio.ensure_future(self.relay(upstream, receive, send))
         try:
             done, _ = await asyncio.wait([out, relay], return_when=asyncio.FIRST_COMPLETED)

@@ -2,9 +2,9 @@
 
 Membership is checked when a socket opens; afterwards these changes reach every socket of the person (on any
 web process, through the channel layer) within a second, and each socket checks again and closes if they are
-out: a membership removed, the account deactivated or changed (its groups, permissions, password), a repo's
-access list changed, or a sign-out (which closes the sockets opened under that sign-in, platform and
-workspace alike, and ends the workspace cookies it gave).
+out: a membership removed, the account deactivated or changed (its groups, permissions, password), a group's
+permissions changed or the group deleted, a repo's access list changed, or a sign-out (which closes the sockets
+opened under that sign-in, platform and workspace alike, and ends the workspace cookies it gave).
 """
 
 import logging
@@ -13,11 +13,12 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.contrib.auth.signals import user_logged_out
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models.signals import m2m_changed, post_delete, post_save
-from django.utils.crypto import salted_hmac
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from sandboxes.models import Repo
 from sessions.models import Membership, Session
@@ -47,14 +48,17 @@ def login_ended(login: str) -> bool:
     return bool(login) and cache.get(f"access:login-ended:{login}") is not None
 
 
-def still_in(session_id: int, user_id: int | None, login: str = "") -> bool:
+def still_in(session_id: int, user_id: int | None, login: str = "", auth_hash: str = "") -> bool:
     """Whether the person (fetched afresh: their account may have changed) may still be in the session, under
-    that sign-in. Synchronous."""
+    that sign-in, with the password they had when the socket opened (`auth_hash`: get_session_auth_hash then;
+    a changed password ends their sign-ins, and so their sockets). Synchronous."""
     if user_id is None or login_ended(login):
         return False
     user = get_user_model().objects.filter(pk=user_id).first()
+    if user is None or (auth_hash and not constant_time_compare(user.get_session_auth_hash(), auth_hash)):
+        return False
     session = Session.objects.select_related("repo").filter(pk=session_id).first()
-    return user is not None and session is not None and session.is_member(user)
+    return session is not None and session.is_member(user)
 
 
 def groups_for(user_id: int, repo_id: int | None) -> list[str]:
@@ -76,7 +80,7 @@ def repo_of(session_id: int) -> int | None:
 still_in_async = database_sync_to_async(still_in)
 
 
-async def until_out(session_id: int, user_id: int, login: str) -> None:
+async def until_out(session_id: int, user_id: int, login: str, auth_hash: str = "") -> None:
     """Returns once the person is no longer in the session: for a socket that is no Channels consumer (the
     workspace proxy's relay), which then closes itself. Listens on a channel of its own."""
     layer = get_channel_layer()
@@ -88,7 +92,7 @@ async def until_out(session_id: int, user_id: int, login: str) -> None:
         while True:
             message = await layer.receive(channel)
             if message.get("type") == ACCESS_CHANGED and concerns(message, login) \
-                    and not await still_in_async(session_id, user_id, login):
+                    and not await still_in_async(session_id, user_id, login, auth_hash):
                 return
     finally:
         for group in groups:
@@ -143,6 +147,22 @@ def on_repo_changed(sender, instance, **kwargs) -> None:
             tell(repo_group(pk))
 
 
+def on_group_permissions_changed(sender, instance, action: str, reverse: bool, pk_set, **kwargs) -> None:
+    """A group's permissions (see every session), changed from either side: every member of the group(s)."""
+    if not action.startswith("post_"):
+        return
+    groups = [instance] if isinstance(instance, Group) else list(Group.objects.filter(pk__in=pk_set or ()))
+    for group in groups:
+        for user_id in group.user_set.values_list("pk", flat=True):
+            tell(user_group(user_id))
+
+
+def on_group_deleted(sender, instance, **kwargs) -> None:
+    """Before a group goes (its members, a repo's access list, a permission with it): its members."""
+    for user_id in instance.user_set.values_list("pk", flat=True):
+        tell(user_group(user_id))
+
+
 def on_signed_out(sender, request, user, **kwargs) -> None:
     login = login_of(getattr(getattr(request, "session", None), "session_key", None))
     if user is None or not login:
@@ -161,3 +181,6 @@ def connect_signals() -> None:
     for through in (Repo.allowed_users.through, Repo.allowed_groups.through):
         m2m_changed.connect(on_repo_changed, sender=through, dispatch_uid=f"access-{through.__name__}")
     user_logged_out.connect(on_signed_out, dispatch_uid="access-signed-out")
+    m2m_changed.connect(on_group_permissions_changed, sender=Group.permissions.through,
+                        dispatch_uid="access-group-permissions")
+    pre_delete.connect(on_group_deleted, sender=Group, dispatch_uid="access-group-deleted")

@@ -119,6 +119,7 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
             await self.close(code=FORBIDDEN)
             return
         self.login = access.login_of(getattr(self.scope.get("session"), "session_key", None))
+        self.auth_hash = user.get_session_auth_hash()
         # Told when the person's access changes (sessions/access.py), to check again and close if they are out.
         self.access_groups = access.groups_for(user.pk, repo_id)
         for group in self.access_groups:
@@ -135,7 +136,7 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
     async def access_changed(self, message: dict) -> None:
         if not access.concerns(message, self.login):
             return
-        if not await access.still_in_async(self.session_id, self.scope["user"].pk, self.login):
+        if not await access.still_in_async(self.session_id, self.scope["user"].pk, self.login, self.auth_hash):
             if self.group:  # no more events for them, and nothing more taken from them
                 await self.channel_layer.group_discard(self.group, self.channel_name)
                 self.group = None

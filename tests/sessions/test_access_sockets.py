@@ -7,6 +7,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.contrib.auth import logout
+from django.contrib.auth.models import Group, Permission
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import RequestFactory
 
@@ -39,11 +40,30 @@ def lose_access(how: str, session, user, headers) -> None:
         session.repo.save()
     elif how == "signed out":
         sign_out(user, cookie_key(headers))
+    elif how == "password changed":
+        user.set_password("a-new-password-4242")
+        user.save()
+    elif how == "permission taken from their group":
+        session.memberships.filter(user=user).delete()  # in by the permission alone, then not
+        Group.objects.get(name="admins").permissions.clear()
+    elif how == "group deleted":
+        session.repo.access = Repo.Access.LISTED
+        session.repo.save()  # the repo is for its listed group alone now
+        Group.objects.get(name="admins").delete()
 
 
-@pytest.mark.parametrize("how", ["removed", "deactivated", "repo closed to them", "signed out"])
+@pytest.mark.parametrize("how", ["removed", "deactivated", "repo closed to them", "signed out", "password changed",
+                                 "permission taken from their group", "group deleted"])
 def test_losing_the_session_closes_the_socket_within_a_second(session, user, other_user, how):
     session.add_member(other_user)
+    if how in ("permission taken from their group", "group deleted"):  # in by a group of both
+        group = Group.objects.create(name="admins")
+        if how == "permission taken from their group":
+            group.permissions.add(Permission.objects.get(codename="see_every_session"))
+        else:
+            session.repo.allowed_groups.add(group)
+        user.groups.add(group)
+        other_user.groups.add(group)
     ada, ada_elsewhere, bob = signed_in(user), signed_in(user), signed_in(other_user)
 
     async def scenario():
@@ -64,8 +84,8 @@ def test_losing_the_session_closes_the_socket_within_a_second(session, user, oth
             assert (await sockets[1].receive_json_from(timeout=3))["type"] == "pong"
         else:
             assert await sockets[1].receive_output(timeout=1) == {"type": "websocket.close", "code": 4403}
-        # Bob, still in, is untouched (a repo closed to everyone unlisted closes his too).
-        if how != "repo closed to them":
+        # Bob, still in, is untouched (a repo closed to everyone unlisted, or a group of both, closes his too).
+        if how in ("removed", "deactivated", "signed out", "password changed"):
             await sockets[2].send_json_to({"type": "ping"})
             assert (await sockets[2].receive_json_from(timeout=3))["type"] == "pong"
         for ws in sockets:
