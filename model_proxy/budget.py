@@ -1,6 +1,7 @@
 """What a session may spend on models: the models the platform offers, and a budget of tokens per session,
 counted from the usage the providers report in their answers."""
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -22,8 +23,10 @@ class UsageMeter:
     def __init__(self) -> None:
         self.counts: dict[bytes, int] = {}
         self.tail = b""
+        self.bytes = 0
 
     def feed(self, chunk: bytes) -> None:
+        self.bytes += len(chunk)
         text = self.tail + chunk
         for name, number in USAGE.findall(text):
             self.counts[name] = max(self.counts.get(name, 0), int(number))
@@ -32,6 +35,24 @@ class UsageMeter:
     @property
     def tokens(self) -> int:
         return sum(self.counts.values())
+
+    def spent(self, request_bytes: int) -> int:
+        """The tokens the provider reported; when it reported none (a client that did not ask for usage, a
+        provider that sends none), an estimate of ~4 bytes a token over the request and the answer."""
+        if self.tokens or not self.bytes:
+            return self.tokens
+        return (request_bytes + self.bytes) // 4
+
+
+def with_usage_asked(body: bytes) -> bytes:
+    """An OpenAI-wire streaming request that asks for the usage at the end of the stream (OpenAI sends it only
+    when asked): the proxy asks whatever the client did."""
+    payload = json.loads(body)
+    if not payload.get("stream"):
+        return body
+    options = payload.get("stream_options")
+    payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return json.dumps(payload).encode()
 
 
 @dataclass(frozen=True)

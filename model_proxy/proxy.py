@@ -132,6 +132,8 @@ class ModelProxy:
             refusal = budget.budget_refusal(spending)
             if refusal:
                 raise Refused(wire, 429, refusal)
+            if body and endpoint == "chat/completions":
+                body = budget.with_usage_asked(body)
         except Refused as error:
             await send_error(send, error)
             return
@@ -146,4 +148,4 @@ class ModelProxy:
         try:
             await relay_until_disconnect(call.relay(send), receive)
         finally:
-            await budget.spend(spending.session_id, meter.tokens)
+            await budget.spend(spending.session_id, meter.spent(len(body)))

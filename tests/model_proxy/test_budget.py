@@ -60,3 +60,15 @@ def test_the_meter_reads_counts_split_across_chunks_and_keeps_the_largest():
     for chunk in chunks:
         meter.feed(chunk)
     assert meter.tokens == 1234 + 56  # the cache count is not a token spent
+
+
+def test_a_client_that_does_not_ask_for_usage_is_counted_all_the_same(providers, settings):
+    """The proxy asks OpenAI-wire streams for their usage itself; an answer with none is estimated."""
+    sandbox, token = make_sandbox()
+    body = {**chat_body("justtext one"), "stream_options": {"include_usage": False}}
+    assert chat(token, body).status_code == 200
+    assert providers.requests[-1]["body"]["stream_options"] == {"include_usage": True}
+    assert Session.objects.get(sandbox=sandbox).model_tokens_used == 110
+    meter = UsageMeter()
+    meter.feed(b"x" * 400)  # an answer that reports no usage
+    assert meter.spent(request_bytes=400) == 200

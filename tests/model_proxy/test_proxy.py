@@ -54,7 +54,7 @@ def test_openai_stream_is_relayed_with_the_real_key(providers):
     sent = providers.requests[-1]
     assert sent["path"] == "/v1/chat/completions"
     assert header(sent, "Authorization") == f"Bearer {OPENAI_KEY}"
-    assert sent["body"] == body
+    assert sent["body"] == {**body, "stream_options": {"include_usage": True}}  # the proxy asks for the usage
     assert_clean_upstream(sent, token)
     assert OPENAI_KEY not in response.text and OPENAI_KEY not in str(response.headers)
 
