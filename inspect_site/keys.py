@@ -24,8 +24,9 @@ def kept_key(var_dir: Path, name: str, make) -> str:
         pass
     var_dir.mkdir(parents=True, exist_ok=True)
     draft = var_dir / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
-    draft.write_text(make() + "\n")
-    draft.chmod(0o600)
+    # Made readable by its owner alone from the start, not chmod-ed after it was written.
+    with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        file.write(make() + "\n")
     try:
         os.link(draft, path)
     except FileExistsError:

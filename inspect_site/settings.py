@@ -221,6 +221,9 @@ SANDBOX_HEARTBEAT_TIMEOUT_SECONDS = int(os.environ.get("SANDBOX_HEARTBEAT_TIMEOU
 # A sandbox silent that long whose processes still run is kept (its bridge may be reconnecting after the control
 # plane was down) for this long, then saved (a snapshot) and reaped.
 SANDBOX_SILENT_GRACE_SECONDS = int(os.environ.get("SANDBOX_SILENT_GRACE_SECONDS", "600"))
+# A snapshot still running this long after it began is taken to have died with its worker, and the sandbox goes
+# back to work. Keep it well above the longest snapshot (a local one of a large workspace takes seconds).
+SANDBOX_SNAPSHOT_TIMEOUT_SECONDS = int(os.environ.get("SANDBOX_SNAPSHOT_TIMEOUT_SECONDS", "900"))
 # When make run stops: save the local sandboxes' work and stop them (the default), or leave them running.
 KEEP_SANDBOXES_ON_STOP = env_bool("KEEP_SANDBOXES_ON_STOP", False)
 # How many sessions holding a sandbox one person may start and keep at once (0: no limit).

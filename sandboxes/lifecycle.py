@@ -77,12 +77,11 @@ class Decision:
 
 KEEP = Decision("keep")
 ASK = Decision("ask")
-SNAPSHOT_TIMEOUT = timedelta(minutes=2)  # a local snapshot takes a second; Modal's, seconds
 
 
 def reap_decision(
     facts: SandboxFacts, now: datetime, heartbeat_timeout: timedelta, start_timeout: timedelta,
-    silent_grace: timedelta = timedelta(minutes=10),
+    silent_grace: timedelta = timedelta(minutes=10), snapshot_timeout: timedelta = timedelta(minutes=15),
 ) -> Decision:
     """Should a live sandbox be reaped? Starting ones get `start_timeout` to come up. A running one whose
     heartbeats stopped for `heartbeat_timeout` is reaped only if its processes are gone: a sandbox still alive
@@ -96,8 +95,8 @@ def reap_decision(
             return Decision("reap", "termination did not finish")
         return KEEP
     if facts.state == State.SNAPSHOTTING and facts.snapshot_started_at is not None \
-            and now - facts.snapshot_started_at > SNAPSHOT_TIMEOUT:
-        return Decision("recover", f"saving its work did not finish within {int(SNAPSHOT_TIMEOUT.total_seconds())} s")
+            and now - facts.snapshot_started_at > snapshot_timeout:
+        return Decision("recover", f"saving its work did not finish within {int(snapshot_timeout.total_seconds())} s")
     if facts.state in State.STARTING:
         if now - facts.created_at > start_timeout:
             return Decision("reap", f"did not start within {int(start_timeout.total_seconds())} s")

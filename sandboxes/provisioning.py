@@ -238,6 +238,7 @@ def reap(now=None) -> list[tuple[str, str, str]]:
     heartbeat_timeout = timedelta(seconds=settings.SANDBOX_HEARTBEAT_TIMEOUT_SECONDS)
     start_timeout = timedelta(seconds=settings.SANDBOX_START_TIMEOUT_SECONDS)
     silent_grace = timedelta(seconds=settings.SANDBOX_SILENT_GRACE_SECONDS)
+    snapshot_timeout = timedelta(seconds=settings.SANDBOX_SNAPSHOT_TIMEOUT_SECONDS)
     doomed = []
     for sandbox in Sandbox.objects.filter(state__in=State.LIVE):
         if sandbox.pooled and sandbox.state == State.READY:
@@ -249,11 +250,13 @@ def reap(now=None) -> list[tuple[str, str, str]]:
                 continue
         facts = lifecycle.SandboxFacts(sandbox.state, sandbox.created_at, sandbox.last_heartbeat_at,
                                        snapshot_started_at=sandbox.snapshot_started_at)
-        decision = lifecycle.reap_decision(facts, now, heartbeat_timeout, start_timeout, silent_grace)
+        decision = lifecycle.reap_decision(facts, now, heartbeat_timeout, start_timeout, silent_grace,
+                                           snapshot_timeout)
         if decision.action == "ask":
             alive = bool(sandbox.backend_ref) and get_backend(sandbox.backend).is_alive(sandbox.backend_ref)
             facts = dataclasses.replace(facts, alive=alive)
-            decision = lifecycle.reap_decision(facts, now, heartbeat_timeout, start_timeout, silent_grace)
+            decision = lifecycle.reap_decision(facts, now, heartbeat_timeout, start_timeout, silent_grace,
+                                               snapshot_timeout)
         if decision.action in ("reap", "save", "recover"):
             doomed.append((str(sandbox.pk), decision.reason, decision.action))
     return doomed

@@ -102,7 +102,10 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
             await self.send_error("too many messages: slow down")
             return
         raw = text_data if text_data is not None else bytes_data
-        if raw is None or len(raw) > MAX_BRIDGE_MESSAGE_BYTES:  # before parsing: a bridge keeps within it
+        # Before parsing: a bridge keeps within it. A text's bytes are counted only when it may be near the limit.
+        if raw is None or len(raw) > MAX_BRIDGE_MESSAGE_BYTES or (
+                isinstance(raw, str) and len(raw) * 4 > MAX_BRIDGE_MESSAGE_BYTES
+                and len(raw.encode()) > MAX_BRIDGE_MESSAGE_BYTES):
             await self.send_error(f"a message is at most {MAX_BRIDGE_MESSAGE_BYTES} bytes")
             return
         try:
