@@ -138,6 +138,7 @@ class LocalBackend(SandboxBackend):
         if final.exists():
             raise BackendError(f"image {spec.name} already exists")
         staging = self.images / f".building-{spec.name}"
+        build_group = f"build-{spec.name}"
         shutil.rmtree(staging, ignore_errors=True)
         home, tmp = staging / "home", staging / "tmp"
         workspace = home / "workspace"
@@ -181,21 +182,27 @@ class LocalBackend(SandboxBackend):
             deadline = time.monotonic() + settings.IMAGE_BUILD_TIMEOUT_SECONDS
             plan = local_network.NetworkPlan(allowed=local_network.host_resolvers(),
                                              host_networks=local_network.host_networks())
-            network = in_own_network(plan, tmp)
+            # Like a sandbox: one memory limit for all of a build's processes, counted together (root only).
+            group = cgroups.limited_group(build_group, settings.SANDBOX_MEMORY_LIMIT_BYTES)
+            network = [*(cgroups.join(group) if group else []), *in_own_network(plan, tmp)]
             for command, secrets in setup:
                 log(f"$ {command}\n")
-                bwrap = bwrap_args(self.root, home, tmp, {**env, **secrets}, own_pids=True)
+                bwrap = bwrap_args(self.root, home, tmp, {**env, **secrets}, own_pids=True,
+                                   address_space_limit=group is None)
                 result = run_streaming(
                     [*network, *bwrap, "bash", "-c", command], on_output=log,
                     timeout=max(1.0, deadline - time.monotonic()),
                     env=HOST_ENVIRONMENT,
                 )
+                # A step ends whole: nothing it started in the background lives on into the next one.
+                if group is not None and cgroups.kill_all(group):
+                    log("(stopped what the step left running)\n")
                 if result.exit_code != 0:
                     raise BackendError(f"setup command failed with exit code {result.exit_code}: {command}")
             # The index holds root's uid and pre-chown ctimes: refreshed as the sandbox user, files
             # look unchanged in a sandbox, so the sync's reset does not copy the tree to its upper layer.
-            run_streaming([*network, *bwrap_args(self.root, home, tmp, env, own_pids=True), "git", "update-index", "-q",
-                           "--refresh"],
+            refresh = bwrap_args(self.root, home, tmp, env, own_pids=True, address_space_limit=group is None)
+            run_streaming([*network, *refresh, "git", "update-index", "-q", "--refresh"],
                           timeout=max(1.0, deadline - time.monotonic()), env=HOST_ENVIRONMENT)
             shutil.rmtree(tmp)
             size = dir_size(home)
@@ -204,10 +211,20 @@ class LocalBackend(SandboxBackend):
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        finally:
+            self._end_build_group(build_group)
         return BuiltImage(
             ref=spec.name, commit_sha=commit, size_bytes=size, env=env, start_commands=start,
             forward_ports=ports,
         )
+
+    @staticmethod
+    def _end_build_group(name: str) -> None:
+        """Whatever way the build ended (a timeout, a failure), none of its processes outlive it."""
+        found = cgroups.root()
+        if found is not None and (found[0] / name).is_dir():
+            cgroups.kill_all(found[0] / name)
+            cgroups.remove(name)
 
     def delete_image(self, image_ref: str) -> None:
         shutil.rmtree(self.images / image_ref, ignore_errors=True)

@@ -114,6 +114,27 @@ def test_failing_setup_fails_the_build_and_leaves_nothing_behind(backend, git_re
     assert list(backend.images.iterdir()) == []
 
 
+def test_a_build_steps_background_work_ends_with_the_step(backend, git_repo):
+    # A step's leftover child would write into the image after the step (here: while the next one runs).
+    built = backend.build_image(spec(git_repo, setup=["(sleep 1.5; echo late > late.txt) &", "sleep 3"]),
+                                lambda line: None)
+    assert not (backend.images / built.ref / "home" / "workspace" / "late.txt").exists()
+    if cgroups.root() is not None:
+        assert not (cgroups.root()[0] / f"build-{built.ref}").exists()
+
+
+def test_a_builds_memory_limit_counts_all_its_processes(backend, git_repo, settings):
+    if cgroups.root() is None:
+        pytest.skip("memory cgroups need root; without them the limit is per process (RLIMIT_AS)")
+    settings.SANDBOX_MEMORY_LIMIT_BYTES = 300 * 1024**2
+    hog = "python3 -c 'import time; x = b\"x\" * (200 * 1024 * 1024); time.sleep(2)'"
+    # Each hog alone fits; together they are over the build's limit, so the kernel kills one.
+    with pytest.raises(BackendError, match="setup command failed"):
+        backend.build_image(spec(git_repo, setup=[f"{hog} & first=$!; {hog}; second=$?; wait $first && "
+                                                  "test $second = 0"]), lambda line: None)
+    assert list(backend.images.iterdir()) == []
+
+
 def test_unreachable_clone_url_fails_with_gits_reason(backend, open_tmp):
     bad = ImageSpec(name="x", clone_url=f"file://{open_tmp}/nope", branch="main", setup_commands=[],
                     start_commands=[], env={})
