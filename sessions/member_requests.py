@@ -4,6 +4,7 @@ Views and the session socket call these; each queues what it must and lets the d
 import re
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Max, Q
@@ -25,13 +26,10 @@ def create_session(repo: Repo, user, prompt_text: str, model: str = "", context:
         raise PermissionDenied("Sign in to start a session.")
     if not repo.usable_by(user):
         raise PermissionDenied(f"You may not use the repo {repo.name}: ask an admin to give you access.")
-    if sandbox_limit_reached(user):
-        raise PermissionDenied(
-            f"You already have {settings.MAX_SANDBOXES_PER_USER} sessions with a sandbox running, the most one "
-            "person may have at once. Stop one, or wait until one is idle and lets its sandbox go.")
     if model and not MODEL_RE.match(model):
         raise ValueError('Write the model as "providerID/modelID", e.g. "anthropic/claude-sonnet-4".')
     with transaction.atomic():
+        check_sandbox_limit(user, user)
         session = Session.objects.create(repo=repo, creator=user, model=model)
         session.add_member(user, Membership.Role.OWNER)
         queue_prompt(session, user, text, context)
@@ -39,15 +37,36 @@ def create_session(repo: Repo, user, prompt_text: str, model: str = "", context:
     return session
 
 
-def sandbox_limit_reached(user) -> bool:
-    """Whether `user` has MAX_SANDBOXES_PER_USER sessions of their own holding a sandbox or about to (0: no limit).
-    Counted at the start of a session: a follow-up to an idle session restores into the session's own count."""
+def sandbox_limit_reached(owner) -> bool:
+    """Whether `owner` has MAX_SANDBOXES_PER_USER sessions of their own holding a sandbox or about to (0: no
+    limit). Sandboxes count against the session's creator, whoever's prompt starts them."""
     limit = settings.MAX_SANDBOXES_PER_USER
-    if not limit:
+    if not limit or owner is None:
         return False
-    holding = Session.objects.filter(creator=user).filter(
+    holding = Session.objects.filter(creator=owner).filter(
         Q(sandbox__state__in=State.LIVE) | Q(sandbox__isnull=True, status=Session.Status.STARTING))
     return holding.count() >= limit
+
+
+def check_sandbox_limit(owner, asking) -> None:
+    """Refuse a new sandbox for `owner` past the limit (inside the caller's transaction). The owner's row is
+    locked first, so two requests at once cannot both take the last place."""
+    if not settings.MAX_SANDBOXES_PER_USER or owner is None:
+        return
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).exists()
+    if sandbox_limit_reached(owner):
+        whose = "You already have" if owner.pk == asking.pk else "This session's owner already has"
+        raise PermissionDenied(
+            f"{whose} {settings.MAX_SANDBOXES_PER_USER} sessions with a sandbox running, the most one person may "
+            "have at once. Stop one, or wait until one is idle and lets its sandbox go.")
+
+
+def restores_a_sandbox(session: Session) -> bool:
+    """Whether a prompt now would start a sandbox for `session` (it holds none and is not starting one)."""
+    if session.status in (Session.Status.STARTING, Session.Status.ARCHIVED):
+        return False
+    sandbox = session.sandbox
+    return sandbox is None or sandbox.state not in State.LIVE
 
 
 def submit_prompt(session: Session, user, text: str, context: dict | None = None) -> Prompt:
@@ -55,6 +74,9 @@ def submit_prompt(session: Session, user, text: str, context: dict | None = None
     check_member(session, user)
     text, context = clean_prompt(text, context)
     with transaction.atomic():
+        current = Session.objects.select_related("sandbox", "creator").get(pk=session.pk)
+        if restores_a_sandbox(current):
+            check_sandbox_limit(current.creator, user)
         prompt = queue_prompt(session, user, text, context)
         dispatch(session)  # in the same transaction: a warm prompt's command leaves at its one commit
     prompt.refresh_from_db()
@@ -78,6 +100,8 @@ def note_typing(session: Session, user) -> bool:
     """A member is writing a prompt: a session without a live sandbox starts one now (restoring its
     last snapshot), so the follow-up finds it up. True when this started one."""
     check_member(session, user)
+    if restores_a_sandbox(session) and sandbox_limit_reached(session.creator):
+        return False  # the prompt would be refused: warm nothing for it
     action, _ = step(session, queue.TYPING, user=user)
     return isinstance(action, queue.StartSandbox)
 

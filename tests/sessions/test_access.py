@@ -90,3 +90,31 @@ def test_one_person_holds_at_most_the_limit_of_sandboxes(client, users, repo, pr
     first.status = Session.Status.IDLE
     first.save()
     assert ada.post("/sessions/new", {"repo": repo.pk, "model": "local/scripted", "prompt": "x"}).status_code == 302
+
+
+def test_a_follow_up_that_restores_an_idle_session_counts_against_its_owner(users, repo, providers, settings,
+                                                                           make_sandbox):
+    settings.MAX_SANDBOXES_PER_USER = 1
+    idle = owned_session(repo, users["ada"], title="Yesterday's fix")
+    idle.sandbox = make_sandbox(state=State.TERMINATED)
+    idle.status = Session.Status.IDLE
+    idle.save()
+    idle.add_member(users["bob"], "member")
+    member_requests.create_session(repo, users["ada"], "a new one")  # Ada's one sandbox
+    prompts_before = Prompt.objects.count()
+
+    # A follow-up to the idle session would start a second sandbox for Ada: refused, whoever sends it.
+    with pytest.raises(PermissionDenied, match="You already have 1 sessions"):
+        member_requests.submit_prompt(idle, users["ada"], "and one more thing")
+    with pytest.raises(PermissionDenied, match="This session's owner already has 1"):
+        member_requests.submit_prompt(idle, users["bob"], "and one more thing")
+    assert not member_requests.note_typing(idle, users["bob"])  # nor is one warmed for it
+    assert Prompt.objects.count() == prompts_before
+
+    # Once Ada's other session lets its sandbox go, the follow-up restores the idle one.
+    other = Session.objects.exclude(pk=idle.pk).get()
+    other.sandbox = make_sandbox(state=State.TERMINATED)
+    other.status = Session.Status.IDLE
+    other.save()
+    member_requests.submit_prompt(idle, users["bob"], "and one more thing")
+    assert Prompt.objects.count() == prompts_before + 1
