@@ -161,7 +161,7 @@ else:
 # was away is sent again at its hello.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": "inspect_site.channel_layer.ReconnectingChannelLayer",
         "CONFIG": {"hosts": [{"address": CHANNEL_REDIS_HOST}]},
     }
 }
