@@ -224,6 +224,9 @@ SANDBOX_SILENT_GRACE_SECONDS = int(os.environ.get("SANDBOX_SILENT_GRACE_SECONDS"
 # A snapshot still running this long after it began is taken to have died with its worker, and the sandbox goes
 # back to work. Keep it well above the longest snapshot (a local one of a large workspace takes seconds).
 SANDBOX_SNAPSHOT_TIMEOUT_SECONDS = int(os.environ.get("SANDBOX_SNAPSHOT_TIMEOUT_SECONDS", "900"))
+# A worker starting a sandbox or saving its work says so every quarter of this; one silent this long (killed) is
+# taken to have died, and the reaper ends its start or sends the sandbox back to work.
+SANDBOX_WORKER_SILENCE_SECONDS = int(os.environ.get("SANDBOX_WORKER_SILENCE_SECONDS", "60"))
 # When make run stops: save the local sandboxes' work and stop them (the default), or leave them running.
 KEEP_SANDBOXES_ON_STOP = env_bool("KEEP_SANDBOXES_ON_STOP", False)
 # How many sessions holding a sandbox one person may start and keep at once (0: no limit).

@@ -65,6 +65,7 @@ class SandboxFacts:
     last_heartbeat_at: datetime | None
     alive: bool | None = None  # what the backend says of its processes; None: not asked (yet)
     snapshot_started_at: datetime | None = None
+    worker_pulse_at: datetime | None = None  # while a worker starts it or saves its work (provisioning.worker_pulse)
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,13 @@ ASK = Decision("ask")
 def reap_decision(
     facts: SandboxFacts, now: datetime, heartbeat_timeout: timedelta, start_timeout: timedelta,
     silent_grace: timedelta = timedelta(minutes=10), snapshot_timeout: timedelta = timedelta(minutes=15),
+    worker_silence: timedelta = timedelta(seconds=60),
 ) -> Decision:
     """Should a live sandbox be reaped? Starting ones get `start_timeout` to come up. A running one whose
     heartbeats stopped for `heartbeat_timeout` is reaped only if its processes are gone: a sandbox still alive
     may have a bridge reconnecting after the control plane was down, so it is kept for `silent_grace`, then
-    its work is saved (a snapshot) before it is reaped."""
+    its work is saved (a snapshot) before it is reaped. A start or a snapshot whose worker stopped saying it is
+    still on it for `worker_silence` died with that worker: the start is reaped, the sandbox goes back to work."""
     if facts.state not in State.LIVE:
         return KEEP
     if facts.state == State.TERMINATING:
@@ -94,9 +97,15 @@ def reap_decision(
         if now - (facts.last_heartbeat_at or facts.created_at) > heartbeat_timeout:
             return Decision("reap", "termination did not finish")
         return KEEP
+    worker_silent = facts.worker_pulse_at is not None and now - facts.worker_pulse_at > worker_silence
+    silent_for = f"{int((now - facts.worker_pulse_at).total_seconds())} s" if facts.worker_pulse_at else ""
+    if facts.state == State.SNAPSHOTTING and worker_silent:
+        return Decision("recover", f"saving its work stopped: its worker has been silent for {silent_for}")
     if facts.state == State.SNAPSHOTTING and facts.snapshot_started_at is not None \
             and now - facts.snapshot_started_at > snapshot_timeout:
         return Decision("recover", f"saving its work did not finish within {int(snapshot_timeout.total_seconds())} s")
+    if facts.state in State.STARTING and worker_silent:
+        return Decision("reap", f"its start stopped: the worker starting it has been silent for {silent_for}")
     if facts.state in State.STARTING:
         if now - facts.created_at > start_timeout:
             return Decision("reap", f"did not start within {int(start_timeout.total_seconds())} s")

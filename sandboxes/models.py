@@ -269,6 +269,9 @@ class Sandbox(models.Model):
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     # When its latest snapshot began: one still "snapshotting" long after (its worker died) is recovered.
     snapshot_started_at = models.DateTimeField(null=True, blank=True)
+    # While a worker starts it or saves its work: when that worker last said it is still on it. A start or a
+    # snapshot whose worker went silent (killed) is taken to have died with it (lifecycle.reap_decision).
+    worker_pulse_at = models.DateTimeField(null=True, blank=True)
     # What the bridge last reported of each workspace service ("ide", "desktop", "preview-3000"):
     # {"state": "starting" | "ready" | "failed" | "stopped", "port": int | None, "reason": str}.
     services = models.JSONField(default=dict, blank=True)

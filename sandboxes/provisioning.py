@@ -3,12 +3,15 @@ keep the warm pool full, reap the stuck. The decisions themselves are in lifecyc
 
 import dataclasses
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -51,11 +54,45 @@ def create_sandbox(repo: Repo, pooled: bool = False, snapshot: Snapshot | None =
     )
 
 
+@contextmanager
+def worker_pulse(sandbox_id: uuid.UUID) -> Iterator[None]:
+    """While the block runs, say every quarter of SANDBOX_WORKER_SILENCE_SECONDS that this worker is still on the
+    sandbox (its `worker_pulse_at`). If the worker is killed the pulse stops, and the reaper takes it as dead."""
+    stop = threading.Event()
+    interval = max(0.5, settings.SANDBOX_WORKER_SILENCE_SECONDS / 4)
+
+    def beat() -> None:
+        try:
+            while not stop.wait(interval):
+                Sandbox.objects.filter(pk=sandbox_id).update(worker_pulse_at=timezone.now())
+        except Exception:  # the database away for a moment: the pulse stops, as if the worker had
+            logger.exception("sandbox %s: the worker's pulse stopped", sandbox_id)
+        finally:
+            connection.close()  # this thread's own
+
+    thread = threading.Thread(target=beat, name=f"pulse-{sandbox_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def provision(sandbox_id: uuid.UUID) -> Sandbox | None:
     """Start the sandbox; a fresh one syncs to the branch head before it is ready."""
     sandbox = Sandbox.objects.select_related("image", "repo", "restored_from").filter(pk=sandbox_id).first()
     if sandbox is None or sandbox.state != State.PROVISIONING or sandbox.backend_ref:
         return sandbox
+    if not Sandbox.objects.filter(pk=sandbox.pk, state=State.PROVISIONING, worker_pulse_at=None).update(
+            worker_pulse_at=timezone.now()):
+        return sandbox  # another worker has it (a redelivered task): if that one died, the reaper ends the start
+    with worker_pulse(sandbox.pk):
+        return bring_up(sandbox)
+
+
+def bring_up(sandbox: Sandbox) -> Sandbox:
+    """provision()'s work, once this worker holds the sandbox."""
     backend = get_backend(sandbox.backend)
     image = sandbox.image
     snapshot = sandbox.restored_from
@@ -104,9 +141,16 @@ def provision(sandbox_id: uuid.UUID) -> Sandbox | None:
 def take_snapshot(sandbox_id: uuid.UUID) -> Snapshot | None:
     sandbox = Sandbox.objects.select_related("image").get(pk=sandbox_id)
     resume_state = sandbox.state
+    now = timezone.now()
     if resume_state not in (State.READY, State.RUNNING) or \
-            not sandbox.move_to(State.SNAPSHOTTING, snapshot_started_at=timezone.now()):
+            not sandbox.move_to(State.SNAPSHOTTING, snapshot_started_at=now, worker_pulse_at=now):
         return None
+    with worker_pulse(sandbox.pk):
+        return write_snapshot(sandbox, resume_state)
+
+
+def write_snapshot(sandbox: Sandbox, resume_state: str) -> Snapshot:
+    """take_snapshot()'s work: the sandbox's changes into a snapshot, then the sandbox back to `resume_state`."""
     backend = get_backend(sandbox.backend)
     snapshot_id = uuid.uuid4()
     started = time.monotonic()
@@ -239,6 +283,7 @@ def reap(now=None) -> list[tuple[str, str, str]]:
     start_timeout = timedelta(seconds=settings.SANDBOX_START_TIMEOUT_SECONDS)
     silent_grace = timedelta(seconds=settings.SANDBOX_SILENT_GRACE_SECONDS)
     snapshot_timeout = timedelta(seconds=settings.SANDBOX_SNAPSHOT_TIMEOUT_SECONDS)
+    worker_silence = timedelta(seconds=settings.SANDBOX_WORKER_SILENCE_SECONDS)
     doomed = []
     for sandbox in Sandbox.objects.filter(state__in=State.LIVE):
         if sandbox.pooled and sandbox.state == State.READY:
@@ -249,14 +294,15 @@ def reap(now=None) -> list[tuple[str, str, str]]:
                 doomed.append((str(sandbox.pk), "its processes are gone", "reap"))
                 continue
         facts = lifecycle.SandboxFacts(sandbox.state, sandbox.created_at, sandbox.last_heartbeat_at,
-                                       snapshot_started_at=sandbox.snapshot_started_at)
+                                       snapshot_started_at=sandbox.snapshot_started_at,
+                                       worker_pulse_at=sandbox.worker_pulse_at)
         decision = lifecycle.reap_decision(facts, now, heartbeat_timeout, start_timeout, silent_grace,
-                                           snapshot_timeout)
+                                           snapshot_timeout, worker_silence)
         if decision.action == "ask":
             alive = bool(sandbox.backend_ref) and get_backend(sandbox.backend).is_alive(sandbox.backend_ref)
             facts = dataclasses.replace(facts, alive=alive)
             decision = lifecycle.reap_decision(facts, now, heartbeat_timeout, start_timeout, silent_grace,
-                                               snapshot_timeout)
+                                               snapshot_timeout, worker_silence)
         if decision.action in ("reap", "save", "recover"):
             doomed.append((str(sandbox.pk), decision.reason, decision.action))
     return doomed

@@ -70,6 +70,29 @@ def test_starting_sandbox_gets_the_start_timeout_not_the_heartbeat_one():
     assert decision.action == "reap" and "did not start" in decision.reason
 
 
+def test_a_start_or_a_snapshot_whose_worker_went_silent_died_with_it():
+    silence = timedelta(seconds=60)
+
+    def with_pulse(state, ago):
+        return replace(facts(state, 100, 100), worker_pulse_at=T0 - timedelta(seconds=ago),
+                       snapshot_started_at=T0 - timedelta(seconds=100))
+
+    for state in State.STARTING:
+        assert lifecycle.reap_decision(with_pulse(state, 20), T0, HB, START, worker_silence=silence).action == "keep"
+        ended = lifecycle.reap_decision(with_pulse(state, 61), T0, HB, START, worker_silence=silence)
+        assert ended.action == "reap" and "the worker starting it has been silent for 61 s" in ended.reason
+    # Waiting in the queue for a worker (no pulse yet) is not silence: it gets the start timeout.
+    assert lifecycle.reap_decision(facts(State.PROVISIONING, 100), T0, HB, START, worker_silence=silence).action \
+        == "keep"
+    assert lifecycle.reap_decision(with_pulse(State.SNAPSHOTTING, 20), T0, HB, START, worker_silence=silence).action \
+        == "keep"
+    back = lifecycle.reap_decision(with_pulse(State.SNAPSHOTTING, 61), T0, HB, START, worker_silence=silence)
+    assert back.action == "recover" and "its worker has been silent for 61 s" in back.reason
+    # Once ready, an old pulse means nothing.
+    assert lifecycle.reap_decision(with_pulse(State.RUNNING, 3600), T0, HB, START, worker_silence=silence).action \
+        == "keep"
+
+
 def test_ended_sandboxes_are_never_reaped():
     for state in (State.TERMINATED, State.FAILED):
         assert lifecycle.reap_decision(facts(state, 99999), T0, HB, START).action == "keep"

@@ -375,3 +375,45 @@ def test_the_reaper_finds_dead_sandboxes_and_saves_the_work_of_silent_live_ones(
     assert saved.read_text() == "unsaved work\n"
     running.refresh_from_db()
     assert running.state == State.TERMINATED and "saved first" in running.end_reason
+
+
+@pytest.mark.django_db(transaction=True)  # the pulse writes from a thread of its own, on its own connection
+def test_a_worker_says_it_is_on_a_sandbox_while_it_starts_or_saves_it(repo, settings):
+    settings.SANDBOX_WORKER_SILENCE_SECONDS = 2  # a pulse every 0.5 s
+    sandbox = provisioning.create_sandbox(repo)
+    with provisioning.worker_pulse(sandbox.pk):
+        first = eventually(lambda: Sandbox.objects.get(pk=sandbox.pk).worker_pulse_at, timeout=5, what="a pulse")
+        eventually(lambda: Sandbox.objects.get(pk=sandbox.pk).worker_pulse_at > first, timeout=5, what="another")
+    last = Sandbox.objects.get(pk=sandbox.pk).worker_pulse_at
+    threading.Event().wait(1.2)
+    assert Sandbox.objects.get(pk=sandbox.pk).worker_pulse_at == last  # stopped with the block
+
+
+def test_a_start_whose_worker_died_is_ended_and_its_session_gets_another_sandbox(repo, settings, enqueued,
+                                                                                django_capture_on_commit_callbacks):
+    from sandboxes import tasks
+    from sessions.models import Prompt, Session
+
+    settings.MODEL_PROVIDERS = [{"name": "local", "kind": "openai", "label": "Local",
+                                 "base_url": "http://127.0.0.1:9/v1", "models": ["scripted"]}]
+
+    # A worker took the sandbox (its pulse says so) and was killed before the start finished.
+    dead_start = provisioning.create_sandbox(repo)
+    Sandbox.objects.filter(pk=dead_start.pk).update(worker_pulse_at=timezone.now() - timedelta(seconds=61))
+    session = Session.objects.create(repo=repo, sandbox=dead_start, status=Session.Status.STARTING)
+    Prompt.objects.create(session=session, text="fix it", position=1)
+    # The task delivered again to another worker leaves it alone: the first one may still be on it.
+    assert provisioning.provision(dead_start.pk).backend_ref == ""
+
+    [(sandbox_id, reason, action)] = provisioning.reap()
+    assert sandbox_id == str(dead_start.pk) and action == "reap"
+    assert reason.startswith("its start stopped: the worker starting it has been silent for 6")
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.terminate_sandbox(sandbox_id, f"reaped: {reason}", False)
+    dead_start.refresh_from_db()
+    assert dead_start.state == State.TERMINATED and "its start stopped" in dead_start.end_reason
+    session.refresh_from_db()
+    # The queued prompt waits for a new sandbox, on its way; nothing was lost.
+    assert session.sandbox_id != dead_start.pk and session.sandbox.state == State.PROVISIONING
+    assert enqueued["sandboxes.tasks.provision_sandbox"] == [str(session.sandbox_id)]
+    assert Prompt.objects.get(session=session).status == Prompt.Status.QUEUED
