@@ -79,6 +79,9 @@ class Agent:
         self.done = asyncio.Event()
         self.commands: asyncio.Queue[dict] = asyncio.Queue()
         self.results: OrderedDict[object, CommandResult] = OrderedDict()
+        # The prompts taken so far (newest last, a bounded few): the control plane sends a prompt again when it
+        # heard nothing of it, which must not run it twice.
+        self.prompts_taken: OrderedDict[object, None] = OrderedDict()
         self.running: set[object] = set()
         self.held: dict[str, str] = {}  # permission request id -> session id, until sync_done
         self.checked: dict[str, float] = {}
@@ -135,6 +138,12 @@ class Agent:
         prompt_id, text, model = command.get("prompt_id"), command.get("text"), command.get("model")
         if prompt_id is None or not isinstance(text, str) or not text.strip():
             raise CommandError("a prompt needs a prompt_id and a text")
+        if prompt_id in self.prompts_taken:
+            log.info("prompt %s was sent again; it runs once", prompt_id)
+            return
+        self.prompts_taken[prompt_id] = None
+        while len(self.prompts_taken) > 500:
+            self.prompts_taken.popitem(last=False)
         await self.wait_ready()
         session_id = command.get("opencode_session_id")
         if session_id is not None and not (isinstance(session_id, str) and SESSION_ID.fullmatch(session_id)):

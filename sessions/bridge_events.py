@@ -3,6 +3,7 @@
 bridge saying hello. The bridge socket (bridge_socket.py) and the sandboxes app's signal call these."""
 
 import logging
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -170,6 +171,15 @@ def handle_bridge_connected(sandbox: Sandbox) -> None:
         send_to_bridge(sandbox.pk, {"name": "claimed"})
     for session in sessions:
         dispatch(session, queue.BRIDGE_CONNECTED)
+
+
+def handle_bridge_heartbeat(sandbox: Sandbox) -> None:
+    """A bridge is alive: a prompt it has not said it started for a while is sent to it again (queue.py)."""
+    waited = timezone.now() - timedelta(seconds=queue.RESEND_AFTER_SECONDS)
+    lost = Prompt.objects.filter(session__sandbox_id=sandbox.pk, status=Prompt.Status.RUNNING, started_at=None,
+                                 sent_at__lte=waited)
+    for session in Session.objects.filter(pk__in=lost.values("session_id")):
+        dispatch(session, queue.BRIDGE_HEARTBEAT)
 
 
 def as_int(value) -> int | None:

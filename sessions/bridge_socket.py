@@ -55,6 +55,11 @@ def heartbeat(sandbox: Sandbox) -> None:
 
 
 @database_sync_to_async
+def resend_lost_prompts(sandbox: Sandbox) -> None:
+    bridge_events.handle_bridge_heartbeat(sandbox)
+
+
+@database_sync_to_async
 def bridge_connected(sandbox: Sandbox) -> None:
     bridge_events.handle_bridge_connected(sandbox)
 
@@ -124,6 +129,7 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
             await self.receive_event(content)
         elif kind == "heartbeat":
             await heartbeat(self.sandbox)
+            await resend_lost_prompts(self.sandbox)
         elif kind == "hello":
             await heartbeat(self.sandbox)
             self.sandbox = await refresh(self.sandbox)

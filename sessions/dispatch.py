@@ -62,7 +62,7 @@ def carry_out(session: Session, action: queue.Action, user) -> bool:
             raise ValueError(reason)
         case queue.SendPrompt(prompt_id):
             prompt = session.prompts.select_related("author").get(pk=prompt_id)
-            Prompt.objects.filter(pk=prompt_id).update(status=Prompt.Status.RUNNING)
+            Prompt.objects.filter(pk=prompt_id).update(status=Prompt.Status.RUNNING, sent_at=now)
             session.status, session.error = Session.Status.RUNNING, ""
             send_to_bridge(session.sandbox_id, {
                 "name": "prompt", "prompt_id": prompt_id, "text": prompt.text_for_agent(),

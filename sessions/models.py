@@ -81,16 +81,20 @@ class Session(models.Model):
     def facts(self) -> queue.Facts:
         """What the queue's decisions need to know about this session (see queue.py)."""
         open_prompts = list(
-            self.prompts.filter(status__in=Prompt.OPEN).order_by("position").values_list("pk", "status", "started_at")
+            self.prompts.filter(status__in=Prompt.OPEN).order_by("position")
+            .values_list("pk", "status", "started_at", "sent_at")
         )
-        running = next(((pk, started) for pk, status, started in open_prompts if status == "running"), None)
+        running = next(((pk, started, sent) for pk, status, started, sent in open_prompts if status == "running"),
+                       None)
+        unconfirmed = running is not None and running[1] is None and running[2] is not None
         return queue.Facts(
             agent_busy=self.agent_busy,
             sandbox_state=self.sandbox.state if self.sandbox_id else None,
             snapshot_id=str(self.last_snapshot_id) if self.last_snapshot_id else None,
-            queued=tuple(pk for pk, status, _ in open_prompts if status == "queued"),
+            queued=tuple(pk for pk, status, _, _ in open_prompts if status == "queued"),
             running=running[0] if running else None,
             running_confirmed=bool(running and running[1]),
+            running_unconfirmed_seconds=(timezone.now() - running[2]).total_seconds() if unconfirmed else 0.0,
             failed=self.status == Session.Status.FAILED,
         )
 
@@ -137,7 +141,8 @@ class Prompt(models.Model):
     position = models.PositiveIntegerField(help_text="Order in the session, from 1.")
     stop_requested = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
-    # Sent to the agent (status running) at dispatch; started_at is set when the bridge confirms.
+    # Sent to the agent (status running) at dispatch, last at sent_at; started_at is set when the bridge confirms.
+    sent_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

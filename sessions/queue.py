@@ -8,7 +8,9 @@ The rules:
   oldest queued prompt is sent when the agent is idle and the sandbox is ready.
 - A prompt is sent once the sandbox's bridge can take it: from `syncing` on (the bridge holds
   writes until the sync is done), or as soon as the bridge says hello. A prompt sent before the
-  bridge connected is sent again when it does; the bridge ignores a prompt_id it already has.
+  bridge connected is sent again when it does, and one the bridge has not said it started within
+  RESEND_AFTER_SECONDS is sent again at its next heartbeat (its command was lost on the way, e.g. by a
+  Redis restart); the bridge ignores a prompt_id it already has.
 - A prompt that needs a sandbox starts one: from the session's last snapshot when it has one
   (a follow-up keeps its work), otherwise a fresh one (the warm pool first).
 - Someone writing a prompt in a session without a live sandbox starts it then (restoring the last
@@ -32,7 +34,11 @@ BRIDGE_CONNECTED = "bridge_connected"
 STOP = "stop"
 CANCEL = "cancel"
 TYPING = "typing"  # a member is writing a prompt
-REQUESTS = (PROMPT_SUBMITTED, AGENT_IDLE, SANDBOX_READY, SANDBOX_ENDED, BRIDGE_CONNECTED, STOP, CANCEL, TYPING)
+BRIDGE_HEARTBEAT = "bridge_heartbeat"  # the bridge is alive (every 10 s)
+REQUESTS = (PROMPT_SUBMITTED, AGENT_IDLE, SANDBOX_READY, SANDBOX_ENDED, BRIDGE_CONNECTED, STOP, CANCEL, TYPING,
+            BRIDGE_HEARTBEAT)
+# A running prompt the bridge has not said it started for this long is sent again at its next heartbeat.
+RESEND_AFTER_SECONDS = 15
 
 # Sandbox states, grouped by what they mean for a prompt.
 USABLE = frozenset({State.SYNCING, State.READY, State.RUNNING})  # its bridge is up, or about to say hello
@@ -49,6 +55,7 @@ class Facts:
     queued: tuple[int, ...] = ()  # queued prompt ids, oldest first
     running: int | None = None  # the prompt handed to the agent and not finished yet
     running_confirmed: bool = False  # the bridge said prompt_started for it
+    running_unconfirmed_seconds: float = 0.0  # how long since it was sent, while not confirmed
     failed: bool = False  # the session is failed; only a new prompt starts anything again
 
     @property
@@ -145,6 +152,11 @@ def decide(facts: Facts, request: str, prompt_id: int | None = None) -> Action:
     if request == BRIDGE_CONNECTED and facts.sandbox_alive and facts.running is not None \
             and not facts.running_confirmed:
         return SendPrompt(facts.running)  # sent while no bridge was listening: send it again
+    if request == BRIDGE_HEARTBEAT:
+        if facts.sandbox_alive and facts.running is not None and not facts.running_confirmed \
+                and facts.running_unconfirmed_seconds >= RESEND_AFTER_SECONDS:
+            return SendPrompt(facts.running)  # its command was lost on the way: send it again
+        return Nothing("the bridge is alive")
     if facts.failed and request != PROMPT_SUBMITTED:
         return Nothing("the session failed; a new prompt tries again")
     return next_step(facts, bridge_up=request == BRIDGE_CONNECTED)

@@ -168,6 +168,20 @@ def test_a_second_prompt_continues_the_conversation(bridge, control_plane, model
     assert {"write", "edit", "bash", "read"} <= tools and "question" not in tools  # denied: nobody could answer
 
 
+def test_a_prompt_sent_again_runs_once(bridge, control_plane, model, conversation):
+    mark, requests = control_plane.mark(), len(model.requests)
+    spec = {"prompt_id": 7, "text": "justtext once please", "author": "Ada", "model": None,
+            "opencode_session_id": conversation}
+    control_plane.command("prompt", **spec)
+    again = control_plane.command("prompt", **spec)  # the control plane heard nothing of it yet
+    assert control_plane.wait_result(again)["ok"] is True
+    control_plane.wait_event("idle", mark, prompt_id=7)
+    time.sleep(1)  # a second run would have begun by now
+    kinds = [e["kind"] for e in control_plane.events(mark) if e.get("prompt_id") == 7]
+    assert kinds.count("prompt_started") == 1 and kinds.count("idle") == 1
+    assert len([r for r in model.requests[requests:] if "justtext once please" in json.dumps(r["body"])]) == 1
+
+
 def test_stop_aborts_a_slow_run_and_idle_follows(bridge, control_plane, conversation):
     mark = control_plane.mark()
     control_plane.command("prompt", prompt_id=3, text="something slow please", author="Ada", model=None,

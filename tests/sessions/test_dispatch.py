@@ -2,6 +2,7 @@
 Bridge commands are observed on the channel-layer group sandbox-<id>, as the bridge socket gets them."""
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.core.exceptions import PermissionDenied
@@ -207,6 +208,24 @@ def test_a_bridge_reconnecting_gets_the_prompt_sent_while_it_was_away(session, u
     assert [c["prompt_id"] for c in listener.commands()] == [prompt.pk]
     bridge(sandbox, "prompt_started", prompt_id=prompt.pk)
     bridge_events.handle_bridge_connected(sandbox)  # confirmed: not sent again
+    assert listener.nothing()
+
+
+def test_a_prompt_whose_command_was_lost_is_sent_again_at_the_bridges_heartbeat(session, user, make_sandbox,
+                                                                                  listen):
+    sandbox = make_sandbox(State.READY)
+    Session.objects.filter(pk=session.pk).update(sandbox=sandbox)
+    prompt = member_requests.submit_prompt(session, user, "lost on the way")  # nobody listened: the command is lost
+    listener = listen(bridge_channel.group_name(sandbox.pk))
+
+    bridge_events.handle_bridge_heartbeat(sandbox)  # too soon to say it is lost
+    assert listener.nothing()
+    Prompt.objects.filter(pk=prompt.pk).update(sent_at=timezone.now() - timedelta(seconds=16))
+    bridge_events.handle_bridge_heartbeat(sandbox)
+    assert [c["prompt_id"] for c in listener.commands()] == [prompt.pk]
+    bridge(sandbox, "prompt_started", prompt_id=prompt.pk)
+    Prompt.objects.filter(pk=prompt.pk).update(sent_at=timezone.now() - timedelta(seconds=60))
+    bridge_events.handle_bridge_heartbeat(sandbox)  # confirmed: not sent again
     assert listener.nothing()
 
 

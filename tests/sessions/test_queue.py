@@ -65,6 +65,18 @@ def test_a_syncing_sandbox_takes_prompts_since_its_bridge_holds_writes_until_the
     assert decide(Facts(sandbox_state="syncing", queued=(1,)), queue.SANDBOX_READY) == SendPrompt(1)
 
 
+def test_a_prompt_the_bridge_never_heard_of_is_sent_again_at_its_heartbeat():
+    lost = Facts(sandbox_state="running", running=4, running_unconfirmed_seconds=queue.RESEND_AFTER_SECONDS)
+    assert decide(lost, queue.BRIDGE_HEARTBEAT) == SendPrompt(4)
+    # Not yet: the command may still be on its way, or the bridge waiting for OpenCode.
+    just_sent = Facts(sandbox_state="running", running=4, running_unconfirmed_seconds=3)
+    assert isinstance(decide(just_sent, queue.BRIDGE_HEARTBEAT), Nothing)
+    confirmed = Facts(sandbox_state="running", running=4, running_confirmed=True)
+    assert isinstance(decide(confirmed, queue.BRIDGE_HEARTBEAT), Nothing)
+    # A heartbeat takes no queued prompt by itself: only the running one, resent.
+    assert isinstance(decide(Facts(sandbox_state="ready", queued=(5,)), queue.BRIDGE_HEARTBEAT), Nothing)
+
+
 def test_a_bridge_saying_hello_gets_the_prompt_it_missed_or_the_next_one():
     missed = Facts(sandbox_state="ready", running=4, running_confirmed=False, queued=(5,))
     assert decide(missed, queue.BRIDGE_CONNECTED) == SendPrompt(4)
