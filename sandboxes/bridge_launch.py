@@ -2,6 +2,7 @@
 
 import json
 import logging
+import shlex
 from pathlib import Path
 
 from django.conf import settings
@@ -82,6 +83,13 @@ def start_bridge(backend: SandboxBackend, sandbox: Sandbox, synced: bool) -> Non
     if workspace_services(sandbox)["ide"]:
         expect_vscode(sandbox)
     backend.start_service(sandbox.backend_ref, "bridge", BRIDGE_COMMAND, env=env)
+
+
+def bridge_running(backend: SandboxBackend, sandbox: Sandbox) -> bool:
+    """Whether the sandbox's bridge process runs (asked inside it, so any backend can answer)."""
+    command = BRIDGE_COMMAND.removeprefix("exec ")
+    probe = backend.exec(sandbox.backend_ref, f"pgrep -x -f {shlex.quote(command)} >/dev/null", timeout=15)
+    return probe.exit_code == 0
 
 
 def expect_vscode(sandbox: Sandbox) -> None:

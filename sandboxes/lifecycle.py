@@ -64,6 +64,7 @@ class SandboxFacts:
     created_at: datetime
     last_heartbeat_at: datetime | None
     alive: bool | None = None  # what the backend says of its processes; None: not asked (yet)
+    bridge_alive: bool | None = None  # whether its bridge's process runs; None: not asked, or it has none
     snapshot_started_at: datetime | None = None
     worker_pulse_at: datetime | None = None  # while a worker starts it or saves its work (provisioning.worker_pulse)
 
@@ -71,7 +72,7 @@ class SandboxFacts:
 @dataclass(frozen=True)
 class Decision:
     # "keep" | "ask" (whether it is alive, then decide again) | "save" (snapshot, then reap) | "reap"
-    # | "recover" (a snapshot that never finished: back to running)
+    # | "recover" (a snapshot that never finished: back to running) | "restart_bridge" (its bridge died)
     action: str
     reason: str = ""
 
@@ -88,8 +89,9 @@ def reap_decision(
     """Should a live sandbox be reaped? Starting ones get `start_timeout` to come up. A running one whose
     heartbeats stopped for `heartbeat_timeout` is reaped only if its processes are gone: a sandbox still alive
     may have a bridge reconnecting after the control plane was down, so it is kept for `silent_grace`, then
-    its work is saved (a snapshot) before it is reaped. A start or a snapshot whose worker stopped saying it is
-    still on it for `worker_silence` died with that worker: the start is reaped, the sandbox goes back to work."""
+    its work is saved (a snapshot) before it is reaped; one whose bridge's process is gone gets a new bridge.
+    A start or a snapshot whose worker stopped saying it is still on it for `worker_silence` died with that
+    worker: the start is reaped, the sandbox goes back to work."""
     if facts.state not in State.LIVE:
         return KEEP
     if facts.state == State.TERMINATING:
@@ -119,6 +121,8 @@ def reap_decision(
         return ASK
     if not facts.alive:
         return Decision("reap", f"no heartbeat for {seconds} s and its processes are gone")
+    if facts.bridge_alive is False:  # the sandbox lives on without its bridge (killed): nothing else starts it
+        return Decision("restart_bridge", f"no heartbeat for {seconds} s and its bridge is gone: started again")
     if silent <= silent_grace:
         return KEEP
     return Decision("save", f"no heartbeat for {seconds} s; its work was saved first")

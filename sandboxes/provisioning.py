@@ -21,7 +21,7 @@ from sandboxes.backends import get_backend
 from sandboxes.backends.base import BackendError, StartRequest, sync_script
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox, Snapshot
-from sandboxes.signals import sandbox_phase_changed, snapshot_taken
+from sandboxes.signals import bridge_restarted, sandbox_phase_changed, snapshot_taken
 
 logger = logging.getLogger(__name__)
 # How a sandbox ends whose restore over another commit failed; the snapshot's next restore then avoids that.
@@ -299,13 +299,30 @@ def reap(now=None) -> list[tuple[str, str, str]]:
         decision = lifecycle.reap_decision(facts, now, heartbeat_timeout, start_timeout, silent_grace,
                                            snapshot_timeout, worker_silence)
         if decision.action == "ask":
-            alive = bool(sandbox.backend_ref) and get_backend(sandbox.backend).is_alive(sandbox.backend_ref)
-            facts = dataclasses.replace(facts, alive=alive)
+            backend = get_backend(sandbox.backend)
+            alive = bool(sandbox.backend_ref) and backend.is_alive(sandbox.backend_ref)
+            bridge_alive = bridge_launch.bridge_running(backend, sandbox) \
+                if alive and settings.SANDBOX_START_BRIDGE else None
+            facts = dataclasses.replace(facts, alive=alive, bridge_alive=bridge_alive)
             decision = lifecycle.reap_decision(facts, now, heartbeat_timeout, start_timeout, silent_grace,
                                                snapshot_timeout, worker_silence)
-        if decision.action in ("reap", "save", "recover"):
+        if decision.action in ("reap", "save", "recover", "restart_bridge"):
             doomed.append((str(sandbox.pk), decision.reason, decision.action))
     return doomed
+
+
+def restart_bridge(sandbox_id: uuid.UUID, reason: str) -> bool:
+    """Start a new bridge (and so a new OpenCode, on the same conversation) in a sandbox whose bridge died; its
+    sessions are told that a run it was doing is lost. False if the sandbox is no longer at work."""
+    sandbox = Sandbox.objects.select_related("image", "repo").filter(
+        pk=sandbox_id, state__in=(State.READY, State.RUNNING)).first()
+    if sandbox is None:
+        return False
+    sandbox.record_heartbeat()  # the new bridge gets a whole heartbeat timeout to say hello
+    logger.warning("sandbox %s: %s", sandbox.pk, reason)
+    bridge_launch.start_bridge(get_backend(sandbox.backend), sandbox, synced=True)
+    bridge_restarted.send(sender=Sandbox, sandbox=sandbox)
+    return True
 
 
 def recover_snapshotting(sandbox_id: uuid.UUID, reason: str) -> bool:

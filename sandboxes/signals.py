@@ -12,6 +12,8 @@ from sandboxes.models import RepoImage, Sandbox, Snapshot
 sandbox_phase_changed = Signal()
 # Sent (with `snapshot=`) once a sandbox's work is saved; the sessions app makes it its session's latest.
 snapshot_taken = Signal()
+# Sent (with `sandbox=`) when a sandbox's bridge had died and a new one was started: a run it did is lost.
+bridge_restarted = Signal()
 
 
 @receiver(post_delete, sender=Sandbox)

@@ -66,6 +66,8 @@ def reap_sandboxes() -> None:
     for sandbox_id, reason, action in provisioning.reap():
         if action == "recover":
             provisioning.recover_snapshotting(sandbox_id, reason)
+        elif action == "restart_bridge":
+            provisioning.restart_bridge(sandbox_id, reason)
         else:
             terminate_sandbox.delay(sandbox_id, f"reaped: {reason}", action == "save")
 

@@ -173,6 +173,12 @@ def handle_bridge_connected(sandbox: Sandbox) -> None:
         dispatch(session, queue.BRIDGE_CONNECTED)
 
 
+def on_bridge_restarted(sender, sandbox: Sandbox, **kwargs) -> None:
+    """The receiver of sandboxes.signals.bridge_restarted: a run the dead bridge was doing is over."""
+    for session in Session.objects.filter(sandbox_id=sandbox.pk):
+        dispatch(session, queue.BRIDGE_RESTARTED)
+
+
 def handle_bridge_heartbeat(sandbox: Sandbox) -> None:
     """A bridge is alive: a prompt it has not said it started for a while is sent to it again (queue.py)."""
     waited = timezone.now() - timedelta(seconds=queue.RESEND_AFTER_SECONDS)

@@ -18,7 +18,8 @@ The rules:
   failed session starts nothing: only sending a prompt tries again.
 - Only queued prompts can be cancelled. Stop aborts the running prompt and keeps the queue.
 - A sandbox that dies under a run fails that run and the session; a failed session waits for
-  a new prompt before it starts anything again (so a broken sandbox cannot loop).
+  a new prompt before it starts anything again (so a broken sandbox cannot loop). So does a bridge that
+  died under a run and was started again: the sandbox and its work stay, the run is lost.
 """
 
 from dataclasses import dataclass
@@ -35,8 +36,11 @@ STOP = "stop"
 CANCEL = "cancel"
 TYPING = "typing"  # a member is writing a prompt
 BRIDGE_HEARTBEAT = "bridge_heartbeat"  # the bridge is alive (every 10 s)
+BRIDGE_RESTARTED = "bridge_restarted"  # the bridge had died; a new one (and a new OpenCode) was started
 REQUESTS = (PROMPT_SUBMITTED, AGENT_IDLE, SANDBOX_READY, SANDBOX_ENDED, BRIDGE_CONNECTED, STOP, CANCEL, TYPING,
-            BRIDGE_HEARTBEAT)
+            BRIDGE_HEARTBEAT, BRIDGE_RESTARTED)
+BRIDGE_RESTARTED_REASON = "The agent stopped during the run and was started again, with the work so far: " \
+    "send the prompt again to go on."
 # A running prompt the bridge has not said it started for this long is sent again at its next heartbeat.
 RESEND_AFTER_SECONDS = 15
 
@@ -152,6 +156,10 @@ def decide(facts: Facts, request: str, prompt_id: int | None = None) -> Action:
     if request == BRIDGE_CONNECTED and facts.sandbox_alive and facts.running is not None \
             and not facts.running_confirmed:
         return SendPrompt(facts.running)  # sent while no bridge was listening: send it again
+    if request == BRIDGE_RESTARTED:
+        if facts.running is not None or facts.agent_busy:
+            return FailRun(facts.running, BRIDGE_RESTARTED_REASON)  # the run died with the bridge
+        return Nothing("the agent was idle")
     if request == BRIDGE_HEARTBEAT:
         if facts.sandbox_alive and facts.running is not None and not facts.running_confirmed \
                 and facts.running_unconfirmed_seconds >= RESEND_AFTER_SECONDS:

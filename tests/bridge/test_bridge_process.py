@@ -169,15 +169,16 @@ def test_a_second_prompt_continues_the_conversation(bridge, control_plane, model
 
 
 def test_a_prompt_sent_again_runs_once(bridge, control_plane, model, conversation):
+    # Prompt ids are unique on the module's bridge: one it had already taken would be ignored.
     mark, requests = control_plane.mark(), len(model.requests)
-    spec = {"prompt_id": 7, "text": "justtext once please", "author": "Ada", "model": None,
+    spec = {"prompt_id": 70, "text": "justtext once please", "author": "Ada", "model": None,
             "opencode_session_id": conversation}
     control_plane.command("prompt", **spec)
     again = control_plane.command("prompt", **spec)  # the control plane heard nothing of it yet
     assert control_plane.wait_result(again)["ok"] is True
-    control_plane.wait_event("idle", mark, prompt_id=7)
+    control_plane.wait_event("idle", mark, prompt_id=70)
     time.sleep(1)  # a second run would have begun by now
-    kinds = [e["kind"] for e in control_plane.events(mark) if e.get("prompt_id") == 7]
+    kinds = [e["kind"] for e in control_plane.events(mark) if e.get("prompt_id") == 70]
     assert kinds.count("prompt_started") == 1 and kinds.count("idle") == 1
     assert len([r for r in model.requests[requests:] if "justtext once please" in json.dumps(r["body"])]) == 1
 

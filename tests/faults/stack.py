@@ -70,12 +70,13 @@ class Stack:
             stderr=open(self.var / "worker.log", "ab"), start_new_session=True)
 
     def reap(self, **env: str) -> str:
-        """One round of the reaper (what beat runs every minute), with `env` over the stack's; what it reaped."""
-        code = "from sandboxes.provisioning import reap; print(reap())"
+        """One round of the reaper (what beat runs every 30 s), with `env` over the stack's: its decisions (what it
+        would act on), carried out as the beat's task does."""
+        code = "from sandboxes import provisioning, tasks; print(provisioning.reap()); tasks.reap_sandboxes()"
         done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=BASE, capture_output=True,
                               text=True, env={**self.worker_env(), **env}, timeout=60)
         assert done.returncode == 0, done.stderr
-        return done.stdout.strip().splitlines()[-1]
+        return next(line for line in done.stdout.splitlines() if line.startswith("["))
 
     @staticmethod
     def kill(process: subprocess.Popen | None) -> None:

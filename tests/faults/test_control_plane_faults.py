@@ -1,7 +1,8 @@
 """Faults with real processes: while the agent runs a command in a real sandbox, each part of the control plane
 is killed with SIGKILL and started again (both Daphnes; the Celery worker and Redis; then everything, for longer
-than the heartbeat timeout). Afterwards no event is lost or doubled, every prompt ran once, the sandbox is the
-same one with all of its work, and a browser that subscribes sees the whole log in order."""
+than the heartbeat timeout), and last the bridge inside the sandbox. Afterwards no event is lost or doubled, every
+prompt ran once (the one whose bridge was killed failed and says why), the sandbox is the same one with all of its
+work, and a browser that subscribes sees the whole log in order."""
 
 import asyncio
 import json
@@ -117,18 +118,38 @@ def test_the_agents_work_survives_every_control_plane_process_dying(model_server
         wait_until_done(session_id, third, stack)
         faults.append("the whole control plane, past the heartbeat timeout")
 
+        # 4. The bridge is killed inside the sandbox (as the agent's own shell could): the reaper finds the sandbox
+        # alive without it and starts a new one. The run is lost and the session says so; the work and the
+        # conversation stay, and the next prompt runs in the same sandbox.
+        fourth = follow_up(stack, session_id, headers, "shell: sleep 20; echo late > killed.txt")
+        wait_until_the_command_runs(session_id, 4)
+        backend_ref = Session.objects.select_related("sandbox").get(pk=session_id).sandbox.backend_ref
+        get_backend().exec(backend_ref, "pkill -9 -x -f '/usr/bin/python3 /opt/inspect/bridge/main.py'")
+        time.sleep(HEARTBEAT_TIMEOUT + 1)
+        decisions = stack.reap(SANDBOX_HEARTBEAT_TIMEOUT_SECONDS=str(HEARTBEAT_TIMEOUT))
+        assert "restart_bridge" in decisions and str(sandbox_id) in decisions, decisions
+        eventually(lambda: Prompt.objects.get(pk=fourth.pk).status == Prompt.Status.FAILED, timeout=10,
+                   what="the lost run to fail")
+        assert "started again" in Session.objects.get(pk=session_id).error
+        fifth = follow_up(stack, session_id, headers, "shell: echo six >> fault.txt")
+        wait_until_done(session_id, fifth, stack)
+        faults.append("the bridge, inside the sandbox")
+
         session = Session.objects.select_related("sandbox").get(pk=session_id)
         assert session.sandbox_id == sandbox_id
         assert session.sandbox.state in (State.READY, State.RUNNING, State.SNAPSHOTTING)
         out = get_backend().exec(session.sandbox.backend_ref, "cat fault.txt").output
-        assert out == "one\ntwo\nthree\nfour\nfive\n"  # every command ran once, to its end, in the same sandbox
+        assert out == "one\ntwo\nthree\nfour\nfive\nsix\n"  # every command ran once, in the same sandbox
 
         prompts = list(Prompt.objects.filter(session_id=session_id).order_by("position"))
-        assert [p.status for p in prompts] == [Prompt.Status.DONE] * 3
-        for kind in ("prompt_started", "idle"):
-            assert [e["prompt_id"] for e in events(session_id, kind)] == [p.pk for p in prompts], kind
+        done = [Prompt.Status.DONE] * 3
+        assert [p.status for p in prompts] == [*done, Prompt.Status.FAILED, Prompt.Status.DONE]
+        assert [e["prompt_id"] for e in events(session_id, "prompt_started")] == [p.pk for p in prompts]
+        assert [e["prompt_id"] for e in events(session_id, "idle")] == [p.pk for p in prompts if p.pk != fourth.pk]
         calls = [e["call_id"] for e in events(session_id, "tool_finished") if e["tool"] == "bash"]
-        assert len(calls) == len(set(calls)) == 3
+        assert len(calls) == len(set(calls)) == 4  # the killed run's call never finished
+        # The same OpenCode conversation went on with the new bridge.
+        assert len({e["opencode_session_id"] for e in events(session_id, "agent_session")}) == 1
 
         last = Event.objects.filter(session_id=session_id).order_by("-seq").values_list("seq", flat=True)[0]
 

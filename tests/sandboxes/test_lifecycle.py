@@ -64,6 +64,15 @@ def test_a_silent_sandbox_is_reaped_only_when_its_processes_are_gone_and_else_sa
     assert saved.action == "save" and "its work was saved first" in saved.reason
 
 
+def test_a_silent_sandbox_whose_bridge_died_gets_a_new_bridge_and_keeps_its_work():
+    silent = replace(facts(State.RUNNING, 3600, 121), alive=True)
+    restarted = lifecycle.reap_decision(replace(silent, bridge_alive=False), T0, HB, START)
+    assert restarted.action == "restart_bridge" and "its bridge is gone" in restarted.reason
+    # Its bridge still runs: it may be reconnecting after the control plane was down.
+    assert lifecycle.reap_decision(replace(silent, bridge_alive=True), T0, HB, START).action == "keep"
+    assert lifecycle.reap_decision(replace(silent, alive=False, bridge_alive=False), T0, HB, START).action == "reap"
+
+
 def test_starting_sandbox_gets_the_start_timeout_not_the_heartbeat_one():
     assert lifecycle.reap_decision(facts(State.SYNCING, 200), T0, HB, START).action == "keep"
     decision = lifecycle.reap_decision(facts(State.PROVISIONING, 301), T0, HB, START)

@@ -65,6 +65,12 @@ def test_a_syncing_sandbox_takes_prompts_since_its_bridge_holds_writes_until_the
     assert decide(Facts(sandbox_state="syncing", queued=(1,)), queue.SANDBOX_READY) == SendPrompt(1)
 
 
+def test_a_run_whose_bridge_died_fails_and_says_so_and_an_idle_agent_loses_nothing():
+    running = Facts(sandbox_state="running", running=4, running_confirmed=True, agent_busy=True, queued=(5,))
+    assert decide(running, queue.BRIDGE_RESTARTED) == FailRun(4, queue.BRIDGE_RESTARTED_REASON)
+    assert isinstance(decide(Facts(sandbox_state="ready", queued=(5,)), queue.BRIDGE_RESTARTED), Nothing)
+
+
 def test_a_prompt_the_bridge_never_heard_of_is_sent_again_at_its_heartbeat():
     lost = Facts(sandbox_state="running", running=4, running_unconfirmed_seconds=queue.RESEND_AFTER_SECONDS)
     assert decide(lost, queue.BRIDGE_HEARTBEAT) == SendPrompt(4)
