@@ -210,6 +210,8 @@ SANDBOX_WORKSPACE_SERVICES = env_bool("SANDBOX_WORKSPACE_SERVICES", True)
 FRONT_ROUTE_CACHE_SECONDS = int(os.environ.get("FRONT_ROUTE_CACHE_SECONDS", "3"))
 # When the platform runs as root, sandbox processes run as this unprivileged host uid.
 SANDBOX_HOST_UID = int(os.environ.get("SANDBOX_HOST_UID", "100000"))
+# Host paths a local sandbox sees read-only besides its programs and libraries (/usr, /etc, ...), comma-separated.
+SANDBOX_EXTRA_HOST_PATHS = [p for p in os.environ.get("SANDBOX_EXTRA_HOST_PATHS", "").split(",") if p.strip()]
 SANDBOX_MEMORY_LIMIT_BYTES = int(os.environ.get("SANDBOX_MEMORY_LIMIT_BYTES", str(16 * 1024**3)))
 SANDBOX_PROCESS_LIMIT = int(os.environ.get("SANDBOX_PROCESS_LIMIT", "4096"))
 # Where a sandbox's bridge and OpenCode reach the control plane (WebSocket, model proxy).

@@ -46,13 +46,34 @@ def give_to_sandbox_user(*paths: Path) -> None:
         subprocess.run(["chown", "-R", f"{uid}:{uid}", *map(str, paths)], check=True)
 
 
+# What of the host a sandbox sees, read-only: its programs, their libraries and their configuration (an allowlist).
+# Nothing else of the host exists inside: not its /home, /root, /srv, /mnt, /var (logs, databases), nor the
+# platform's checkout. SANDBOX_EXTRA_HOST_PATHS adds to it (e.g. /nix).
+HOST_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/var/cache/fontconfig")
+
+
+def host_paths() -> list[str]:
+    return [p for p in (*HOST_PATHS, *settings.SANDBOX_EXTRA_HOST_PATHS) if os.path.lexists(p)]
+
+
+def host_mounts() -> list[str]:
+    """bubblewrap's arguments that bring the allowed host paths in: a symlink as the same symlink (/bin -> usr/bin
+    on a merged-/usr system), anything else bound read-only."""
+    args: list[str] = []
+    for path in host_paths():
+        args += ["--symlink", os.readlink(path), path] if os.path.islink(path) else ["--ro-bind", path, path]
+    return args + ["--symlink", "/tmp", "/var/tmp"]
+
+
 def hidden_paths(root: Path) -> list[str]:
-    """Host paths a sandbox must not read: the control plane's data and code, and
-    other sandboxes (they live under the sandbox root)."""
+    """Paths inside the allowed ones that a sandbox must not read all the same: the control plane's data and code,
+    other sandboxes (they live under the sandbox root), the host's password hashes and SSH keys."""
     paths = {str(settings.VAR_DIR), str(settings.BASE_DIR), str(root), "/root"}
     paths.update(getattr(settings, "SANDBOX_EXTRA_HIDDEN_PATHS", []))
     paths.update(("/etc/shadow", "/etc/gshadow", "/etc/ssh"))
-    return sorted(p for p in paths if os.path.lexists(p))
+    allowed = [Path(p).resolve() for p in host_paths()]
+    inside = [p for p in paths if os.path.lexists(p) and any(Path(p).resolve().is_relative_to(a) for a in allowed)]
+    return sorted(inside)
 
 # The host's side of a sandbox command (setpriv, pasta, nsenter, bubblewrap) runs with this environment and no
 # other: a repo's devcontainer.json sets the sandbox's environment, and an LD_PRELOAD or PATH of its choosing
@@ -98,7 +119,7 @@ def bwrap_args(
         "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
         "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
         "--cap-drop", "ALL", "--new-session",
-        "--ro-bind", "/", "/",
+        *host_mounts(),
     ]
     if die_with_parent:
         args.append("--die-with-parent")

@@ -224,6 +224,15 @@ def test_sandbox_cannot_see_the_control_plane_or_other_sandboxes(backend, sandbo
     assert not Path("/usr/evil").exists()
 
 
+def test_a_sandbox_sees_the_hosts_programs_and_nothing_else_of_it(backend, sandbox):
+    # Of the host, only its programs, libraries and their configuration: an allowlist, not the host's / with holes.
+    seen = set(run(backend, sandbox, "ls -A /").split())
+    assert seen <= {"bin", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "opt", "proc", "run", "sbin",
+                    "tmp", "usr", "var"}, seen
+    assert set(run(backend, sandbox, "ls -A /var").split()) <= {"cache", "tmp"}  # no logs, no databases
+    assert run(backend, sandbox, "git --version; python3 -c 'print(1)'").endswith("1\n")  # the programs work
+
+
 def test_sandbox_sees_only_its_own_processes(backend, sandbox):
     out = run(backend, sandbox, "ps -eo pid,comm --no-headers")
     pids = [int(line.split()[0]) for line in out.strip().splitlines()]
