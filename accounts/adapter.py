@@ -1,5 +1,5 @@
-"""allauth's hooks: sign-up is closed unless the person holds an invitation or SIGNUP_EMAIL_DOMAINS lets their
-address in (docs/accounts.md)."""
+"""allauth's hooks: sign-up is closed unless the person holds an invitation, SIGNUP_EMAIL_DOMAINS lets their
+address in, or (signing in with GitHub) they are a member of one of SIGNUP_GITHUB_ORGS (docs/accounts.md)."""
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.models import EmailAddress
@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from accounts import signup
+from accounts import github, signup
 from accounts.models import Invitation
 
 INVITATION_SESSION_KEY = "accounts.invitation"
@@ -55,12 +55,13 @@ def vouch_for_admin_made_email(user) -> None:
 class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def is_open_for_signup(self, request, sociallogin) -> bool:
         """The same rule as the form's (accounts/signup.py), for the addresses the provider says are verified:
-        an invitation (for one of them, if it names one), or one at SIGNUP_EMAIL_DOMAINS."""
+        an invitation (for one of them, if it names one), or one at SIGNUP_EMAIL_DOMAINS; or, through GitHub,
+        membership of one of SIGNUP_GITHUB_ORGS."""
         invitation = held_invitation(request)
         verified = [address.email for address in sociallogin.email_addresses if address.verified]
         invited = invitation.email if invitation else None
         return any(not signup.refusal(email, invited, settings.SIGNUP_EMAIL_DOMAINS) for email in verified) or (
-            invitation is not None and not invitation.email)
+            invitation is not None and not invitation.email) or in_allowed_github_org(sociallogin)
 
     def save_user(self, request, sociallogin, form=None):
         """As allauth's, and the invitation that let them in is used up (with a sign-up form, the account
@@ -73,3 +74,11 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
                     raise PermissionDenied("This invitation was used a moment ago.")
                 request.session.pop(INVITATION_SESSION_KEY, None)
         return user
+
+
+def in_allowed_github_org(sociallogin) -> bool:
+    """Whether GitHub says this person is an active member of one of SIGNUP_GITHUB_ORGS (asked with their token)."""
+    token = getattr(sociallogin.token, "token", "") if sociallogin.token is not None else ""
+    if not settings.SIGNUP_GITHUB_ORGS or sociallogin.account.provider != "github" or not token:
+        return False
+    return github.active_member_of(token, settings.SIGNUP_GITHUB_ORGS) is not None

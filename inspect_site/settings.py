@@ -257,6 +257,10 @@ ACCOUNT_LOGIN_METHODS = {"username", "email"}
 # an admin's invitation, or by anyone whose (verified) address is at one of SIGNUP_EMAIL_DOMAINS.
 SIGNUP_EMAIL_DOMAINS = [d.strip().lower().lstrip("@") for d in os.environ.get("SIGNUP_EMAIL_DOMAINS", "").split(",")
                         if d.strip()]
+# Or anyone who signs in with GitHub and is an active member of one of these GitHub organisations.
+SIGNUP_GITHUB_ORGS = [o.strip().lower() for o in os.environ.get("SIGNUP_GITHUB_ORGS", "").split(",") if o.strip()]
+# The GitHub that sign-in and the API calls go to: github.com, or a GitHub Enterprise Server's address.
+GITHUB_URL = os.environ.get("GITHUB_URL", "https://github.com").rstrip("/")
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 SOCIALACCOUNT_ADAPTER = "accounts.adapter.SocialAccountAdapter"
 ACCOUNT_FORMS = {"signup": "accounts.forms.SignupForm"}
@@ -266,12 +270,14 @@ ACCOUNT_EMAIL_VERIFICATION = "mandatory" if SIGNUP_EMAIL_DOMAINS else os.environ
 ACCOUNT_SIGNUP_FIELDS = ["email*" if SIGNUP_EMAIL_DOMAINS else "email", "username*", "password1*", "password2*"]
 SOCIALACCOUNT_PROVIDERS = {
     "github": {
-        # repo + read:user so the PR can later be opened as the user who asked.
-        "SCOPE": ["read:user", "user:email", "repo"],
+        # repo + read:user so the PR can later be opened as the user who asked; read:org to check
+        # SIGNUP_GITHUB_ORGS membership.
+        "SCOPE": ["read:user", "user:email", "repo", *(["read:org"] if SIGNUP_GITHUB_ORGS else [])],
         "APP": {
             "client_id": os.environ.get("GITHUB_CLIENT_ID", ""),
             "secret": os.environ.get("GITHUB_CLIENT_SECRET", ""),
         },
+        **({"GITHUB_URL": GITHUB_URL} if GITHUB_URL not in ("https://github.com", "http://github.com") else {}),
     }
 }
 SOCIALACCOUNT_STORE_TOKENS = True

@@ -1,7 +1,10 @@
 """Accounts: sign-up closed unless invited or at an allowed domain, login, every page behind login, GitHub wired
 in, staff-only admin."""
 
+import os
 import re
+import subprocess
+import sys
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -160,10 +163,11 @@ def test_github_login_sends_the_user_to_github_with_our_client_id(client, settin
     assert "gh-secret" not in response["Location"]
 
 
-def github_sign_up(client, emails: list[tuple[str, bool]], username: str = "octo"):
+def github_sign_up(client, emails: list[tuple[str, bool]], username: str = "octo", token: str = ""):
     """What allauth's GitHub flow hands the adapter once GitHub has answered (GitHub itself is not reachable
-    here): a new user with the addresses GitHub lists, and whether GitHub says each is verified."""
-    from allauth.socialaccount.models import SocialAccount, SocialLogin
+    here): a new user with the addresses GitHub lists, and whether GitHub says each is verified, and the
+    person's GitHub token."""
+    from allauth.socialaccount.models import SocialAccount, SocialLogin, SocialToken
     from django.test import RequestFactory
 
     from accounts.adapter import SocialAccountAdapter
@@ -173,6 +177,7 @@ def github_sign_up(client, emails: list[tuple[str, bool]], username: str = "octo
     login = SocialLogin(user=User(username=username, email=emails[0][0] if emails else ""),
                         account=SocialAccount(provider="github", uid=username),
                         email_addresses=[EmailAddress(email=email, verified=verified) for email, verified in emails])
+    login.token = SocialToken(token=token) if token else None  # as allauth's OAuth2 callback sets it
     adapter = SocialAccountAdapter(request)
     if not adapter.is_open_for_signup(request, login):
         return None
@@ -195,3 +200,46 @@ def test_github_sign_up_follows_the_same_rule_and_uses_the_invitation_up(client,
     client.get(f"/accounts/invitation/{token}/")  # the same link again
     assert github_sign_up(client, [("bob@example.org", True)], "bob-again") is None
     assert not User.objects.filter(username__in=["mallory", "bob-again", "octo"]).exists()
+
+
+@pytest.fixture
+def github(settings):
+    from tests.support.github_double import GitHubDouble
+
+    double = GitHubDouble()
+    settings.GITHUB_URL = double.url  # as for a GitHub Enterprise Server: its API under /api/v3
+    yield double
+    double.stop()
+
+
+def test_github_sign_up_is_open_to_the_active_members_of_the_allowed_organisations(client, settings, github):
+    github.memberships = {"gho_ada": {"acme": "active"}, "gho_eve": {"other": "active"},
+                          "gho_pat": {"acme": "pending"}}
+    unverified = [("someone@example.net", False)]
+    assert github_sign_up(client, unverified, "ada-gh", token="gho_ada") is None  # no organisation is allowed yet
+    assert github.requests == []  # and GitHub was not even asked
+    settings.SIGNUP_GITHUB_ORGS = ["acme"]
+    assert github_sign_up(client, unverified, "eve-gh", token="gho_eve") is None  # another organisation
+    assert github_sign_up(client, unverified, "pat-gh", token="gho_pat") is None  # invited, not yet a member
+    assert github_sign_up(client, unverified, "bad-gh", token="gho_revoked") is None  # GitHub refuses the token
+    assert github_sign_up(client, unverified, "ada-gh", token="gho_ada") is not None
+    assert ("/api/v3/user/memberships/orgs/acme", "Bearer gho_ada") in github.requests
+    assert not User.objects.filter(username__in=["eve-gh", "pat-gh", "bad-gh"]).exists()
+    github.stop()  # GitHub down: nobody gets in by membership
+    assert github_sign_up(client, unverified, "ada-two", token="gho_ada") is None
+
+
+def github_settings(**env: str) -> list[str]:
+    """The GitHub provider's scopes and its GITHUB_URL (or None) as settings.py makes them from `env`."""
+    code = ("import django; django.setup(); from django.conf import settings; "
+            "github = settings.SOCIALACCOUNT_PROVIDERS['github']; print(*github['SCOPE'], github.get('GITHUB_URL'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "DJANGO_SETTINGS_MODULE": "inspect_site.settings", **env})
+    return done.stdout.split()
+
+
+def test_github_sign_in_asks_for_read_org_only_where_organisations_are_allowed():
+    plain = github_settings()
+    assert "read:org" not in plain and plain[-1] == "None"  # github.com: allauth's own default
+    allowed = github_settings(SIGNUP_GITHUB_ORGS="Acme", GITHUB_URL="https://github.example.com/")
+    assert "read:org" in allowed and allowed[-1] == "https://github.example.com"
