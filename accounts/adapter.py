@@ -4,6 +4,7 @@ address in, or (signing in with GitHub) they are a member of one of SIGNUP_GITHU
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.models import EmailAddress
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from allauth.socialaccount.models import SocialLogin
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -76,7 +77,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         return user
 
 
-def in_allowed_github_org(sociallogin) -> bool:
+def in_allowed_github_org(sociallogin: SocialLogin) -> bool:
     """Whether GitHub says this person is an active member of one of SIGNUP_GITHUB_ORGS (asked with their token)."""
     token = getattr(sociallogin.token, "token", "") if sociallogin.token is not None else ""
     if not settings.SIGNUP_GITHUB_ORGS or sociallogin.account.provider != "github" or not token:

@@ -4,7 +4,7 @@ GITHUB_URL points sign-in and every API call at one GitHub: github.com (its API 
 Enterprise Server (its API at <GITHUB_URL>/api/v3), the rule allauth's GitHub provider follows too."""
 
 import logging
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from django.conf import settings
@@ -14,8 +14,14 @@ PUBLIC_GITHUB = ("https://github.com", "http://github.com")
 
 
 def api_url() -> str:
+    """GitHub's API for GITHUB_URL. Plain http only on this machine's loopback: the person's token is sent to it."""
     web = settings.GITHUB_URL.rstrip("/")
-    return "https://api.github.com" if web in PUBLIC_GITHUB else f"{web}/api/v3"
+    if web in PUBLIC_GITHUB:
+        return "https://api.github.com"
+    parts = urlsplit(web)
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")):
+        raise ValueError(f"GITHUB_URL must be https:// (it is {web!r}): people's GitHub tokens are sent there")
+    return f"{web}/api/v3"
 
 
 def active_member_of(token: str, orgs: list[str]) -> str | None:
@@ -30,6 +36,16 @@ def active_member_of(token: str, orgs: list[str]) -> str | None:
             except httpx.HTTPError as error:
                 logger.warning("GitHub did not answer whether someone is in %s: %s", org, type(error).__name__)
                 return None
-            if answer.status_code == 200 and answer.json().get("state") == "active":
+            if answer.status_code == 200 and membership_state(answer) == "active":
                 return org
+            if answer.status_code not in (200, 404):  # e.g. 403: the organisation has not approved this OAuth app
+                logger.warning("GitHub answered %s when asked whether someone is in %s", answer.status_code, org)
     return None
+
+
+def membership_state(answer: httpx.Response) -> str:
+    try:
+        body = answer.json()
+    except ValueError:
+        return ""
+    return body.get("state", "") if isinstance(body, dict) else ""

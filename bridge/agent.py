@@ -144,21 +144,11 @@ class Agent:
         self.prompts_taken[prompt_id] = None
         while len(self.prompts_taken) > 500:
             self.prompts_taken.popitem(last=False)
-        await self.wait_ready()
-        session_id = command.get("opencode_session_id")
-        if session_id is not None and not (isinstance(session_id, str) and SESSION_ID.fullmatch(session_id)):
-            raise CommandError(f"invalid opencode_session_id {session_id!r}")
-        if session_id and session_id not in self.translator.sessions:  # e.g. restored from a snapshot
-            if not await self.server.has_session(session_id):
-                log.warning("OpenCode has no session %s; starting a new one", session_id)
-                session_id = None
-        if not session_id:
-            title = title_of(text)  # with a title, OpenCode makes no title request to the model
-            created = await self.server.request("POST", "/session", {"title": title, "permission": SESSION_RULES})
-            session_id = created["id"]
-            self.translator.track(session_id).title = title
-            self.emit({"kind": "agent_session", "opencode_session_id": session_id})
-            self.emit({"kind": "title", "title": title})
+        try:
+            session_id = await self.session_for(command.get("opencode_session_id"), text)
+        except BaseException:
+            self.prompts_taken.pop(prompt_id, None)  # it never started: the control plane's resend may try again
+            raise
         state = self.translator.track(session_id)
         state.start_prompt(prompt_id)
         self.emit({"kind": "prompt_started", "prompt_id": prompt_id})
@@ -173,6 +163,24 @@ class Agent:
             self.emit({"kind": "error", "name": "PromptFailed", "message": str(e)})
             self.emit({"kind": "idle", "prompt_id": prompt_id})
             raise
+
+    async def session_for(self, session_id: object, text: str) -> str:
+        """The OpenCode session a prompt runs in, once OpenCode is up: the one named, or a new one (announced)."""
+        await self.wait_ready()
+        if session_id is not None and not (isinstance(session_id, str) and SESSION_ID.fullmatch(session_id)):
+            raise CommandError(f"invalid opencode_session_id {session_id!r}")
+        if session_id and session_id not in self.translator.sessions:  # e.g. restored from a snapshot
+            if not await self.server.has_session(session_id):
+                log.warning("OpenCode has no session %s; starting a new one", session_id)
+                session_id = None
+        if not session_id:
+            title = title_of(text)  # with a title, OpenCode makes no title request to the model
+            created = await self.server.request("POST", "/session", {"title": title, "permission": SESSION_RULES})
+            session_id = created["id"]
+            self.translator.track(session_id).title = title
+            self.emit({"kind": "agent_session", "opencode_session_id": session_id})
+            self.emit({"kind": "title", "title": title})
+        return str(session_id)
 
     async def cmd_stop(self, command: StopCommand) -> None:
         wanted = command.get("opencode_session_id")  # only compared with the sessions it runs

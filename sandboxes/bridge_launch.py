@@ -88,7 +88,7 @@ def start_bridge(backend: SandboxBackend, sandbox: Sandbox, synced: bool) -> Non
 def bridge_running(backend: SandboxBackend, sandbox: Sandbox) -> bool:
     """Whether the sandbox's bridge process runs (asked inside it, so any backend can answer)."""
     command = BRIDGE_COMMAND.removeprefix("exec ")
-    probe = backend.exec(sandbox.backend_ref, f"pgrep -x -f {shlex.quote(command)} >/dev/null", timeout=15)
+    probe = backend.exec(sandbox.backend_ref, f"/usr/bin/pgrep -x -f {shlex.quote(command)} >/dev/null", timeout=15)
     return probe.exit_code == 0
 
 

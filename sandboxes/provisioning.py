@@ -18,7 +18,7 @@ from django.utils import timezone
 from bridge.protocol import RESTORE_ASIDE, RESTORE_DONE, RESTORE_SKIP
 from sandboxes import bridge_channel, bridge_launch, lifecycle
 from sandboxes.backends import get_backend
-from sandboxes.backends.base import BackendError, StartRequest, sync_script
+from sandboxes.backends.base import BackendError, SandboxBackend, StartRequest, sync_script
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox, Snapshot
 from sandboxes.signals import bridge_restarted, sandbox_phase_changed, snapshot_taken
@@ -64,9 +64,11 @@ def worker_pulse(sandbox_id: uuid.UUID) -> Iterator[None]:
     def beat() -> None:
         try:
             while not stop.wait(interval):
-                Sandbox.objects.filter(pk=sandbox_id).update(worker_pulse_at=timezone.now())
-        except Exception:  # the database away for a moment: the pulse stops, as if the worker had
-            logger.exception("sandbox %s: the worker's pulse stopped", sandbox_id)
+                try:
+                    Sandbox.objects.filter(pk=sandbox_id).update(worker_pulse_at=timezone.now())
+                except Exception:  # the database busy or away for a moment: the next beat tries again
+                    logger.warning("sandbox %s: the worker's pulse missed a beat", sandbox_id, exc_info=True)
+                    connection.close()
         finally:
             connection.close()  # this thread's own
 
@@ -77,6 +79,7 @@ def worker_pulse(sandbox_id: uuid.UUID) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+        Sandbox.objects.filter(pk=sandbox_id).update(worker_pulse_at=None)  # no worker is on it now
 
 
 def provision(sandbox_id: uuid.UUID) -> Sandbox | None:
@@ -157,7 +160,9 @@ def write_snapshot(sandbox: Sandbox, resume_state: str) -> Snapshot:
     try:
         info = backend.snapshot(sandbox.backend_ref, str(snapshot_id))
     finally:
-        Sandbox.objects.filter(pk=sandbox.pk, state=State.SNAPSHOTTING).update(state=resume_state)
+        # Only this snapshot's state: if the reaper gave it up and a later snapshot began, that one is not ours.
+        Sandbox.objects.filter(pk=sandbox.pk, state=State.SNAPSHOTTING,
+                               snapshot_started_at=sandbox.snapshot_started_at).update(state=resume_state)
     snapshot = Snapshot.objects.create(
         id=snapshot_id, repo_id=sandbox.repo_id, image=sandbox.image, sandbox=sandbox,
         backend=sandbox.backend, backend_ref=info.ref, size_bytes=info.size_bytes,
@@ -277,7 +282,7 @@ def fill_pool(repo: Repo) -> tuple[list[Sandbox], list[str]]:
 
 def reap(now=None) -> list[tuple[str, str, str]]:
     """Decide for every live sandbox whether to reap it; return (id, reason, action) of those to act on:
-    "reap", "save" (its work first, then reap) or "recover" (lifecycle.reap_decision)."""
+    "reap", "save" (its work first, then reap), "recover" or "restart_bridge" (lifecycle.reap_decision)."""
     now = now or timezone.now()
     heartbeat_timeout = timedelta(seconds=settings.SANDBOX_HEARTBEAT_TIMEOUT_SECONDS)
     start_timeout = timedelta(seconds=settings.SANDBOX_START_TIMEOUT_SECONDS)
@@ -301,9 +306,7 @@ def reap(now=None) -> list[tuple[str, str, str]]:
         if decision.action == "ask":
             backend = get_backend(sandbox.backend)
             alive = bool(sandbox.backend_ref) and backend.is_alive(sandbox.backend_ref)
-            bridge_alive = bridge_launch.bridge_running(backend, sandbox) \
-                if alive and settings.SANDBOX_START_BRIDGE else None
-            facts = dataclasses.replace(facts, alive=alive, bridge_alive=bridge_alive)
+            facts = dataclasses.replace(facts, alive=alive, bridge_alive=ask_bridge(backend, sandbox, alive))
             decision = lifecycle.reap_decision(facts, now, heartbeat_timeout, start_timeout, silent_grace,
                                                snapshot_timeout, worker_silence)
         if decision.action in ("reap", "save", "recover", "restart_bridge"):
@@ -311,17 +314,38 @@ def reap(now=None) -> list[tuple[str, str, str]]:
     return doomed
 
 
+def ask_bridge(backend: SandboxBackend, sandbox: Sandbox, alive: bool) -> bool | None:
+    """Whether a live sandbox's bridge process runs; None when it has none or the sandbox would not say (one
+    sandbox's failing answer must not stop the reaper's round for the others)."""
+    if not alive or not settings.SANDBOX_START_BRIDGE:
+        return None
+    try:
+        return bridge_launch.bridge_running(backend, sandbox)
+    except (BackendError, OSError) as error:
+        logger.warning("sandbox %s: could not ask whether its bridge runs: %s", sandbox.pk, error)
+        return None
+
+
 def restart_bridge(sandbox_id: uuid.UUID, reason: str) -> bool:
     """Start a new bridge (and so a new OpenCode, on the same conversation) in a sandbox whose bridge died; its
-    sessions are told that a run it was doing is lost. False if the sandbox is no longer at work."""
+    sessions are told first that a run it was doing is lost. False if the sandbox is no longer at work or another
+    reaper round restarts it already."""
     sandbox = Sandbox.objects.select_related("image", "repo").filter(
         pk=sandbox_id, state__in=(State.READY, State.RUNNING)).first()
     if sandbox is None:
         return False
-    sandbox.record_heartbeat()  # the new bridge gets a whole heartbeat timeout to say hello
+    # Still silent (not restarted by an overlapping round meanwhile, nor back), and compare-and-set on that
+    # silence: one round restarts it, and the new bridge gets a whole heartbeat timeout to say hello.
+    now = timezone.now()
+    heard_lately = now - timedelta(seconds=settings.SANDBOX_HEARTBEAT_TIMEOUT_SECONDS)
+    if sandbox.last_heartbeat_at is not None and sandbox.last_heartbeat_at > heard_lately:
+        return False
+    if not Sandbox.objects.filter(pk=sandbox.pk, state__in=(State.READY, State.RUNNING),
+                                  last_heartbeat_at=sandbox.last_heartbeat_at).update(last_heartbeat_at=now):
+        return False
     logger.warning("sandbox %s: %s", sandbox.pk, reason)
+    bridge_restarted.send(sender=Sandbox, sandbox=sandbox)  # before the new bridge can ask for the lost prompt
     bridge_launch.start_bridge(get_backend(sandbox.backend), sandbox, synced=True)
-    bridge_restarted.send(sender=Sandbox, sandbox=sandbox)
     return True
 
 

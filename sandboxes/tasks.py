@@ -64,12 +64,15 @@ def fill_warm_pools() -> None:
 @shared_task
 def reap_sandboxes() -> None:
     for sandbox_id, reason, action in provisioning.reap():
-        if action == "recover":
-            provisioning.recover_snapshotting(sandbox_id, reason)
-        elif action == "restart_bridge":
-            provisioning.restart_bridge(sandbox_id, reason)
-        else:
-            terminate_sandbox.delay(sandbox_id, f"reaped: {reason}", action == "save")
+        try:
+            if action == "recover":
+                provisioning.recover_snapshotting(sandbox_id, reason)
+            elif action == "restart_bridge":
+                provisioning.restart_bridge(sandbox_id, reason)
+            else:
+                terminate_sandbox.delay(sandbox_id, f"reaped: {reason}", action == "save")
+        except Exception:  # one sandbox's failure must not leave the others unreaped
+            logger.exception("sandbox %s: carrying out %r failed", sandbox_id, action)
 
 
 @shared_task

@@ -33,6 +33,8 @@ from sessions.socket_base import AsyncDatabaseFreeConsumer
 
 logger = logging.getLogger(__name__)
 MAX_BATCH = 100  # events one socket hands over at once
+# Heartbeats closer than this on one socket are ignored: each costs a database write and a query.
+MIN_HEARTBEAT_GAP_SECONDS = 4.0
 
 
 @database_sync_to_async
@@ -55,7 +57,8 @@ def heartbeat(sandbox: Sandbox) -> None:
 
 
 @database_sync_to_async
-def resend_lost_prompts(sandbox: Sandbox) -> None:
+def heartbeat_and_resend(sandbox: Sandbox) -> None:
+    sandbox.record_heartbeat()
     bridge_events.handle_bridge_heartbeat(sandbox)
 
 
@@ -68,6 +71,7 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
     sandbox: Sandbox
     storing: asyncio.Task | None = None
     closed = False
+    last_heartbeat = 0.0  # monotonic time of the last heartbeat acted on
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -128,8 +132,10 @@ class BridgeConsumer(AsyncDatabaseFreeConsumer):
         if kind == "event":
             await self.receive_event(content)
         elif kind == "heartbeat":
-            await heartbeat(self.sandbox)
-            await resend_lost_prompts(self.sandbox)
+            now = time.monotonic()
+            if now - self.last_heartbeat >= MIN_HEARTBEAT_GAP_SECONDS:  # a real bridge beats every 10 s
+                self.last_heartbeat = now
+                await heartbeat_and_resend(self.sandbox)
         elif kind == "hello":
             await heartbeat(self.sandbox)
             self.sandbox = await refresh(self.sandbox)

@@ -5,6 +5,7 @@ import re
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Max, Q
@@ -29,6 +30,7 @@ def create_session(repo: Repo, user, prompt_text: str, model: str = "", context:
     if model and not MODEL_RE.match(model):
         raise ValueError('Write the model as "providerID/modelID", e.g. "anthropic/claude-sonnet-4".')
     with transaction.atomic():
+        lock_owner(user.pk)
         check_sandbox_limit(user, user)
         session = Session.objects.create(repo=repo, creator=user, model=model)
         session.add_member(user, Membership.Role.OWNER)
@@ -37,25 +39,30 @@ def create_session(repo: Repo, user, prompt_text: str, model: str = "", context:
     return session
 
 
-def sandbox_limit_reached(owner) -> bool:
+def sandbox_limit_reached(owner: AbstractBaseUser | None) -> bool:
     """Whether `owner` has MAX_SANDBOXES_PER_USER sessions of their own holding a sandbox or about to (0: no
     limit). Sandboxes count against the session's creator, whoever's prompt starts them."""
     limit = settings.MAX_SANDBOXES_PER_USER
     if not limit or owner is None:
         return False
-    holding = Session.objects.filter(creator=owner).filter(
+    holding = Session.objects.filter(creator_id=owner.pk).filter(
         Q(sandbox__state__in=State.LIVE) | Q(sandbox__isnull=True, status=Session.Status.STARTING))
     return holding.count() >= limit
 
 
-def check_sandbox_limit(owner, asking) -> None:
-    """Refuse a new sandbox for `owner` past the limit (inside the caller's transaction). The owner's row is
-    locked first, so two requests at once cannot both take the last place."""
+def lock_owner(owner_id: int | None) -> None:
+    """Lock the sandbox owner's row until the caller's transaction ends, so two requests at once cannot both take
+    the last place. Taken before anything about their sessions is read."""
+    if settings.MAX_SANDBOXES_PER_USER and owner_id is not None:
+        get_user_model().objects.select_for_update().filter(pk=owner_id).exists()
+
+
+def check_sandbox_limit(owner: AbstractBaseUser | None, requester: AbstractBaseUser) -> None:
+    """Refuse a new sandbox for `owner` past the limit (inside the caller's transaction, after lock_owner)."""
     if not settings.MAX_SANDBOXES_PER_USER or owner is None:
         return
-    get_user_model().objects.select_for_update().filter(pk=owner.pk).exists()
     if sandbox_limit_reached(owner):
-        whose = "You already have" if owner.pk == asking.pk else "This session's owner already has"
+        whose = "You already have" if owner.pk == requester.pk else "This session's owner already has"
         raise PermissionDenied(
             f"{whose} {settings.MAX_SANDBOXES_PER_USER} sessions with a sandbox running, the most one person may "
             "have at once. Stop one, or wait until one is idle and lets its sandbox go.")
@@ -74,6 +81,7 @@ def submit_prompt(session: Session, user, text: str, context: dict | None = None
     check_member(session, user)
     text, context = clean_prompt(text, context)
     with transaction.atomic():
+        lock_owner(session.creator_id)  # first: a follow-up sent at the same moment may be starting its sandbox
         current = Session.objects.select_related("sandbox", "creator").get(pk=session.pk)
         if restores_a_sandbox(current):
             check_sandbox_limit(current.creator, user)
@@ -100,9 +108,12 @@ def note_typing(session: Session, user) -> bool:
     """A member is writing a prompt: a session without a live sandbox starts one now (restoring its
     last snapshot), so the follow-up finds it up. True when this started one."""
     check_member(session, user)
-    if restores_a_sandbox(session) and sandbox_limit_reached(session.creator):
-        return False  # the prompt would be refused: warm nothing for it
-    action, _ = step(session, queue.TYPING, user=user)
+    with transaction.atomic():
+        lock_owner(session.creator_id)
+        current = Session.objects.select_related("sandbox", "creator").get(pk=session.pk)
+        if restores_a_sandbox(current) and sandbox_limit_reached(current.creator):
+            return False  # the prompt would be refused: warm nothing for it
+        action, _ = step(session, queue.TYPING, user=user)
     return isinstance(action, queue.StartSandbox)
 
 

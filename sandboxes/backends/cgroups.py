@@ -6,7 +6,6 @@ take the limit. A cgroup counts the memory the sandbox's processes really use, a
 """
 
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -50,27 +49,6 @@ def limited_group(sandbox_ref: str, limit_bytes: int) -> Path | None:
 def join(group: Path) -> list[str]:
     """A command prefix that moves the command into the group, then runs it."""
     return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(group)]
-
-
-def kill_all(group: Path, wait: float = 5.0) -> int:
-    """Kill every process left in `group` (a build step's background children) and wait until it is empty.
-    Returns how many were killed."""
-    killed = 0
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            pids = [int(pid) for pid in (group / "cgroup.procs").read_text().split()]
-        except (OSError, ValueError):
-            return killed
-        if not pids or time.monotonic() > deadline:
-            return killed
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
-        time.sleep(0.02)
 
 
 def remove(sandbox_ref: str, wait: float = 2.0) -> None:

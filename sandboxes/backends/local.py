@@ -194,9 +194,6 @@ class LocalBackend(SandboxBackend):
                     timeout=max(1.0, deadline - time.monotonic()),
                     env=HOST_ENVIRONMENT,
                 )
-                # A step ends whole: nothing it started in the background lives on into the next one.
-                if group is not None and cgroups.kill_all(group):
-                    log("(stopped what the step left running)\n")
                 if result.exit_code != 0:
                     raise BackendError(f"setup command failed with exit code {result.exit_code}: {command}")
             # The index holds root's uid and pre-chown ctimes: refreshed as the sandbox user, files
@@ -212,19 +209,11 @@ class LocalBackend(SandboxBackend):
             shutil.rmtree(staging, ignore_errors=True)
             raise
         finally:
-            self._end_build_group(build_group)
+            cgroups.remove(build_group)  # empty by now: each step's PID namespace ended with it
         return BuiltImage(
             ref=spec.name, commit_sha=commit, size_bytes=size, env=env, start_commands=start,
             forward_ports=ports,
         )
-
-    @staticmethod
-    def _end_build_group(name: str) -> None:
-        """Whatever way the build ended (a timeout, a failure), none of its processes outlive it."""
-        found = cgroups.root()
-        if found is not None and (found[0] / name).is_dir():
-            cgroups.kill_all(found[0] / name)
-            cgroups.remove(name)
 
     def delete_image(self, image_ref: str) -> None:
         shutil.rmtree(self.images / image_ref, ignore_errors=True)

@@ -53,6 +53,7 @@ HOST_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/
 
 
 def host_paths() -> list[str]:
+    """The allowed host paths that exist on this machine."""
     return [p for p in (*HOST_PATHS, *settings.SANDBOX_EXTRA_HOST_PATHS) if os.path.lexists(p)]
 
 
@@ -70,10 +71,13 @@ def hidden_paths(root: Path) -> list[str]:
     other sandboxes (they live under the sandbox root), the host's password hashes and SSH keys."""
     paths = {str(settings.VAR_DIR), str(settings.BASE_DIR), str(root), "/root"}
     paths.update(getattr(settings, "SANDBOX_EXTRA_HIDDEN_PATHS", []))
-    paths.update(("/etc/shadow", "/etc/gshadow", "/etc/ssh"))
+    # /etc is bound whole (programs read their configuration there); what in it holds host secrets is hidden.
+    paths.update(("/etc/shadow", "/etc/gshadow", "/etc/ssh", "/etc/ssl/private", "/etc/letsencrypt",
+                  "/etc/systemd", "/etc/default", "/etc/sudoers", "/etc/sudoers.d"))
     allowed = [Path(p).resolve() for p in host_paths()]
-    inside = [p for p in paths if os.path.lexists(p) and any(Path(p).resolve().is_relative_to(a) for a in allowed)]
-    return sorted(inside)
+    # Hidden where they really are: a symlink into an allowed folder must not leave its target readable.
+    real = {str(Path(p).resolve()) for p in paths if os.path.lexists(p)}
+    return sorted(p for p in real if any(Path(p).is_relative_to(a) for a in allowed))
 
 # The host's side of a sandbox command (setpriv, pasta, nsenter, bubblewrap) runs with this environment and no
 # other: a repo's devcontainer.json sets the sandbox's environment, and an LD_PRELOAD or PATH of its choosing

@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 
 from sandboxes import builds, provisioning
 from sandboxes.backends import get_backend
+from sandboxes.bridge_launch import BRIDGE_COMMAND
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo, Sandbox
 from sessions.models import Event, Prompt, Session
@@ -124,7 +125,7 @@ def test_the_agents_work_survives_every_control_plane_process_dying(model_server
         fourth = follow_up(stack, session_id, headers, "shell: sleep 20; echo late > killed.txt")
         wait_until_the_command_runs(session_id, 4)
         backend_ref = Session.objects.select_related("sandbox").get(pk=session_id).sandbox.backend_ref
-        get_backend().exec(backend_ref, "pkill -9 -x -f '/usr/bin/python3 /opt/inspect/bridge/main.py'")
+        get_backend().exec(backend_ref, f"pkill -9 -x -f '{BRIDGE_COMMAND.removeprefix('exec ')}'")
         time.sleep(HEARTBEAT_TIMEOUT + 1)
         decisions = stack.reap(SANDBOX_HEARTBEAT_TIMEOUT_SECONDS=str(HEARTBEAT_TIMEOUT))
         assert "restart_bridge" in decisions and str(sandbox_id) in decisions, decisions

@@ -384,9 +384,9 @@ def test_a_worker_says_it_is_on_a_sandbox_while_it_starts_or_saves_it(repo, sett
     with provisioning.worker_pulse(sandbox.pk):
         first = eventually(lambda: Sandbox.objects.get(pk=sandbox.pk).worker_pulse_at, timeout=5, what="a pulse")
         eventually(lambda: Sandbox.objects.get(pk=sandbox.pk).worker_pulse_at > first, timeout=5, what="another")
-    last = Sandbox.objects.get(pk=sandbox.pk).worker_pulse_at
+    assert Sandbox.objects.get(pk=sandbox.pk).worker_pulse_at is None  # no worker is on it any more
     threading.Event().wait(1.2)
-    assert Sandbox.objects.get(pk=sandbox.pk).worker_pulse_at == last  # stopped with the block
+    assert Sandbox.objects.get(pk=sandbox.pk).worker_pulse_at is None  # and the pulse stopped with the block
 
 
 def test_a_start_whose_worker_died_is_ended_and_its_session_gets_another_sandbox(repo, settings, enqueued,
@@ -417,3 +417,42 @@ def test_a_start_whose_worker_died_is_ended_and_its_session_gets_another_sandbox
     assert session.sandbox_id != dead_start.pk and session.sandbox.state == State.PROVISIONING
     assert enqueued["sandboxes.tasks.provision_sandbox"] == [str(session.sandbox_id)]
     assert Prompt.objects.get(session=session).status == Prompt.Status.QUEUED
+
+
+def test_a_live_sandbox_without_its_bridge_gets_one_new_bridge_however_many_rounds_see_it(repo, settings,
+                                                                                        monkeypatch):
+    from sandboxes import bridge_launch
+
+    sandbox = provisioning.provision(provisioning.create_sandbox(repo).pk)  # started without a bridge
+    sandbox.move_to(State.RUNNING)
+    settings.SANDBOX_START_BRIDGE = True  # but expected to have one: as if its bridge had been killed
+    started = []
+    monkeypatch.setattr(bridge_launch, "start_bridge", lambda backend, box, synced: started.append(box.pk))
+    silent_since = timezone.now() - timedelta(seconds=settings.SANDBOX_HEARTBEAT_TIMEOUT_SECONDS + 1)
+    Sandbox.objects.filter(pk=sandbox.pk).update(last_heartbeat_at=silent_since)
+    [(sandbox_id, reason, action)] = provisioning.reap()
+    assert (sandbox_id, action) == (str(sandbox.pk), "restart_bridge") and "its bridge is gone" in reason
+    # Two rounds that saw the same silence: one restarts it, the other finds it done.
+    assert provisioning.restart_bridge(sandbox.pk, reason) is True
+    assert provisioning.restart_bridge(sandbox.pk, reason) is False
+    assert started == [sandbox.pk]
+    assert provisioning.reap(now=timezone.now()) == []  # the new bridge gets a whole heartbeat timeout
+
+
+def test_a_sandbox_that_cannot_say_whether_its_bridge_runs_does_not_stop_the_round(repo, settings, monkeypatch):
+    from sandboxes import bridge_launch
+    from sandboxes.backends.base import BackendError
+
+    sandboxes = [provisioning.provision(provisioning.create_sandbox(repo).pk) for _ in range(2)]
+    for sandbox in sandboxes:
+        sandbox.move_to(State.RUNNING)
+    settings.SANDBOX_START_BRIDGE = True
+
+    def ask(backend, sandbox):
+        if sandbox.pk == sandboxes[0].pk:
+            raise BackendError("its /tmp is not writable")
+        return False
+
+    monkeypatch.setattr(bridge_launch, "bridge_running", ask)
+    later = timezone.now() + timedelta(seconds=settings.SANDBOX_HEARTBEAT_TIMEOUT_SECONDS + 1)
+    assert [(d[0], d[2]) for d in provisioning.reap(now=later)] == [(str(sandboxes[1].pk), "restart_bridge")]
