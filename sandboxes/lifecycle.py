@@ -65,6 +65,7 @@ class SandboxFacts:
     last_heartbeat_at: datetime | None
     alive: bool | None = None  # what the backend says of its processes; None: not asked (yet)
     bridge_alive: bool | None = None  # whether its bridge's process runs; None: not asked, or it has none
+    bridge_restarts: int = 0  # how many new bridges it was given already
     snapshot_started_at: datetime | None = None
     worker_pulse_at: datetime | None = None  # while a worker starts it or saves its work (provisioning.worker_pulse)
 
@@ -78,6 +79,7 @@ class Decision:
 
 
 KEEP = Decision("keep")
+MAX_BRIDGE_RESTARTS = 3  # new bridges the reaper starts in one sandbox at most
 ASK = Decision("ask")
 
 
@@ -121,7 +123,9 @@ def reap_decision(
         return ASK
     if not facts.alive:
         return Decision("reap", f"no heartbeat for {seconds} s and its processes are gone")
-    if facts.bridge_alive is False:  # the sandbox lives on without its bridge (killed): nothing else starts it
+    # The sandbox lives on without its bridge (killed): nothing else starts it. A bridge that keeps dying is not
+    # started again for ever: the sandbox then goes the silent way (kept for the grace, saved, reaped).
+    if facts.bridge_alive is False and facts.bridge_restarts < MAX_BRIDGE_RESTARTS:
         return Decision("restart_bridge", f"no heartbeat for {seconds} s and its bridge is gone: started again")
     if silent <= silent_grace:
         return KEEP

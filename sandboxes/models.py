@@ -272,6 +272,8 @@ class Sandbox(models.Model):
     # While a worker starts it or saves its work: when that worker last said it is still on it. A start or a
     # snapshot whose worker went silent (killed) is taken to have died with it (lifecycle.reap_decision).
     worker_pulse_at = models.DateTimeField(null=True, blank=True)
+    # How many times the reaper started a new bridge in it (lifecycle.MAX_BRIDGE_RESTARTS at most).
+    bridge_restarts = models.PositiveSmallIntegerField(default=0)
     # What the bridge last reported of each workspace service ("ide", "desktop", "preview-3000"):
     # {"state": "starting" | "ready" | "failed" | "stopped", "port": int | None, "reason": str}.
     services = models.JSONField(default=dict, blank=True)

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from bridge.protocol import RESTORE_ASIDE, RESTORE_DONE, RESTORE_SKIP
@@ -300,7 +300,8 @@ def reap(now=None) -> list[tuple[str, str, str]]:
                 continue
         facts = lifecycle.SandboxFacts(sandbox.state, sandbox.created_at, sandbox.last_heartbeat_at,
                                        snapshot_started_at=sandbox.snapshot_started_at,
-                                       worker_pulse_at=sandbox.worker_pulse_at)
+                                       worker_pulse_at=sandbox.worker_pulse_at,
+                                       bridge_restarts=sandbox.bridge_restarts)
         decision = lifecycle.reap_decision(facts, now, heartbeat_timeout, start_timeout, silent_grace,
                                            snapshot_timeout, worker_silence)
         if decision.action == "ask":
@@ -341,7 +342,8 @@ def restart_bridge(sandbox_id: uuid.UUID, reason: str) -> bool:
     if sandbox.last_heartbeat_at is not None and sandbox.last_heartbeat_at > heard_lately:
         return False
     if not Sandbox.objects.filter(pk=sandbox.pk, state__in=(State.READY, State.RUNNING),
-                                  last_heartbeat_at=sandbox.last_heartbeat_at).update(last_heartbeat_at=now):
+                                  last_heartbeat_at=sandbox.last_heartbeat_at).update(
+            last_heartbeat_at=now, bridge_restarts=F("bridge_restarts") + 1):
         return False
     logger.warning("sandbox %s: %s", sandbox.pk, reason)
     bridge_restarted.send(sender=Sandbox, sandbox=sandbox)  # before the new bridge can ask for the lost prompt

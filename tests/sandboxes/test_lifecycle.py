@@ -71,6 +71,9 @@ def test_a_silent_sandbox_whose_bridge_died_gets_a_new_bridge_and_keeps_its_work
     # Its bridge still runs: it may be reconnecting after the control plane was down.
     assert lifecycle.reap_decision(replace(silent, bridge_alive=True), T0, HB, START).action == "keep"
     assert lifecycle.reap_decision(replace(silent, alive=False, bridge_alive=False), T0, HB, START).action == "reap"
+    # One whose bridge keeps dying is not given new ones for ever: it goes the silent way, kept for the grace.
+    worn = replace(silent, bridge_alive=False, bridge_restarts=lifecycle.MAX_BRIDGE_RESTARTS)
+    assert lifecycle.reap_decision(worn, T0, HB, START, timedelta(seconds=600)).action == "keep"
 
 
 def test_starting_sandbox_gets_the_start_timeout_not_the_heartbeat_one():

@@ -436,6 +436,7 @@ def test_a_live_sandbox_without_its_bridge_gets_one_new_bridge_however_many_roun
     assert provisioning.restart_bridge(sandbox.pk, reason) is True
     assert provisioning.restart_bridge(sandbox.pk, reason) is False
     assert started == [sandbox.pk]
+    assert Sandbox.objects.get(pk=sandbox.pk).bridge_restarts == 1
     assert provisioning.reap(now=timezone.now()) == []  # the new bridge gets a whole heartbeat timeout
 
 
