@@ -210,6 +210,8 @@ SANDBOX_WORKSPACE_SERVICES = env_bool("SANDBOX_WORKSPACE_SERVICES", True)
 FRONT_ROUTE_CACHE_SECONDS = int(os.environ.get("FRONT_ROUTE_CACHE_SECONDS", "3"))
 # When the platform runs as root, sandbox processes run as this unprivileged host uid.
 SANDBOX_HOST_UID = int(os.environ.get("SANDBOX_HOST_UID", "100000"))
+# As root, image builds run as SANDBOX_HOST_UID and each sandbox as a uid of its own above it, one of this many.
+SANDBOX_UID_COUNT = int(os.environ.get("SANDBOX_UID_COUNT", "10000"))
 # Host paths a local sandbox sees read-only besides its programs and libraries (/usr, /etc, ...), comma-separated.
 SANDBOX_EXTRA_HOST_PATHS = [p for p in os.environ.get("SANDBOX_EXTRA_HOST_PATHS", "").split(",") if p.strip()]
 SANDBOX_MEMORY_LIMIT_BYTES = int(os.environ.get("SANDBOX_MEMORY_LIMIT_BYTES", str(16 * 1024**3)))

@@ -19,6 +19,7 @@ private on the host, and the kernel enforces the process limit (it never does fo
 Run as another user, that user is the sandbox's.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -31,7 +32,7 @@ from django.conf import settings
 
 from bridge.protocol import RESTORE_RESUMED
 from sandboxes import devcontainer
-from sandboxes.backends import cgroups, local_network
+from sandboxes.backends import cgroups, idmap, local_network
 from sandboxes.backends.base import (
     BackendError,
     BuiltImage,
@@ -48,7 +49,9 @@ from sandboxes.backends.local_isolation import (
     bwrap_args,
     check_reachable,
     entered_namespaces,
+    give_to,
     give_to_sandbox_user,
+    host_uid,
     in_own_network,
     reachable_copy,
 )
@@ -126,9 +129,50 @@ class LocalBackend(SandboxBackend):
         self.images = self.root / "images"
         self.sandboxes = self.root / "sandboxes"
         self.snapshots = self.root / "snapshots"
-        for folder in (self.images, self.sandboxes, self.snapshots):
+        self.uids = self.root / "uids"  # a file per sandbox uid in use, naming its sandbox
+        for folder in (self.images, self.sandboxes, self.snapshots, self.uids):
             folder.mkdir(parents=True, exist_ok=True)
+        # Memory cgroups are the machine's: named after this sandbox root too, so two platforms on one machine
+        # (two test runs) never share one.
+        self.instance = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:10]
         cgroups.prune()
+        self._release_stale_uids()
+
+    def group_name(self, name: str) -> str:
+        """The memory cgroup of a sandbox (its ref) or a build (build-<image>) of this sandbox root."""
+        return f"{self.instance}-{name}"
+
+    # --- a uid per sandbox ----------------------------------------------------
+
+    def _take_uid(self, sandbox_ref: str) -> int | None:
+        """A host uid of the sandbox's own (SANDBOX_HOST_UID + n), as root; None otherwise (the platform's user)."""
+        base = host_uid()
+        if base is None:
+            return None
+        for n in range(1, settings.SANDBOX_UID_COUNT + 1):
+            try:
+                fd = os.open(self.uids / str(n), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+            with os.fdopen(fd, "w") as file:
+                file.write(sandbox_ref)
+            return base + n
+        raise BackendError(f"all {settings.SANDBOX_UID_COUNT} sandbox uids are in use")
+
+    def _give_back_uid(self, sandbox_ref: str) -> None:
+        for slot in self.uids.iterdir():
+            if slot.read_text() == sandbox_ref:
+                slot.unlink(missing_ok=True)
+
+    def _release_stale_uids(self) -> None:
+        """Uids of sandboxes whose folder is gone (ended without terminate(), e.g. the machine restarted)."""
+        for slot in self.uids.iterdir():
+            try:
+                ref = slot.read_text()
+            except OSError:
+                continue
+            if ref and not (self.sandboxes / ref).exists() and time.time() - slot.stat().st_mtime > 60:
+                slot.unlink(missing_ok=True)
 
     # --- images ---------------------------------------------------------------
 
@@ -145,7 +189,7 @@ class LocalBackend(SandboxBackend):
         home.mkdir(parents=True)
         tmp.mkdir()
         try:
-            check_reachable(staging)
+            check_reachable(staging, host_uid())
             log(f"$ git clone --branch {spec.branch} {spec.clone_url}\n")
             git_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
             cloned = run_streaming(
@@ -183,12 +227,12 @@ class LocalBackend(SandboxBackend):
             plan = local_network.NetworkPlan(allowed=local_network.host_resolvers(),
                                              host_networks=local_network.host_networks())
             # Like a sandbox: one memory limit for all of a build's processes, counted together (root only).
-            group = cgroups.limited_group(build_group, settings.SANDBOX_MEMORY_LIMIT_BYTES)
-            network = [*(cgroups.join(group) if group else []), *in_own_network(plan, tmp)]
+            group = cgroups.limited_group(self.group_name(build_group), settings.SANDBOX_MEMORY_LIMIT_BYTES)
+            network = [*(cgroups.join(group) if group else []), *in_own_network(plan, tmp, host_uid())]
             for command, secrets in setup:
                 log(f"$ {command}\n")
                 bwrap = bwrap_args(self.root, home, tmp, {**env, **secrets}, own_pids=True,
-                                   address_space_limit=group is None)
+                                   address_space_limit=group is None, uid=host_uid())
                 result = run_streaming(
                     [*network, *bwrap, "bash", "-c", command], on_output=log,
                     timeout=max(1.0, deadline - time.monotonic()),
@@ -198,7 +242,8 @@ class LocalBackend(SandboxBackend):
                     raise BackendError(f"setup command failed with exit code {result.exit_code}: {command}")
             # The index holds root's uid and pre-chown ctimes: refreshed as the sandbox user, files
             # look unchanged in a sandbox, so the sync's reset does not copy the tree to its upper layer.
-            refresh = bwrap_args(self.root, home, tmp, env, own_pids=True, address_space_limit=group is None)
+            refresh = bwrap_args(self.root, home, tmp, env, own_pids=True, address_space_limit=group is None,
+                                 uid=host_uid())
             run_streaming([*network, *refresh, "git", "update-index", "-q", "--refresh"],
                           timeout=max(1.0, deadline - time.monotonic()), env=HOST_ENVIRONMENT)
             shutil.rmtree(tmp)
@@ -209,7 +254,7 @@ class LocalBackend(SandboxBackend):
             shutil.rmtree(staging, ignore_errors=True)
             raise
         finally:
-            cgroups.remove(build_group)  # empty by now: each step's PID namespace ended with it
+            cgroups.remove(self.group_name(build_group))  # empty by now: each step's PID namespace ended with it
         return BuiltImage(
             ref=spec.name, commit_sha=commit, size_bytes=size, env=env, start_commands=start,
             forward_ports=ports,
@@ -231,26 +276,53 @@ class LocalBackend(SandboxBackend):
         box = self._dir(ref)
         if box.exists():
             raise BackendError(f"sandbox {ref} already exists")
-        for sub in ("work", "merged", "tmp", "run"):
+        for sub in ("work", "merged", "tmp", "run", "lower"):
             (box / sub).mkdir(parents=True)
+        try:
+            return self._start(request, box, lower)
+        except BaseException:
+            self._remove_box(box)
+            self._give_back_uid(ref)
+            raise
+
+    @staticmethod
+    def _remove_box(box: Path) -> None:
+        """Delete a sandbox's folder, never through its view of the image (deleting would reach the image)."""
+        view = box / "lower"
+        if idmap.is_mounted(view):
+            idmap.detach(view)
+            if idmap.is_mounted(view):
+                raise BackendError(f"{view} is still mounted: the sandbox's folder is left in place")
+        shutil.rmtree(box, ignore_errors=True)
+
+    def _start(self, request: StartRequest, box: Path, image_home: Path) -> str:
+        ref = request.sandbox_id
+        uid = self._take_uid(ref)
         if request.snapshot_ref:
             saved = self.snapshots / request.snapshot_ref / "upper"
             if not saved.is_dir():
-                shutil.rmtree(box, ignore_errors=True)
                 raise BackendError(f"snapshot {request.snapshot_ref} is not on this machine")
             subprocess.run(["cp", "-a", "--reflink=auto", str(saved), str(box / "upper")], check=True)
             mark_opaque_for_user_namespace(box / "upper")
         else:
             (box / "upper").mkdir()
         # The sandbox's namespaces mount the overlay as the sandbox user: it owns every layer but the image.
-        give_to_sandbox_user(*(box / sub for sub in ("work", "merged", "tmp", "run", "upper")))
+        give_to(uid, *(box / sub for sub in ("work", "merged", "tmp", "run", "upper")))
+        lower = image_home
+        if uid is not None:
+            # The image is the image uid's and shared: this sandbox sees it through a mount that shows its files as
+            # this sandbox's uid, so overlayfs can copy up what the sandbox writes. Detached from the host's view
+            # once the sandbox's own mount namespace holds it.
+            idmap.bind(image_home, box / "lower", host_uid() or 0, uid)
+            lower = box / "lower"
         read_only = []
         if request.clone_url.startswith("file://"):
             read_only.append(request.clone_url.removeprefix("file://"))
-        mounts = {target: reachable_copy(Path(source), box / "mounts" / str(i))
+        mounts = {target: reachable_copy(Path(source), box / "mounts" / str(i), uid)
                   for i, (target, source) in enumerate(request.mounts.items())}
-        group = cgroups.limited_group(ref, settings.SANDBOX_MEMORY_LIMIT_BYTES)
-        config = {"env": request.env, "read_only": read_only, "mounts": mounts, "cgroup": group is not None}
+        group = cgroups.limited_group(self.group_name(ref), settings.SANDBOX_MEMORY_LIMIT_BYTES)
+        config = {"env": request.env, "read_only": read_only, "mounts": mounts, "cgroup": group is not None,
+                  "uid": uid}
         (box / "config.json").write_text(json.dumps(config))
         # A copy the sandbox user can read wherever the checkout is; sandboxes never see the folder.
         shutil.copy(INIT_SCRIPT, box / "run" / "init.py")
@@ -261,26 +333,27 @@ class LocalBackend(SandboxBackend):
         for _attempt in range(3):
             plan = local_network.plan_for(request.control_plane_url, request.ports)
             try:
-                init_pid = self._start_init(box, group, plan, init, ref)
+                init_pid = self._start_init(box, group, plan, init, ref, uid)
             except BackendError as e:
                 errors.append(str(e))
                 continue
+            if uid is not None:
+                idmap.detach(box / "lower")
             inside = local_network.url_inside(request.control_plane_url, plan)
             (box / "network.json").write_text(json.dumps({"inbound": {str(k): v for k, v in plan.inbound.items()},
                                                           "control_plane_url": inside}))
             (box / "init.pid").write_text(str(init_pid))
             return ref
-        shutil.rmtree(box, ignore_errors=True)
-        cgroups.remove(ref)
-        raise BackendError(f"sandbox did not start: {errors[-1]}")
+        cgroups.remove(self.group_name(ref))
+        raise BackendError(f"sandbox did not start: {errors[-1]}")  # start() removes the folder
 
     def _start_init(self, box: Path, group: Path | None, plan: local_network.NetworkPlan, init: list[str],
-                    ref: str) -> int:
+                    ref: str, uid: int | None) -> int:
         """Start the sandbox's PID 1 in its namespaces; its pid on the host once its overlay is mounted."""
         ready = box / "run" / "init.ready"
         ready.unlink(missing_ok=True)
         holder = subprocess.Popen(
-            [*(cgroups.join(group) if group else []), *in_own_network(plan, box / "run"),
+            [*(cgroups.join(group) if group else []), *in_own_network(plan, box / "run", uid),
              "unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--mount-proc",
              *init],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(box / "init.log", "wb"),
@@ -337,11 +410,13 @@ class LocalBackend(SandboxBackend):
         box = self._dir(sandbox_ref)
         config = json.loads((box / "config.json").read_text())
         # Every command joins the sandbox's memory cgroup (the limit is re-read: it may have changed).
-        group = cgroups.limited_group(sandbox_ref, settings.SANDBOX_MEMORY_LIMIT_BYTES) if config["cgroup"] else None
+        group = cgroups.limited_group(self.group_name(sandbox_ref), settings.SANDBOX_MEMORY_LIMIT_BYTES) \
+            if config["cgroup"] else None
         nsenter = ["nsenter", "-t", str(pid), *entered_namespaces(), "--"]
         bwrap = bwrap_args(self.root,
             box / "merged", box / "tmp", {**config["env"], **(env or {})}, die_with_parent, tuple(config["read_only"]),
             {**config["mounts"], **(mounts or {})}, address_space_limit=group is None,
+            uid=config.get("uid", host_uid()),  # a sandbox started before uids were per sandbox has the image's
         )
         return [*(cgroups.join(group) if group else []), *nsenter, *bwrap], HOST_ENVIRONMENT
 
@@ -373,6 +448,9 @@ class LocalBackend(SandboxBackend):
         target.mkdir(parents=True)
         try:
             subprocess.run(["cp", "-a", "--reflink=auto", str(upper), str(target / "upper")], check=True)
+            # Each sandbox has a uid of its own: kept as the image uid's, a snapshot is given to whichever
+            # sandbox restores it.
+            give_to_sandbox_user(target / "upper")
         except subprocess.CalledProcessError as e:
             shutil.rmtree(target, ignore_errors=True)
             raise BackendError(f"snapshot copy failed: {e}") from e
@@ -388,8 +466,19 @@ class LocalBackend(SandboxBackend):
         plan = {"source": source, "home": HOME, "skip": list(skip), "aside": aside, "done": done,
                 "opaque": opaque_folders(saved), "reset_to": reset_to, "applied": [done, RESTORE_RESUMED]}
         command = ["python3", "-I", "-c", APPLY_SCRIPT.read_text(), json.dumps(plan)]
-        prefix, environment = self._enter(sandbox_ref, None, mounts={source: str(saved)})
-        result = run_streaming([*prefix, *command], timeout=600, env=environment)
+        if self._init_pid(sandbox_ref) is None:
+            raise BackendError(f"sandbox {sandbox_ref} is not running")
+        uid = json.loads((self._dir(sandbox_ref) / "config.json").read_text()).get("uid", host_uid())
+        staged = self._dir(sandbox_ref) / "snapshot-in"
+        if uid is not None:  # the sandbox reads it as its own uid: a copy that is that uid's (O(changed))
+            shutil.rmtree(staged, ignore_errors=True)
+            subprocess.run(["cp", "-a", "--reflink=auto", str(saved), str(staged)], check=True)
+            give_to(uid, staged)
+        prefix, environment = self._enter(sandbox_ref, None, mounts={source: str(staged if uid is not None else saved)})
+        try:
+            result = run_streaming([*prefix, *command], timeout=600, env=environment)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
         if result.exit_code != 0:
             raise BackendError(f"restoring the snapshot failed: {result.output.strip()[-500:]}")
 
@@ -406,8 +495,9 @@ class LocalBackend(SandboxBackend):
             deadline = time.monotonic() + 10
             while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
                 time.sleep(0.01)
-        shutil.rmtree(self._dir(sandbox_ref), ignore_errors=True)
-        cgroups.remove(sandbox_ref)
+        self._remove_box(self._dir(sandbox_ref))
+        cgroups.remove(self.group_name(sandbox_ref))
+        self._give_back_uid(sandbox_ref)
 
     def is_alive(self, sandbox_ref: str) -> bool:
         return self._init_pid(sandbox_ref) is not None

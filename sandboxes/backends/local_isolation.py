@@ -22,28 +22,34 @@ BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def host_uid() -> int | None:
-    """The host uid sandbox processes run as, when the platform runs as root."""
+    """The host uid image builds run as (and own images), when the platform runs as root; each sandbox runs as
+    a uid of its own above it (LocalBackend's uid slots). None when the platform is not root: then everything
+    runs as the platform's own user."""
     return settings.SANDBOX_HOST_UID if os.geteuid() == 0 else None
 
 
-def drop_privileges() -> list[str]:
-    uid = host_uid()
+def drop_privileges(uid: int | None) -> list[str]:
     if uid is None:
         return []
     return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
 
 
-def in_own_network(plan: local_network.NetworkPlan, home: Path) -> list[str]:
-    """A command prefix: run as the sandbox user, in a user and network namespace of its own (pasta),
-    behind the walls (local_walls.py), as that namespace's root."""
-    return [*drop_privileges(), "env", f"HOME={home}", *local_network.pasta_argv(plan),
+def in_own_network(plan: local_network.NetworkPlan, home: Path, uid: int | None) -> list[str]:
+    """A command prefix: run as `uid`, in a user and network namespace of its own (pasta), behind the walls
+    (local_walls.py), as that namespace's root."""
+    return [*drop_privileges(uid), "env", f"HOME={home}", *local_network.pasta_argv(plan),
             *local_network.walls_argv(plan)]
 
 
-def give_to_sandbox_user(*paths: Path) -> None:
-    uid = host_uid()
+def give_to(uid: int | None, *paths: Path) -> None:
+    """Make `paths` (whole trees) `uid`'s; nothing when the platform is not root."""
     if uid is not None:
         subprocess.run(["chown", "-R", f"{uid}:{uid}", *map(str, paths)], check=True)
+
+
+def give_to_sandbox_user(*paths: Path) -> None:
+    """Make `paths` the image uid's (a build's)."""
+    give_to(host_uid(), *paths)
 
 
 # What of the host a sandbox sees, read-only: its programs, their libraries and their configuration (an allowlist).
@@ -94,7 +100,7 @@ def sandbox_environment(env: dict[str, str]) -> dict[str, str]:
     return {"PATH": BASE_PATH, "HOME": HOME, "USER": "agent", "LANG": "C.UTF-8", "TERM": "dumb", **env}
 
 
-def write_environment(tmp: Path, env: dict[str, str]) -> str:
+def write_environment(tmp: Path, env: dict[str, str], uid: int | None) -> str:
     """A file in the sandbox's /tmp (`tmp` on the host) holding sandbox_environment(env) as shell assignments,
     readable by the sandbox user alone; ENV_LAUNCHER reads and deletes it before the command starts. Names that
     are not shell variable names are left out. Returns its path inside the sandbox."""
@@ -103,7 +109,6 @@ def write_environment(tmp: Path, env: dict[str, str]) -> str:
     fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as file:
         file.write("".join(lines))
-    uid = host_uid()
     if uid is not None:
         os.chown(tmp / name, uid, uid)
     return f"/tmp/{name}"
@@ -112,6 +117,7 @@ def write_environment(tmp: Path, env: dict[str, str]) -> str:
 def bwrap_args(
     root: Path, home: Path, tmp: Path, env: dict[str, str], die_with_parent: bool = True, read_only: tuple = (),
     mounts: dict[str, str] | None = None, address_space_limit: bool = True, own_pids: bool = False,
+    uid: int | None = None,
 ) -> list[str]:
     """bubblewrap's arguments up to the command, which then runs with `env` (through write_environment); the
     whole prefix runs on the host with HOST_ENVIRONMENT.
@@ -152,7 +158,7 @@ def bwrap_args(
         f"--nproc={settings.SANDBOX_PROCESS_LIMIT}",
         "--",
     ]
-    return args + ["--", *limits, "/bin/sh", "-c", ENV_LAUNCHER, write_environment(tmp, env)]
+    return args + ["--", *limits, "/bin/sh", "-c", ENV_LAUNCHER, write_environment(tmp, env, uid)]
 
 def entered_namespaces() -> list[str]:
     """nsenter's options to join a sandbox. Root becomes the namespace's root (the sandbox user); another
@@ -160,9 +166,8 @@ def entered_namespaces() -> list[str]:
     base = ["--user", "--mount", "--pid", "--net"]
     return base if host_uid() is not None else [*base, "--preserve-credentials"]
 
-def check_reachable(path: Path) -> None:
-    """bubblewrap opens bind sources as the sandbox user: every parent must let it pass."""
-    uid = host_uid()
+def check_reachable(path: Path, uid: int | None) -> None:
+    """bubblewrap opens bind sources as the sandbox user (`uid`): every parent must let it pass."""
     if uid is None:
         return
     for parent in [path, *path.parents]:
@@ -173,13 +178,13 @@ def check_reachable(path: Path) -> None:
                 f"set SANDBOX_ROOT to a folder whose parents are world-searchable (chmod o+x)"
             )
 
-def reachable_copy(source: Path, spare: Path) -> str:
-    """`source` if the sandbox user can reach it, else a copy of it (fine for small folders
+def reachable_copy(source: Path, spare: Path, uid: int | None) -> str:
+    """`source` if the sandbox user (`uid`) can reach it, else a copy of it (fine for small folders
     such as the bridge's source in a checkout under /root)."""
     try:
-        check_reachable(source)
+        check_reachable(source, uid)
         return str(source)
     except BackendError:
         shutil.copytree(source, spare, ignore=shutil.ignore_patterns("__pycache__"))
-        give_to_sandbox_user(spare)
+        give_to(uid, spare)
         return str(spare)

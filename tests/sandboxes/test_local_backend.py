@@ -120,7 +120,7 @@ def test_a_build_steps_background_work_ends_with_the_step(backend, git_repo):
                                 lambda line: None)
     assert not (backend.images / built.ref / "home" / "workspace" / "late.txt").exists()
     if cgroups.root() is not None:
-        assert not (cgroups.root()[0] / f"build-{built.ref}").exists()
+        assert not (cgroups.root()[0] / backend.group_name(f"build-{built.ref}")).exists()
 
 
 def test_a_builds_memory_limit_counts_all_its_processes(backend, git_repo, settings):
@@ -376,6 +376,45 @@ def test_a_snapshot_applied_to_a_running_sandbox_brings_its_changes_and_spares_t
         backend.terminate(pooled)
 
 
+def host_uid_of(backend, ref) -> int:
+    """The host uid a sandbox's processes run as (its PID 1's, seen from the host)."""
+    status = Path(f"/proc/{backend._init_pid(ref)}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+
+
+def test_each_sandbox_runs_as_a_host_uid_of_its_own_and_carries_its_work_to_another(backend, image, settings):
+    if os.geteuid() != 0:
+        pytest.skip("a uid per sandbox needs root (otherwise every sandbox is the platform's user)")
+    first = backend.start(StartRequest(sandbox_id="own1", image_ref=image.ref, env={}))
+    second = third = None
+    try:
+        second = backend.start(StartRequest(sandbox_id="own2", image_ref=image.ref, env={}))
+        uids = {host_uid_of(backend, first), host_uid_of(backend, second)}
+        # Two uids, neither the image's (a build's): no sandbox can reach another's files or the image's.
+        assert len(uids) == 2 and settings.SANDBOX_HOST_UID not in uids
+        # Each writes the image's files as its own (copied up to its own layer); the shared image is untouched.
+        for ref in (first, second):
+            assert run(backend, ref, "echo mine >> built.txt && stat -c %u built.txt && cat built.txt") \
+                == "1000\nbuilt\nmine\n"
+        assert (backend.images / image.ref / "home" / "workspace" / "built.txt").read_text() == "built\n"
+        assert (backend.sandboxes / first / "upper" / "workspace" / "built.txt").stat().st_uid \
+            == host_uid_of(backend, first)
+
+        # Work saved from one (a private file among it) comes back whole in a sandbox of another uid, started
+        # from the snapshot or restored into a running one.
+        run(backend, first, "echo secret > private.txt && chmod 600 private.txt")
+        backend.snapshot(first, "own-snap")
+        third = backend.start(StartRequest(sandbox_id="own3", image_ref=image.ref, env={}, snapshot_ref="own-snap"))
+        backend.apply_snapshot(second, "own-snap", skip=(), aside={}, done=".restore/done")
+        for ref in (third, second):
+            assert run(backend, ref, "cat private.txt && stat -c %a private.txt") == "secret\n600\n"
+    finally:
+        for ref in (first, second, third):
+            if ref:
+                backend.terminate(ref)
+    assert list(backend.uids.iterdir()) == []  # every uid given back
+
+
 def test_a_snapshot_cannot_be_applied_to_a_sandbox_that_is_not_running(backend, sandbox, image):
     backend.snapshot(sandbox, "snap1")
     backend.terminate(sandbox)
@@ -424,7 +463,7 @@ def test_start_from_a_missing_image_is_refused(backend):
 def test_a_terminated_sandbox_leaves_no_memory_cgroup(backend, sandbox):
     if cgroups.root() is None:
         pytest.skip("memory cgroups need root")
-    group = cgroups.root()[0] / sandbox
+    group = cgroups.root()[0] / backend.group_name(sandbox)
     assert group.is_dir()
     backend.terminate(sandbox)
     assert not group.exists()
