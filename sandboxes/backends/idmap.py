@@ -12,10 +12,11 @@ import subprocess
 import time
 from pathlib import Path
 
-# x86_64 and aarch64 share these (the new mount API's numbers are the same on every architecture).
+# The new mount API's numbers, the same on x86_64 and aarch64 (and every architecture but alpha).
 SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442
 OPEN_TREE_CLONE, AT_RECURSIVE, AT_EMPTY_PATH, AT_FDCWD = 0x1, 0x8000, 0x1000, -100
 MOVE_MOUNT_F_EMPTY_PATH, MOUNT_ATTR_IDMAP, MNT_DETACH = 0x4, 0x00100000, 0x2
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
 libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -31,7 +32,8 @@ def _check(result: int, what: str) -> int:
 
 
 def bind(source: Path, target: Path, from_uid: int, to_uid: int) -> None:
-    """Mount `source` at `target` (an empty folder), its files of `from_uid` (user and group) shown as `to_uid`'s."""
+    """Mount `source` read-only at `target` (an empty folder), its files of `from_uid` (user and group) shown as
+    `to_uid`'s."""
     # The mapping is a user namespace's: one made for it by a process that only holds it while the maps are read.
     holder = subprocess.Popen(["unshare", "--user", "sleep", "60"], stdin=subprocess.DEVNULL)
     tree = -1
@@ -48,7 +50,9 @@ def bind(source: Path, target: Path, from_uid: int, to_uid: int) -> None:
         try:
             tree = _check(libc.syscall(SYS_OPEN_TREE, AT_FDCWD, bytes(source),
                                        OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC), "open_tree")
-            attr = ctypes.create_string_buffer(struct.pack("QQQQ", MOUNT_ATTR_IDMAP, 0, 0, userns))
+            # Read-only: an overlay never writes its lower layer, and the image is every sandbox's of the repo.
+            flags = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
+            attr = ctypes.create_string_buffer(struct.pack("QQQQ", flags, 0, 0, userns))
             _check(libc.syscall(SYS_MOUNT_SETATTR, tree, b"", AT_EMPTY_PATH, attr, 32), "mount_setattr")
             _check(libc.syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, bytes(target), MOVE_MOUNT_F_EMPTY_PATH),
                    "move_mount")

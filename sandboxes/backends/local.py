@@ -19,6 +19,7 @@ private on the host, and the kernel enforces the process limit (it never does fo
 Run as another user, that user is the sandbox's.
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -26,6 +27,8 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -125,13 +128,15 @@ class LocalBackend(SandboxBackend):
     applies_snapshots_live = True
 
     def __init__(self, root: Path):
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # absolute, as /proc/self/mountinfo names mount points
         self.images = self.root / "images"
         self.sandboxes = self.root / "sandboxes"
         self.snapshots = self.root / "snapshots"
         self.uids = self.root / "uids"  # a file per sandbox uid in use, naming its sandbox
         for folder in (self.images, self.sandboxes, self.snapshots, self.uids):
             folder.mkdir(parents=True, exist_ok=True)
+        if host_uid() is not None:
+            self.snapshots.chmod(0o700)  # snapshots keep their sandboxes' uids: no sandbox may reach them
         # Memory cgroups are the machine's: named after this sandbox root too, so two platforms on one machine
         # (two test runs) never share one.
         self.instance = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:10]
@@ -160,19 +165,32 @@ class LocalBackend(SandboxBackend):
         raise BackendError(f"all {settings.SANDBOX_UID_COUNT} sandbox uids are in use")
 
     def _give_back_uid(self, sandbox_ref: str) -> None:
-        for slot in self.uids.iterdir():
-            if slot.read_text() == sandbox_ref:
-                slot.unlink(missing_ok=True)
+        with self._uid_lock():
+            for slot in self.uids.iterdir():
+                try:
+                    if slot.name.isdigit() and slot.read_text() == sandbox_ref:
+                        slot.unlink()
+                except FileNotFoundError:
+                    pass
 
     def _release_stale_uids(self) -> None:
         """Uids of sandboxes whose folder is gone (ended without terminate(), e.g. the machine restarted)."""
-        for slot in self.uids.iterdir():
-            try:
-                ref = slot.read_text()
-            except OSError:
-                continue
-            if ref and not (self.sandboxes / ref).exists() and time.time() - slot.stat().st_mtime > 60:
-                slot.unlink(missing_ok=True)
+        with self._uid_lock():
+            for slot in self.uids.iterdir():
+                try:
+                    ref = slot.read_text()
+                    if slot.name.isdigit() and not (ref and (self.sandboxes / ref).exists()) \
+                            and time.time() - slot.stat().st_mtime > 60:
+                        slot.unlink()
+                except FileNotFoundError:
+                    pass
+
+    @contextmanager
+    def _uid_lock(self) -> Iterator[None]:
+        """One process at a time gives uids back or releases stale ones (taking one is atomic by itself)."""
+        with open(self.uids / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     # --- images ---------------------------------------------------------------
 
@@ -285,15 +303,43 @@ class LocalBackend(SandboxBackend):
             self._give_back_uid(ref)
             raise
 
+    def _sandbox_uid(self, sandbox_ref: str) -> int | None:
+        """The host uid a sandbox runs as (the image uid for one started before each had its own)."""
+        try:
+            return json.loads((self._dir(sandbox_ref) / "config.json").read_text()).get("uid", host_uid())
+        except FileNotFoundError:
+            return host_uid()
+
+    def _snapshot_owner(self, snapshot_ref: str) -> int | None:
+        """The uid a snapshot's files belong to: the sandbox's it was taken of."""
+        try:
+            return int((self.snapshots / snapshot_ref / "owner").read_text())
+        except (FileNotFoundError, ValueError):
+            return host_uid()  # taken before sandboxes had uids of their own
+
     @staticmethod
     def _remove_box(box: Path) -> None:
-        """Delete a sandbox's folder, never through its view of the image (deleting would reach the image)."""
+        """Delete a sandbox's folder, never through its view of the image (deleting would reach the image): that
+        folder is only ever rmdir'ed, which fails while anything is mounted on it."""
         view = box / "lower"
         if idmap.is_mounted(view):
             idmap.detach(view)
-            if idmap.is_mounted(view):
-                raise BackendError(f"{view} is still mounted: the sandbox's folder is left in place")
-        shutil.rmtree(box, ignore_errors=True)
+        if not box.exists():
+            return
+        for entry in box.iterdir():
+            if entry.name == "lower":
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        try:
+            view.rmdir()
+            box.rmdir()
+        except FileNotFoundError:
+            box.rmdir()
+        except OSError as error:
+            raise BackendError(f"{view} is still mounted ({error}): the sandbox's folder is left in place") from None
 
     def _start(self, request: StartRequest, box: Path, image_home: Path) -> str:
         ref = request.sandbox_id
@@ -304,10 +350,12 @@ class LocalBackend(SandboxBackend):
                 raise BackendError(f"snapshot {request.snapshot_ref} is not on this machine")
             subprocess.run(["cp", "-a", "--reflink=auto", str(saved), str(box / "upper")], check=True)
             mark_opaque_for_user_namespace(box / "upper")
+            give_to(uid, box / "upper", only_from=self._snapshot_owner(request.snapshot_ref))
         else:
             (box / "upper").mkdir()
+            give_to(uid, box / "upper")
         # The sandbox's namespaces mount the overlay as the sandbox user: it owns every layer but the image.
-        give_to(uid, *(box / sub for sub in ("work", "merged", "tmp", "run", "upper")))
+        give_to(uid, *(box / sub for sub in ("work", "merged", "tmp", "run")))
         lower = image_home
         if uid is not None:
             # The image is the image uid's and shared: this sandbox sees it through a mount that shows its files as
@@ -337,12 +385,16 @@ class LocalBackend(SandboxBackend):
             except BackendError as e:
                 errors.append(str(e))
                 continue
-            if uid is not None:
-                idmap.detach(box / "lower")
-            inside = local_network.url_inside(request.control_plane_url, plan)
-            (box / "network.json").write_text(json.dumps({"inbound": {str(k): v for k, v in plan.inbound.items()},
-                                                          "control_plane_url": inside}))
-            (box / "init.pid").write_text(str(init_pid))
+            try:
+                if uid is not None:
+                    idmap.detach(box / "lower")
+                inside = local_network.url_inside(request.control_plane_url, plan)
+                (box / "network.json").write_text(json.dumps({
+                    "inbound": {str(k): v for k, v in plan.inbound.items()}, "control_plane_url": inside}))
+                (box / "init.pid").write_text(str(init_pid))
+            except BaseException:
+                self._kill_init(init_pid)  # its uid is given back: nothing of it may live on
+                raise
             return ref
         cgroups.remove(self.group_name(ref))
         raise BackendError(f"sandbox did not start: {errors[-1]}")  # start() removes the folder
@@ -416,7 +468,7 @@ class LocalBackend(SandboxBackend):
         bwrap = bwrap_args(self.root,
             box / "merged", box / "tmp", {**config["env"], **(env or {})}, die_with_parent, tuple(config["read_only"]),
             {**config["mounts"], **(mounts or {})}, address_space_limit=group is None,
-            uid=config.get("uid", host_uid()),  # a sandbox started before uids were per sandbox has the image's
+            uid=self._sandbox_uid(sandbox_ref),
         )
         return [*(cgroups.join(group) if group else []), *nsenter, *bwrap], HOST_ENVIRONMENT
 
@@ -448,9 +500,9 @@ class LocalBackend(SandboxBackend):
         target.mkdir(parents=True)
         try:
             subprocess.run(["cp", "-a", "--reflink=auto", str(upper), str(target / "upper")], check=True)
-            # Each sandbox has a uid of its own: kept as the image uid's, a snapshot is given to whichever
-            # sandbox restores it.
-            give_to_sandbox_user(target / "upper")
+            # Its files stay the sandbox's uid's (in a folder only root reaches); whichever sandbox restores it gets
+            # what that uid owned, and nothing else the copy may hold.
+            (target / "owner").write_text(str(self._sandbox_uid(sandbox_ref)))
         except subprocess.CalledProcessError as e:
             shutil.rmtree(target, ignore_errors=True)
             raise BackendError(f"snapshot copy failed: {e}") from e
@@ -468,12 +520,12 @@ class LocalBackend(SandboxBackend):
         command = ["python3", "-I", "-c", APPLY_SCRIPT.read_text(), json.dumps(plan)]
         if self._init_pid(sandbox_ref) is None:
             raise BackendError(f"sandbox {sandbox_ref} is not running")
-        uid = json.loads((self._dir(sandbox_ref) / "config.json").read_text()).get("uid", host_uid())
+        uid = self._sandbox_uid(sandbox_ref)
         staged = self._dir(sandbox_ref) / "snapshot-in"
         if uid is not None:  # the sandbox reads it as its own uid: a copy that is that uid's (O(changed))
             shutil.rmtree(staged, ignore_errors=True)
             subprocess.run(["cp", "-a", "--reflink=auto", str(saved), str(staged)], check=True)
-            give_to(uid, staged)
+            give_to(uid, staged, only_from=self._snapshot_owner(snapshot_ref))
         prefix, environment = self._enter(sandbox_ref, None, mounts={source: str(staged if uid is not None else saved)})
         try:
             result = run_streaming([*prefix, *command], timeout=600, env=environment)
@@ -485,16 +537,21 @@ class LocalBackend(SandboxBackend):
     def delete_snapshot(self, snapshot_ref: str) -> None:
         shutil.rmtree(self.snapshots / snapshot_ref, ignore_errors=True)
 
+    @staticmethod
+    def _kill_init(pid: int) -> None:
+        """End a sandbox's PID 1, and so every process of the sandbox, and wait for it (10 s at most)."""
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def terminate(self, sandbox_ref: str) -> None:
         pid = self._init_pid(sandbox_ref)
         if pid is not None:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + 10
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.01)
+            self._kill_init(pid)
         self._remove_box(self._dir(sandbox_ref))
         cgroups.remove(self.group_name(sandbox_ref))
         self._give_back_uid(sandbox_ref)

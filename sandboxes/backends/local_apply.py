@@ -60,7 +60,12 @@ def under(path: str, paths) -> bool:
 
 
 def apply(source: str, target: str, rel: str, plan: dict, only_aside: bool = False) -> None:
-    for entry in sorted(os.scandir(source), key=lambda e: e.name):
+    try:
+        entries = sorted(os.scandir(source), key=lambda e: e.name)
+    except PermissionError:  # a folder that is not the sandbox's own: left out
+        sys.stderr.write(f"left out {rel}/: not readable\n")
+        return
+    for entry in entries:
         path = f"{rel}/{entry.name}" if rel else entry.name
         st = entry.stat(follow_symlinks=False)
         destination = os.path.join(target, entry.name)
@@ -75,7 +80,11 @@ def apply(source: str, target: str, rel: str, plan: dict, only_aside: bool = Fal
         elif stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # a whiteout: deleted in the snapshot
             remove(destination)
         else:
-            copy_entry(entry.path, destination, st)
+            try:
+                copy_entry(entry.path, destination, st)
+            except PermissionError:  # not the sandbox's own (a copy may hold others' files): left out
+                sys.stderr.write(f"left out {path}: not readable\n")
+                continue
             if stat.S_ISDIR(st.st_mode):
                 if path in plan["opaque"]:
                     for name in os.listdir(destination):

@@ -41,10 +41,12 @@ def in_own_network(plan: local_network.NetworkPlan, home: Path, uid: int | None)
             *local_network.walls_argv(plan)]
 
 
-def give_to(uid: int | None, *paths: Path) -> None:
-    """Make `paths` (whole trees) `uid`'s; nothing when the platform is not root."""
+def give_to(uid: int | None, *paths: Path, only_from: int | None = None) -> None:
+    """Make `paths` (whole trees) `uid`'s; nothing when the platform is not root. `only_from`: only what that uid
+    owns (a copy of a sandbox's files may hold others' that it raced in: they stay theirs, so unreadable)."""
     if uid is not None:
-        subprocess.run(["chown", "-R", f"{uid}:{uid}", *map(str, paths)], check=True)
+        only = ["--from", f"{only_from}:{only_from}"] if only_from is not None else []
+        subprocess.run(["chown", "-R", *only, f"{uid}:{uid}", *map(str, paths)], check=True)
 
 
 def give_to_sandbox_user(*paths: Path) -> None:

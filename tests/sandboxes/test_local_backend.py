@@ -231,6 +231,8 @@ def test_a_sandbox_sees_the_hosts_programs_and_nothing_else_of_it(backend, sandb
                     "tmp", "usr", "var"}, seen
     assert set(run(backend, sandbox, "ls -A /var").split()) <= {"cache", "tmp"}  # no logs, no databases
     assert run(backend, sandbox, "git --version; python3 -c 'print(1)'").endswith("1\n")  # the programs work
+    # Nor through the sandbox's PID 1 (its root is the host's tree, as the init sees it).
+    assert backend.exec(sandbox, "ls /proc/1/root/").exit_code != 0
 
 
 def test_sandbox_sees_only_its_own_processes(backend, sandbox):
@@ -403,16 +405,22 @@ def test_each_sandbox_runs_as_a_host_uid_of_its_own_and_carries_its_work_to_anot
         # Work saved from one (a private file among it) comes back whole in a sandbox of another uid, started
         # from the snapshot or restored into a running one.
         run(backend, first, "echo secret > private.txt && chmod 600 private.txt")
+        # A file of another owner in its layer (as a copy racing the sandbox's symlinks could pick up): it stays
+        # that owner's, so no sandbox that restores the snapshot can read it.
+        raced = backend.sandboxes / first / "upper" / "workspace" / "raced.txt"
+        raced.write_text("root's\n")
+        raced.chmod(0o600)
         backend.snapshot(first, "own-snap")
         third = backend.start(StartRequest(sandbox_id="own3", image_ref=image.ref, env={}, snapshot_ref="own-snap"))
         backend.apply_snapshot(second, "own-snap", skip=(), aside={}, done=".restore/done")
         for ref in (third, second):
             assert run(backend, ref, "cat private.txt && stat -c %a private.txt") == "secret\n600\n"
+            assert backend.exec(ref, "cat raced.txt").exit_code != 0
     finally:
         for ref in (first, second, third):
             if ref:
                 backend.terminate(ref)
-    assert list(backend.uids.iterdir()) == []  # every uid given back
+    assert [slot for slot in backend.uids.iterdir() if slot.name.isdigit()] == []  # every uid given back
 
 
 def test_a_snapshot_cannot_be_applied_to_a_sandbox_that_is_not_running(backend, sandbox, image):
