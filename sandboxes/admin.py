@@ -80,7 +80,11 @@ class RepoAdmin(admin.ModelAdmin):
         ("Environment", {"fields": ["environment_source", "setup_commands", "start_commands", "preview_ports",
                                     "env_vars"]}),
         ("Rebuilds and warm pool", {"fields": ["rebuild_interval_minutes", "warm_pool_size"]}),
+        ("Who may use it", {"fields": ["access", "allowed_users", "allowed_groups"],
+                            "description": "Everyone who can sign in, or only the users and groups listed. "
+                                           "Someone who loses access loses the repo's sessions at once."}),
     ]
+    filter_horizontal = ["allowed_users", "allowed_groups"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Repo]:
         ready = RepoImage.objects.filter(repo=OuterRef("pk"), status=RepoImage.Status.READY).order_by(

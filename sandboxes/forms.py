@@ -23,6 +23,9 @@ class RepoForm(forms.ModelForm):
             "env_vars",
             "warm_pool_size",
             "rebuild_interval_minutes",
+            "access",
+            "allowed_users",
+            "allowed_groups",
         ]
         widgets = {
             "clone_url": forms.TextInput(attrs={"class": "vLargeTextField", "spellcheck": "false"}),

@@ -38,6 +38,7 @@ def repo_form(secrets: list[dict] | None = None, initial_secrets: int = 0, **fie
         "env_vars": '{"NODE_ENV": "test"}',
         "warm_pool_size": "2",
         "rebuild_interval_minutes": "30",
+        "access": "everyone",
         **fields,
     }
     secrets = secrets or []

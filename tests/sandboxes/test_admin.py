@@ -37,6 +37,23 @@ def test_registering_a_repo_through_the_add_form_creates_it(admin_client):
     assert repo.setup_commands.strip() == "npm ci"
 
 
+def test_an_admin_says_who_may_use_a_repo_on_its_page(admin_client, django_user_model):
+    from django.contrib.auth.models import Group
+
+    ada = django_user_model.objects.create_user("ada")
+    payroll = Group.objects.create(name="payroll-team")
+    page = admin_client.get(ADD_URL).content.decode()
+    assert "Who may use it" in page and 'name="allowed_users"' in page and 'name="allowed_groups"' in page
+
+    response = admin_client.post(ADD_URL, repo_form(access="listed", allowed_users=[ada.pk],
+                                                    allowed_groups=[payroll.pk]))
+    assert response.status_code == 302
+    repo = Repo.objects.get(name="shop")
+    assert repo.access == Repo.Access.LISTED
+    assert list(repo.allowed_users.all()) == [ada] and list(repo.allowed_groups.all()) == [payroll]
+    assert repo.usable_by(ada) and not repo.usable_by(django_user_model.objects.create_user("eve"))
+
+
 def test_an_emptied_env_box_means_no_variables(admin_client):
     response = admin_client.post(ADD_URL, repo_form(env_vars=""))
 
