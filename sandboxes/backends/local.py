@@ -19,7 +19,6 @@ private on the host, and the kernel enforces the process limit (it never does fo
 Run as another user, that user is the sandbox's.
 """
 
-import fcntl
 import hashlib
 import json
 import os
@@ -27,8 +26,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -58,6 +55,7 @@ from sandboxes.backends.local_isolation import (
     in_own_network,
     reachable_copy,
 )
+from sandboxes.backends.local_uids import UidSlots
 from sandboxes.backends.processes import run_streaming
 from sandboxes.redaction import Redactor
 
@@ -132,65 +130,20 @@ class LocalBackend(SandboxBackend):
         self.images = self.root / "images"
         self.sandboxes = self.root / "sandboxes"
         self.snapshots = self.root / "snapshots"
-        self.uids = self.root / "uids"  # a file per sandbox uid in use, naming its sandbox
-        for folder in (self.images, self.sandboxes, self.snapshots, self.uids):
+        for folder in (self.images, self.sandboxes, self.snapshots):
             folder.mkdir(parents=True, exist_ok=True)
+        self.uid_slots = UidSlots(self.root / "uids", self.sandboxes)
         if host_uid() is not None:
             self.snapshots.chmod(0o700)  # snapshots keep their sandboxes' uids: no sandbox may reach them
         # Memory cgroups are the machine's: named after this sandbox root too, so two platforms on one machine
         # (two test runs) never share one.
-        self.instance = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:10]
+        self.instance = hashlib.sha256(str(self.root).encode()).hexdigest()[:10]
         cgroups.prune()
-        self._release_stale_uids()
+        self.uid_slots.release_stale()
 
     def group_name(self, name: str) -> str:
         """The memory cgroup of a sandbox (its ref) or a build (build-<image>) of this sandbox root."""
         return f"{self.instance}-{name}"
-
-    # --- a uid per sandbox ----------------------------------------------------
-
-    def _take_uid(self, sandbox_ref: str) -> int | None:
-        """A host uid of the sandbox's own (SANDBOX_HOST_UID + n), as root; None otherwise (the platform's user)."""
-        base = host_uid()
-        if base is None:
-            return None
-        for n in range(1, settings.SANDBOX_UID_COUNT + 1):
-            try:
-                fd = os.open(self.uids / str(n), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                continue
-            with os.fdopen(fd, "w") as file:
-                file.write(sandbox_ref)
-            return base + n
-        raise BackendError(f"all {settings.SANDBOX_UID_COUNT} sandbox uids are in use")
-
-    def _give_back_uid(self, sandbox_ref: str) -> None:
-        with self._uid_lock():
-            for slot in self.uids.iterdir():
-                try:
-                    if slot.name.isdigit() and slot.read_text() == sandbox_ref:
-                        slot.unlink()
-                except FileNotFoundError:
-                    pass
-
-    def _release_stale_uids(self) -> None:
-        """Uids of sandboxes whose folder is gone (ended without terminate(), e.g. the machine restarted)."""
-        with self._uid_lock():
-            for slot in self.uids.iterdir():
-                try:
-                    ref = slot.read_text()
-                    if slot.name.isdigit() and not (ref and (self.sandboxes / ref).exists()) \
-                            and time.time() - slot.stat().st_mtime > 60:
-                        slot.unlink()
-                except FileNotFoundError:
-                    pass
-
-    @contextmanager
-    def _uid_lock(self) -> Iterator[None]:
-        """One process at a time gives uids back or releases stale ones (taking one is atomic by itself)."""
-        with open(self.uids / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
 
     # --- images ---------------------------------------------------------------
 
@@ -300,7 +253,7 @@ class LocalBackend(SandboxBackend):
             return self._start(request, box, lower)
         except BaseException:
             self._remove_box(box)
-            self._give_back_uid(ref)
+            self.uid_slots.give_back(ref)
             raise
 
     def _sandbox_uid(self, sandbox_ref: str) -> int | None:
@@ -343,7 +296,8 @@ class LocalBackend(SandboxBackend):
 
     def _start(self, request: StartRequest, box: Path, image_home: Path) -> str:
         ref = request.sandbox_id
-        uid = self._take_uid(ref)
+        base = host_uid()
+        uid = self.uid_slots.take(ref, base) if base is not None else None  # as root, a uid of its own
         if request.snapshot_ref:
             saved = self.snapshots / request.snapshot_ref / "upper"
             if not saved.is_dir():
@@ -468,7 +422,7 @@ class LocalBackend(SandboxBackend):
         bwrap = bwrap_args(self.root,
             box / "merged", box / "tmp", {**config["env"], **(env or {})}, die_with_parent, tuple(config["read_only"]),
             {**config["mounts"], **(mounts or {})}, address_space_limit=group is None,
-            uid=self._sandbox_uid(sandbox_ref),
+            uid=config.get("uid", host_uid()),  # one started before uids per sandbox has the image's
         )
         return [*(cgroups.join(group) if group else []), *nsenter, *bwrap], HOST_ENVIRONMENT
 
@@ -554,7 +508,7 @@ class LocalBackend(SandboxBackend):
             self._kill_init(pid)
         self._remove_box(self._dir(sandbox_ref))
         cgroups.remove(self.group_name(sandbox_ref))
-        self._give_back_uid(sandbox_ref)
+        self.uid_slots.give_back(sandbox_ref)
 
     def is_alive(self, sandbox_ref: str) -> bool:
         return self._init_pid(sandbox_ref) is not None
