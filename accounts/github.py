@@ -1,27 +1,15 @@
 """GitHub's API as sign-up needs it: whether a person is an active member of an organisation.
 
-GITHUB_URL points sign-in and every API call at one GitHub: github.com (its API at api.github.com) or a GitHub
-Enterprise Server (its API at <GITHUB_URL>/api/v3), the rule allauth's GitHub provider follows too."""
+GITHUB_URL points sign-in and every API call at one GitHub (pulls/github_api.py says where its API is)."""
 
 import logging
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
-from django.conf import settings
+
+from pulls.github_api import api_url
 
 logger = logging.getLogger(__name__)
-PUBLIC_GITHUB = ("https://github.com", "http://github.com")
-
-
-def api_url() -> str:
-    """GitHub's API for GITHUB_URL. Plain http only on this machine's loopback: the person's token is sent to it."""
-    web = settings.GITHUB_URL.rstrip("/")
-    if web in PUBLIC_GITHUB:
-        return "https://api.github.com"
-    parts = urlsplit(web)
-    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")):
-        raise ValueError(f"GITHUB_URL must be https:// (it is {web!r}): people's GitHub tokens are sent there")
-    return f"{web}/api/v3"
 
 
 def active_member_of(token: str, orgs: list[str]) -> str | None:

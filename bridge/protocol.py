@@ -135,13 +135,30 @@ class ScreenshotCommand(TypedDict):
     taken_by: str  # a username
 
 
+class Person(TypedDict):
+    """Someone as git names them: a commit's author or a co-author."""
+    name: str
+    email: str
+
+
+class CommitCommand(TypedDict):
+    """A prompt's run ended: commit what changed on the session's branch and hand the branch to the control
+    plane (HANDOFF_GIT_PATH). Nothing changed: no commit, no event."""
+    name: Literal["commit"]
+    prompt_id: int
+    branch: str  # the session's branch, e.g. inspect/12
+    author: Person  # whose prompt ran
+    co_authors: list[Person]  # other members whose prompts shaped the change (Co-authored-by trailers)
+    message: str  # the commit message without its trailers
+
+
 class PlainCommand(TypedDict):
     """A command without fields of its own."""
     name: Literal["sync_done", "claimed", "prepare_snapshot", "resume", "shutdown"]
 
 
-Command = PromptCommand | StopCommand | RestartServiceCommand | ScreenshotCommand | PlainCommand
-CommandName = Literal["prompt", "stop", "restart_service", "screenshot",
+Command = PromptCommand | StopCommand | RestartServiceCommand | ScreenshotCommand | CommitCommand | PlainCommand
+CommandName = Literal["prompt", "stop", "restart_service", "screenshot", "commit",
                       "sync_done", "claimed", "prepare_snapshot", "resume", "shutdown"]
 COMMAND_NAMES: frozenset[str] = frozenset(get_args(CommandName))
 
@@ -196,7 +213,7 @@ def command_message(command_id: str, command: Command) -> dict:
 
 EventKind = Literal[
     "agent_session", "prompt_started", "busy", "idle", "text_delta", "text", "tool_started", "tool_finished",
-    "file_edited", "step", "title", "retry", "error", "service", "screenshot_failed",
+    "file_edited", "step", "title", "retry", "error", "service", "screenshot_failed", "commit",
 ]
 # The only kinds a bridge may send (sessions/bridge_events.py refuses any other): never one the control plane
 # writes itself, such as prompt_queued, status, screenshot or sandbox_phase.
@@ -216,6 +233,33 @@ class ServiceReport(TypedDict):
 class ServiceEvent(ServiceReport):
     """A service report as the bridge sends it: an event of kind `service`."""
     kind: Literal["service"]
+
+
+# The bridge pushes the session's branch here (on the control plane, with its own token as a bearer token): the
+# control plane pushes it on to GitHub with the person's token, which never enters the sandbox.
+HANDOFF_GIT_PATH = "/git/handoff.git"
+MAX_COMMIT_FILES = 200  # a commit event lists at most this many files (and says how many more)
+
+
+class CommitFile(TypedDict):
+    path: str
+    added: int | None  # lines; None for a binary file
+    removed: int | None
+
+
+class CommitEvent(TypedDict):
+    """A commit the bridge made on the session's branch (event kind `commit`)."""
+    kind: Literal["commit"]
+    prompt_id: int
+    sha: str
+    branch: str
+    author: Person
+    co_authors: list[Person]
+    message: str  # the whole message, trailers included
+    files: list[CommitFile]  # at most MAX_COMMIT_FILES
+    more_files: int  # how many files were left out of `files`
+    handed_off: bool  # the control plane has the branch at this commit
+    handoff_error: str  # why not, when it has not
 
 
 class Hello(TypedDict):

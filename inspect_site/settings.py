@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "ide",
     "model_proxy",
     "extension",
+    "pulls",
 ]
 
 MIDDLEWARE = [
@@ -144,8 +145,8 @@ if HTTPS:
     SECURE_HSTS_PRELOAD = True  # only says the site may be listed: listing it takes its owner's own submission
     SECURE_SSL_REDIRECT = True
     # Sandboxes reach the control plane at a plain-http address of their own (SANDBOX_CONTROL_PLANE_URL): their
-    # one Django route is not redirected (the model proxy and the sockets are ASGI apps outside Django's).
-    SECURE_REDIRECT_EXEMPT = [r"^sessions/api/"]
+    # Django routes (the sessions API, the branch hand-off) are not redirected (the rest are ASGI apps).
+    SECURE_REDIRECT_EXEMPT = [r"^sessions/api/", r"^git/"]
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
@@ -282,7 +283,14 @@ SOCIALACCOUNT_PROVIDERS = {
         **({"GITHUB_URL": GITHUB_URL} if GITHUB_URL not in ("https://github.com", "http://github.com") else {}),
     }
 }
-SOCIALACCOUNT_STORE_TOKENS = True
+# allauth keeps no token: pulls/ keeps GitHub's, encrypted (pulls/tokens.py).
+SOCIALACCOUNT_STORE_TOKENS = False
+# Where GitHub's webhooks are checked against (X-Hub-Signature-256); empty: /github/webhook refuses every delivery.
+GITHUB_WEBHOOK_SECRET = os.environ.get("GITHUB_WEBHOOK_SECRET", "")
+# Optional: pull requests of people without a GitHub connection are opened with this token, "for @person".
+GITHUB_BOT_TOKEN = os.environ.get("GITHUB_BOT_TOKEN", "")
+# The sessions' branches on the control plane, handed over by their sandboxes (pulls/branches.py).
+GIT_BRANCHES_DIR = Path(os.environ.get("GIT_BRANCHES_DIR", VAR_DIR / "git" / "sessions"))
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 
 LANGUAGE_CODE = "en-us"

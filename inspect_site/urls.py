@@ -8,4 +8,5 @@ urlpatterns = [
     path("sandboxes/", include("sandboxes.urls")),
     path("", include("sessions.urls")),
     path("", include("ide.urls")),
+    path("", include("pulls.urls")),
 ]

@@ -76,7 +76,7 @@ class RepoAdmin(admin.ModelAdmin):
     search_fields = ["name", "clone_url"]
     actions = ["rebuild_now"]
     fieldsets = [
-        (None, {"fields": ["name", "clone_url", "default_branch"]}),
+        (None, {"fields": ["name", "clone_url", "default_branch", "github_repo"]}),
         ("Environment", {"fields": ["environment_source", "setup_commands", "start_commands", "preview_ports",
                                     "env_vars"]}),
         ("Rebuilds and warm pool", {"fields": ["rebuild_interval_minutes", "warm_pool_size"]}),

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from sandboxes import crypto
+from sandboxes.github_names import github_repo_from_clone_url, valid_github_repo
 from sandboxes.lifecycle import State, check_transition
 
 CLONE_URL_RE = re.compile(r"^(https?|ssh|git|file)://\S+$|^[\w.-]+@[\w.-]+:\S+$")
@@ -31,6 +32,11 @@ def validate_clone_url(value: str) -> None:
     if parts is not None and (parts.password is not None or (parts.scheme in ("http", "https") and parts.username)):
         raise ValidationError("Leave credentials out of the clone URL: anyone who can see the repo, and every "
                               "sandbox, would read them.")
+
+
+def validate_github_repo(value: str) -> None:
+    if value and not valid_github_repo(value):
+        raise ValidationError('Enter the repository as "owner/name", as GitHub shows it.')
 
 
 def validate_env(value) -> None:
@@ -87,6 +93,10 @@ class Repo(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     clone_url = models.CharField(max_length=500, validators=[validate_clone_url])
     default_branch = models.CharField(max_length=200, default="main")
+    github_repo = models.CharField(
+        "GitHub repository", max_length=201, blank=True, validators=[validate_github_repo],
+        help_text='"owner/name" on GITHUB_URL, where pull requests are opened; read from the clone URL when blank. '
+                  "Blank when the clone URL is not on GitHub.")
     environment_source = models.CharField(
         max_length=20, choices=EnvironmentSource.choices, default=EnvironmentSource.COMMANDS
     )
@@ -118,6 +128,11 @@ class Repo(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        if not self.github_repo:
+            self.github_repo = github_repo_from_clone_url(self.clone_url, settings.GITHUB_URL)
+        super().save(*args, **kwargs)
 
     def usable_by(self, user) -> bool:
         """Whether `user` may start sessions here: any active user where the repo is for everyone, else the

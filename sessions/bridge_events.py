@@ -12,14 +12,14 @@ from bridge.protocol import EVENT_KINDS, MAX_EVENT_ID_LENGTH
 from sandboxes.bridge_channel import send_to_bridge
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
-from sessions import queue, workspace
+from sessions import commits, queue, workspace
 from sessions.dispatch import STATE_FIELDS, dispatch, on_agent_idle, record_status
 from sessions.events import append_event, append_events, check_kind
 from sessions.models import Event, Prompt, Session
 
 logger = logging.getLogger(__name__)
 # Bridge event kinds that change more than the log.
-STATEFUL_KINDS = {"agent_session", "prompt_started", "busy", "idle", "title", "error"}
+STATEFUL_KINDS = {"agent_session", "prompt_started", "busy", "idle", "title", "error", "commit"}
 
 
 def on_sandbox_phase(sender, sandbox: Sandbox, **kwargs) -> None:
@@ -137,6 +137,11 @@ def apply_bridge_event(session: Session, kind: str, data: dict) -> bool:
             prompt.finished_at = now
             prompt.save(update_fields=["status", "finished_at"])
             append_event(session.pk, "prompt_finished", {"prompt_id": prompt.pk, "status": prompt.status})
+            command = commits.commit_command(session, prompt)
+            if command is not None:  # before the next prompt: the bridge takes commands in order
+                send_to_bridge(session.sandbox_id, command)
+    elif kind == "commit" and prompt_id is not None:
+        session.prompts.filter(pk=prompt_id).update(commit_sha=str(data.get("sha") or "")[:64])
     elif kind == "title":
         session.title = str(data.get("title") or "")[:300]
     elif kind == "error":

@@ -145,6 +145,7 @@ class Prompt(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    commit_sha = models.CharField(max_length=64, blank=True, help_text="The commit its run made, if any.")
 
     class Meta:
         ordering = ["session", "position"]

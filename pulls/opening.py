@@ -1,0 +1,156 @@
+"""Opening a session's pull request, as the person who asks: push the branch the sandbox handed over, then open
+the pull request (or find the one already open), and remember it. Later hand-offs are pushed to the same one."""
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+from githubkit.exception import GitHubException, RequestFailed
+
+from pulls import branches, github_api, tokens
+from pulls.github_api import GitHubError
+from pulls.models import PullRequest
+from sessions.models import Session
+
+logger = logging.getLogger(__name__)
+MAX_TITLE_CHARS = 256
+MAX_BODY_CHARS = 60_000
+
+
+class CannotOpen(Exception):
+    """Why no pull request was opened, in words for the person who asked."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    token: str
+    login: str  # whose token: the person's, or the bot's
+    for_person: str  # "" when it is the person's own token; their name when the bot opens it for them
+
+
+def prefilled(session: Session, site_url: str) -> tuple[str, str]:
+    """The title and body the dialog starts with: the session's title, and its prompts with a link back."""
+    prompts = list(session.prompts.filter(started_at__isnull=False).select_related("author").order_by("position"))
+    title = (session.title or (prompts[0].text.strip().splitlines() or [""])[0] if prompts else session.title)
+    lines = [f"Made in [Inspect session #{session.pk}]({site_url.rstrip('/')}"
+             f"{reverse('session-detail', args=[session.pk])}).", ""]
+    for prompt in prompts:
+        first = (prompt.text.strip().splitlines() or [""])[0][:200]
+        lines.append(f"- {prompt.author_name()}: {first}")
+    return (title or f"Inspect session #{session.pk}")[:MAX_TITLE_CHARS], "\n".join(lines)[:MAX_BODY_CHARS]
+
+
+def credentials_for(user) -> Credentials:
+    try:
+        token, login = tokens.access_token_for(user)
+        return Credentials(token, login, "")
+    except tokens.NoToken as no_token:
+        if not settings.GITHUB_BOT_TOKEN:
+            raise CannotOpen(str(no_token)) from None
+        name = user.get_full_name() or user.get_username()
+        return Credentials(settings.GITHUB_BOT_TOKEN, "", name)
+
+
+def push_url(session: Session) -> str:
+    """Where the branch goes: the repo on GITHUB_URL over HTTPS (the token goes in a header; an ssh clone URL
+    would need a key), or a local origin as it is (file://, which needs no token)."""
+    repo = session.repo
+    if repo.clone_url.startswith(("file://", "/")):
+        return repo.clone_url
+    if not repo.github_repo:
+        raise CannotOpen(f"The repo {repo.name} is not on GitHub ({settings.GITHUB_URL}): its clone URL is "
+                         f"{repo.clone_url}. An admin can set its GitHub repository.")
+    return f"{settings.GITHUB_URL}/{repo.github_repo}.git"
+
+
+def push_branch(session: Session, credentials: Credentials) -> branches.PushResult:
+    url = push_url(session)
+    token = "" if url.startswith(("file://", "/")) else credentials.token
+    return branches.push_to_origin(session.pk, session.branch, url, token)
+
+
+def open_pull_request(session: Session, user, draft: bool, title: str, body: str) -> PullRequest:
+    """Push the branch and open its pull request as `user` (or the bot, for them); the existing one if the
+    session has one open. Raises CannotOpen with the reason."""
+    if not session.repo.github_repo:
+        push_url(session)  # raises the reason
+        raise CannotOpen(f"The repo {session.repo.name} has no GitHub repository set: an admin can set it.")
+    credentials = credentials_for(user)
+    pushed = push_branch(session, credentials)
+    if not pushed.ok:
+        if "401" in pushed.reason or "Authentication failed" in pushed.reason:
+            forget_token(user, credentials)
+            raise CannotOpen(tokens.connect_message(again=True))
+        raise CannotOpen(f"The push of {session.branch} was refused:\n{pushed.reason}")
+    existing = session.pull_requests.filter(state=PullRequest.State.OPEN).first()
+    if existing is not None:
+        PullRequest.objects.filter(pk=existing.pk).update(pushed_sha=pushed.sha, updated_at=timezone.now())
+        existing.pushed_sha = pushed.sha
+        return existing
+    if credentials.for_person:
+        body = f"Opened for {credentials.for_person}.\n\n{body}"
+    owner, name = session.repo.github_repo.split("/", 1)
+    data = {"title": title.strip()[:MAX_TITLE_CHARS] or f"Inspect session #{session.pk}", "head": session.branch,
+            "base": session.repo.default_branch, "body": body[:MAX_BODY_CHARS], "draft": bool(draft)}
+    github = github_api.client(credentials.token)
+    try:
+        answer = github.rest.pulls.create(owner, name, data=data).json()
+    except GitHubException as error:
+        answer = already_open(github, owner, name, session.branch, error)
+        if answer is None:
+            problem = github_api.error_from(error, "opening the pull request")
+            if problem.bad_token:
+                forget_token(user, credentials)
+                raise CannotOpen(f"{problem} {tokens.connect_message(again=True)}") from None
+            raise CannotOpen(str(problem)) from None
+    return remember(session, user, answer, pushed.sha)
+
+
+def already_open(github, owner: str, name: str, branch: str, error: GitHubException) -> dict | None:
+    """GitHub's 422 "A pull request already exists" (opened on GitHub, or by an earlier attempt): that one."""
+    if not isinstance(error, RequestFailed) or error.response.status_code != 422:
+        return None
+    if "already exists" not in github_api.github_message(error):
+        return None
+    try:
+        found = github.rest.pulls.list(owner, name, head=f"{owner}:{branch}", state="open").json()
+    except GitHubException:
+        return None
+    return found[0] if found else None
+
+
+def remember(session: Session, user, answer: dict, sha: str) -> PullRequest:
+    pull, _ = PullRequest.objects.update_or_create(repo=session.repo, number=int(answer["number"]), defaults={
+        "session": session, "opened_by": user, "opened_through_platform": True,
+        "author_login": str((answer.get("user") or {}).get("login") or ""), "title": str(answer.get("title") or ""),
+        "url": str(answer.get("html_url") or ""), "head_branch": session.branch,
+        "base_branch": str((answer.get("base") or {}).get("ref") or session.repo.default_branch),
+        "state": PullRequest.State.OPEN, "draft": bool(answer.get("draft")), "pushed_sha": sha,
+        "updated_at": timezone.now(),
+    })
+    return pull
+
+
+def forget_token(user, credentials: Credentials) -> None:
+    if not credentials.for_person:
+        tokens.mark_broken(user)
+
+
+def push_update(session: Session) -> tuple[PullRequest, branches.PushResult] | None:
+    """A new hand-off of a session with an open pull request: push it there, with the opener's token."""
+    pull = session.pull_requests.filter(state=PullRequest.State.OPEN, opened_through_platform=True).first()
+    if pull is None:
+        return None
+    try:
+        credentials = credentials_for(pull.opened_by)
+    except CannotOpen as why:
+        return pull, branches.PushResult(False, "", str(why))
+    pushed = push_branch(session, credentials)
+    if pushed.ok:
+        PullRequest.objects.filter(pk=pull.pk).update(pushed_sha=pushed.sha, updated_at=timezone.now())
+    return pull, pushed
+
+
+__all__ = ["CannotOpen", "GitHubError", "open_pull_request", "prefilled", "push_update"]

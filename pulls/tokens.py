@@ -1,0 +1,96 @@
+"""People's GitHub tokens: kept encrypted from sign-in, refreshed before they expire, and marked broken when GitHub
+no longer takes them (the person is asked to connect GitHub again)."""
+
+import logging
+from datetime import timedelta
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from pulls.models import GitHubToken
+from sandboxes import crypto
+
+logger = logging.getLogger(__name__)
+REFRESH_BEFORE = timedelta(minutes=5)
+
+
+class NoToken(Exception):
+    """The person has no usable GitHub token; the message says how to connect one."""
+
+
+def connect_message(again: bool = False) -> str:
+    where = reverse("socialaccount_connections")
+    if again:
+        return f"Your GitHub connection no longer works (revoked or expired): connect GitHub again at {where}."
+    return f"Connect your GitHub account first, at {where}: pull requests are opened as you."
+
+
+def store(user, github_id: int, login: str, access: str, refresh: str = "", expires_at=None) -> GitHubToken:
+    record, _ = GitHubToken.objects.update_or_create(user=user, defaults={
+        "github_id": github_id, "login": login, "access_encrypted": crypto.encrypt(access),
+        "refresh_encrypted": crypto.encrypt(refresh) if refresh else "", "expires_at": expires_at,
+        "broken_at": None, "updated_at": timezone.now(),
+    })
+    return record
+
+
+def store_from_sociallogin(sociallogin) -> None:
+    """Keep the token allauth got at a GitHub sign-in, sign-up or connection (allauth itself keeps none)."""
+    account, token = sociallogin.account, sociallogin.token
+    if account.provider != "github" or token is None or not token.token or account.user_id is None:
+        return
+    store(account.user, int(account.uid), str(account.extra_data.get("login") or ""), token.token,
+          token.token_secret or "", token.expires_at)
+
+
+def access_token_for(user) -> tuple[str, str]:
+    """(token, login) of `user`, refreshed first when it is about to expire. Raises NoToken."""
+    record = GitHubToken.objects.filter(user=user).first() if user is not None else None
+    if record is None:
+        raise NoToken(connect_message())
+    if record.broken_at is not None:
+        raise NoToken(connect_message(again=True))
+    if record.expires_at is not None and record.expires_at - timezone.now() < REFRESH_BEFORE:
+        record = refresh(record)
+    return record.access_token, record.login
+
+
+def mark_broken(user) -> None:
+    GitHubToken.objects.filter(user=user).update(broken_at=timezone.now())
+
+
+def refresh(record: GitHubToken) -> GitHubToken:
+    """Trade the refresh token for a new pair (GitHub revokes the old pair). Locked, so two processes never both
+    spend the same refresh token."""
+    with transaction.atomic():
+        record = GitHubToken.objects.select_for_update().get(pk=record.pk)
+        if record.expires_at is None or record.expires_at - timezone.now() >= REFRESH_BEFORE:
+            return record  # another process refreshed it meanwhile
+        app = settings.SOCIALACCOUNT_PROVIDERS["github"]["APP"]
+        answer = None
+        if record.refresh_token:
+            try:
+                answer = httpx.post(f"{settings.GITHUB_URL}/login/oauth/access_token", timeout=15,
+                                    headers={"Accept": "application/json"}, data={
+                                        "client_id": app["client_id"], "client_secret": app["secret"],
+                                        "grant_type": "refresh_token", "refresh_token": record.refresh_token})
+            except httpx.HTTPError as error:
+                raise NoToken(f"GitHub did not answer ({type(error).__name__}); try again in a moment.") from None
+        body = answer.json() if answer is not None and answer.headers.get("content-type", "").startswith(
+            "application/json") else {}
+        if not body.get("access_token"):
+            logger.info("GitHub refused to refresh the token of user %s: %s", record.user_id, body.get("error"))
+            record.broken_at = timezone.now()
+            record.save(update_fields=["broken_at"])
+            raise NoToken(connect_message(again=True))
+        record.access_encrypted = crypto.encrypt(body["access_token"])
+        if body.get("refresh_token"):
+            record.refresh_encrypted = crypto.encrypt(body["refresh_token"])
+        expires_in = body.get("expires_in")
+        record.expires_at = timezone.now() + timedelta(seconds=int(expires_in)) if expires_in else None
+        record.updated_at = timezone.now()
+        record.save()
+        return record
