@@ -8,7 +8,7 @@ import sqlite3
 import time
 from collections import OrderedDict
 
-from . import history, screenshot
+from . import branch, history, screenshot
 from .config import SESSION_RULES, BridgeConfig
 from .opencode import OpenCodeServer
 from .outbox import Outbox
@@ -20,6 +20,8 @@ from .protocol import (
     RESTORE_DONE,
     RESTORE_RESUMED,
     CommandResult,
+    CommitCommand,
+    CommitEvent,
     Hello,
     PlainCommand,
     PromptCommand,
@@ -256,6 +258,42 @@ class Agent:
             # Whoever asked is watching the page, not the bridge's log.
             self.emit({"kind": "screenshot_failed", "target": target, "taken_by": taken_by, "message": str(e)})
             raise CommandError(str(e)) from None
+
+    async def cmd_commit(self, command: CommitCommand) -> None:
+        """A prompt's run ended: commit what changed on the session's branch and hand the branch to the control
+        plane. Nothing changed: no commit, no event. A failed hand-off is reported in the event, not as a
+        failure: the next commit's push sends this one too."""
+        prompt_id, branch_name, message = command.get("prompt_id"), command.get("branch"), command.get("message")
+        author, co_authors = command.get("author"), command.get("co_authors")
+        if not isinstance(prompt_id, int) or isinstance(prompt_id, bool):
+            raise CommandError("a commit needs an integer prompt_id")
+        if not isinstance(branch_name, str) or not branch_name:
+            raise CommandError("a commit needs a branch")
+        if not isinstance(author, dict) or not isinstance(author.get("name"), str) \
+                or not isinstance(author.get("email"), str):
+            raise CommandError("a commit needs an author with a name and an email")
+        if not isinstance(co_authors, list) or not all(isinstance(p, dict) for p in co_authors):
+            raise CommandError("a commit's co_authors must be a list of {name, email}")
+        if not isinstance(message, str) or not message.strip():
+            raise CommandError("a commit needs a non-empty message")
+        workspace = self.config.workspace
+        try:
+            made = await asyncio.to_thread(branch.commit_changes, workspace, branch_name, author, co_authors, message)
+        except (ValueError, branch.GitError) as e:
+            raise CommandError(str(e)) from None
+        if made is None:
+            return
+        url = branch.handoff_url(self.config.control_plane_url)
+        handed_off, error = await asyncio.to_thread(branch.hand_off, workspace, url, made.branch, made.sha,
+                                                    self.config.token)
+        if not handed_off:
+            log.warning("commit %s was not handed off: %s", made.sha, error)
+        event: CommitEvent = {
+            "kind": "commit", "prompt_id": prompt_id, "sha": made.sha, "branch": made.branch, "author": made.author,
+            "co_authors": made.co_authors, "message": made.message, "files": made.files,
+            "more_files": made.more_files, "handed_off": handed_off, "handoff_error": error,
+        }
+        self.emit(dict(event))
 
     # --- OpenCode's events ----------------------------------------------------------
 
