@@ -139,12 +139,14 @@ class GitHubDouble:
 
     # Repositories and pull requests
 
-    def add_repo(self, full_name: str, default_branch: str = "main", collaborators=()) -> Path:
+    def add_repo(self, full_name: str, default_branch: str = "main", collaborators=(), public: bool = False) -> Path:
+        """`public`: anybody may clone it without a token (as the platform's image builds do); pushes always
+        need a collaborator's token."""
         path = self._root / "repos" / f"{full_name}.git"
         github_git.create_bare(path, default_branch)
         with self._lock:
             self.repos[full_name] = {"id": next(self._ids), "path": path, "default_branch": default_branch,
-                                     "collaborators": set(collaborators), "protected": set()}
+                                     "collaborators": set(collaborators), "protected": set(), "public": public}
             self.pulls[full_name] = {}
         return path
 
@@ -281,6 +283,9 @@ class GitHubDouble:
             self.git_requests.append((method, target, authorization))
             login = self.tokens.get(github_git.token_of_basic(authorization) or "")
             repo = match and self.repos.get(f"{match[1]}/{match[2]}")
+            pushing = "git-receive-pack" in target
+            if repo and repo["public"] and not pushing and not authorization:
+                return "", self._root / "repos", f"/{match[1]}/{match[2]}.git{match[3]}"
             if login is None or not repo or login not in repo["collaborators"]:
                 return None
             return login, self._root / "repos", f"/{match[1]}/{match[2]}.git{match[3]}"
