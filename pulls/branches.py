@@ -64,6 +64,12 @@ def push_to_origin(session_id: int, branch: str, clone_url: str, token: str) -> 
     return PushResult(False, sha, reason_of(pushed.stdout + "\n" + pushed.stderr, token))
 
 
+def refused_credentials(reason: str) -> bool:
+    """Whether git's reason says the origin refused the token (git asks for a username after a 401)."""
+    return any(sign in reason for sign in ("Authentication failed", "could not read Username", "HTTP 401",
+                                           "returned error: 401"))
+
+
 def reason_of(output: str, token: str = "") -> str:
     lines = [line.rstrip() for line in output.splitlines() if REASON_LINE.match(line) and line.strip() != "remote:"]
     reason = "\n".join(lines) or (output.strip().splitlines() or ["git push failed"])[-1]

@@ -53,6 +53,17 @@ def credentials_for(user) -> Credentials:
         return Credentials(settings.GITHUB_BOT_TOKEN, "", name)
 
 
+def github_problem(user) -> str:
+    """Why a pull request could not be opened as `user` now ("" when it can): shown before they try."""
+    if settings.GITHUB_BOT_TOKEN:
+        return ""
+    try:
+        tokens.access_token_for(user)
+    except tokens.NoToken as no_token:
+        return str(no_token)
+    return ""
+
+
 def push_url(session: Session) -> str:
     """Where the branch goes: the repo on GITHUB_URL over HTTPS (the token goes in a header; an ssh clone URL
     would need a key), or a local origin as it is (file://, which needs no token)."""
@@ -80,7 +91,7 @@ def open_pull_request(session: Session, user, draft: bool, title: str, body: str
     credentials = credentials_for(user)
     pushed = push_branch(session, credentials)
     if not pushed.ok:
-        if "401" in pushed.reason or "Authentication failed" in pushed.reason:
+        if branches.refused_credentials(pushed.reason):
             forget_token(user, credentials)
             raise CannotOpen(tokens.connect_message(again=True))
         raise CannotOpen(f"The push of {session.branch} was refused:\n{pushed.reason}")
@@ -150,6 +161,9 @@ def push_update(session: Session) -> tuple[PullRequest, branches.PushResult] | N
     pushed = push_branch(session, credentials)
     if pushed.ok:
         PullRequest.objects.filter(pk=pull.pk).update(pushed_sha=pushed.sha, updated_at=timezone.now())
+    elif branches.refused_credentials(pushed.reason):
+        forget_token(pull.opened_by, credentials)
+        pushed = branches.PushResult(False, pushed.sha, tokens.connect_message(again=True))
     return pull, pushed
 
 

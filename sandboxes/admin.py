@@ -76,7 +76,7 @@ class RepoAdmin(admin.ModelAdmin):
     search_fields = ["name", "clone_url"]
     actions = ["rebuild_now"]
     fieldsets = [
-        (None, {"fields": ["name", "clone_url", "default_branch", "github_repo"]}),
+        (None, {"fields": ["name", "clone_url", "default_branch", "github_repo", "github_webhook"]}),
         ("Environment", {"fields": ["environment_source", "setup_commands", "start_commands", "preview_ports",
                                     "env_vars"]}),
         ("Rebuilds and warm pool", {"fields": ["rebuild_interval_minutes", "warm_pool_size"]}),
@@ -85,6 +85,15 @@ class RepoAdmin(admin.ModelAdmin):
                                            "Someone who loses access loses the repo's sessions at once."}),
     ]
     filter_horizontal = ["allowed_users", "allowed_groups"]
+    readonly_fields = ["github_webhook"]
+
+    @admin.display(description="GitHub webhook")
+    def github_webhook(self, repo: Repo) -> str:
+        # The deliveries page (the pulls app's admin, named here rather than imported) says what to paste.
+        if repo.pk is None:
+            return "—"
+        url = reverse("admin:pulls_webhookdelivery_changelist") + f"?repo__id__exact={repo.pk}"
+        return format_html('<a href="{}">Its URL, secret and last deliveries</a>', url)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Repo]:
         ready = RepoImage.objects.filter(repo=OuterRef("pk"), status=RepoImage.Status.READY).order_by(

@@ -9,6 +9,7 @@ from celery import current_app
 from django.utils import timezone
 
 # The modules whose tasks the workers run, imported so that Celery here knows their names.
+import pulls.tasks  # noqa: F401
 import sandboxes.tasks  # noqa: F401
 import sessions.tasks  # noqa: F401
 from sandboxes import jobs
@@ -85,6 +86,6 @@ def enqueued(monkeypatch) -> dict[str, list]:
 
     monkeypatch.setattr(jobs, "enqueue", record)
     for name, task in current_app.tasks.items():  # and those a task sends its siblings with .delay()
-        if name.startswith(("sandboxes.", "sessions.")):
+        if name.startswith(("sandboxes.", "sessions.", "pulls.")):
             monkeypatch.setattr(task, "delay", functools.partial(record, name))
     return calls

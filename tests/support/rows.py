@@ -10,9 +10,9 @@ from sandboxes.models import Repo, RepoImage
 from sessions.models import Session
 
 
-def repo_with_image(name: str = "demo") -> Repo:
+def repo_with_image(name: str = "demo", clone_url: str = "") -> Repo:
     """A repo whose current image is ready (a row only)."""
-    repo = Repo.objects.create(name=name, clone_url=f"https://example.com/{name}.git")
+    repo = Repo.objects.create(name=name, clone_url=clone_url or f"https://example.com/{name}.git")
     RepoImage.objects.create(repo=repo, status=RepoImage.Status.READY, backend="local", backend_ref="img",
                              commit_sha="abc123", finished_at=timezone.now())
     return repo

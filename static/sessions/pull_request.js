@@ -1,0 +1,73 @@
+// "Create pull request": the dialog (title and description prefilled by the server, draft or ready), its POST,
+// and the header's badge, kept current from the session's events (pull_request: opened, updated by a webhook;
+// pull_request_failed: why not). Loaded before session.js so it hears every event, the replayed ones too.
+(function () {
+  "use strict";
+  const $ = (id) => document.getElementById(id);
+  const dialog = $("pr-dialog");
+  const form = $("pr-form");
+  const openButton = $("pr-open");
+  const badge = $("pr-badge");
+  const notice = $("pr-notice");
+  const submit = $("pr-submit");
+  if (!dialog || !form) return;
+  let opening = false;
+
+  function say(text, isError) {
+    notice.textContent = text || "";
+    notice.classList.toggle("error", Boolean(isError));
+  }
+
+  function showPullRequest(d) {
+    if (!d || !d.number) return;
+    const state = d.state === "open" && d.draft ? "draft" : d.state;
+    const review = d.review_state && d.state === "open" ? ` · ${d.review_state.replace("_", " ")}` : "";
+    badge.textContent = `PR #${d.number} ${state}${review}`;
+    badge.dataset.state = state;
+    if (/^https?:\/\//.test(d.url || "")) badge.href = d.url; // GitHub's own address, nothing else
+    badge.hidden = false;
+    openButton.textContent = "Update pull request";
+  }
+
+  function finish() {
+    opening = false;
+    submit.disabled = false;
+    openButton.disabled = false;
+  }
+
+  document.addEventListener("inspect:event", (event) => {
+    const { ev } = event.detail;
+    if (ev.kind === "pull_request") {
+      showPullRequest(ev.data);
+      if (opening) { finish(); dialog.close(); }
+    } else if (ev.kind === "pull_request_failed" && opening) {
+      finish();
+      say(ev.data.message || "The pull request could not be opened.", true);
+    }
+  });
+
+  openButton.addEventListener("click", () => { say(""); dialog.showModal(); });
+  $("pr-cancel").addEventListener("click", () => dialog.close());
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (opening) return;
+    opening = true;
+    submit.disabled = openButton.disabled = true;
+    say("Pushing the branch and opening the pull request…");
+    const body = { title: $("pr-title").value, body: $("pr-body").value, draft: $("pr-draft").checked };
+    try {
+      const answer = await fetch(form.dataset.url, {
+        method: "POST", credentials: "same-origin", body: JSON.stringify(body),
+        headers: { "Content-Type": "application/json", "X-CSRFToken": form.elements.csrfmiddlewaretoken.value },
+      });
+      if (!answer.ok) {
+        const reply = await answer.json().catch(() => ({}));
+        finish();
+        say(reply.error || `The server answered ${answer.status}.`, true);
+      } // else the outcome arrives as an event
+    } catch (error) {
+      finish();
+      say("The request did not reach the server; try again.", true);
+    }
+  });
+})();
