@@ -8,7 +8,7 @@ import sqlite3
 import time
 from collections import OrderedDict
 
-from . import branch, history, screenshot
+from . import branch, history, pull_request_tool, screenshot
 from .config import SESSION_RULES, BridgeConfig
 from .opencode import OpenCodeServer
 from .outbox import Outbox
@@ -88,6 +88,7 @@ class Agent:
         self.held: dict[str, str] = {}  # permission request id -> session id, until sync_done
         self.checked: dict[str, float] = {}
         self.tasks: set[asyncio.Task] = set()
+        self.pull_request_asked: dict | None = None  # the agent called create_pull_request during this run
 
     def emit(self, event: dict) -> None:
         self.outbox.add_event(event)
@@ -282,6 +283,7 @@ class Agent:
         except (ValueError, branch.GitError) as e:
             raise CommandError(str(e)) from None
         if made is None:
+            self.emit_pull_request_asked(prompt_id)
             return
         url = branch.handoff_url(self.config.control_plane_url)
         handed_off, error = await asyncio.to_thread(branch.hand_off, workspace, url, made.branch, made.sha,
@@ -294,6 +296,13 @@ class Agent:
             "more_files": made.more_files, "handed_off": handed_off, "handoff_error": error,
         }
         self.emit(dict(event))
+        self.emit_pull_request_asked(prompt_id)
+
+    def emit_pull_request_asked(self, prompt_id: int) -> None:
+        """After the run's commit and hand-off, so the pull request gets them."""
+        if self.pull_request_asked is not None:
+            self.emit({"kind": "pull_request_asked", "prompt_id": prompt_id, **self.pull_request_asked})
+            self.pull_request_asked = None
 
     # --- OpenCode's events ----------------------------------------------------------
 
@@ -322,6 +331,8 @@ class Agent:
             self.spawn(self.call("POST", f"/question/{props.get('id')}/reject"))
         else:
             events = self.translator.handle(event)
+            for translated in events:
+                self.pull_request_asked = pull_request_tool.asked(translated) or self.pull_request_asked
             self.send(events)
             if any(e["kind"] == "idle" for e in events):
                 self.drop_held(props.get("sessionID"))

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from . import pull_request_tool
 from .config import SESSION_RULES, BridgeConfig, link_plugin_package
 from .protocol import WARM_UP_MODEL, WARM_UP_PROVIDER
 
@@ -68,6 +69,10 @@ class OpenCodeServer:
 
     def prepare(self) -> None:
         xdg_config = self.config.home / ".config" / "opencode"
+        try:
+            pull_request_tool.install(xdg_config)
+        except OSError as e:
+            log.warning("could not install the create_pull_request tool: %s", e)
         for folder in (xdg_config, self.config.workspace / ".opencode"):
             try:
                 if (folder == xdg_config or folder.is_dir()) and link_plugin_package(folder, self.config.tools_dir):

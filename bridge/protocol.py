@@ -214,6 +214,7 @@ def command_message(command_id: str, command: Command) -> dict:
 EventKind = Literal[
     "agent_session", "prompt_started", "busy", "idle", "text_delta", "text", "tool_started", "tool_finished",
     "file_edited", "step", "title", "retry", "error", "service", "screenshot_failed", "commit",
+    "pull_request_asked",
 ]
 # The only kinds a bridge may send (sessions/bridge_events.py refuses any other): never one the control plane
 # writes itself, such as prompt_queued, status, screenshot or sandbox_phase.
@@ -260,6 +261,15 @@ class CommitEvent(TypedDict):
     more_files: int  # how many files were left out of `files`
     handed_off: bool  # the control plane has the branch at this commit
     handoff_error: str  # why not, when it has not
+
+
+class PullRequestAsked(TypedDict):
+    """The agent called its create_pull_request tool in the run of `prompt_id` (sent after that run's commit)."""
+    kind: Literal["pull_request_asked"]
+    prompt_id: int
+    title: str
+    body: str
+    draft: bool
 
 
 class Hello(TypedDict):

@@ -283,6 +283,8 @@ SOCIALACCOUNT_PROVIDERS = {
         **({"GITHUB_URL": GITHUB_URL} if GITHUB_URL not in ("https://github.com", "http://github.com") else {}),
     }
 }
+# Ask GitHub for the person's verified addresses even where sign-up needs no email: an invitation names one.
+SOCIALACCOUNT_QUERY_EMAIL = True
 # allauth keeps no token: pulls/ keeps GitHub's, encrypted (pulls/tokens.py).
 SOCIALACCOUNT_STORE_TOKENS = False
 # Where GitHub's webhooks are checked against (X-Hub-Signature-256); empty: /github/webhook refuses every delivery.

@@ -4,7 +4,9 @@ how it went (events `pull_request`, `pull_request_failed`, `branch_pushed`, `pus
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import transaction
 
 from pulls import opening
 from sessions.events import append_event
@@ -31,6 +33,15 @@ def open_pull_request(session_id: int, user_id: int, draft: bool, title: str, bo
                                                                     "try again.", "by": by})
         return
     append_event(session.pk, "pull_request", {**pull.as_event(), "sha": pull.pushed_sha, "by": by})
+
+
+def on_pull_request_asked(sender, session: Session, user, title: str, body: str, draft: bool, **kwargs) -> None:
+    """The agent asked, for `user`: open it once the event's transaction commits, with the session's prefilled
+    title and body where the agent gave none."""
+    default_title, default_body = opening.prefilled(session, settings.SITE_ROOT)
+    args = (session.pk, user.pk, draft, title.strip()[:opening.MAX_TITLE_CHARS] or default_title,
+            body[:opening.MAX_BODY_CHARS] or default_body)
+    transaction.on_commit(lambda: open_pull_request.delay(*args))
 
 
 @shared_task

@@ -64,13 +64,14 @@ def mark_broken(user) -> None:
 
 def refresh(record: GitHubToken) -> GitHubToken:
     """Trade the refresh token for a new pair (GitHub revokes the old pair). Locked, so two processes never both
-    spend the same refresh token."""
+    spend the same refresh token. Only GitHub's refusal (or no refresh token) marks the token broken; no answer,
+    or one that is not GitHub's OAuth answer (an outage's error page), leaves it for the next try."""
     with transaction.atomic():
         record = GitHubToken.objects.select_for_update().get(pk=record.pk)
         if record.expires_at is None or record.expires_at - timezone.now() >= REFRESH_BEFORE:
             return record  # another process refreshed it meanwhile
         app = settings.SOCIALACCOUNT_PROVIDERS["github"]["APP"]
-        answer = None
+        body = {}
         if record.refresh_token:
             try:
                 answer = httpx.post(f"{settings.GITHUB_URL}/login/oauth/access_token", timeout=15,
@@ -79,18 +80,32 @@ def refresh(record: GitHubToken) -> GitHubToken:
                                         "grant_type": "refresh_token", "refresh_token": record.refresh_token})
             except httpx.HTTPError as error:
                 raise NoToken(f"GitHub did not answer ({type(error).__name__}); try again in a moment.") from None
-        body = answer.json() if answer is not None and answer.headers.get("content-type", "").startswith(
-            "application/json") else {}
-        if not body.get("access_token"):
-            logger.info("GitHub refused to refresh the token of user %s: %s", record.user_id, body.get("error"))
-            record.broken_at = timezone.now()
-            record.save(update_fields=["broken_at"])
-            raise NoToken(connect_message(again=True))
-        record.access_encrypted = crypto.encrypt(body["access_token"])
-        if body.get("refresh_token"):
-            record.refresh_encrypted = crypto.encrypt(body["refresh_token"])
-        expires_in = body.get("expires_in")
-        record.expires_at = timezone.now() + timedelta(seconds=int(expires_in)) if expires_in else None
-        record.updated_at = timezone.now()
-        record.save()
-        return record
+            body = oauth_answer(answer)
+            if not body.get("access_token") and not body.get("error"):
+                raise NoToken(f"GitHub answered {answer.status_code} when asked to refresh your token; try again "
+                              "in a moment.")
+        if body.get("access_token"):
+            record.access_encrypted = crypto.encrypt(body["access_token"])
+            if body.get("refresh_token"):
+                record.refresh_encrypted = crypto.encrypt(body["refresh_token"])
+            expires_in = body.get("expires_in")
+            record.expires_at = timezone.now() + timedelta(seconds=int(expires_in)) if expires_in else None
+            record.updated_at = timezone.now()
+            record.save()
+            return record
+        logger.info("GitHub refused to refresh the token of user %s: %s", record.user_id, body.get("error"))
+        record.broken_at = timezone.now()
+        record.save(update_fields=["broken_at"])
+    # Raised once the block has committed: raised inside it, it would roll broken_at back.
+    raise NoToken(connect_message(again=True))
+
+
+def oauth_answer(answer: httpx.Response) -> dict:
+    """The JSON object GitHub's token endpoint answers with (a token, or an `error`), or {} for anything else."""
+    if not answer.headers.get("content-type", "").startswith("application/json"):
+        return {}
+    try:
+        body = answer.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

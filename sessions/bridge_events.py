@@ -12,14 +12,15 @@ from bridge.protocol import EVENT_KINDS, MAX_EVENT_ID_LENGTH
 from sandboxes.bridge_channel import send_to_bridge
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
-from sessions import commits, queue, workspace
+from sessions import commits, queue, signals, workspace
 from sessions.dispatch import STATE_FIELDS, dispatch, on_agent_idle, record_status
 from sessions.events import append_event, append_events, check_kind
 from sessions.models import Event, Prompt, Session
 
 logger = logging.getLogger(__name__)
 # Bridge event kinds that change more than the log.
-STATEFUL_KINDS = {"agent_session", "prompt_started", "busy", "idle", "title", "error", "commit"}
+STATEFUL_KINDS = {"agent_session", "prompt_started", "busy", "idle", "title", "error", "commit",
+                  "pull_request_asked"}
 
 
 def on_sandbox_phase(sender, sandbox: Sandbox, **kwargs) -> None:
@@ -142,6 +143,8 @@ def apply_bridge_event(session: Session, kind: str, data: dict) -> bool:
                 send_to_bridge(session.sandbox_id, command)
     elif kind == "commit" and prompt_id is not None:
         session.prompts.filter(pk=prompt_id).update(commit_sha=str(data.get("sha") or "")[:64])
+    elif kind == "pull_request_asked" and prompt_id is not None:
+        ask_for_pull_request(session, prompt_id, data)
     elif kind == "title":
         session.title = str(data.get("title") or "")[:300]
     elif kind == "error":
@@ -149,6 +152,17 @@ def apply_bridge_event(session: Session, kind: str, data: dict) -> bool:
     session.save(update_fields=STATE_FIELDS)
     record_status(session, before)
     return kind == "idle"
+
+
+def ask_for_pull_request(session: Session, prompt_id: int, data: dict) -> None:
+    """For the author of the prompt the agent worked on (a prompt of this session, or nobody)."""
+    prompt = session.prompts.select_related("author").filter(pk=prompt_id).first()
+    if prompt is None or prompt.author is None:
+        return
+    title = data.get("title") if isinstance(data.get("title"), str) else ""
+    body = data.get("body") if isinstance(data.get("body"), str) else ""
+    signals.pull_request_asked.send(Session, session=session, user=prompt.author, title=title, body=body,
+                                    draft=data.get("draft") is True)
 
 
 def handle_sandbox_phase(sandbox: Sandbox) -> None:

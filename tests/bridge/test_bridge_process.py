@@ -326,3 +326,24 @@ def test_shutdown_stops_opencode_and_exits(new_bridge):
     assert result["ok"] is True
     assert bridge.process.wait(15) == 0
     assert not Path(f"/proc/{pid}").exists()
+
+
+def test_the_agents_pull_request_tool_is_passed_on_after_the_runs_commit(bridge, control_plane, conversation):
+    assert (bridge.home / ".config/opencode/tools/create_pull_request.ts").exists()
+    mark = control_plane.mark()
+    control_plane.command("prompt", prompt_id=21, text="pullrequest please", author="Ada", model=None,
+                          opencode_session_id=conversation)
+    finished = control_plane.wait_event("tool_finished", mark, timeout=60, tool="create_pull_request")
+    assert finished["error"] is None and "open the pull request" in finished["output"]
+    control_plane.wait_event("idle", mark, prompt_id=21)
+    assert "pull_request_asked" not in [e["kind"] for e in control_plane.events(mark)]  # not before the commit
+    (bridge.workspace / "greeting.txt").write_text("hi\n")
+    author = {"name": "Ada Lovelace", "email": "ada@example.com"}
+    result = control_plane.wait_result(control_plane.command(
+        "commit", prompt_id=21, branch="inspect/21", author=author, co_authors=[], message="Add the greeting"))
+    assert result["ok"] is True, result
+    asked = control_plane.wait_event("pull_request_asked", mark, prompt_id=21)
+    assert (asked["title"], asked["body"], asked["draft"]) == ("Add the greeting file", "It says hello.", True)
+    kinds = [e["kind"] for e in control_plane.events(mark)]
+    assert kinds.index("commit") < kinds.index("pull_request_asked")
+    assert set(kinds) <= EVENT_KINDS

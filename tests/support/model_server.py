@@ -9,6 +9,7 @@ What it answers is picked by keywords in the last user message:
   "bash"      -> a bash tool call (`echo hi > bash.txt`)
   "shell:CMD" -> a bash tool call running CMD (the rest of the message, as written): what an agent might run
   "screenshot" -> a call of the bridge's screenshot tool (of the desktop, or of the page "url:X")
+  "pullrequest" -> a call of the bridge's create_pull_request tool (a draft titled "Add the greeting file")
   "error500"  -> HTTP 500;  "error401" -> HTTP 401
   otherwise   -> a `write` tool call creating hello.txt, then text
 A message containing "file:NAME" writes NAME instead of hello.txt.
@@ -69,6 +70,9 @@ def plan(messages: list[dict], has_tools: bool, system: str = "") -> tuple[str, 
     if "screenshot" in user:  # the bridge's custom tool; "url:X" picks a page instead of the desktop
         url = re.search(r"url:(\S+)", user)
         return "tool", ("screenshot", {"url": url.group(1)} if url else {})
+    if "pullrequest" in user:
+        return "tool", ("create_pull_request", {"title": "Add the greeting file", "body": "It says hello.",
+                                                "draft": True})
     if "justtext" in user:
         return "text", "Just some text, no tools here."
     if "bash" in user:
