@@ -31,7 +31,8 @@ export default tool({
 
 
 def install(config_dir: Path) -> bool:
-    """Put the tool in an OpenCode config folder (OpenCode loads `tools/*.ts` there, as the screenshot tool). True when it changed."""
+    """Put the tool in an OpenCode config folder (OpenCode loads `tools/*.ts` there, as for the screenshot tool).
+    True when it changed."""
     target = config_dir / "tools" / f"{TOOL_NAME}.ts"
     if target.exists() and target.read_text() == TOOL_SOURCE:
         return False
