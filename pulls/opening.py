@@ -65,11 +65,9 @@ def github_problem(user) -> str:
 
 
 def push_url(session: Session) -> str:
-    """Where the branch goes: the repo on GITHUB_URL over HTTPS (the token goes in a header; an ssh clone URL
-    would need a key), or a local origin as it is (file://, which needs no token)."""
+    """Where the branch goes: the repo on GITHUB_URL over HTTPS, whatever the clone URL (an ssh one would need a
+    key; a mirror's would not be GitHub). The token goes in a header."""
     repo = session.repo
-    if repo.clone_url.startswith(("file://", "/")):
-        return repo.clone_url
     if not repo.github_repo:
         raise CannotOpen(f"The repo {repo.name} is not on GitHub ({settings.GITHUB_URL}): its clone URL is "
                          f"{repo.clone_url}. An admin can set its GitHub repository.")
@@ -77,17 +75,13 @@ def push_url(session: Session) -> str:
 
 
 def push_branch(session: Session, credentials: Credentials) -> branches.PushResult:
-    url = push_url(session)
-    token = "" if url.startswith(("file://", "/")) else credentials.token
-    return branches.push_to_origin(session.pk, session.branch, url, token)
+    return branches.push_to_origin(session.pk, session.branch, push_url(session), credentials.token)
 
 
 def open_pull_request(session: Session, user, draft: bool, title: str, body: str) -> PullRequest:
     """Push the branch and open its pull request as `user` (or the bot, for them); the existing one if the
     session has one open. Raises CannotOpen with the reason."""
-    if not session.repo.github_repo:
-        push_url(session)  # raises the reason
-        raise CannotOpen(f"The repo {session.repo.name} has no GitHub repository set: an admin can set it.")
+    push_url(session)  # a repo that is not on GitHub: say so before anything else
     credentials = credentials_for(user)
     pushed = push_branch(session, credentials)
     if not pushed.ok:

@@ -3,7 +3,7 @@ from django.urls import path
 from pulls import views
 
 urlpatterns = [
-    path("sessions/<int:session_id>/pull-request", views.create_pull_request, name="session-pull-request"),
+    path("sessions/<int:session_id>/pull-request", views.pull_request, name="session-pull-request"),
     path("github/webhook", views.webhook, name="github-webhook"),
     path("git/handoff.git/<path:rest>", views.handoff, name="branch-handoff"),
 ]

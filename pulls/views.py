@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from pulls import git_http, opening, tasks, webhooks
 from pulls.branches import session_repo
@@ -23,13 +23,17 @@ def problem(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
-@require_POST
-def create_pull_request(request: HttpRequest, session_id: int) -> JsonResponse:
-    """Members only (anybody else gets the 404 of an unknown session). The work happens in a task; the page
-    hears the outcome as an event (`pull_request` or `pull_request_failed`)."""
+@require_http_methods(["GET", "POST"])
+def pull_request(request: HttpRequest, session_id: int) -> JsonResponse:
+    """GET: the title and description the dialog starts with, from the session as it is now. POST: open the pull
+    request; the work happens in a task, and the page hears the outcome as an event (`pull_request` or
+    `pull_request_failed`). Members only (anybody else gets the 404 of an unknown session)."""
     session = Session.objects.select_related("repo").filter(pk=session_id).first()
     if session is None or not session.is_member(request.user):
         return problem(404, "No such session.")
+    if request.method == "GET":
+        title, body = opening.prefilled(session, request.build_absolute_uri("/"))
+        return JsonResponse({"title": title, "body": body, "github_problem": opening.github_problem(request.user)})
     try:
         form = json.loads(request.body or b"{}")
     except ValueError:

@@ -46,7 +46,23 @@
     }
   });
 
-  openButton.addEventListener("click", () => { say(""); dialog.showModal(); });
+  // The title and description as the session is now (the page may be older than its last prompts).
+  let edited = false;
+  form.addEventListener("input", () => { edited = true; });
+  openButton.addEventListener("click", async () => {
+    say("");
+    dialog.showModal();
+    if (edited) return;
+    try {
+      const answer = await fetch(form.dataset.url, { credentials: "same-origin" });
+      const fresh = answer.ok ? await answer.json() : null;
+      if (fresh && !edited) {
+        $("pr-title").value = fresh.title;
+        $("pr-body").value = fresh.body;
+        if (fresh.github_problem) say(fresh.github_problem, true);
+      }
+    } catch (error) { /* keep what the page was rendered with */ }
+  });
   $("pr-cancel").addEventListener("click", () => dialog.close());
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

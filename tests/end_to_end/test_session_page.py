@@ -1,47 +1,16 @@
 """The session page in a real Chromium, against the real platform (see conftest.py)."""
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from sandboxes.models import Sandbox
 from sessions import tasks as session_tasks
 from sessions.models import Session
+from tests.end_to_end.conftest import outside_the_event_loop
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
-def outside_the_event_loop(function) -> None:
-    """Run ORM code away from the thread where Playwright's sync API keeps its event loop."""
-    def call() -> None:
-        try:
-            function()
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(call).result()
-
-
-@pytest.fixture
-def page(monkeypatch):
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls here are still plain sync code.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.set_default_timeout(60_000)
-        expect.set_options(timeout=60_000)
-        yield page
-        browser.close()
-
-
 def test_sign_in_prompt_watch_queue_cancel_stop_and_survive_a_server_restart(platform, page, settings):
     live, repo = platform
     User.objects.create_user("ada", "ada@example.com", "correct-horse-battery")

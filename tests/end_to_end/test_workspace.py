@@ -13,7 +13,6 @@ from ide import workspace_hosts
 from sandboxes import builds
 from sandboxes.backends import get_backend
 from sessions.models import Session
-from tests.end_to_end.test_session_page import page  # noqa: F401  (the Playwright page fixture)
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
@@ -38,7 +37,7 @@ def workspace(platform, settings, git_repo):
     return live, repo, port
 
 
-def sign_in(page, live, username: str) -> None:  # noqa: F811
+def sign_in(page, live, username: str) -> None:
     User.objects.create_user(username, f"{username}@example.com", "correct-horse-battery")
     page.goto(live.browser_url + "/accounts/login/")
     page.fill("#id_login", username)
@@ -52,12 +51,12 @@ def service_url(live, session_id: int, service: str) -> str:
     return f"http://s-{session_id}.{settings.WORKSPACE_HOST}:{live.port}/w/{session_id}/{service}/"
 
 
-def frame_url(page, selector: str) -> str:  # noqa: F811
+def frame_url(page, selector: str) -> str:
     """The address of the document in a frame of the page (cross-origin: Playwright's frame objects)."""
     return page.locator(selector).element_handle().content_frame().url
 
 
-def start_session(page, live, repo, prompt: str) -> Session:  # noqa: F811
+def start_session(page, live, repo, prompt: str) -> Session:
     page.goto(live.browser_url + "/sessions/new")
     page.select_option("#id_repo", str(repo.pk))
     page.fill("#id_prompt", prompt)
@@ -66,7 +65,7 @@ def start_session(page, live, repo, prompt: str) -> Session:  # noqa: F811
     return Session.objects.get(pk=int(page.url.rstrip("/").rsplit("/", 1)[1]))
 
 
-def test_vs_code_desktop_preview_and_screenshots_from_the_sandbox(workspace, page):  # noqa: F811
+def test_vs_code_desktop_preview_and_screenshots_from_the_sandbox(workspace, page):
     live, repo, port = workspace
     page.set_viewport_size({"width": 1400, "height": 900})
     sign_in(page, live, "ada")
@@ -168,7 +167,7 @@ def test_vs_code_desktop_preview_and_screenshots_from_the_sandbox(workspace, pag
         assert answer.output.strip() == expected, (service, headers, answer.output)
 
 
-def test_a_failed_dev_server_shows_why_and_is_restarted_from_the_page(workspace, page, settings):  # noqa: F811
+def test_a_failed_dev_server_shows_why_and_is_restarted_from_the_page(workspace, page, settings):
     live, repo, port = workspace
     settings.SANDBOX_WORKSPACE_SERVICES = False  # only the dev server here
     repo.start_commands = (f"test -f site/ok || {{ echo 'site/ok is missing' >&2; exit 3; }}; "

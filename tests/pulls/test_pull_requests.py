@@ -12,7 +12,7 @@ from django.utils import timezone
 from bridge import branch
 from pulls import branches, tasks, tokens
 from pulls.models import GitHubToken, PullRequest
-from sessions.models import Event
+from sessions.models import Event, Prompt
 from tests.support.rows import owned_session, repo_with_image
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,6 +54,11 @@ def commit_and_hand_off(s, files: dict[str, str], message: str = "Add a greeting
     made = branch.commit_changes(s.workspace, s.session.branch, ADA, [], message)
     handed, why = branch.hand_off(s.workspace, s.url, s.session.branch, made.sha, token or s.sandbox_token)
     return made, handed, why
+
+
+def ran(session, author, text: str, position: int) -> Prompt:
+    return Prompt.objects.create(session=session, author=author, text=text, position=position,
+                                 status=Prompt.Status.DONE, started_at=timezone.now())
 
 
 def events(session, kind: str) -> list[dict]:
@@ -196,7 +201,12 @@ def test_create_pull_request_is_for_members_and_checks_its_input(setup, client, 
     url = f"/sessions/{setup.session.pk}/pull-request"
     client.force_login(other_user)
     assert client.post(url, {"title": "x"}, content_type="application/json").status_code == 404
+    assert client.get(url).status_code == 404
     client.force_login(setup.user)
+    ran(setup.session, setup.user, "Add a greeting\nto the README", 1)
+    prefilled = client.get(url).json()
+    assert prefilled["title"] == "Add a greeting" and prefilled["github_problem"] == ""
+    assert f"/sessions/{setup.session.pk}/" in prefilled["body"] and "- Ada: Add a greeting" in prefilled["body"]
     assert client.post(url, "{not json", content_type="application/json").status_code == 400
     assert client.post(url, {"title": " "}, content_type="application/json").status_code == 400
     assert client.post(url, {"title": "x", "draft": "yes"}, content_type="application/json").status_code == 400

@@ -105,6 +105,7 @@ class GitHubDouble:
         self._reset = int(time.time()) + 3600
         self._lock = threading.RLock()  # the handler threads and the test share all of the above
         self._root = Path(tempfile.mkdtemp(prefix="github-double-"))
+        self._root.chmod(0o711)  # a sandbox may read a repository through a file:// mirror of it
         self._stopped = False
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.double = self
