@@ -3,6 +3,7 @@ sandbox's bridge pushes to (git smart HTTP)."""
 
 import json
 import logging
+import tempfile
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -90,11 +91,13 @@ def handoff(request: HttpRequest, rest: str) -> HttpResponse:
     query = request.META.get("QUERY_STRING", "")
     if not git_http.allowed(request.method or "", rest, query):
         return HttpResponse("Only pushes are served here.\n", status=403, content_type="text/plain")
-    if int(request.headers.get("Content-Length") or 0) > git_http.MAX_PUSH_BYTES:
-        return HttpResponse("The push is too large.\n", status=413, content_type="text/plain")
     headers = {name.lower(): value for name, value in request.headers.items()}
-    answer = git_http.run_http_backend(session_repo(session.pk), rest, request.method or "", query, headers,
-                                       request.read() if request.method == "POST" else b"")
+    with tempfile.TemporaryFile() as body:
+        length = git_http.spool(request, body, git_http.MAX_PUSH_BYTES) if request.method == "POST" else 0
+        if length is None:
+            return HttpResponse("The push is too large.\n", status=413, content_type="text/plain")
+        answer = git_http.run_http_backend(session_repo(session.pk), rest, request.method or "", query, headers,
+                                           body, length)
     response = HttpResponse(answer.body, status=answer.status)
     for name, value in answer.headers:
         response[name] = value

@@ -15,7 +15,7 @@ from sandboxes.backends import get_backend
 from sandboxes.models import Repo, Sandbox
 from sessions import member_requests
 from sessions import tasks as session_tasks
-from sessions.models import Session
+from sessions.models import Event, Session
 from tests.support.session_watcher import Watcher, is_event
 from tests.support.waiting import eventually
 
@@ -185,9 +185,10 @@ def test_a_follow_up_after_the_sandbox_ended_restores_the_work_and_the_conversat
         assert session.sandbox_id == pooled.pk and session.sandbox.claimed_at is not None
         assert "Reply with one word." not in json.dumps(model_server.requests)  # the warm-up reached no model
     assert get_backend().exec(session.sandbox.backend_ref, "cat notes.txt").output == "Hello from the scripted model!\n"
-    if branch_moved:
-        head = get_backend().exec(session.sandbox.backend_ref, "git rev-parse HEAD; ls").output
-        assert head.split() == [first_sandbox.synced_commit, "README.md", "app.py", "notes.txt"]
+    if branch_moved:  # the session's branch: the first run's commit, on the commit the first sandbox synced to
+        head = get_backend().exec(session.sandbox.backend_ref, "git rev-parse HEAD HEAD~1; ls").output
+        first_commit = Event.objects.filter(session=session, kind="commit").order_by("seq").first().data["sha"]
+        assert head.split() == [first_commit, first_sandbox.synced_commit, "README.md", "app.py", "notes.txt"]
     last_call = [r for r in model_server.requests if r["path"].endswith("completions")][-1]
     history = json.dumps(last_call["body"]["messages"])
     assert "Please write file:notes.txt" in history  # the same OpenCode conversation went on

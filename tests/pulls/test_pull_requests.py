@@ -215,3 +215,12 @@ def test_create_pull_request_is_for_members_and_checks_its_input(setup, client, 
     assert answer.status_code == 202
     assert setup.enqueued["pulls.tasks.open_pull_request"] == [(setup.session.pk, setup.user.pk, True,
                                                                 "Add a greeting", "b")]
+
+
+def test_a_hand_off_larger_than_the_limit_is_refused_and_stores_nothing(setup, monkeypatch):
+    from pulls import git_http
+
+    monkeypatch.setattr(git_http, "MAX_PUSH_BYTES", 100)
+    made, handed, why = commit_and_hand_off(setup, {"big.txt": "x" * 10_000})
+    assert not handed and "413" in why
+    assert branches.head_of(setup.session.pk, setup.session.branch) == ""
