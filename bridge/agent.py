@@ -20,11 +20,12 @@ from .protocol import (
     RESTORE_DONE,
     RESTORE_RESUMED,
     CommandResult,
-    CommitCommand,
     CommitEvent,
+    CommitSpec,
     Hello,
     PlainCommand,
     PromptCommand,
+    PullRequestAsked,
     RestartServiceCommand,
     ScreenshotCommand,
     StopCommand,
@@ -45,6 +46,23 @@ class CommandError(Exception):
 def title_of(text: str) -> str:
     line = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return (line[:77] + "...") if len(line) > 80 else (line or "Session")
+
+
+def checked_commit_spec(spec: object) -> CommitSpec | None:
+    """A prompt's `commit` as the protocol has it, or None for none; CommandError for anything else."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or not isinstance(spec.get("branch"), str) or not spec["branch"]:
+        raise CommandError("a prompt's commit needs a branch")
+    author, co_authors, message = spec.get("author"), spec.get("co_authors"), spec.get("message")
+    if not isinstance(author, dict) or not isinstance(author.get("name"), str) \
+            or not isinstance(author.get("email"), str):
+        raise CommandError("a prompt's commit needs an author with a name and an email")
+    if not isinstance(co_authors, list) or not all(isinstance(p, dict) for p in co_authors):
+        raise CommandError("a prompt's commit's co_authors must be a list of {name, email}")
+    if not isinstance(message, str) or not message.strip():
+        raise CommandError("a prompt's commit needs a non-empty message")
+    return {"branch": spec["branch"], "author": author, "co_authors": co_authors, "message": message}
 
 
 def checkpoint(db) -> None:
@@ -88,7 +106,10 @@ class Agent:
         self.held: dict[str, str] = {}  # permission request id -> session id, until sync_done
         self.checked: dict[str, float] = {}
         self.tasks: set[asyncio.Task] = set()
-        self.pull_request_asked: dict | None = None  # the agent called create_pull_request during this run
+        # What each running prompt's run commits when it ends (cmd_prompt), and the pull request its agent asked for.
+        self.commit_specs: dict[object, CommitSpec] = {}
+        self.pull_requests_asked: dict[object, dict] = {}
+        self.current_prompt: object = None
 
     def emit(self, event: dict) -> None:
         self.outbox.add_event(event)
@@ -144,6 +165,7 @@ class Agent:
         if prompt_id in self.prompts_taken:
             log.info("prompt %s was sent again; it runs once", prompt_id)
             return
+        spec = checked_commit_spec(command.get("commit"))
         self.prompts_taken[prompt_id] = None
         while len(self.prompts_taken) > 500:
             self.prompts_taken.popitem(last=False)
@@ -153,6 +175,9 @@ class Agent:
             self.prompts_taken.pop(prompt_id, None)  # it never started: the control plane's resend may try again
             raise
         state = self.translator.track(session_id)
+        if spec is not None:
+            self.commit_specs[prompt_id] = spec
+        self.current_prompt = prompt_id
         state.start_prompt(prompt_id)
         self.emit({"kind": "prompt_started", "prompt_id": prompt_id})
         body: dict = {"parts": [{"type": "text", "text": text}]}
@@ -260,30 +285,34 @@ class Agent:
             self.emit({"kind": "screenshot_failed", "target": target, "taken_by": taken_by, "message": str(e)})
             raise CommandError(str(e)) from None
 
-    async def cmd_commit(self, command: CommitCommand) -> None:
-        """A prompt's run ended: commit what changed on the session's branch and hand the branch to the control
-        plane. Nothing changed: no commit, no event. A failed hand-off is reported in the event, not as a
-        failure: the next commit's push sends this one too."""
-        prompt_id, branch_name, message = command.get("prompt_id"), command.get("branch"), command.get("message")
-        author, co_authors = command.get("author"), command.get("co_authors")
-        if not isinstance(prompt_id, int) or isinstance(prompt_id, bool):
-            raise CommandError("a commit needs an integer prompt_id")
-        if not isinstance(branch_name, str) or not branch_name:
-            raise CommandError("a commit needs a branch")
-        if not isinstance(author, dict) or not isinstance(author.get("name"), str) \
-                or not isinstance(author.get("email"), str):
-            raise CommandError("a commit needs an author with a name and an email")
-        if not isinstance(co_authors, list) or not all(isinstance(p, dict) for p in co_authors):
-            raise CommandError("a commit's co_authors must be a list of {name, email}")
-        if not isinstance(message, str) or not message.strip():
-            raise CommandError("a commit needs a non-empty message")
+    # --- the end of a run: its commit, then its idle ----------------------------------
+
+    async def end_run(self, idle: dict, rest: list[dict]) -> None:
+        """A prompt's run ended: commit what it changed and hand the branch over, pass on the agent's request for
+        a pull request, then say `idle` (and what came after it). The control plane snapshots the sandbox and
+        sends the next prompt only once it hears `idle`, so neither meets a commit half done."""
+        prompt_id = idle.get("prompt_id")
+        spec = self.commit_specs.pop(prompt_id, None)
+        asked = self.pull_requests_asked.pop(prompt_id, None)
+        if spec is not None:
+            try:
+                await self.commit_run(prompt_id, spec)
+            except Exception as e:  # whatever went wrong, the run still ends: idle must follow
+                log.warning("the run of prompt %s was not committed: %s", prompt_id, e)
+                self.emit({"kind": "error", "name": "CommitFailed", "message": f"The changes were not committed: {e}"})
+            if asked is not None:
+                request: PullRequestAsked = {"kind": "pull_request_asked", "prompt_id": prompt_id, **asked}
+                self.emit(dict(request))
+        self.emit(idle)
+        self.send(rest)
+
+    async def commit_run(self, prompt_id: object, spec: CommitSpec) -> None:
+        """Commit the workspace's changes on the session's branch and hand the branch to the control plane. A
+        failed hand-off is said in the commit's event, not raised: the next commit's push sends this one too."""
         workspace = self.config.workspace
-        try:
-            made = await asyncio.to_thread(branch.commit_changes, workspace, branch_name, author, co_authors, message)
-        except (ValueError, branch.GitError) as e:
-            raise CommandError(str(e)) from None
+        made = await asyncio.to_thread(branch.commit_changes, workspace, spec["branch"], spec["author"],
+                                       spec["co_authors"], spec["message"])
         if made is None:
-            self.emit_pull_request_asked(prompt_id)
             return
         url = branch.handoff_url(self.config.control_plane_url)
         handed_off, error = await asyncio.to_thread(branch.hand_off, workspace, url, made.branch, made.sha,
@@ -296,13 +325,6 @@ class Agent:
             "more_files": made.more_files, "handed_off": handed_off, "handoff_error": error,
         }
         self.emit(dict(event))
-        self.emit_pull_request_asked(prompt_id)
-
-    def emit_pull_request_asked(self, prompt_id: int) -> None:
-        """After the run's commit and hand-off, so the pull request gets them."""
-        if self.pull_request_asked is not None:
-            self.emit({"kind": "pull_request_asked", "prompt_id": prompt_id, **self.pull_request_asked})
-            self.pull_request_asked = None
 
     # --- OpenCode's events ----------------------------------------------------------
 
@@ -332,7 +354,9 @@ class Agent:
         else:
             events = self.translator.handle(event)
             for translated in events:
-                self.pull_request_asked = pull_request_tool.asked(translated) or self.pull_request_asked
+                asked = pull_request_tool.asked(translated)
+                if asked is not None and self.current_prompt is not None:
+                    self.pull_requests_asked[self.current_prompt] = asked
             self.send(events)
             if any(e["kind"] == "idle" for e in events):
                 self.drop_held(props.get("sessionID"))
@@ -343,7 +367,14 @@ class Agent:
         task.add_done_callback(self.tasks.discard)
 
     def send(self, events: list[dict]) -> None:
-        for event in events:
+        """Emit OpenCode's translated events, in order; a run's `idle` (and what follows it) once its commit is
+        made (end_run)."""
+        for index, event in enumerate(events):
+            if event.get("kind") == "idle" and event.get("prompt_id") in self.commit_specs:
+                self.spawn(self.end_run(event, events[index + 1:]))
+                return
+            if event.get("kind") == "idle":
+                self.pull_requests_asked.pop(event.get("prompt_id"), None)
             self.emit(event)
 
     def drop_held(self, session_id: str | None) -> None:

@@ -112,10 +112,18 @@ def full_message(message: str, co_authors: list[Person]) -> str:
 
 
 def use_branch(workspace: Path, branch: str) -> None:
-    """Put the workspace on `branch`, keeping the working tree and the index (from a detached HEAD too)."""
+    """Put the workspace on `branch`, keeping the working tree and the index: the first time, from wherever HEAD
+    is (a detached HEAD too). Once the branch exists, a workspace moved elsewhere (the agent checked out another
+    branch) is refused: moving the branch there would lose its commits and every later hand-off."""
     head = git(workspace, "symbolic-ref", "-q", "HEAD", check=False).stdout.decode(errors="replace").strip()
-    if head != f"refs/heads/{branch}":
-        git(workspace, *NO_HOOKS, "checkout", "-q", "-B", branch)
+    if head == f"refs/heads/{branch}":
+        return
+    exists = git(workspace, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False).returncode == 0
+    if exists:
+        where = head.removeprefix("refs/heads/") or "a detached HEAD"
+        raise ValueError(f"the workspace is on {where}, not on the session's branch {branch}: "
+                         f"`git checkout {branch}` brings it back")
+    git(workspace, *NO_HOOKS, "checkout", "-q", "-B", branch)
 
 
 def commit_changes(workspace: Path, branch: str, author: object, co_authors: list, message: str) -> Commit | None:
@@ -131,7 +139,8 @@ def commit_changes(workspace: Path, branch: str, author: object, co_authors: lis
     text = full_message(message, others)
     check_branch(workspace, branch)
     use_branch(workspace, branch)
-    git(workspace, *NO_HOOKS, "add", "-A")
+    # The plugin package the bridge links into a repo's own .opencode/ (bridge/config.py) is not the repo's.
+    git(workspace, *NO_HOOKS, "add", "-A", "--", ".", ":(exclude).opencode/node_modules")
     staged = git(workspace, "diff", "--cached", "--quiet", check=False)
     if staged.returncode == 0:
         return None

@@ -110,6 +110,22 @@ class ModelSpec(TypedDict):
     modelID: str
 
 
+class Person(TypedDict):
+    """Someone as git names them: a commit's author or a co-author."""
+    name: str
+    email: str
+
+
+class CommitSpec(TypedDict):
+    """What the bridge commits when a prompt's run ends, before it reports the run's `idle`: everything that
+    changed, on the session's branch, then the branch handed to the control plane (HANDOFF_GIT_PATH). Nothing
+    changed: no commit, no `commit` event."""
+    branch: str  # the session's branch, e.g. inspect/12
+    author: Person  # whose prompt ran
+    co_authors: list[Person]  # other members whose prompts shaped the change (Co-authored-by trailers)
+    message: str  # the commit message without its trailers
+
+
 class PromptCommand(TypedDict):
     name: Literal["prompt"]
     prompt_id: int
@@ -117,6 +133,7 @@ class PromptCommand(TypedDict):
     author: str  # display name; not passed to OpenCode
     model: ModelSpec | None
     opencode_session_id: str | None  # None: create one
+    commit: NotRequired[CommitSpec | None]  # None: commit nothing (a prompt of a former member)
 
 
 class StopCommand(TypedDict):
@@ -135,30 +152,13 @@ class ScreenshotCommand(TypedDict):
     taken_by: str  # a username
 
 
-class Person(TypedDict):
-    """Someone as git names them: a commit's author or a co-author."""
-    name: str
-    email: str
-
-
-class CommitCommand(TypedDict):
-    """A prompt's run ended: commit what changed on the session's branch and hand the branch to the control
-    plane (HANDOFF_GIT_PATH). Nothing changed: no commit, no event."""
-    name: Literal["commit"]
-    prompt_id: int
-    branch: str  # the session's branch, e.g. inspect/12
-    author: Person  # whose prompt ran
-    co_authors: list[Person]  # other members whose prompts shaped the change (Co-authored-by trailers)
-    message: str  # the commit message without its trailers
-
-
 class PlainCommand(TypedDict):
     """A command without fields of its own."""
     name: Literal["sync_done", "claimed", "prepare_snapshot", "resume", "shutdown"]
 
 
-Command = PromptCommand | StopCommand | RestartServiceCommand | ScreenshotCommand | CommitCommand | PlainCommand
-CommandName = Literal["prompt", "stop", "restart_service", "screenshot", "commit",
+Command = PromptCommand | StopCommand | RestartServiceCommand | ScreenshotCommand | PlainCommand
+CommandName = Literal["prompt", "stop", "restart_service", "screenshot",
                       "sync_done", "claimed", "prepare_snapshot", "resume", "shutdown"]
 COMMAND_NAMES: frozenset[str] = frozenset(get_args(CommandName))
 
@@ -240,6 +240,9 @@ class ServiceEvent(ServiceReport):
 # control plane pushes it on to GitHub with the person's token, which never enters the sandbox.
 HANDOFF_GIT_PATH = "/git/handoff.git"
 MAX_COMMIT_FILES = 200  # a commit event lists at most this many files (and says how many more)
+# A pull request's title and description, as the agent's tool and the session page may give them.
+PULL_REQUEST_MAX_TITLE_CHARS = 256
+PULL_REQUEST_MAX_BODY_CHARS = 60_000
 
 
 class CommitFile(TypedDict):
@@ -249,7 +252,7 @@ class CommitFile(TypedDict):
 
 
 class CommitEvent(TypedDict):
-    """A commit the bridge made on the session's branch (event kind `commit`)."""
+    """A commit the bridge made on the session's branch when a run ended (event kind `commit`, before `idle`)."""
     kind: Literal["commit"]
     prompt_id: int
     sha: str
@@ -264,7 +267,8 @@ class CommitEvent(TypedDict):
 
 
 class PullRequestAsked(TypedDict):
-    """The agent called its create_pull_request tool in the run of `prompt_id` (sent after that run's commit)."""
+    """The agent called its create_pull_request tool in the run of `prompt_id` (sent after that run's commit,
+    before its `idle`)."""
     kind: Literal["pull_request_asked"]
     prompt_id: int
     title: str

@@ -5,9 +5,9 @@ opens it as the person whose prompt the agent is working on. No credential is in
 
 from pathlib import Path
 
+from .protocol import PULL_REQUEST_MAX_BODY_CHARS, PULL_REQUEST_MAX_TITLE_CHARS
+
 TOOL_NAME = "create_pull_request"
-MAX_TITLE_CHARS = 256
-MAX_BODY_CHARS = 60_000
 
 TOOL_SOURCE = """// Written by the Inspect bridge. Asks the platform for this session's pull request.
 import { tool } from "@opencode-ai/plugin"
@@ -48,5 +48,5 @@ def asked(event: dict) -> dict | None:
     args = event.get("input") if isinstance(event.get("input"), dict) else {}
     title = args.get("title") if isinstance(args.get("title"), str) else ""
     body = args.get("body") if isinstance(args.get("body"), str) else ""
-    return {"title": title.strip()[:MAX_TITLE_CHARS], "body": body[:MAX_BODY_CHARS],
+    return {"title": title.strip()[:PULL_REQUEST_MAX_TITLE_CHARS], "body": body[:PULL_REQUEST_MAX_BODY_CHARS],
             "draft": args.get("draft") is True}

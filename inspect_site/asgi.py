@@ -19,6 +19,8 @@ from inspect_site.origins import SameOriginSockets  # noqa: E402
 from model_proxy.proxy import PREFIX as MODEL_PROXY_PREFIX  # noqa: E402
 from model_proxy.proxy import ModelProxy  # noqa: E402
 from proxy_core.headers import header  # noqa: E402
+from pulls.handoff import PREFIX as HANDOFF_PREFIX  # noqa: E402
+from pulls.handoff import BranchHandoff  # noqa: E402
 from sessions.bridge_socket import BridgeConsumer  # noqa: E402
 from sessions.consumers import SessionConsumer  # noqa: E402
 
@@ -39,13 +41,14 @@ workspace_sockets = WorkspaceAuth(SocketProxy())
 workspace_proxy = WorkspaceAuth(HttpProxy())
 ticket_exchange = TicketExchange()
 model_proxy = ModelProxy()
+branch_handoff = BranchHandoff()
 front_route = FrontRoute()  # finds the user itself, in the same database call as the rest
 
 
 async def http(scope, receive, send):
     """The front proxy's routing question to its answer (ide/front.py). On a workspace host, the ticket
-    exchange and workspace paths only. On the platform's host: model calls to the model proxy, everything
-    else but workspace paths to Django."""
+    exchange and workspace paths only. On the platform's host: model calls to the model proxy, sandboxes'
+    branches to the hand-off, everything else but workspace paths to Django."""
     if scope["path"] == FRONT_ROUTE_PATH:  # asked by nginx only (its key), with the browser's Host
         return await front_route(scope, receive, send)
     if is_workspace_host(header(scope.get("headers", []), b"host")):
@@ -58,6 +61,8 @@ async def http(scope, receive, send):
         return await answer(send, 404, "A session's workspace is served on its own host, not here.")
     if scope["path"].startswith(MODEL_PROXY_PREFIX):
         return await model_proxy(scope, receive, send)
+    if scope["path"].startswith(HANDOFF_PREFIX):
+        return await branch_handoff(scope, receive, send)
     return await django_asgi_app(scope, receive, send)
 
 

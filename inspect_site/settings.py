@@ -145,8 +145,8 @@ if HTTPS:
     SECURE_HSTS_PRELOAD = True  # only says the site may be listed: listing it takes its owner's own submission
     SECURE_SSL_REDIRECT = True
     # Sandboxes reach the control plane at a plain-http address of their own (SANDBOX_CONTROL_PLANE_URL): their
-    # Django routes (the sessions API, the branch hand-off) are not redirected (the rest are ASGI apps).
-    SECURE_REDIRECT_EXEMPT = [r"^sessions/api/", r"^git/"]
+    # one Django route is not redirected (the model proxy, the branch hand-off and the sockets are ASGI apps).
+    SECURE_REDIRECT_EXEMPT = [r"^sessions/api/"]
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
@@ -293,6 +293,8 @@ GITHUB_WEBHOOK_SECRET = os.environ.get("GITHUB_WEBHOOK_SECRET", "")
 GITHUB_BOT_TOKEN = os.environ.get("GITHUB_BOT_TOKEN", "")
 # The sessions' branches on the control plane, handed over by their sandboxes (pulls/branches.py).
 GIT_BRANCHES_DIR = Path(os.environ.get("GIT_BRANCHES_DIR", VAR_DIR / "git" / "sessions"))
+# The largest push a sandbox may hand over (pulls/handoff.py; git's receive.maxInputSize too).
+GIT_HANDOFF_MAX_BYTES = int(os.environ.get("GIT_HANDOFF_MAX_BYTES", str(512 * 1024 * 1024)))
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 
 LANGUAGE_CODE = "en-us"

@@ -34,7 +34,6 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
         extra_context = {**(extra_context or {}), "webhook_url": request.build_absolute_uri(reverse("github-webhook")),
-                         "webhook_secret": settings.GITHUB_WEBHOOK_SECRET if request.user.is_superuser else None,
                          "secret_set": bool(settings.GITHUB_WEBHOOK_SECRET)}
         return super().changelist_view(request, extra_context)
 

@@ -1,12 +1,14 @@
 """Sessions' branches on the control plane: each session has a bare repository here, which its sandbox's bridge
-pushes the branch to (pulls/git_http.py) and from which the control plane pushes it on to GitHub with the
-person's token. The token goes in an HTTP header set through git's environment: never in a URL, a file or
-anything a sandbox sees."""
+pushes the branch to (pulls/handoff.py) and from which the control plane pushes it on to GitHub with the person's
+token. The token goes in an HTTP header set through git's environment: never in a URL, a file or anything a
+sandbox sees. Only commits by the session's people go on: a sandbox could hand over any history."""
 
 import base64
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from django.conf import settings
 GIT_TIMEOUT_SECONDS = 300
 # The lines of git's output that say why a push failed (the rest is progress).
 REASON_LINE = re.compile(r"^(remote: (error|fatal)?|error:|fatal:| ! |hint: Updates were rejected)")
+ORIGIN_DEFAULT = "refs/remotes/origin/default"  # the origin's default branch, as last fetched
 
 
 @dataclass(frozen=True)
@@ -24,21 +27,38 @@ class PushResult:
     reason: str  # why it failed, in git's and GitHub's words
 
 
+def repo_path(session_id: int) -> Path:
+    return Path(settings.GIT_BRANCHES_DIR) / f"{int(session_id)}.git"
+
+
 def session_repo(session_id: int) -> Path:
-    """The session's bare repository, made on first use: pushes to it may only move a branch forward."""
-    path = Path(settings.GIT_BRANCHES_DIR) / f"{int(session_id)}.git"
-    if not (path / "HEAD").exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        git(["init", "--bare", "--quiet", str(path)])
-        for key, value in (("http.receivepack", "true"), ("receive.denyNonFastForwards", "true"),
-                           ("receive.denyDeletes", "true"), ("core.hooksPath", "/dev/null")):
-            git(["--git-dir", str(path), "config", key, value])
+    """The session's bare repository, made on first use, whole or not at all (configured in a folder of its own,
+    then moved into place): pushes to it only move a branch forward, within the hand-off's size limit."""
+    path = repo_path(session_id)
+    if (path / "HEAD").exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    making = Path(tempfile.mkdtemp(dir=path.parent, prefix=".new-"))
+    git(["init", "--bare", "--quiet", str(making)])
+    for key, value in (("http.receivepack", "true"), ("receive.denyNonFastForwards", "true"),
+                       ("receive.denyDeletes", "true"), ("receive.fsckObjects", "true"),
+                       ("receive.maxInputSize", str(settings.GIT_HANDOFF_MAX_BYTES)), ("core.hooksPath", "/dev/null")):
+        git(["--git-dir", str(making), "config", key, value])
+    try:
+        making.rename(path)
+    except OSError:  # made by another process a moment ago
+        shutil.rmtree(making, ignore_errors=True)
     return path
+
+
+def on_session_deleted(sender, instance, **kwargs) -> None:
+    """A deleted session's repository goes with it (a later session given the same id starts empty)."""
+    shutil.rmtree(repo_path(instance.pk), ignore_errors=True)
 
 
 def head_of(session_id: int, branch: str) -> str:
     """The commit the control plane holds for the session's branch, or "" before the first hand-off."""
-    path = Path(settings.GIT_BRANCHES_DIR) / f"{int(session_id)}.git"
+    path = repo_path(session_id)
     if not (path / "HEAD").exists():
         return ""
     found = git(["--git-dir", str(path), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"],
@@ -46,22 +66,45 @@ def head_of(session_id: int, branch: str) -> str:
     return found.stdout.strip() if found.returncode == 0 else ""
 
 
-def push_to_origin(session_id: int, branch: str, clone_url: str, token: str) -> PushResult:
-    """Push the session's branch to the repo's origin, never forced. `token` ("" for an origin that needs none,
-    such as file://) is sent as `Authorization: Basic x-access-token:<token>`, as GitHub asks of git."""
+def push_to_origin(session_id: int, branch: str, url: str, token: str, default_branch: str,
+                   people: set[str]) -> PushResult:
+    """Push the session's branch to `url`, never forced, once every commit the origin's default branch does not
+    have is by one of `people` (git email addresses), as author and as committer. `token` is sent as
+    `Authorization: Basic x-access-token:<token>`, as GitHub asks of git."""
     sha = head_of(session_id, branch)
     if not sha:
         return PushResult(False, "", "The agent has committed nothing on this session's branch yet.")
-    env = {}
-    if token:
-        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-        env = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
-               "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
-    pushed = git(["--git-dir", str(session_repo(session_id)), "push", "--porcelain", "--", clone_url,
-                  f"refs/heads/{branch}:refs/heads/{branch}"], check=False, env=env)
+    repo, env = str(session_repo(session_id)), auth_env(token)
+    fetched = git(["--git-dir", repo, "fetch", "--quiet", "--no-tags", "--", url,
+                   f"+refs/heads/{default_branch}:{ORIGIN_DEFAULT}"], check=False, env=env)
+    if fetched.returncode != 0:
+        return PushResult(False, sha, reason_of(fetched.stdout + "\n" + fetched.stderr, token))
+    strangers = strangers_in(repo, sha, people)
+    if strangers:
+        return PushResult(False, sha, "The branch has commits by people who are not in this session "
+                                      f"({', '.join(sorted(strangers))}): the platform pushes only its people's "
+                                      "commits. Ask the agent to make its changes again without committing them.")
+    pushed = git(["--git-dir", repo, "push", "--porcelain", "--", url, f"refs/heads/{branch}:refs/heads/{branch}"],
+                 check=False, env=env)
     if pushed.returncode == 0:
         return PushResult(True, sha, "")
     return PushResult(False, sha, reason_of(pushed.stdout + "\n" + pushed.stderr, token))
+
+
+def strangers_in(repo: str, sha: str, people: set[str]) -> set[str]:
+    """The authors' and committers' addresses, among the commits the origin's default branch lacks, that are not
+    of `people`."""
+    log = git(["--git-dir", repo, "log", "--format=%ae%x00%ce", sha, "--not", ORIGIN_DEFAULT, "--"]).stdout
+    found = {address.lower() for line in log.splitlines() for address in line.split("\0") if address}
+    return found - {person.lower() for person in people}
+
+
+def auth_env(token: str) -> dict[str, str]:
+    if not token:
+        return {}
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
 
 
 def refused_credentials(reason: str) -> bool:
@@ -72,13 +115,17 @@ def refused_credentials(reason: str) -> bool:
 
 def reason_of(output: str, token: str = "") -> str:
     lines = [line.rstrip() for line in output.splitlines() if REASON_LINE.match(line) and line.strip() != "remote:"]
-    reason = "\n".join(lines) or (output.strip().splitlines() or ["git push failed"])[-1]
+    reason = "\n".join(lines) or (output.strip().splitlines() or ["git failed"])[-1]
     if token:
-        reason = reason.replace(token, "[token]")
+        for secret in (token, base64.b64encode(f"x-access-token:{token}".encode()).decode()):
+            reason = reason.replace(secret, "[token]")
     return reason[:1000]
 
 
 def git(args: list[str], check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "LC_ALL": "C", **(env or {})}
+    # None of the control plane's own GIT_* (a GIT_TRACE would print the header), nor any config but the repo's.
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    full_env = {**base, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "GIT_CONFIG_NOSYSTEM": "1",
+                "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C", **(env or {})}
     return subprocess.run(["git", *args], capture_output=True, text=True, timeout=GIT_TIMEOUT_SECONDS,
                           env=full_env, check=check)

@@ -15,21 +15,26 @@ TIMEOUT_SECONDS = 20
 
 
 class GitHubError(Exception):
-    def __init__(self, message: str, status: int = 0, bad_token: bool = False):
+    def __init__(self, message: str, bad_token: bool = False):
         super().__init__(message)
-        self.status = status
         self.bad_token = bad_token  # GitHub no longer takes the token: the person must connect again
 
 
-def api_url() -> str:
-    """GitHub's API for GITHUB_URL. Plain http only on this machine's loopback: people's tokens are sent to it."""
+def web_url() -> str:
+    """GITHUB_URL, where sign-in, pushes and token refreshes go. Plain http only on this machine's loopback:
+    people's tokens are sent there."""
     web = settings.GITHUB_URL.rstrip("/")
-    if web in PUBLIC_GITHUB:
-        return "https://api.github.com"
     parts = urlsplit(web)
     if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")):
         raise ValueError(f"GITHUB_URL must be https:// (it is {web!r}): people's GitHub tokens are sent there")
-    return f"{web}/api/v3"
+    return web
+
+
+def api_url() -> str:
+    """GitHub's API: api.github.com for github.com, <GITHUB_URL>/api/v3 for an Enterprise Server."""
+    if settings.GITHUB_URL.rstrip("/") in PUBLIC_GITHUB:
+        return "https://api.github.com"
+    return f"{web_url()}/api/v3"
 
 
 def client(token: str) -> GitHub:
@@ -43,18 +48,18 @@ def error_from(error: GitHubException, doing: str) -> GitHubError:
     if isinstance(error, RateLimitExceeded):
         minutes = max(1, round(error.retry_after.total_seconds() / 60))
         return GitHubError(f"GitHub's rate limit for your account is spent: {doing} again in about {minutes} "
-                           "minute(s).", status=error.response.status_code)
+                           "minute(s).")
     if not isinstance(error, RequestFailed):
         logger.warning("GitHub did not answer while %s: %r", doing, error)
         return GitHubError(f"GitHub did not answer ({type(error).__name__}); try {doing} again in a moment.")
     status = error.response.status_code
     message = github_message(error)
     if status == 401:
-        return GitHubError(f"GitHub no longer accepts your token ({message}).", status, bad_token=True)
+        return GitHubError(f"GitHub no longer accepts your token ({message}).", bad_token=True)
     if status == 404:
         return GitHubError(f"GitHub says the repository does not exist or your account may not see it "
-                           f"({message}).", status)
-    return GitHubError(f"GitHub refused {doing} ({status}): {message}", status)
+                           f"({message}).")
+    return GitHubError(f"GitHub refused {doing} ({status}): {message}")
 
 
 def github_message(error: RequestFailed) -> str:

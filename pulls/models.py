@@ -36,10 +36,6 @@ class GitHubToken(models.Model):
     def refresh_token(self) -> str:
         return crypto.decrypt(self.refresh_encrypted) if self.refresh_encrypted else ""
 
-    @property
-    def usable(self) -> bool:
-        return self.broken_at is None
-
 
 class PullRequest(models.Model):
     """A pull request of one of the platform's repos, opened through the platform or not (webhooks report all,
@@ -65,6 +61,7 @@ class PullRequest(models.Model):
     draft = models.BooleanField(default=False)
     review_state = models.CharField(max_length=30, blank=True, help_text="The last review's state, e.g. approved.")
     pushed_sha = models.CharField(max_length=64, blank=True, help_text="The head the platform last pushed.")
+    github_updated_at = models.DateTimeField(null=True, blank=True, help_text="As of GitHub's last delivery.")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     merged_at = models.DateTimeField(null=True, blank=True)

@@ -1,22 +1,22 @@
 """Opening a session's pull request, as the person who asks: push the branch the sandbox handed over, then open
-the pull request (or find the one already open), and remember it. Later hand-offs are pushed to the same one."""
+the pull request (or take the one already open), and remember it. Later hand-offs are pushed to the same one."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 from githubkit.exception import GitHubException, RequestFailed
 
+from bridge.protocol import PULL_REQUEST_MAX_BODY_CHARS, PULL_REQUEST_MAX_TITLE_CHARS
 from pulls import branches, github_api, tokens
-from pulls.github_api import GitHubError
-from pulls.models import PullRequest
+from pulls.models import GitHubToken, PullRequest
+from sessions import commits
 from sessions.models import Session
 
 logger = logging.getLogger(__name__)
-MAX_TITLE_CHARS = 256
-MAX_BODY_CHARS = 60_000
+MAX_TITLE_CHARS, MAX_BODY_CHARS = PULL_REQUEST_MAX_TITLE_CHARS, PULL_REQUEST_MAX_BODY_CHARS
 
 
 class CannotOpen(Exception):
@@ -25,43 +25,39 @@ class CannotOpen(Exception):
 
 @dataclass(frozen=True)
 class Credentials:
-    token: str
-    login: str  # whose token: the person's, or the bot's
+    token: str = field(repr=False)
     for_person: str  # "" when it is the person's own token; their name when the bot opens it for them
 
 
 def prefilled(session: Session, site_url: str) -> tuple[str, str]:
-    """The title and body the dialog starts with: the session's title, and its prompts with a link back."""
+    """The title and description the dialog starts with: the session's title (else its first prompt's first
+    line), a link back to the session, and each prompt that ran with its author."""
     prompts = list(session.prompts.filter(started_at__isnull=False).select_related("author").order_by("position"))
-    title = (session.title or (prompts[0].text.strip().splitlines() or [""])[0] if prompts else session.title)
-    lines = [f"Made in [Inspect session #{session.pk}]({site_url.rstrip('/')}"
-             f"{reverse('session-detail', args=[session.pk])}).", ""]
+    first_line = (prompts[0].text.strip().splitlines() or [""])[0] if prompts else ""
+    title = session.title or first_line or f"Inspect session #{session.pk}"
+    link = f"{site_url.rstrip('/')}{reverse('session-detail', args=[session.pk])}"
+    lines = [f"Made in [Inspect session #{session.pk}]({link}).", ""]
     for prompt in prompts:
-        first = (prompt.text.strip().splitlines() or [""])[0][:200]
-        lines.append(f"- {prompt.author_name()}: {first}")
-    return (title or f"Inspect session #{session.pk}")[:MAX_TITLE_CHARS], "\n".join(lines)[:MAX_BODY_CHARS]
+        lines.append(f"- {prompt.author_name()}: {(prompt.text.strip().splitlines() or [''])[0][:200]}")
+    return title[:MAX_TITLE_CHARS], "\n".join(lines)[:MAX_BODY_CHARS]
+
+
+def github_problem(user) -> str:
+    """Why a pull request could not be opened as `user` ("" when it can), from the database alone."""
+    if settings.GITHUB_BOT_TOKEN or tokens.has_usable_token(user):
+        return ""
+    again = GitHubToken.objects.filter(user=user).exists()
+    return tokens.connect_message(again=again)
 
 
 def credentials_for(user) -> Credentials:
     try:
-        token, login = tokens.access_token_for(user)
-        return Credentials(token, login, "")
+        token, _login = tokens.access_token_for(user)
+        return Credentials(token, "")
     except tokens.NoToken as no_token:
         if not settings.GITHUB_BOT_TOKEN:
             raise CannotOpen(str(no_token)) from None
-        name = user.get_full_name() or user.get_username()
-        return Credentials(settings.GITHUB_BOT_TOKEN, "", name)
-
-
-def github_problem(user) -> str:
-    """Why a pull request could not be opened as `user` now ("" when it can): shown before they try."""
-    if settings.GITHUB_BOT_TOKEN:
-        return ""
-    try:
-        tokens.access_token_for(user)
-    except tokens.NoToken as no_token:
-        return str(no_token)
-    return ""
+        return Credentials(settings.GITHUB_BOT_TOKEN, user.get_full_name() or user.get_username())
 
 
 def push_url(session: Session) -> str:
@@ -71,16 +67,26 @@ def push_url(session: Session) -> str:
     if not repo.github_repo:
         raise CannotOpen(f"The repo {repo.name} is not on GitHub ({settings.GITHUB_URL}): its clone URL is "
                          f"{repo.clone_url}. An admin can set its GitHub repository.")
-    return f"{settings.GITHUB_URL}/{repo.github_repo}.git"
+    return f"{github_api.web_url()}/{repo.github_repo}.git"
+
+
+def people_of(session: Session) -> set[str]:
+    """The git addresses the session's commits may carry: its members' and its prompts' authors'."""
+    users = {m.user for m in session.memberships.select_related("user")}
+    users |= {p.author for p in session.prompts.select_related("author") if p.author is not None}
+    return {commits.person(user)["email"] for user in users}
 
 
 def push_branch(session: Session, credentials: Credentials) -> branches.PushResult:
-    return branches.push_to_origin(session.pk, session.branch, push_url(session), credentials.token)
+    return branches.push_to_origin(session.pk, session.branch, push_url(session), credentials.token,
+                                   session.repo.default_branch, people_of(session))
 
 
 def open_pull_request(session: Session, user, draft: bool, title: str, body: str) -> PullRequest:
-    """Push the branch and open its pull request as `user` (or the bot, for them); the existing one if the
-    session has one open. Raises CannotOpen with the reason."""
+    """Push the branch and open its pull request as `user` (or the bot, for them). When the session's pull
+    request is open already, push to it and give it this title and description. Raises CannotOpen."""
+    if not session.is_member(user):
+        raise CannotOpen("Only the session's members open its pull request.")
     push_url(session)  # a repo that is not on GitHub: say so before anything else
     credentials = credentials_for(user)
     pushed = push_branch(session, credentials)
@@ -89,19 +95,20 @@ def open_pull_request(session: Session, user, draft: bool, title: str, body: str
             forget_token(user, credentials)
             raise CannotOpen(tokens.connect_message(again=True))
         raise CannotOpen(f"The push of {session.branch} was refused:\n{pushed.reason}")
-    existing = session.pull_requests.filter(state=PullRequest.State.OPEN).first()
-    if existing is not None:
-        PullRequest.objects.filter(pk=existing.pk).update(pushed_sha=pushed.sha, updated_at=timezone.now())
-        existing.pushed_sha = pushed.sha
-        return existing
     if credentials.for_person:
         body = f"Opened for {credentials.for_person}.\n\n{body}"
+    title = title.strip()[:MAX_TITLE_CHARS] or f"Inspect session #{session.pk}"
     owner, name = session.repo.github_repo.split("/", 1)
-    data = {"title": title.strip()[:MAX_TITLE_CHARS] or f"Inspect session #{session.pk}", "head": session.branch,
-            "base": session.repo.default_branch, "body": body[:MAX_BODY_CHARS], "draft": bool(draft)}
     github = github_api.client(credentials.token)
+    existing = session.pull_requests.filter(state=PullRequest.State.OPEN, opened_through_platform=True).first()
     try:
-        answer = github.rest.pulls.create(owner, name, data=data).json()
+        if existing is not None:
+            answer = github.rest.pulls.update(owner, name, existing.number,
+                                              data={"title": title, "body": body[:MAX_BODY_CHARS]}).json()
+        else:
+            answer = github.rest.pulls.create(owner, name, data={
+                "title": title, "head": session.branch, "base": session.repo.default_branch,
+                "body": body[:MAX_BODY_CHARS], "draft": bool(draft)}).json()
     except GitHubException as error:
         answer = already_open(github, owner, name, session.branch, error)
         if answer is None:
@@ -144,21 +151,21 @@ def forget_token(user, credentials: Credentials) -> None:
 
 
 def push_update(session: Session) -> tuple[PullRequest, branches.PushResult] | None:
-    """A new hand-off of a session with an open pull request: push it there, with the opener's token."""
+    """A new hand-off of a session with an open pull request: push it there, with the opener's token, while
+    they are still one of the session's members."""
     pull = session.pull_requests.filter(state=PullRequest.State.OPEN, opened_through_platform=True).first()
     if pull is None:
         return None
     try:
+        if not session.is_member(pull.opened_by):
+            raise CannotOpen("Whoever opened the pull request is no longer in the session: open it again.")
         credentials = credentials_for(pull.opened_by)
+        pushed = push_branch(session, credentials)
     except CannotOpen as why:
         return pull, branches.PushResult(False, "", str(why))
-    pushed = push_branch(session, credentials)
     if pushed.ok:
         PullRequest.objects.filter(pk=pull.pk).update(pushed_sha=pushed.sha, updated_at=timezone.now())
     elif branches.refused_credentials(pushed.reason):
         forget_token(pull.opened_by, credentials)
         pushed = branches.PushResult(False, pushed.sha, tokens.connect_message(again=True))
     return pull, pushed
-
-
-__all__ = ["CannotOpen", "GitHubError", "open_pull_request", "prefilled", "push_update"]

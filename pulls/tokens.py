@@ -2,19 +2,22 @@
 no longer takes them (the person is asked to connect GitHub again)."""
 
 import logging
+import time
 from datetime import timedelta
 
 import httpx
 from django.conf import settings
-from django.db import transaction
+from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
+from pulls import github_api
 from pulls.models import GitHubToken
 from sandboxes import crypto
 
 logger = logging.getLogger(__name__)
 REFRESH_BEFORE = timedelta(minutes=5)
+REFRESH_WAIT_SECONDS = 30
 
 
 class NoToken(Exception):
@@ -46,6 +49,11 @@ def store_from_sociallogin(sociallogin) -> None:
           token.token_secret or "", token.expires_at)
 
 
+def has_usable_token(user) -> bool:
+    """Whether `user` has a GitHub token GitHub has not refused (read from the database only: no call to GitHub)."""
+    return GitHubToken.objects.filter(user=user, broken_at__isnull=True).exists()
+
+
 def access_token_for(user) -> tuple[str, str]:
     """(token, login) of `user`, refreshed first when it is about to expire. Raises NoToken."""
     record = GitHubToken.objects.filter(user=user).first() if user is not None else None
@@ -63,27 +71,22 @@ def mark_broken(user) -> None:
 
 
 def refresh(record: GitHubToken) -> GitHubToken:
-    """Trade the refresh token for a new pair (GitHub revokes the old pair). Locked, so two processes never both
-    spend the same refresh token. Only GitHub's refusal (or no refresh token) marks the token broken; no answer,
-    or one that is not GitHub's OAuth answer (an outage's error page), leaves it for the next try."""
-    with transaction.atomic():
-        record = GitHubToken.objects.select_for_update().get(pk=record.pk)
+    """Trade the refresh token for a new pair (GitHub revokes the old pair). One process at a time per token (a
+    lock in the shared cache, not a row lock: GitHub's answer may take seconds, and SQLite would stop every writer
+    meanwhile). Only GitHub's refusal (or no refresh token) marks the token broken; no answer, or one that is not
+    GitHub's OAuth answer (an outage's error page), leaves it for the next try."""
+    lock, deadline = f"pulls.refresh.{record.pk}", time.monotonic() + REFRESH_WAIT_SECONDS
+    while not cache.add(lock, "refreshing", timeout=REFRESH_WAIT_SECONDS):
+        if time.monotonic() > deadline:
+            raise NoToken("Your GitHub token is being refreshed; try again in a moment.")
+        time.sleep(0.2)
+    try:
+        record = GitHubToken.objects.get(pk=record.pk)
+        if record.broken_at is not None:
+            raise NoToken(connect_message(again=True))
         if record.expires_at is None or record.expires_at - timezone.now() >= REFRESH_BEFORE:
             return record  # another process refreshed it meanwhile
-        app = settings.SOCIALACCOUNT_PROVIDERS["github"]["APP"]
-        body = {}
-        if record.refresh_token:
-            try:
-                answer = httpx.post(f"{settings.GITHUB_URL}/login/oauth/access_token", timeout=15,
-                                    headers={"Accept": "application/json"}, data={
-                                        "client_id": app["client_id"], "client_secret": app["secret"],
-                                        "grant_type": "refresh_token", "refresh_token": record.refresh_token})
-            except httpx.HTTPError as error:
-                raise NoToken(f"GitHub did not answer ({type(error).__name__}); try again in a moment.") from None
-            body = oauth_answer(answer)
-            if not body.get("access_token") and not body.get("error"):
-                raise NoToken(f"GitHub answered {answer.status_code} when asked to refresh your token; try again "
-                              "in a moment.")
+        body = ask_github_to_refresh(record) if record.refresh_token else {}
         if body.get("access_token"):
             record.access_encrypted = crypto.encrypt(body["access_token"])
             if body.get("refresh_token"):
@@ -96,8 +99,26 @@ def refresh(record: GitHubToken) -> GitHubToken:
         logger.info("GitHub refused to refresh the token of user %s: %s", record.user_id, body.get("error"))
         record.broken_at = timezone.now()
         record.save(update_fields=["broken_at"])
-    # Raised once the block has committed: raised inside it, it would roll broken_at back.
-    raise NoToken(connect_message(again=True))
+        raise NoToken(connect_message(again=True))
+    finally:
+        cache.delete(lock)
+
+
+def ask_github_to_refresh(record: GitHubToken) -> dict:
+    """GitHub's OAuth answer to a refresh: a new pair, or its `error`. NoToken when GitHub gave neither."""
+    app = settings.SOCIALACCOUNT_PROVIDERS["github"]["APP"]
+    try:
+        answer = httpx.post(f"{github_api.web_url()}/login/oauth/access_token", timeout=15,
+                            headers={"Accept": "application/json"}, data={
+                                "client_id": app["client_id"], "client_secret": app["secret"],
+                                "grant_type": "refresh_token", "refresh_token": record.refresh_token})
+    except httpx.HTTPError as error:
+        raise NoToken(f"GitHub did not answer ({type(error).__name__}); try again in a moment.") from None
+    body = oauth_answer(answer)
+    if not body.get("access_token") and not body.get("error"):
+        raise NoToken(f"GitHub answered {answer.status_code} when asked to refresh your token; try again in a "
+                      "moment.")
+    return body
 
 
 def oauth_answer(answer: httpx.Response) -> dict:

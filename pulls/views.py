@@ -1,9 +1,8 @@
-"""Thin views: "Create pull request" on a session's page, GitHub's webhooks, and the branch hand-off that a
-sandbox's bridge pushes to (git smart HTTP)."""
+"""Thin views: "Create pull request" on a session's page, and GitHub's webhooks. (The branch hand-off a sandbox's
+bridge pushes to is an ASGI app of its own: pulls/handoff.py.)"""
 
 import json
 import logging
-import tempfile
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -11,9 +10,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from pulls import git_http, opening, tasks, webhooks
-from pulls.branches import session_repo
-from sandboxes.models import Sandbox
+from pulls import opening, tasks, webhooks
 from sessions.models import Session
 
 logger = logging.getLogger(__name__)
@@ -57,7 +54,8 @@ def pull_request(request: HttpRequest, session_id: int) -> JsonResponse:
 @require_POST
 def webhook(request: HttpRequest) -> HttpResponse:
     """GitHub's deliveries: a bad or missing signature gets 401 and changes nothing."""
-    if int(request.headers.get("Content-Length") or 0) > MAX_WEBHOOK_BYTES:
+    declared = request.headers.get("Content-Length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_WEBHOOK_BYTES:
         return problem(413, "The payload is too large.")
     body = request.read(MAX_WEBHOOK_BYTES + 1)  # not .body: its 2.5 MB cap is for forms
     if len(body) > MAX_WEBHOOK_BYTES:
@@ -76,31 +74,3 @@ def webhook(request: HttpRequest) -> HttpResponse:
         return problem(400, "The payload must be a JSON object.")
     outcome = webhooks.receive(delivery, event, payload)
     return JsonResponse({"outcome": outcome.message}, status=outcome.status)
-
-
-@csrf_exempt
-@login_not_required
-def handoff(request: HttpRequest, rest: str) -> HttpResponse:
-    """A sandbox's bridge pushes its session's branch here, with the bridge's token; only pushes are served."""
-    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    sandbox = Sandbox.from_token(token) if token else None
-    session = Session.objects.filter(sandbox=sandbox).first() if sandbox is not None else None
-    if session is None:
-        return HttpResponse("Unknown or ended sandbox.\n", status=401, content_type="text/plain",
-                            headers={"WWW-Authenticate": 'Bearer realm="inspect"'})
-    query = request.META.get("QUERY_STRING", "")
-    if not git_http.allowed(request.method or "", rest, query):
-        return HttpResponse("Only pushes are served here.\n", status=403, content_type="text/plain")
-    headers = {name.lower(): value for name, value in request.headers.items()}
-    with tempfile.TemporaryFile() as body:
-        length = git_http.spool(request, body, git_http.MAX_PUSH_BYTES) if request.method == "POST" else 0
-        if length is None:
-            return HttpResponse("The push is too large.\n", status=413, content_type="text/plain")
-        answer = git_http.run_http_backend(session_repo(session.pk), rest, request.method or "", query, headers,
-                                           body, length)
-    response = HttpResponse(answer.body, status=answer.status)
-    for name, value in answer.headers:
-        response[name] = value
-    if request.method == "POST" and answer.status == 200:
-        tasks.push_to_pull_request.delay(session.pk)
-    return response

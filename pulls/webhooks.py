@@ -71,14 +71,19 @@ def apply(event: str, payload: dict, repo: Repo | None) -> Outcome:
 
 
 def record_pull(repo: Repo, data: dict) -> PullRequest:
-    """Keep the pull request as GitHub says it is now; one from a session's branch is linked to that session."""
+    """Keep the pull request as GitHub says it is now (a delivery older than what is kept changes nothing). One
+    from a session's branch of the repo itself (not a fork's branch of the same name) is linked to that session."""
     head = str((data.get("head") or {}).get("ref") or "")
     merged = bool(data.get("merged")) or bool(data.get("merged_at"))
     state = PullRequest.State.MERGED if merged else (
         PullRequest.State.CLOSED if data.get("state") == "closed" else PullRequest.State.OPEN)
     pull, created = PullRequest.objects.select_for_update().get_or_create(
         repo=repo, number=data["number"], defaults={"created_at": when(data.get("created_at")) or timezone.now()})
-    if pull.session_id is None and head:
+    updated = when(data.get("updated_at"))
+    if pull.github_updated_at and updated and updated < pull.github_updated_at:
+        return pull  # delivered late: GitHub said something newer already
+    pull.github_updated_at = updated or pull.github_updated_at
+    if pull.session_id is None and head and from_repo_itself(data):
         pull.session = Session.objects.filter(repo=repo, branch=head).first()
     pull.title = str(data.get("title") or "")[:300]
     pull.url = str(data.get("html_url") or "")[:500]
@@ -91,5 +96,11 @@ def record_pull(repo: Repo, data: dict) -> PullRequest:
     return pull
 
 
-def when(value) -> datetime | None:
+def from_repo_itself(data: dict) -> bool:
+    head_repo = ((data.get("head") or {}).get("repo") or {}).get("full_name")
+    base_repo = ((data.get("base") or {}).get("repo") or {}).get("full_name")
+    return isinstance(head_repo, str) and isinstance(base_repo, str) and head_repo.lower() == base_repo.lower()
+
+
+def when(value: object) -> datetime | None:
     return parse_datetime(value) if isinstance(value, str) else None

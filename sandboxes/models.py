@@ -130,6 +130,11 @@ class Repo(models.Model):
         return self.name
 
     def save(self, *args, **kwargs) -> None:
+        """The GitHub repository follows the clone URL unless an admin set one of their own."""
+        before = Repo.objects.filter(pk=self.pk).values_list("clone_url", "github_repo").first() if self.pk else None
+        if before is not None and before[0] != self.clone_url and self.github_repo == before[1] \
+                and before[1] == github_repo_from_clone_url(before[0], settings.GITHUB_URL):
+            self.github_repo = ""  # it was the old URL's: derive it again
         if not self.github_repo:
             self.github_repo = github_repo_from_clone_url(self.clone_url, settings.GITHUB_URL)
         super().save(*args, **kwargs)

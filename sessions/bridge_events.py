@@ -12,7 +12,7 @@ from bridge.protocol import EVENT_KINDS, MAX_EVENT_ID_LENGTH
 from sandboxes.bridge_channel import send_to_bridge
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
-from sessions import commits, queue, signals, workspace
+from sessions import queue, signals, workspace
 from sessions.dispatch import STATE_FIELDS, dispatch, on_agent_idle, record_status
 from sessions.events import append_event, append_events, check_kind
 from sessions.models import Event, Prompt, Session
@@ -138,11 +138,9 @@ def apply_bridge_event(session: Session, kind: str, data: dict) -> bool:
             prompt.finished_at = now
             prompt.save(update_fields=["status", "finished_at"])
             append_event(session.pk, "prompt_finished", {"prompt_id": prompt.pk, "status": prompt.status})
-            command = commits.commit_command(session, prompt)
-            if command is not None:  # before the next prompt: the bridge takes commands in order
-                send_to_bridge(session.sandbox_id, command)
-    elif kind == "commit" and prompt_id is not None:
-        session.prompts.filter(pk=prompt_id).update(commit_sha=str(data.get("sha") or "")[:64])
+    elif kind == "commit" and prompt_id is not None:  # the running prompt's, before its idle; one per run
+        running = session.prompts.filter(pk=prompt_id, status=Prompt.Status.RUNNING, commit_sha="")
+        running.update(commit_sha=str(data.get("sha") or "")[:64])
     elif kind == "pull_request_asked" and prompt_id is not None:
         ask_for_pull_request(session, prompt_id, data)
     elif kind == "title":
@@ -155,8 +153,9 @@ def apply_bridge_event(session: Session, kind: str, data: dict) -> bool:
 
 
 def ask_for_pull_request(session: Session, prompt_id: int, data: dict) -> None:
-    """For the author of the prompt the agent worked on (a prompt of this session, or nobody)."""
-    prompt = session.prompts.select_related("author").filter(pk=prompt_id).first()
+    """For the author of the prompt the agent is working on: the running one, whose run is ending (the bridge
+    sends this before the run's idle). Any other prompt of the session, or of another, is nobody's request."""
+    prompt = session.prompts.select_related("author").filter(pk=prompt_id, status=Prompt.Status.RUNNING).first()
     if prompt is None or prompt.author is None:
         return
     title = data.get("title") if isinstance(data.get("title"), str) else ""

@@ -13,7 +13,7 @@ from sandboxes import jobs, provisioning
 from sandboxes.bridge_channel import send_to_bridge
 from sandboxes.lifecycle import State
 from sandboxes.models import Snapshot
-from sessions import queue, workspace
+from sessions import commits, queue, workspace
 from sessions.events import append_event
 from sessions.models import Prompt, Session
 
@@ -68,6 +68,7 @@ def carry_out(session: Session, action: queue.Action, user) -> bool:
                 "name": "prompt", "prompt_id": prompt_id, "text": prompt.text_for_agent(),
                 "author": prompt.author_name(), "model": session.model_spec(),
                 "opencode_session_id": session.opencode_session_id or None,
+                "commit": commits.commit_spec(session, prompt),
             })
         case queue.StartSandbox(snapshot_id):
             return start_sandbox(session, snapshot_id)

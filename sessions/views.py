@@ -72,7 +72,7 @@ def warm_sandbox(request: HttpRequest) -> HttpResponse:
     """The new-session page: someone is writing a prompt for this repo, so a sandbox starts now
     and their session claims it (see docs/sessions.md)."""
     repo_id = request.POST.get("repo", "")
-    if not repo_id.isdigit() or len(repo_id) > 18:
+    if not (repo_id.isascii() and repo_id.isdigit()) or len(repo_id) > 18:  # "²" is a digit int() refuses
         return JsonResponse({"error": "Say which repo: its id."}, status=400)
     repo = Repo.objects.usable_by(request.user).filter(pk=int(repo_id)).first()
     if repo is None:  # or one this user may not use: the same answer, so ids tell outsiders nothing

@@ -4,21 +4,6 @@ import sandboxes.models
 from django.db import migrations, models
 
 
-class Migration(migrations.Migration):
-
-    dependencies = [
-        ('sandboxes', '0012_sandbox_bridge_restarts'),
-    ]
-
-    operations = [
-        migrations.AddField(
-            model_name='repo',
-            name='github_repo',
-            field=models.CharField(blank=True, help_text='"owner/name" on GITHUB_URL, where pull requests are opened; read from the clone URL when blank. Blank when the clone URL is not on GitHub.', max_length=201, validators=[sandboxes.models.validate_github_repo], verbose_name='GitHub repository'),
-        ),
-    ]
-
-
 def derive_github_repos(apps, schema_editor):
     from django.conf import settings
 
@@ -31,4 +16,17 @@ def derive_github_repos(apps, schema_editor):
             repo.save(update_fields=["github_repo"])
 
 
-Migration.operations.append(migrations.RunPython(derive_github_repos, migrations.RunPython.noop))
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('sandboxes', '0012_sandbox_bridge_restarts'),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name='repo',
+            name='github_repo',
+            field=models.CharField(blank=True, help_text='"owner/name" on GITHUB_URL, where pull requests are opened; read from the clone URL when blank. Blank when the clone URL is not on GitHub.', max_length=201, validators=[sandboxes.models.validate_github_repo], verbose_name='GitHub repository'),
+        ),
+        migrations.RunPython(derive_github_repos, migrations.RunPython.noop),
+    ]

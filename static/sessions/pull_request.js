@@ -26,7 +26,8 @@
     badge.dataset.state = state;
     if (/^https?:\/\//.test(d.url || "")) badge.href = d.url; // GitHub's own address, nothing else
     badge.hidden = false;
-    openButton.textContent = "Update pull request";
+    // An open one takes later pushes and edits of its title and description; after it closed, a new one.
+    openButton.textContent = d.state === "open" ? "Update pull request" : "Create pull request";
   }
 
   function finish() {

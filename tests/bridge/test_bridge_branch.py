@@ -1,5 +1,5 @@
 """The session's branch (bridge/branch.py) against real git repos in tmp_path: the commit a prompt's run ends
-with, its files, and the hand-off push. cmd_commit, which wires them into the bridge, at the end."""
+with, its files, and the hand-off push. The end of a run, which wires them into the bridge, at the end."""
 
 import asyncio
 import http.server
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import bridge.branch
-from bridge.agent import Agent, CommandError
+from bridge.agent import Agent, CommandError, checked_commit_spec
 from bridge.branch import check_person, commit_changes, commit_files, hand_off, parse_numstat, push_errors
 from bridge.config import BridgeConfig
 from bridge.outbox import Outbox
@@ -269,7 +269,11 @@ def agent_in(ws: Path, tmp_path: Path) -> Agent:
     return Agent(BridgeConfig.from_env(env), Outbox())
 
 
-def test_cmd_commit_commits_hands_off_and_emits_the_commit(tmp_path, monkeypatch):
+def kinds_after(agent: Agent) -> list[dict]:
+    return [message["event"] for _seq, message in agent.outbox.after(0)]
+
+
+def test_a_runs_end_commits_hands_off_then_says_idle(tmp_path, monkeypatch):
     ws = workspace(tmp_path)
     bare = bare_clone(tmp_path, ws)
     urls = []
@@ -280,38 +284,68 @@ def test_cmd_commit_commits_hands_off_and_emits_the_commit(tmp_path, monkeypatch
 
     monkeypatch.setattr(bridge.branch, "handoff_url", handoff_url)
     agent = agent_in(ws, tmp_path)
-    command = {"name": "commit", "prompt_id": 41, "branch": "inspect/41", "author": ADA, "co_authors": [BOB, ADA],
-               "message": "Do the thing"}
-    asyncio.run(agent.cmd_commit(command))  # nothing changed yet: no event
-    assert agent.outbox.after(0) == []
+    spec = {"branch": "inspect/41", "author": ADA, "co_authors": [BOB, ADA], "message": "Do the thing"}
+    agent.commit_specs[40] = spec
+    asyncio.run(agent.end_run({"kind": "idle", "prompt_id": 40}, []))  # nothing changed yet: no commit
+    assert kinds_after(agent) == [{"kind": "idle", "prompt_id": 40}]
+
     (ws / "app.py").write_text("done\n")
-    asyncio.run(agent.cmd_commit(command))
-    [(_seq, message)] = agent.outbox.after(0)
-    event = message["event"]
+    agent.commit_specs[41] = spec
+    agent.pull_requests_asked[41] = {"title": "Do it", "body": "", "draft": False}
+    asyncio.run(agent.end_run({"kind": "idle", "prompt_id": 41}, [{"kind": "title", "title": "later"}]))
     sha = run(ws, "rev-parse", "HEAD")
-    assert event == {
-        "kind": "commit", "prompt_id": 41, "sha": sha, "branch": "inspect/41", "author": ADA, "co_authors": [BOB],
-        "message": "Do the thing\n\nCo-authored-by: Bob Byte <bob@example.com>",
-        "files": [{"path": "app.py", "added": 1, "removed": 3}], "more_files": 0,
-        "handed_off": True, "handoff_error": "",
-    }
+    assert kinds_after(agent)[1:] == [
+        {"kind": "commit", "prompt_id": 41, "sha": sha, "branch": "inspect/41", "author": ADA, "co_authors": [BOB],
+         "message": "Do the thing\n\nCo-authored-by: Bob Byte <bob@example.com>",
+         "files": [{"path": "app.py", "added": 1, "removed": 3}], "more_files": 0,
+         "handed_off": True, "handoff_error": ""},
+        {"kind": "pull_request_asked", "prompt_id": 41, "title": "Do it", "body": "", "draft": False},
+        {"kind": "idle", "prompt_id": 41},
+        {"kind": "title", "title": "later"},  # what came after the idle, after it
+    ]
     assert urls == ["http://cp/"] and run(bare, "rev-parse", "refs/heads/inspect/41") == sha
+    assert agent.commit_specs == {} and agent.pull_requests_asked == {}
+
+
+def test_a_commit_that_fails_is_said_and_the_run_still_ends(tmp_path):
+    ws = workspace(tmp_path)
+    (ws / "app.py").write_text("done\n")
+    agent = agent_in(ws, tmp_path)
+    agent.commit_specs[41] = {"branch": "bad..name", "author": ADA, "co_authors": [], "message": "Do the thing"}
+    asyncio.run(agent.end_run({"kind": "idle", "prompt_id": 41}, []))
+    error, idle = kinds_after(agent)
+    assert error["name"] == "CommitFailed" and "branch" in error["message"]
+    assert idle == {"kind": "idle", "prompt_id": 41} and run(ws, "rev-list", "--count", "--all") == "1"
 
 
 @pytest.mark.parametrize(("change", "error"), [
-    ({"prompt_id": "41"}, "integer prompt_id"),
     ({"branch": None}, "needs a branch"),
     ({"author": "Ada"}, "an author with a name and an email"),
     ({"co_authors": [BOB, "Cy"]}, "co_authors must be a list"),
     ({"message": "  "}, "non-empty message"),
-    ({"branch": "bad..name"}, "invalid branch name"),
 ])
-def test_cmd_commit_refuses_a_malformed_command(tmp_path, change, error):
-    ws = workspace(tmp_path)
-    (ws / "app.py").write_text("done\n")
-    agent = agent_in(ws, tmp_path)
-    command = {"name": "commit", "prompt_id": 41, "branch": "inspect/41", "author": ADA, "co_authors": [],
-               "message": "Do the thing", **change}
+def test_a_prompt_with_a_malformed_commit_is_refused(change, error):
+    spec = {"branch": "inspect/41", "author": ADA, "co_authors": [], "message": "Do the thing", **change}
     with pytest.raises(CommandError, match=error):
-        asyncio.run(agent.cmd_commit(command))
-    assert agent.outbox.after(0) == [] and run(ws, "rev-list", "--count", "--all") == "1"
+        checked_commit_spec(spec)
+    assert checked_commit_spec(None) is None
+
+
+def test_a_workspace_moved_to_another_branch_is_refused_and_the_sessions_branch_kept(tmp_path):
+    ws = workspace(tmp_path)
+    (ws / "app.py").write_text("one\n")
+    first = commit_changes(ws, "inspect/7", ADA, [], "One")
+    run(ws, "-c", "core.hooksPath=/dev/null", "checkout", "-q", "-b", "elsewhere")  # the agent switched branches
+    (ws / "app.py").write_text("two\n")
+    with pytest.raises(ValueError, match="not on the session's branch inspect/7"):
+        commit_changes(ws, "inspect/7", ADA, [], "Two")
+    assert run(ws, "rev-parse", "refs/heads/inspect/7") == first.sha
+
+
+def test_the_plugin_package_linked_into_the_repos_opencode_folder_is_not_committed(tmp_path):
+    ws = workspace(tmp_path)
+    (ws / ".opencode").mkdir()
+    (ws / ".opencode" / "node_modules").symlink_to(tmp_path)
+    (ws / "app.py").write_text("one\n")
+    made = commit_changes(ws, "inspect/8", ADA, [], "One")
+    assert [f["path"] for f in made.files] == ["app.py"]

@@ -328,22 +328,26 @@ def test_shutdown_stops_opencode_and_exits(new_bridge):
     assert not Path(f"/proc/{pid}").exists()
 
 
-def test_the_agents_pull_request_tool_is_passed_on_after_the_runs_commit(bridge, control_plane, conversation):
+def test_a_run_ends_with_its_commit_and_the_agents_pull_request_before_its_idle(bridge, control_plane,
+                                                                               conversation):
     assert (bridge.home / ".config/opencode/tools/create_pull_request.ts").exists()
+    (bridge.workspace / "greeting.txt").write_text("hi\n")  # what the run leaves changed
     mark = control_plane.mark()
+    author = {"name": "Ada Lovelace", "email": "ada@example.com"}
     control_plane.command("prompt", prompt_id=21, text="pullrequest please", author="Ada", model=None,
-                          opencode_session_id=conversation)
+                          opencode_session_id=conversation,
+                          commit={"branch": "inspect/21", "author": author, "co_authors": [], "message": "Greet"})
     finished = control_plane.wait_event("tool_finished", mark, timeout=60, tool="create_pull_request")
     assert finished["error"] is None and "open the pull request" in finished["output"]
     control_plane.wait_event("idle", mark, prompt_id=21)
-    assert "pull_request_asked" not in [e["kind"] for e in control_plane.events(mark)]  # not before the commit
-    (bridge.workspace / "greeting.txt").write_text("hi\n")
-    author = {"name": "Ada Lovelace", "email": "ada@example.com"}
-    result = control_plane.wait_result(control_plane.command(
-        "commit", prompt_id=21, branch="inspect/21", author=author, co_authors=[], message="Add the greeting"))
-    assert result["ok"] is True, result
-    asked = control_plane.wait_event("pull_request_asked", mark, prompt_id=21)
+    events = control_plane.events(mark)
+    kinds = [e["kind"] for e in events]
+    assert kinds.index("tool_finished") < kinds.index("commit") < kinds.index("pull_request_asked") \
+        < kinds.index("idle")
+    commit = events[kinds.index("commit")]
+    assert commit["author"] == author and commit["branch"] == "inspect/21"
+    assert "greeting.txt" in [f["path"] for f in commit["files"]]
+    assert not commit["handed_off"]  # this fake control plane serves no hand-off; the commit is made all the same
+    asked = events[kinds.index("pull_request_asked")]
     assert (asked["title"], asked["body"], asked["draft"]) == ("Add the greeting file", "It says hello.", True)
-    kinds = [e["kind"] for e in control_plane.events(mark)]
-    assert kinds.index("commit") < kinds.index("pull_request_asked")
     assert set(kinds) <= EVENT_KINDS

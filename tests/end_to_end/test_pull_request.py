@@ -7,6 +7,7 @@ import base64
 import json
 import re
 import subprocess
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -92,7 +93,8 @@ def test_sign_up_through_github_prompt_and_open_the_pull_request_as_the_person(p
     origin = github.repo_path("acme/app")
     log = subprocess.run(["git", "--git-dir", str(origin), "log", "-1", "--format=%an <%ae>%n%B", session.branch],
                          capture_output=True, text=True, check=True).stdout
-    assert log.startswith("Ada Lovelace <101+ada@users.noreply.github.com>\nPlease write file:hello.txt")
+    noreply = f"users.noreply.{urlsplit(github.url).hostname}"  # GITHUB_URL is not github.com: a server of its own
+    assert log.startswith(f"Ada Lovelace <101+ada@{noreply}>\nPlease write file:hello.txt")
     assert "Co-authored-by: Bob <bob@example.com>" in log
     [created] = [c for c in github.api_calls if c["method"] == "POST"]
     assert created["body"]["head"] == session.branch and created["body"]["title"] == "Add a greeting"
@@ -109,6 +111,16 @@ def test_sign_up_through_github_prompt_and_open_the_pull_request_as_the_person(p
     assert token not in page.content() and token not in json.dumps(list(Event.objects.values_list("data")))
     assert token not in json.dumps(page.context.cookies())
     assert ada.github_token.access_encrypted and token not in ada.github_token.access_encrypted
+
+    # A later run's commit goes to the same pull request by itself.
+    page.fill("#prompt-input", "Please write file:more.txt")
+    page.click("#send")
+    expect(page.locator(".commit")).to_have_count(2, timeout=120_000)
+    expect(page.locator(".note-pr").filter(has_text="to pull request #1")).to_be_visible()
+    later = page.locator(".commit").nth(1).get_attribute("data-sha")
+    head = subprocess.run(["git", "--git-dir", str(origin), "rev-parse", session.branch], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert head == later and len(github.pulls["acme/app"]) == 1
 
     # GitHub says it merged: the badge turns merged, live.
     github.merge("acme/app", 1, by="ada")

@@ -4,7 +4,7 @@ import pytest
 from allauth.socialaccount.models import SocialAccount
 from django.utils import timezone
 
-from sessions.commits import co_author_ids, commit_command, message_for
+from sessions.commits import co_author_ids, commit_spec, message_for, person
 from sessions.models import Prompt
 from tests.support.rows import owned_session
 
@@ -44,10 +44,17 @@ def test_a_finished_run_names_its_author_and_the_members_who_shaped_it(repo, use
     Prompt.objects.create(session=session, author=other_user, text="never ran", position=3,
                           status=Prompt.Status.CANCELLED)
     last = ran(session, user, "Now do it", 4)
-    command = commit_command(session, last)
-    assert command == {
-        "name": "commit", "prompt_id": last.pk, "branch": f"inspect/{session.pk}",
+    assert commit_spec(session, last) == {
+        "branch": f"inspect/{session.pk}",
         "author": {"name": "Ada Lovelace", "email": "ada@example.com"},
         "co_authors": [{"name": "bob", "email": "42+bobby@users.noreply.github.com"}],
         "message": "Now do it",
     }
+
+
+@pytest.mark.django_db
+def test_on_an_enterprise_server_the_no_reply_address_is_that_servers(user, settings):
+    settings.GITHUB_URL = "https://ghe.example.com"
+    SocialAccount.objects.create(user=user, provider="github", uid="7", extra_data={"login": "ada"})
+    user.first_name = "Ada <root>\r\n"
+    assert person(user) == {"name": "Ada root", "email": "7+ada@users.noreply.ghe.example.com"}

@@ -3,6 +3,7 @@
 import pytest
 
 from sandboxes.github_names import github_repo_from_clone_url
+from sandboxes.models import Repo
 from tests.support.rows import repo_with_image
 
 
@@ -31,3 +32,16 @@ def test_a_repo_saved_without_one_gets_it_and_an_admin_may_set_another(settings)
     repo.save()
     repo.refresh_from_db()
     assert repo.github_repo == "acme/renamed"  # kept: derived only when blank
+    repo.clone_url = "https://github.com/acme/other.git"
+    repo.save()
+    assert Repo.objects.get(pk=repo.pk).github_repo == "acme/renamed"  # set by hand: kept
+
+
+@pytest.mark.django_db
+def test_a_derived_repository_follows_a_new_clone_url(settings):
+    settings.GITHUB_URL = "https://github.com"
+    repo = repo_with_image(clone_url="https://github.com/acme/app.git")
+    repo.clone_url = "git@github.com:acme/moved.git"
+    repo.save()
+    assert Repo.objects.get(pk=repo.pk).github_repo == "acme/moved"
+

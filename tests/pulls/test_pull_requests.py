@@ -3,29 +3,46 @@ bridge's own code), which pushes it to GitHub (the double's git http-backend) wi
 and opens the pull request as that person. Each refusal says why and changes nothing it should not."""
 
 import base64
+import os
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
+from allauth.socialaccount.models import SocialAccount
 from django.utils import timezone
 
 from bridge import branch
 from pulls import branches, tasks, tokens
 from pulls.models import GitHubToken, PullRequest
+from sessions import commits
 from sessions.models import Event, Prompt
+from tests.support.live_server import LiveServer
 from tests.support.rows import owned_session, repo_with_image
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ADA = {"name": "Ada Lovelace", "email": "101+ada@users.noreply.github.com"}
 
 
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
+@pytest.fixture(scope="module")
+def handoff_server(django_db_setup, tmp_path_factory):
+    """The platform's ASGI app in Daphne (the hand-off is an ASGI app of its own), on the test database, with the
+    sessions' branches in a folder the tests share with it."""
+    branches_dir = tmp_path_factory.mktemp("branches")
+    server = LiveServer(env={"GIT_BRANCHES_DIR": str(branches_dir)}).start()
+    server.branches_dir = branches_dir
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def setup(github, live_server, user, make_sandbox, tmp_path, enqueued):
+def setup(github, handoff_server, settings, user, make_sandbox, tmp_path, enqueued):
     """Ada's session of acme/app, its sandbox (with the bridge's token) and the sandbox's workspace: a clone."""
+    settings.GIT_BRANCHES_DIR = handoff_server.branches_dir
     repo = repo_with_image("app", clone_url=f"{github.url}/acme/app.git")
     assert repo.github_repo == "acme/app"
     session = owned_session(repo, user, title="Add a greeting")
@@ -35,6 +52,9 @@ def setup(github, live_server, user, make_sandbox, tmp_path, enqueued):
     workspace = tmp_path / "workspace"
     subprocess.run(["git", "clone", "-q", repo.clone_url, str(workspace)], check=True)
     ada_token = github.issue_token("ada")
+    user.first_name, user.last_name = "Ada", "Lovelace"
+    user.save()
+    SocialAccount.objects.create(user=user, provider="github", uid="101", extra_data={"login": "ada"})
     tokens.store(user, 101, "ada", ada_token)
 
     class Setup:
@@ -42,8 +62,10 @@ def setup(github, live_server, user, make_sandbox, tmp_path, enqueued):
 
     s = Setup()
     s.repo, s.session, s.workspace, s.ada_token, s.user = repo, session, workspace, ada_token, user
+    s.author = commits.person(user)  # as the control plane names her: Ada Lovelace <101+ada@users.noreply...>
     s.sandbox_token = sandbox.issue_token()
-    s.url = branch.handoff_url(live_server.url)
+    s.url = branch.handoff_url(handoff_server.url)
+    s.branches_dir = handoff_server.branches_dir
     s.enqueued = enqueued
     return s
 
@@ -51,7 +73,7 @@ def setup(github, live_server, user, make_sandbox, tmp_path, enqueued):
 def commit_and_hand_off(s, files: dict[str, str], message: str = "Add a greeting", token: str | None = None):
     for name, text in files.items():
         (s.workspace / name).write_text(text)
-    made = branch.commit_changes(s.workspace, s.session.branch, ADA, [], message)
+    made = branch.commit_changes(s.workspace, s.session.branch, s.author, [], message)
     handed, why = branch.hand_off(s.workspace, s.url, s.session.branch, made.sha, token or s.sandbox_token)
     return made, handed, why
 
@@ -74,7 +96,8 @@ def test_the_branch_reaches_github_and_the_pull_request_is_opened_as_the_person(
 
     origin = github.repo_path("acme/app")
     assert git(origin, "rev-parse", f"refs/heads/{setup.session.branch}") == made.sha
-    assert git(origin, "log", "-1", "--format=%an <%ae>", made.sha) == "Ada Lovelace <101+ada@users.noreply.github.com>"
+    assert git(origin, "log", "-1", "--format=%an <%ae>", made.sha) == \
+        f"Ada Lovelace <101+ada@users.noreply.{urlsplit(github.url).hostname}>"  # an Enterprise Server's no-reply
     pull = PullRequest.objects.get()
     assert (pull.session, pull.opened_by, pull.opened_through_platform) == (setup.session, setup.user, True)
     assert pull.url == f"{github.url}/acme/app/pull/{pull.number}" and pull.pushed_sha == made.sha
@@ -96,23 +119,52 @@ def test_later_hand_offs_are_pushed_to_the_same_pull_request(setup, github):
     commit_and_hand_off(setup, {"hello.txt": "hello\n"})
     tasks.open_pull_request(setup.session.pk, setup.user.pk, True, "Add a greeting", "")
     assert PullRequest.objects.get().draft is True
-    setup.enqueued.clear()
     second, handed, _ = commit_and_hand_off(setup, {"hello.txt": "hello, world\n"}, "Say more")
     assert handed
-    assert setup.enqueued["pulls.tasks.push_to_pull_request"] == [setup.session.pk]
-    tasks.push_to_pull_request(setup.session.pk)
+    tasks.push_to_pull_request(setup.session.pk)  # what the hand-off asks the workers for
     assert git(github.repo_path("acme/app"), "rev-parse", f"refs/heads/{setup.session.branch}") == second.sha
     assert events(setup.session, "branch_pushed")[-1]["sha"] == second.sha
     assert len(github.pulls["acme/app"]) == 1
 
 
-def test_a_hand_off_needs_the_sandboxs_token_and_may_only_push(setup, client):
+def test_a_hand_off_needs_the_sandboxs_token_and_may_only_push(setup, handoff_server):
     made, handed, why = commit_and_hand_off(setup, {"a.txt": "a\n"}, token="not-the-token")
     assert not handed and "not-the-token" not in why
     assert branches.head_of(setup.session.pk, setup.session.branch) == ""
-    auth = {"HTTP_AUTHORIZATION": f"Bearer {setup.sandbox_token}"}
-    assert client.get("/git/handoff.git/info/refs?service=git-upload-pack", **auth).status_code == 403
-    assert client.get("/git/handoff.git/info/refs?service=git-receive-pack").status_code == 401
+    auth = {"Authorization": f"Bearer {setup.sandbox_token}"}
+    refs = f"{handoff_server.url}/git/handoff.git/info/refs"
+    assert httpx.get(refs + "?service=git-upload-pack", headers=auth).status_code == 403  # no fetching
+    assert httpx.get(refs + "?service=git-receive-pack").status_code == 401
+    assert httpx.get(refs + "?service=git-receive-pack", headers={"Authorization": "Bearer x"}).status_code == 401
+
+
+def test_what_was_handed_over_cannot_be_forced_over_or_deleted(setup, tmp_path):
+    made, handed, _ = commit_and_hand_off(setup, {"a.txt": "a\n"})
+    assert handed
+    header = f"http.extraHeader=Authorization: Bearer {setup.sandbox_token}"
+    other = tmp_path / "rewritten"
+    subprocess.run(["git", "clone", "-q", setup.repo.clone_url, str(other)], check=True)
+    git(other, "-c", "user.name=M", "-c", "user.email=m@example.com", "commit", "-q", "--allow-empty", "-m", "x")
+    for refspec in (f"+HEAD:refs/heads/{setup.session.branch}", f":refs/heads/{setup.session.branch}"):
+        pushed = subprocess.run(["git", "-c", header, "push", setup.url, refspec], cwd=other, capture_output=True,
+                                text=True)
+        assert pushed.returncode != 0, refspec
+    assert branches.head_of(setup.session.pk, setup.session.branch) == made.sha
+
+
+def test_commits_by_someone_outside_the_session_are_never_pushed_to_github(setup, github):
+    (setup.workspace / "evil.txt").write_text("x\n")
+    git(setup.workspace, "checkout", "-q", "-b", setup.session.branch)
+    git(setup.workspace, "add", "-A")
+    git(setup.workspace, "-c", "user.name=Mallory", "-c", "user.email=mallory@example.com", "commit", "-q",
+        "-m", "not Ada's")  # the agent committing on its own, as anyone
+    made, handed, _ = commit_and_hand_off(setup, {"hello.txt": "hello\n"})
+    assert handed
+    tasks.open_pull_request(setup.session.pk, setup.user.pk, False, "Add a greeting", "")
+    failed = events(setup.session, "pull_request_failed")[-1]["message"]
+    assert "mallory@example.com" in failed and "not in this session" in failed
+    assert not PullRequest.objects.exists()
+    assert not [r for r in github.git_requests if "receive-pack" in r[1]]
 
 
 def test_a_push_github_refuses_is_shown_with_githubs_reason(setup, github):
@@ -206,7 +258,8 @@ def test_create_pull_request_is_for_members_and_checks_its_input(setup, client, 
     ran(setup.session, setup.user, "Add a greeting\nto the README", 1)
     prefilled = client.get(url).json()
     assert prefilled["title"] == "Add a greeting" and prefilled["github_problem"] == ""
-    assert f"/sessions/{setup.session.pk}/" in prefilled["body"] and "- Ada: Add a greeting" in prefilled["body"]
+    assert f"/sessions/{setup.session.pk}/" in prefilled["body"]
+    assert "- Ada Lovelace: Add a greeting" in prefilled["body"]
     assert client.post(url, "{not json", content_type="application/json").status_code == 400
     assert client.post(url, {"title": " "}, content_type="application/json").status_code == 400
     assert client.post(url, {"title": "x", "draft": "yes"}, content_type="application/json").status_code == 400
@@ -217,10 +270,12 @@ def test_create_pull_request_is_for_members_and_checks_its_input(setup, client, 
                                                                 "Add a greeting", "b")]
 
 
-def test_a_hand_off_larger_than_the_limit_is_refused_and_stores_nothing(setup, monkeypatch):
-    from pulls import git_http
-
-    monkeypatch.setattr(git_http, "MAX_PUSH_BYTES", 100)
-    made, handed, why = commit_and_hand_off(setup, {"big.txt": "x" * 10_000})
+def test_a_hand_off_larger_than_the_limit_is_refused_and_stores_nothing(setup, django_db_setup):
+    small = LiveServer(env={"GIT_BRANCHES_DIR": str(setup.branches_dir), "GIT_HANDOFF_MAX_BYTES": "2000"}).start()
+    try:
+        setup.url = branch.handoff_url(small.url)
+        made, handed, why = commit_and_hand_off(setup, {"big.txt": os.urandom(20_000).hex()})
+    finally:
+        small.stop()
     assert not handed and "413" in why
     assert branches.head_of(setup.session.pk, setup.session.branch) == ""

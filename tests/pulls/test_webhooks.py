@@ -151,28 +151,52 @@ def deliveries_page(client, repo):
     return client.get(f"/admin/pulls/webhookdelivery/?repo__id__exact={repo.pk}")
 
 
-def test_the_admin_shows_a_superuser_the_url_the_secret_and_the_deliveries(client, django_user_model, repo,
-                                                                          delivered):
+def test_the_admin_shows_what_to_paste_into_github_and_the_deliveries_but_never_the_secret(
+        client, django_user_model, repo, delivered, settings):
     login(client, django_user_model.objects.create_superuser("boss", "boss@example.com"))
     page = deliveries_page(client, repo)
     assert page.status_code == 200
     html = page.content.decode()
     assert f'<code id="webhook-url">http://testserver{URL}</code>' in html
-    assert f'<code id="webhook-secret">{WEBHOOK_SECRET}</code>' in html
+    assert WEBHOOK_SECRET not in html and "GITHUB_WEBHOOK_SECRET" in html
     assert delivered.delivery_id in html and "#1 open" in html and '<td class="field-status">200</td>' in html
     change = client.get(f"/admin/sandboxes/repo/{repo.pk}/change/").content.decode()
     assert "GitHub webhook" in change and f"/admin/pulls/webhookdelivery/?repo__id__exact={repo.pk}" in change
+    settings.GITHUB_WEBHOOK_SECRET = ""
+    assert "every delivery is refused" in deliveries_page(client, repo).content.decode()
 
 
-def test_the_admin_hides_the_secret_from_staff_who_are_not_superusers(client, staff_user, repo, delivered):
+def test_staff_with_the_view_permission_see_the_deliveries(client, staff_user, repo, delivered):
     staff_user.user_permissions.add(Permission.objects.get(codename="view_webhookdelivery"))
     page = deliveries_page(login(client, staff_user), repo)
     assert page.status_code == 200
     html = page.content.decode()
-    assert delivered.delivery_id in html and f"http://testserver{URL}" in html
-    assert WEBHOOK_SECRET not in html and "shown to superusers only" in html
+    assert delivered.delivery_id in html and f"http://testserver{URL}" in html and WEBHOOK_SECRET not in html
 
 
 def test_someone_who_is_not_staff_cannot_open_the_deliveries(client, user, repo, delivered):
     page = deliveries_page(login(client, user), repo)
     assert page.status_code == 302 and page["Location"].startswith("/admin/login/")
+
+
+def test_a_forks_branch_of_the_same_name_is_not_taken_for_the_sessions(client, github, repo, user):
+    session = owned_session(repo, user)
+    number = open_pull(github, session.branch, login="bob")
+    payload = github.pull_request_payload("acme/app", number, "opened")
+    payload["pull_request"]["head"]["repo"] = {"full_name": "mallory/app"}  # as GitHub sends a fork's
+    assert deliver(client, "pull_request", payload).status_code == 200
+    assert PullRequest.objects.get(number=number).session is None
+    assert not Event.objects.filter(session=session, kind="pull_request").exists()
+
+
+def test_a_delivery_older_than_what_is_kept_changes_nothing(client, github, repo, user):
+    session = owned_session(repo, user)
+    number = open_pull(github, session.branch)
+    opened = github.pull_request_payload("acme/app", number, "opened")
+    github.merge("acme/app", number)
+    merged = github.pull_request_payload("acme/app", number, "closed")
+    merged["pull_request"]["updated_at"] = "2030-01-01T00:00:01Z"
+    opened["pull_request"]["updated_at"] = "2030-01-01T00:00:00Z"
+    assert deliver(client, "pull_request", merged).status_code == 200
+    assert deliver(client, "pull_request", opened).status_code == 200  # GitHub delivered it late
+    assert PullRequest.objects.get(number=number).state == "merged"

@@ -138,9 +138,13 @@ def expected(route: str, name: str, role: str) -> set[int] | str:
         return {200, 301, 302, 401, 403, 404, 405}
     if name == "screenshot-upload":  # POST-only, by a sandbox's bridge
         return {405}
+    if name == "github-webhook":  # POST-only, by GitHub, with its signature
+        return {405}
     if not signed_in:
         return LOGIN
     if name in ("session-detail", "session-artifact"):
+        return {200} if role in MEMBERS else {404}
+    if name == "session-pull-request":  # the dialog's title and description; POST opens it
         return {200} if role in MEMBERS else {404}
     if name == "open-service":
         return {302} if role in MEMBERS else {404}
@@ -251,6 +255,25 @@ def test_the_model_proxy_takes_the_sandboxs_model_token_alone(world, settings):
     assert asgi_get(path, {"Host": HOST, "Authorization": f"Bearer {world.bridge_token}"}).status_code == 401
     # The model token gets past the check: on to the provider, which does not answer here (502).
     assert asgi_get(path, {"Host": HOST, "Authorization": f"Bearer {world.model_token}"}).status_code == 502
+
+
+def test_the_branch_hand_off_takes_the_bridge_token_of_the_sessions_own_sandbox_alone(world, settings, tmp_path):
+    settings.GIT_BRANCHES_DIR = tmp_path
+    path = "/git/handoff.git/info/refs?service=git-receive-pack"
+    for role in ROLES:
+        headers = {"Host": HOST}
+        if role in SIGNED_IN:
+            headers["Cookie"] = f"sessionid={world.cookies[role]}"
+        if role == "other_sandbox":
+            continue  # below
+        assert asgi_get(path, headers).status_code == 401, role
+    assert asgi_get(path, {"Host": HOST, "Authorization": f"Bearer {world.model_token}"}).status_code == 401
+    # Another session's sandbox reaches its own session's repository, never this one's.
+    other = {"Host": HOST, "Authorization": f"Bearer {world.other_bridge_token}"}
+    assert asgi_get(path, other).status_code == 200 and not (tmp_path / f"{world.session.pk}.git").exists()
+    bridge = {"Host": HOST, "Authorization": f"Bearer {world.bridge_token}"}
+    assert asgi_get(path, bridge).status_code == 200 and (tmp_path / f"{world.session.pk}.git").exists()
+    assert asgi_get("/git/handoff.git/info/refs?service=git-upload-pack", bridge).status_code == 403
 
 
 def test_the_workspace_answers_members_alone_on_the_sessions_own_host(world):

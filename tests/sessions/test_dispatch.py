@@ -53,6 +53,8 @@ def test_a_new_session_takes_a_warm_sandbox_and_its_prompt_goes_straight_to_the_
     assert command == {
         "name": "prompt", "prompt_id": prompt.pk, "text": prompt.text_for_agent(), "author": "Ada",
         "model": {"providerID": "anthropic", "modelID": "claude-sonnet-4"}, "opencode_session_id": None,
+        "commit": {"branch": session.branch, "author": {"name": "Ada", "email": "ada@example.com"},
+                   "co_authors": [], "message": "fix the invoice table"},
     }
     assert "InvoiceTable" in command["text"]
     assert prompt.status == Prompt.Status.RUNNING
@@ -90,21 +92,21 @@ def test_follow_ups_queue_while_the_agent_works_and_run_one_by_one_after_idle(wo
 
     first = session.prompts.get(position=1)
     bridge(sandbox, "idle", prompt_id=first.pk)
-    # The run's changes are committed (as its author) before the next prompt: the bridge takes commands in order.
-    commit, prompt = listener.commands()
-    assert (commit["name"], commit["prompt_id"], commit["author"]["name"]) == ("commit", first.pk, "Ada")
-    assert (prompt["name"], prompt["prompt_id"], prompt["author"]) == ("prompt", second.pk, "bob")
+    [command] = listener.commands()
+    assert (command["prompt_id"], command["author"]) == (second.pk, "bob")
+    # What the run commits when it ends: Bob's change; Ada's run made no commit, so her prompt shaped it.
+    assert command["commit"]["branch"] == session.branch and command["commit"]["message"] == "second"
+    assert command["commit"]["author"] == {"name": "bob", "email": "bob@example.com"}
+    assert command["commit"]["co_authors"] == [{"name": "Ada", "email": "ada@example.com"}]
     assert prompt_statuses(session) == [(first.pk, "done"), (second.pk, "running"), (third.pk, "queued")]
 
     bridge(sandbox, "prompt_started", prompt_id=second.pk)
+    bridge(sandbox, "commit", prompt_id=second.pk, sha="b" * 40)  # Bob's run committed, before its idle
     bridge(sandbox, "idle", prompt_id=second.pk)
-    commit, prompt = listener.commands()
-    # Ada's run committed nothing (no commit event came): her prompt shaped Bob's change.
-    assert (commit["prompt_id"], commit["author"]["name"]) == (second.pk, "bob")
-    assert [p["name"] for p in commit["co_authors"]] == ["Ada"]
-    assert prompt["prompt_id"] == third.pk
+    [command] = listener.commands()
+    assert command["prompt_id"] == third.pk and command["commit"]["co_authors"] == []  # Bob's commit came between
     bridge(sandbox, "idle", prompt_id=third.pk)
-    assert [c["name"] for c in listener.commands()] == ["commit"]
+    assert listener.nothing()
     session.refresh_from_db()
     assert session.status == Session.Status.IDLE and not session.agent_busy
 
@@ -127,7 +129,7 @@ def test_only_a_queued_prompt_can_be_cancelled(working, other_user):
     assert prompt_statuses(session) == [(running.pk, "running"), (queued.pk, "cancelled")]
 
     bridge(sandbox, "idle", prompt_id=running.pk)  # the cancelled prompt is never sent
-    assert listener.commands(but=("commit",)) == []
+    assert listener.nothing()
 
 
 def test_stop_aborts_the_run_and_the_queue_carries_on(working):
@@ -142,9 +144,7 @@ def test_stop_aborts_the_run_and_the_queue_carries_on(working):
 
     bridge(sandbox, "idle", prompt_id=running.pk)
     assert prompt_statuses(session) == [(running.pk, "cancelled"), (queued.pk, "running")]
-    # What the stopped run changed is committed, then the queue goes on.
-    assert [(c["name"], c["prompt_id"]) for c in listener.commands()] == [("commit", running.pk),
-                                                                          ("prompt", queued.pk)]
+    assert [c["prompt_id"] for c in listener.commands()] == [queued.pk]
 
 
 def test_stop_with_nothing_running_is_refused(session, user, make_sandbox):
@@ -183,7 +183,7 @@ def test_a_resent_bridge_event_is_stored_and_applied_once(working):
 
     assert bridge_events.handle_bridge_event(sandbox, "idle-1", idle) is not None
     assert bridge_events.handle_bridge_event(sandbox, "idle-1", idle) is None  # resent after a reconnect
-    assert [c["prompt_id"] for c in listener.commands(but=("commit",))] == [second.pk]
+    assert [c["prompt_id"] for c in listener.commands()] == [second.pk]
     assert prompt_statuses(session)[2] == (third.pk, "queued")
     assert session.events.filter(bridge_event_id="idle-1").count() == 1
 
@@ -194,7 +194,7 @@ def test_the_agents_session_id_and_title_are_kept_for_the_next_prompts(working):
     bridge(sandbox, "title", title="Fix the invoice table")
     bridge(sandbox, "idle", prompt_id=session.prompts.get(position=1).pk)
     member_requests.submit_prompt(session, session.creator, "and the footer")
-    [command] = listener.commands(but=("commit",))
+    [command] = listener.commands()
     assert command["opencode_session_id"] == "ses_123"
     session.refresh_from_db()
     assert session.title == "Fix the invoice table"
@@ -337,7 +337,7 @@ def test_a_failed_snapshot_tells_the_session_and_what_was_queued_meanwhile_goes_
     monkeypatch.setattr(LocalBackend, "snapshot", failing_snapshot)
     tasks.snapshot_if_idle(session.pk)
     [prompt] = queued
-    assert [c["prompt_id"] for c in listener.commands(but=("commit",))] == [prompt.pk]  # not stranded
+    assert [c["prompt_id"] for c in listener.commands()] == [prompt.pk]  # not stranded behind the snapshot
     failed = session.events.get(kind="error")
     assert failed.data["name"] == "SnapshotFailed" and "the disk is full" in failed.data["message"]
     sandbox.refresh_from_db()
@@ -355,7 +355,7 @@ def test_a_snapshot_whose_worker_died_is_recovered_and_the_queue_goes_on(working
     long_ago = timezone.now() - timedelta(minutes=16)
     Sandbox.objects.filter(pk=sandbox.pk).update(state=State.SNAPSHOTTING, snapshot_started_at=long_ago)
     waiting = member_requests.submit_prompt(session, user, "waits for the snapshot")
-    assert listener.commands(but=("commit",)) == []  # the queue waits for a snapshotting sandbox
+    assert listener.nothing()  # the queue waits for a snapshotting sandbox
     [(sandbox_id, reason, action)] = [found for found in provisioning.reap() if found[0] == str(sandbox.pk)]
     assert action == "recover" and "did not finish within 900 s" in reason
     sandbox_tasks.reap_sandboxes()
@@ -371,17 +371,22 @@ def test_a_snapshot_whose_worker_died_is_recovered_and_the_queue_goes_on(working
     assert sent == [waiting.pk]
 
 
-def test_a_commit_is_kept_on_its_prompt_and_the_agents_pull_request_goes_to_the_prompts_author(
+def test_the_running_prompts_commit_is_kept_and_its_agents_pull_request_goes_to_its_author(
         working, other_user, enqueued):
     session, sandbox, listener = working
     first = session.prompts.get(position=1)
-    bridge(sandbox, "idle", prompt_id=first.pk)
-    bridge(sandbox, "commit", prompt_id=first.pk, sha="a" * 40, branch=session.branch, author={}, co_authors=[],
-           message="first", files=[], more_files=0, handed_off=True, handoff_error="")
+    session.add_member(other_user)
+    queued = member_requests.submit_prompt(session, other_user, "next")
+    for prompt_id in (queued.pk, 999_999):  # not the running prompt: nobody's commit, nobody's request
+        bridge(sandbox, "commit", prompt_id=prompt_id, sha="c" * 40)
+        bridge(sandbox, "pull_request_asked", prompt_id=prompt_id, title="x", body="", draft=False)
+    assert "pulls.tasks.open_pull_request" not in enqueued
+    assert Prompt.objects.get(pk=queued.pk).commit_sha == ""
+
+    bridge(sandbox, "commit", prompt_id=first.pk, sha="a" * 40)
+    bridge(sandbox, "commit", prompt_id=first.pk, sha="d" * 40)  # one commit per run: the first stays
     assert Prompt.objects.get(pk=first.pk).commit_sha == "a" * 40
     bridge(sandbox, "pull_request_asked", prompt_id=first.pk, title="Add a greeting", body="", draft=True)
     [(session_id, user_id, draft, title, body)] = enqueued["pulls.tasks.open_pull_request"]
     assert (session_id, user_id, draft, title) == (session.pk, session.creator.pk, True, "Add a greeting")
     assert f"/sessions/{session.pk}/" in body  # the session's prefilled description links back to it
-    bridge(sandbox, "pull_request_asked", prompt_id=999_999, title="x", body="", draft=False)  # not its prompt
-    assert len(enqueued["pulls.tasks.open_pull_request"]) == 1
