@@ -25,7 +25,6 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
     live = session.sandbox is not None and session.sandbox.state in State.LIVE
     services_now = workspace.services_now(session, session.sandbox) if live else {}
     display_title = session.title or (first or "Untitled session")[:90]
-    pr_title, pr_body = opening.prefilled(session, request.build_absolute_uri("/"))
     return render(request, "ide/workspace.html", {
         "session": session,
         "display_title": display_title,
@@ -37,7 +36,7 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
         # The page's scripts name services and group sandbox states as the server does.
         "service_names": SERVICE_NAMES,
         "sandbox_states": {"starting": list(State.STARTING), "alive": sorted(queue.ALIVE)},
-        "pr_title": pr_title, "pr_body": pr_body, "pr_max_title": opening.MAX_TITLE_CHARS,
+        "pr_max_title": opening.MAX_TITLE_CHARS,
         "pr_max_body": opening.MAX_BODY_CHARS, "github_problem": opening.github_problem(request.user),
     })
 

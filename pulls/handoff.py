@@ -82,6 +82,8 @@ class BranchHandoff:
 
 async def feed(process: asyncio.subprocess.Process, receive, limit: int) -> bool:
     """The request's body into the program, chunk by chunk; False once it passes `limit` bytes."""
+    stdin = process.stdin
+    assert stdin is not None  # started with stdin=PIPE
     total = 0
     while True:
         message = await receive()
@@ -93,10 +95,10 @@ async def feed(process: asyncio.subprocess.Process, receive, limit: int) -> bool
             return False
         try:
             if chunk:
-                process.stdin.write(chunk)
-                await process.stdin.drain()
+                stdin.write(chunk)
+                await stdin.drain()
             if not message.get("more_body"):
-                process.stdin.close()
+                stdin.close()
                 return True
         except (BrokenPipeError, ConnectionResetError):  # git stopped reading: its answer says why
             return True

@@ -101,14 +101,15 @@ def open_pull_request(session: Session, user, draft: bool, title: str, body: str
     owner, name = session.repo.github_repo.split("/", 1)
     github = github_api.client(credentials.token)
     existing = session.pull_requests.filter(state=PullRequest.State.OPEN, opened_through_platform=True).first()
+    answer: dict | None
     try:
         if existing is not None:
-            answer = github.rest.pulls.update(owner, name, existing.number,
-                                              data={"title": title, "body": body[:MAX_BODY_CHARS]}).json()
+            answer = dict(github.rest.pulls.update(owner, name, existing.number,
+                                                   data={"title": title, "body": body[:MAX_BODY_CHARS]}).json())
         else:
-            answer = github.rest.pulls.create(owner, name, data={
+            answer = dict(github.rest.pulls.create(owner, name, data={
                 "title": title, "head": session.branch, "base": session.repo.default_branch,
-                "body": body[:MAX_BODY_CHARS], "draft": bool(draft)}).json()
+                "body": body[:MAX_BODY_CHARS], "draft": bool(draft)}).json())
     except GitHubException as error:
         answer = already_open(github, owner, name, session.branch, error)
         if answer is None:
@@ -130,7 +131,7 @@ def already_open(github, owner: str, name: str, branch: str, error: GitHubExcept
         found = github.rest.pulls.list(owner, name, head=f"{owner}:{branch}", state="open").json()
     except GitHubException:
         return None
-    return found[0] if found else None
+    return dict(found[0]) if found else None
 
 
 def remember(session: Session, user, answer: dict, sha: str) -> PullRequest:

@@ -106,7 +106,7 @@ def refresh(record: GitHubToken) -> GitHubToken:
 
 def ask_github_to_refresh(record: GitHubToken) -> dict:
     """GitHub's OAuth answer to a refresh: a new pair, or its `error`. NoToken when GitHub gave neither."""
-    app = settings.SOCIALACCOUNT_PROVIDERS["github"]["APP"]
+    app: dict[str, str] = settings.SOCIALACCOUNT_PROVIDERS["github"]["APP"]  # type: ignore[assignment]
     try:
         answer = httpx.post(f"{github_api.web_url()}/login/oauth/access_token", timeout=15,
                             headers={"Accept": "application/json"}, data={

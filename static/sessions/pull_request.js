@@ -62,7 +62,9 @@
         $("pr-body").value = fresh.body;
         if (fresh.github_problem) say(fresh.github_problem, true);
       }
-    } catch (error) { /* keep what the page was rendered with */ }
+    } catch (error) {
+      say("The title and description could not be fetched; write them, or try again.", true);
+    }
   });
   $("pr-cancel").addEventListener("click", () => dialog.close());
   form.addEventListener("submit", async (event) => {

@@ -274,7 +274,8 @@ def test_a_hand_off_larger_than_the_limit_is_refused_and_stores_nothing(setup, d
     small = LiveServer(env={"GIT_BRANCHES_DIR": str(setup.branches_dir), "GIT_HANDOFF_MAX_BYTES": "2000"}).start()
     try:
         setup.url = branch.handoff_url(small.url)
-        made, handed, why = commit_and_hand_off(setup, {"big.txt": os.urandom(20_000).hex()})
+        # 1.5 MB: git sends it chunked, without a Content-Length, so the limit is counted as it streams.
+        made, handed, why = commit_and_hand_off(setup, {"big.txt": os.urandom(750_000).hex()})
     finally:
         small.stop()
     assert not handed and "413" in why
