@@ -20,23 +20,24 @@ from bench._live import Platform, Viewer, delete_users, fake_ready_image, in_thr
 from bridge import branch
 from pulls import tokens
 from sandboxes.models import Repo
+from sessions import commits
 from sessions.models import Session
 from tests.support.github_double import GitHubDouble
 
 RUNS = 7
-AUTHOR = {"name": "Bench", "email": "bench@example.com"}
 
 
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def committed_workspace(github: GitHubDouble, root: Path, name: str) -> Path:
-    """A clone of acme/app with one new commit on the branch `name`, as a sandbox's workspace would have."""
+def committed_workspace(github: GitHubDouble, root: Path, name: str, author: dict) -> Path:
+    """A clone of acme/app with one new commit by `author` on the branch `name`, as a sandbox's workspace has
+    after a run."""
     workspace = root / name.replace("/", "-")
     git(root, "clone", "-q", f"file://{github.repo_path('acme/app')}", str(workspace))
     (workspace / "greeting.txt").write_text(f"hello from {name}\n")
-    branch.commit_changes(workspace, name, AUTHOR, [], f"Add a greeting ({name})")
+    branch.commit_changes(workspace, name, author, [], f"Add a greeting ({name})")
     return workspace
 
 
@@ -97,14 +98,14 @@ def run() -> None:
                 sandbox, sandbox_token = simulated_sandbox(repo, image)
                 session = Session.objects.create(repo=repo, creator=user, sandbox=sandbox)
                 session.add_member(user, "owner")
-                workspace = committed_workspace(github, root, session.branch)
+                workspace = committed_workspace(github, root, session.branch, commits.person(user))
                 sha = git(workspace, "rev-parse", "HEAD")
                 handed, why = branch.hand_off(workspace, branch.handoff_url(platform.url), session.branch, sha,
                                               sandbox_token)
                 if not handed:
                     raise RuntimeError(f"the hand-off failed: {why}")
                 seconds = asyncio.run(time_create(platform, session.pk, headers))
-                bare = committed_workspace(github, root, f"direct/{index}")
+                bare = committed_workspace(github, root, f"direct/{index}", commits.person(user))
                 baseline = direct(github, token, bare, f"direct/{index}")
                 if index:
                     through.append(seconds)
