@@ -188,6 +188,7 @@ class Agent:
         except Exception as e:
             if prompt_id in state.prompts:
                 state.prompts.remove(prompt_id)
+            self.commit_specs.pop(prompt_id, None)  # it never ran: nothing to commit at its idle below
             self.emit({"kind": "error", "name": "PromptFailed", "message": str(e)})
             self.emit({"kind": "idle", "prompt_id": prompt_id})
             raise
@@ -355,7 +356,7 @@ class Agent:
             events = self.translator.handle(event)
             for translated in events:
                 asked = pull_request_tool.asked(translated)
-                if asked is not None and self.current_prompt is not None:
+                if asked is not None and self.current_prompt in self.commit_specs:  # its run has not ended
                     self.pull_requests_asked[self.current_prompt] = asked
             self.send(events)
             if any(e["kind"] == "idle" for e in events):

@@ -50,6 +50,7 @@ def render(*, listen: str, daphnes: list[str], run_dir: Path, workers: int | str
         "LISTEN": listen,
         "KEY": front_key(),
         "PLATFORM_COOKIES": lua_table(platform_cookies()),
+        "HANDOFF_MAX_BYTES": str(settings.GIT_HANDOFF_MAX_BYTES),
     }
     text = (TEMPLATE_DIR / "nginx.conf").read_text()
     for name, value in values.items():

@@ -71,10 +71,10 @@ def push_url(session: Session) -> str:
 
 
 def people_of(session: Session) -> set[str]:
-    """The git addresses the session's commits may carry: its members' and its prompts' authors'."""
-    users = {m.user for m in session.memberships.select_related("user")}
-    users |= {p.author for p in session.prompts.select_related("author") if p.author is not None}
-    return {commits.person(user)["email"] for user in users}
+    """The git addresses the session's commits may carry: each one the control plane gave its bridge to commit
+    with (a person's may have changed since, say once they connected GitHub), and its members' as of now."""
+    given = {email for people in session.prompts.values_list("commit_people", flat=True) for email in people or []}
+    return given | {commits.person(m.user)["email"] for m in session.memberships.select_related("user")}
 
 
 def push_branch(session: Session, credentials: Credentials) -> branches.PushResult:

@@ -3,6 +3,7 @@ no longer takes them (the person is asked to connect GitHub again)."""
 
 import logging
 import time
+import uuid
 from datetime import timedelta
 
 import httpx
@@ -18,6 +19,8 @@ from sandboxes import crypto
 logger = logging.getLogger(__name__)
 REFRESH_BEFORE = timedelta(minutes=5)
 REFRESH_WAIT_SECONDS = 30
+REFRESH_HTTP_SECONDS = 10  # per phase of the request (connect, send, read): 40 s at the very most
+REFRESH_LOCK_SECONDS = 120
 
 
 class NoToken(Exception):
@@ -75,8 +78,11 @@ def refresh(record: GitHubToken) -> GitHubToken:
     lock in the shared cache, not a row lock: GitHub's answer may take seconds, and SQLite would stop every writer
     meanwhile). Only GitHub's refusal (or no refresh token) marks the token broken; no answer, or one that is not
     GitHub's OAuth answer (an outage's error page), leaves it for the next try."""
-    lock, deadline = f"pulls.refresh.{record.pk}", time.monotonic() + REFRESH_WAIT_SECONDS
-    while not cache.add(lock, "refreshing", timeout=REFRESH_WAIT_SECONDS):
+    lock, mine = f"pulls.refresh.{record.pk}", uuid.uuid4().hex
+    deadline = time.monotonic() + REFRESH_WAIT_SECONDS
+    # Held far longer than a refresh can take (GitHub's answer is cut at REFRESH_HTTP_SECONDS), so it never
+    # lapses under its holder.
+    while not cache.add(lock, mine, timeout=REFRESH_LOCK_SECONDS):
         if time.monotonic() > deadline:
             raise NoToken("Your GitHub token is being refreshed; try again in a moment.")
         time.sleep(0.2)
@@ -101,14 +107,15 @@ def refresh(record: GitHubToken) -> GitHubToken:
         record.save(update_fields=["broken_at"])
         raise NoToken(connect_message(again=True))
     finally:
-        cache.delete(lock)
+        if cache.get(lock) == mine:
+            cache.delete(lock)
 
 
 def ask_github_to_refresh(record: GitHubToken) -> dict:
     """GitHub's OAuth answer to a refresh: a new pair, or its `error`. NoToken when GitHub gave neither."""
     app: dict[str, str] = settings.SOCIALACCOUNT_PROVIDERS["github"]["APP"]  # type: ignore[assignment]
     try:
-        answer = httpx.post(f"{github_api.web_url()}/login/oauth/access_token", timeout=15,
+        answer = httpx.post(f"{github_api.web_url()}/login/oauth/access_token", timeout=REFRESH_HTTP_SECONDS,
                             headers={"Accept": "application/json"}, data={
                                 "client_id": app["client_id"], "client_secret": app["secret"],
                                 "grant_type": "refresh_token", "refresh_token": record.refresh_token})

@@ -62,13 +62,15 @@ def carry_out(session: Session, action: queue.Action, user) -> bool:
             raise ValueError(reason)
         case queue.SendPrompt(prompt_id):
             prompt = session.prompts.select_related("author").get(pk=prompt_id)
-            Prompt.objects.filter(pk=prompt_id).update(status=Prompt.Status.RUNNING, sent_at=now)
+            commit = commits.commit_spec(session, prompt)
+            people = [p["email"] for p in ([commit["author"], *commit["co_authors"]] if commit else [])]
+            Prompt.objects.filter(pk=prompt_id).update(status=Prompt.Status.RUNNING, sent_at=now, commit_people=people)
             session.status, session.error = Session.Status.RUNNING, ""
             send_to_bridge(session.sandbox_id, {
                 "name": "prompt", "prompt_id": prompt_id, "text": prompt.text_for_agent(),
                 "author": prompt.author_name(), "model": session.model_spec(),
                 "opencode_session_id": session.opencode_session_id or None,
-                "commit": commits.commit_spec(session, prompt),
+                "commit": commit,
             })
         case queue.StartSandbox(snapshot_id):
             return start_sandbox(session, snapshot_id)

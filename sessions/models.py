@@ -146,6 +146,8 @@ class Prompt(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     commit_sha = models.CharField(max_length=64, blank=True, help_text="The commit its run made, if any.")
+    # The git addresses its run's commit names (the author's first): what GitHub may receive from this session.
+    commit_people = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["session", "position"]

@@ -12,6 +12,11 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name='prompt',
+            name='commit_people',
+            field=models.JSONField(blank=True, default=list),
+        ),
+        migrations.AddField(
+            model_name='prompt',
             name='commit_sha',
             field=models.CharField(blank=True, help_text='The commit its run made, if any.', max_length=64),
         ),

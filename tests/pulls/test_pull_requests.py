@@ -280,3 +280,31 @@ def test_a_hand_off_larger_than_the_limit_is_refused_and_stores_nothing(setup, d
         small.stop()
     assert not handed and "413" in why
     assert branches.head_of(setup.session.pk, setup.session.branch) == ""
+
+
+def test_a_hand_off_sends_only_what_the_session_made_and_may_push_branches_alone(setup, tmp_path):
+    made, handed, _ = commit_and_hand_off(setup, {"hello.txt": "hello\n"})
+    assert handed
+    repo = setup.branches_dir / f"{setup.session.pk}.git"
+    assert (repo / "objects" / "info" / "alternates").read_text().strip().endswith(f"repo-{setup.repo.pk}.git/objects")
+    counts = dict(line.split(": ") for line in git(repo, "count-objects", "-v").splitlines())
+    assert int(counts["count"]) + int(counts["in-pack"]) <= 3  # the commit, its tree, its blob: no history
+    header = f"http.extraHeader=Authorization: Bearer {setup.sandbox_token}"
+    # A replace ref would show `git log` another author than the commit a push sends: refused, as is any ref
+    # outside refs/heads/.
+    for ref in (f"refs/replace/{made.sha}", "refs/inspect/origin-x", "refs/tags/v1"):
+        pushed = subprocess.run(["git", "-c", header, "push", setup.url, f"{made.sha}:{ref}"], cwd=setup.workspace,
+                                capture_output=True, text=True)
+        assert pushed.returncode != 0, ref
+    assert git(repo, "for-each-ref", "--format=%(refname)") == f"refs/heads/{setup.session.branch}"
+
+
+def test_commits_made_before_the_person_connected_github_still_go(setup, github):
+    SocialAccount.objects.filter(user=setup.user).delete()
+    setup.author = commits.person(setup.user)  # ada@example.com: no GitHub yet
+    Prompt.objects.create(session=setup.session, author=setup.user, text="Add a greeting", position=1,
+                          status=Prompt.Status.DONE, started_at=timezone.now(), commit_people=[setup.author["email"]])
+    commit_and_hand_off(setup, {"hello.txt": "hello\n"})
+    SocialAccount.objects.create(user=setup.user, provider="github", uid="101", extra_data={"login": "ada"})
+    tasks.open_pull_request(setup.session.pk, setup.user.pk, False, "Add a greeting", "")
+    assert PullRequest.objects.get().session == setup.session
