@@ -11,7 +11,8 @@ from bench._common import goal, open_dir, p50, p90, report, say, spread, stopwat
 from bench._fixtures import build, local_backend, ready_sandbox, register, terminate_all
 from bench._git import MB, Origin
 from sandboxes import provisioning
-from sandboxes.backends.local import LocalBackend, dir_size
+from sandboxes.backends.local import LocalBackend
+from sandboxes.backends.local_builds import dir_size
 from sandboxes.models import Repo, Sandbox
 
 COLD_RUNS = 7
