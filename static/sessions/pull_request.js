@@ -1,8 +1,39 @@
-// "Create pull request": the dialog (title and description prefilled by the server, draft or ready), its POST,
-// and the header's badge, kept current from the session's events (pull_request: opened, updated by a webhook;
-// pull_request_failed: why not). Loaded before session.js so it hears every event, the replayed ones too.
+// "Create pull request": the dialog (its title and description fetched when it opens, draft or ready), its POST,
+// the header's badge, kept current from the session's events (pull_request: opened, updated by a webhook;
+// pull_request_failed: why not), and how the timeline shows commits and those events. Loaded before session.js
+// so it hears every event, the replayed ones too.
 (function () {
   "use strict";
+  // How the timeline shows commits and pull-request events (session.js calls these with its helpers).
+  window.inspectTimelineKinds = {
+    ...(window.inspectTimelineKinds || {}),
+    commit(ev, d, { el, add, nameOf }) {
+      const node = add(el("div", "commit"), ev);
+      node.dataset.sha = d.sha || "";
+      const names = [nameOf(d.author), ...(Array.isArray(d.co_authors) ? d.co_authors.map(nameOf) : [])];
+      const head = el("div", "ev-head");
+      head.append(el("span", "commit-label", "Commit"), el("span", "sha", String(d.sha || "").slice(0, 8)),
+        el("span", "commit-authors", names.join(", ")),
+        el("span", "handoff", d.handed_off ? "" : `not handed over yet${d.handoff_error ? `: ${d.handoff_error}` : ""}`));
+      const files = el("ul", "commit-files");
+      for (const file of Array.isArray(d.files) ? d.files : []) {
+        const item = el("li", "commit-file");
+        item.append(el("span", "path", file.path), el("span", "adds", file.added === null ? "binary" : `+${file.added}`),
+          el("span", "dels", file.removed === null ? "" : `−${file.removed}`));
+        files.append(item);
+      }
+      if (d.more_files > 0) files.append(el("li", "more", `and ${d.more_files} more files`));
+      node.append(head, el("div", "commit-message", String(d.message || "").split("\n\nCo-authored-by:")[0]), files);
+    },
+    pull_request(ev, d, { note, nameOf }) {
+      const state = d.state === "open" && d.draft ? "draft" : d.state;
+      note(ev, `Pull request #${d.number} ${state}${d.by ? ` by ${nameOf(d.by)}` : ""}${d.review_state ? `, review: ${d.review_state.replace("_", " ")}` : ""}`, "note-pr");
+    },
+    pull_request_failed(ev, d, { note }) { note(ev, `Pull request not opened: ${d.message || "no reason given"}`, "note-error"); },
+    branch_pushed(ev, d, { note }) { note(ev, `Pushed ${String(d.sha || "").slice(0, 8)} to pull request #${d.number}`, "note-pr"); },
+    push_failed(ev, d, { note }) { note(ev, `The push to pull request #${d.number} was refused: ${d.message || ""}`, "note-error"); },
+  };
+
   const $ = (id) => document.getElementById(id);
   const dialog = $("pr-dialog");
   const form = $("pr-form");

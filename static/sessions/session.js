@@ -329,31 +329,6 @@
       const target = d.target === "desktop" ? "the desktop" : serviceLabel(d.target);
       note(ev, `Screenshot of ${target} failed: ${d.message || "no reason given"}`, "note-error");
     },
-    commit(ev, d) {
-      const node = add(el("div", "commit"), ev);
-      node.dataset.sha = d.sha || "";
-      const names = [nameOf(d.author), ...(Array.isArray(d.co_authors) ? d.co_authors.map(nameOf) : [])];
-      const head = el("div", "ev-head");
-      head.append(el("span", "commit-label", "Commit"), el("span", "sha", String(d.sha || "").slice(0, 8)),
-        el("span", "commit-authors", names.join(", ")),
-        el("span", "handoff", d.handed_off ? "" : `not handed over yet${d.handoff_error ? `: ${d.handoff_error}` : ""}`));
-      const files = el("ul", "commit-files");
-      for (const file of Array.isArray(d.files) ? d.files : []) {
-        const item = el("li", "commit-file");
-        item.append(el("span", "path", file.path), el("span", "adds", file.added === null ? "binary" : `+${file.added}`),
-          el("span", "dels", file.removed === null ? "" : `−${file.removed}`));
-        files.append(item);
-      }
-      if (d.more_files > 0) files.append(el("li", "more", `and ${d.more_files} more files`));
-      node.append(head, el("div", "commit-message", String(d.message || "").split("\n\nCo-authored-by:")[0]), files);
-    },
-    pull_request(ev, d) {
-      const state = d.state === "open" && d.draft ? "draft" : d.state;
-      note(ev, `Pull request #${d.number} ${state}${d.by ? ` by ${nameOf(d.by)}` : ""}${d.review_state ? `, review: ${d.review_state.replace("_", " ")}` : ""}`, "note-pr");
-    },
-    pull_request_failed(ev, d) { note(ev, `Pull request not opened: ${d.message || "no reason given"}`, "note-error"); },
-    branch_pushed(ev, d) { note(ev, `Pushed ${String(d.sha || "").slice(0, 8)} to pull request #${d.number}`, "note-pr"); },
-    push_failed(ev, d) { note(ev, `The push to pull request #${d.number} was refused: ${d.message || ""}`, "note-error"); },
     error(ev, d) {
       const node = add(el("div", "event-error"), ev);
       node.setAttribute("role", "alert");
@@ -362,6 +337,13 @@
   };
 
   function unknown(ev) { note(ev, ev.kind, "note-unknown"); }
+
+  // Kinds other scripts render (pull_request.js: commits and pull requests), registered before this one runs:
+  // window.inspectTimelineKinds[kind](ev, data, helpers).
+  const helpers = { el, add, note, nameOf };
+  for (const [kind, render] of Object.entries(window.inspectTimelineKinds || {})) {
+    if (!Object.prototype.hasOwnProperty.call(handlers, kind)) handlers[kind] = (ev, d) => render(ev, d, helpers);
+  }
 
   function apply(seq, ev) {
     shownSeq = seq;
