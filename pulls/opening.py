@@ -52,8 +52,7 @@ def github_problem(user) -> str:
 
 def credentials_for(user) -> Credentials:
     try:
-        token, _login = tokens.access_token_for(user)
-        return Credentials(token, "")
+        return Credentials(tokens.access_token_for(user), "")
     except tokens.NoToken as no_token:
         if not settings.GITHUB_BOT_TOKEN:
             raise CannotOpen(str(no_token)) from None

@@ -57,8 +57,8 @@ def has_usable_token(user) -> bool:
     return GitHubToken.objects.filter(user=user, broken_at__isnull=True).exists()
 
 
-def access_token_for(user) -> tuple[str, str]:
-    """(token, login) of `user`, refreshed first when it is about to expire. Raises NoToken."""
+def access_token_for(user) -> str:
+    """`user`'s GitHub token, refreshed first when it is about to expire. Raises NoToken."""
     record = GitHubToken.objects.filter(user=user).first() if user is not None else None
     if record is None:
         raise NoToken(connect_message())
@@ -66,7 +66,7 @@ def access_token_for(user) -> tuple[str, str]:
         raise NoToken(connect_message(again=True))
     if record.expires_at is not None and record.expires_at - timezone.now() < REFRESH_BEFORE:
         record = refresh(record)
-    return record.access_token, record.login
+    return record.access_token
 
 
 def mark_broken(user) -> None:

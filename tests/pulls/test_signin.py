@@ -75,7 +75,7 @@ def test_github_sign_up_signs_in_and_keeps_only_an_encrypted_copy_of_the_token(c
     assert (record.login, record.github_id, record.broken_at) == ("ada", 101, None)
     raw = GitHubToken.objects.values_list("access_encrypted", flat=True).get(user=user)
     assert token not in raw and crypto.decrypt(raw) == token
-    assert tokens.access_token_for(user) == (token, "ada")
+    assert tokens.access_token_for(user) == token and GitHubToken.objects.get(user=user).login == "ada"
     assert not SocialToken.objects.exists()  # allauth keeps none
     for response in [*responses, home]:
         assert token not in response.content.decode() and token not in response.get("Location", "")
@@ -106,12 +106,12 @@ def test_an_expiring_token_is_refreshed_and_github_revokes_the_old_pair(client, 
     first, first_refresh = record.access_token, record.refresh_token
     assert first.startswith("ghu_") and first_refresh.startswith("ghr_")
     assert timedelta(hours=7) < record.expires_at - timezone.now() <= timedelta(hours=8)
-    assert tokens.access_token_for(user) == (first, "ada")  # hours left: no refresh
+    assert tokens.access_token_for(user) == first  # hours left: no refresh
     assert not any(form.get("grant_type") == "refresh_token" for form in github.token_requests)
 
     expire(user)
-    token, login = tokens.access_token_for(user)
-    assert login == "ada" and token != first and token == issued(github)
+    token = tokens.access_token_for(user)
+    assert token != first and token == issued(github)
     assert [form["refresh_token"] for form in github.token_requests if form.get("grant_type") == "refresh_token"] \
         == [first_refresh]
     record.refresh_from_db()
@@ -143,7 +143,7 @@ def test_a_refused_refresh_marks_the_token_broken_until_the_person_signs_in_agai
     assert client.get("/").status_code == 200
     record.refresh_from_db()
     assert record.broken_at is None and record.user == user
-    assert tokens.access_token_for(user) == (issued(github), "ada") and record.access_token == issued(github)
+    assert tokens.access_token_for(user) == issued(github) and record.access_token == issued(github)
 
 
 def test_a_refresh_without_github_s_answer_leaves_the_token_for_the_next_try(client, github, settings):
@@ -156,7 +156,7 @@ def test_a_refresh_without_github_s_answer_leaves_the_token_for_the_next_try(cli
         tokens.access_token_for(user)
     assert GitHubToken.objects.get(user=user).broken_at is None
     settings.GITHUB_URL = github.url
-    assert tokens.access_token_for(user) == (issued(github), "ada")
+    assert tokens.access_token_for(user) == issued(github)
 
 
 def test_disconnecting_github_deletes_the_token(client, github):

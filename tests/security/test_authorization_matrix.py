@@ -241,17 +241,22 @@ def asgi_get(path: str, headers: dict) -> httpx.Response:
     return async_to_sync(get)()
 
 
+def platform_headers(world: World, role: str) -> dict[str, str]:
+    """What a role sends to the platform's host: its session cookie, or (another sandbox) its bridge token."""
+    headers = {"Host": HOST}
+    if role in SIGNED_IN:
+        headers["Cookie"] = f"sessionid={world.cookies[role]}"
+    if role == "other_sandbox":
+        headers["Authorization"] = f"Bearer {world.other_bridge_token}"
+    return headers
+
+
 def test_the_model_proxy_takes_the_sandboxs_model_token_alone(world, settings):
     settings.MODEL_PROVIDERS = [{"name": "local", "kind": "openai", "label": "Local",
                                  "base_url": "http://127.0.0.1:9/v1", "models": ["scripted"]}]
     path = "/model-proxy/local/v1/models"
     for role in ROLES:
-        headers = {"Host": HOST}
-        if role in SIGNED_IN:
-            headers["Cookie"] = f"sessionid={world.cookies[role]}"
-        if role == "other_sandbox":
-            headers["Authorization"] = f"Bearer {world.other_bridge_token}"
-        assert asgi_get(path, headers).status_code == 401, role
+        assert asgi_get(path, platform_headers(world, role)).status_code == 401, role
     assert asgi_get(path, {"Host": HOST, "Authorization": f"Bearer {world.bridge_token}"}).status_code == 401
     # The model token gets past the check: on to the provider, which does not answer here (502).
     assert asgi_get(path, {"Host": HOST, "Authorization": f"Bearer {world.model_token}"}).status_code == 502
@@ -261,12 +266,8 @@ def test_the_branch_hand_off_takes_the_bridge_token_of_the_sessions_own_sandbox_
     settings.GIT_BRANCHES_DIR = tmp_path
     path = "/git/handoff.git/info/refs?service=git-receive-pack"
     for role in ROLES:
-        headers = {"Host": HOST}
-        if role in SIGNED_IN:
-            headers["Cookie"] = f"sessionid={world.cookies[role]}"
-        if role == "other_sandbox":
-            continue  # below
-        assert asgi_get(path, headers).status_code == 401, role
+        if role != "other_sandbox":  # below
+            assert asgi_get(path, platform_headers(world, role)).status_code == 401, role
     assert asgi_get(path, {"Host": HOST, "Authorization": f"Bearer {world.model_token}"}).status_code == 401
     # Another session's sandbox reaches its own session's repository, never this one's.
     other = {"Host": HOST, "Authorization": f"Bearer {world.other_bridge_token}"}
