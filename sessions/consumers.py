@@ -8,10 +8,12 @@ fan-out lost or overtaken) is filled in from the log first. Nothing is ever sent
 """
 
 import json
+import logging
 import time
 
 from channels.db import database_sync_to_async
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
 
 from sessions import access, member_requests, workspace
 from sessions.events import collect_fan_out, events_after, group_name, send_fan_out
@@ -23,6 +25,12 @@ MAX_MESSAGE_CHARS = 1_000_000  # a prompt and its context fit well within this
 REPLAY_BATCH = 500
 FORBIDDEN = 4403
 MAX_ID = 2**63 - 1  # ids and seqs are 64-bit in the database
+# PostgreSQL's deadlock_detected, serialization_failure and lock_not_available: the transaction was rolled
+# back whole, so trying it again is safe.
+RETRIED_SQLSTATES = {"40P01", "40001", "55P03"}
+ATTEMPTS = 3
+
+logger = logging.getLogger(__name__)
 
 
 @database_sync_to_async
@@ -42,11 +50,24 @@ def act(session_id: int, user, kind: str, content: dict) -> tuple[dict | str, li
     """request() with the events it committed collected, not sent from the database thread: the
     command to the bridge, sent at commit, is then the only thing the prompt waits for there.
     Returns (the `ok` reply's fields or an error message, the events to fan out)."""
-    with collect_fan_out() as fan_out:
-        try:
-            return request(session_id, user, kind, content), fan_out
-        except (ValueError, PermissionDenied) as e:
-            return str(e), fan_out
+    for attempt in range(1, ATTEMPTS + 1):
+        with collect_fan_out() as fan_out:
+            try:
+                return request(session_id, user, kind, content), fan_out
+            except (ValueError, PermissionDenied) as e:
+                return str(e), fan_out
+            except DatabaseError as e:
+                if conflicting_transactions(e) and attempt < ATTEMPTS:
+                    logger.warning("session %s: %s met another transaction (%s), trying again", session_id, kind, e)
+                    continue
+                logger.exception("session %s: %s failed in the database", session_id, kind)
+                return f"The server could not carry out this {kind}: nothing was changed. Try again.", []
+    raise AssertionError("unreachable")
+
+
+def conflicting_transactions(error: DatabaseError) -> bool:
+    """Whether the database rolled the request back because of another transaction (worth one more try)."""
+    return getattr(getattr(error, "__cause__", None), "sqlstate", None) in RETRIED_SQLSTATES
 
 
 def request(session_id: int, user, kind: str, content: dict) -> dict:

@@ -2,18 +2,22 @@
 layer and the database."""
 
 import json
+import threading
+import time
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 from django.test import Client
 
 from inspect_site.asgi import application
 from sessions import consumers
 from sessions.events import append_event
-from sessions.models import Event, Prompt
+from sessions.models import Event, Prompt, Session
 from tests.support.rows import may_see_every_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -273,3 +277,42 @@ def test_writing_a_prompt_starts_the_sessions_sandbox_over_the_socket(session, u
     session.refresh_from_db()
     assert session.sandbox is not None and provisions == [str(session.sandbox_id)]
     assert session.prompts.count() == 0
+
+
+@pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"), reason="row locks are PostgreSQL's")
+def test_a_prompt_that_meets_a_deadlock_is_queued_all_the_same(session, user):
+    """Another transaction holds the session's row and then wants its owner's, which the prompt holds:
+    PostgreSQL aborts the prompt's transaction (it waited first) and the socket tries it again."""
+    holding_session = threading.Event()
+    finished = threading.Event()
+
+    def other_transaction() -> None:
+        try:
+            with transaction.atomic():
+                Session.objects.select_for_update().filter(pk=session.pk).exists()
+                holding_session.set()
+                # The prompt takes the owner's row and waits for the session's meanwhile.
+                time.sleep(0.5)
+                get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+        except Exception:
+            pass  # chosen as the victim instead: the prompt then goes through at once
+        finally:
+            connection.close()
+            finished.set()
+
+    headers = signed_in(user)
+
+    async def scenario():
+        ws = socket(session.pk, headers)
+        assert (await ws.connect())[0]
+        await ws.send_json_to({"type": "subscribe", "after": 0})
+        threading.Thread(target=other_transaction).start()
+        assert holding_session.wait(5)
+        await ws.send_json_to({"type": "prompt", "text": "after the deadlock"})
+        replies = await until(ws, lambda m: m["type"] in ("ok", "error"))
+        assert replies[-1]["type"] == "ok", replies[-1]
+        await ws.disconnect()
+
+    run(scenario)
+    assert finished.wait(10)
+    assert list(Prompt.objects.values_list("text", flat=True)) == ["after the deadlock"]
