@@ -50,6 +50,9 @@ class Session(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     last_activity_at = models.DateTimeField(default=timezone.now)
+    # The join link (sessions/sharing.py): on while a token is set; a new token revokes the old link.
+    join_token = models.CharField(max_length=64, blank=True, db_index=True)
+    join_role = models.CharField(max_length=10, default="member", help_text="What people who join by link may do.")
 
     class Meta:
         ordering = ["-last_activity_at"]
@@ -108,13 +111,18 @@ class Session(models.Model):
 
 class Membership(models.Model):
     class Role(models.TextChoices):
-        OWNER = "owner"
-        MEMBER = "member"
+        OWNER = "owner", "owner"
+        MEMBER = "member", "can prompt"
+        WATCHER = "watcher", "can watch"
+
+    PROMPTING = (Role.OWNER, Role.MEMBER)
 
     session = models.ForeignKey(Session, models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="session_memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     created_at = models.DateTimeField(default=timezone.now)
+    # When they last wrote in the prompt box (at most every few seconds): "humans prompting now".
+    last_typed_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["session", "user"], name="one_membership_per_user")]
