@@ -13,7 +13,7 @@ from sandboxes.bridge_channel import send_to_bridge
 from sandboxes.lifecycle import State
 from sandboxes.models import Sandbox
 from sessions import queue, signals, workspace
-from sessions.dispatch import STATE_FIELDS, dispatch, on_agent_idle, record_status
+from sessions.dispatch import STATE_FIELDS, announce_run_finished, dispatch, on_agent_idle, record_status
 from sessions.events import append_event, append_events, check_kind
 from sessions.models import Event, Prompt, Session
 
@@ -138,6 +138,7 @@ def apply_bridge_event(session: Session, kind: str, data: dict) -> bool:
             prompt.finished_at = now
             prompt.save(update_fields=["status", "finished_at"])
             append_event(session.pk, "prompt_finished", {"prompt_id": prompt.pk, "status": prompt.status})
+            announce_run_finished(session, prompt)
     elif kind == "commit" and prompt_id is not None:  # the running prompt's, before its idle; one per run
         running = session.prompts.filter(pk=prompt_id, status=Prompt.Status.RUNNING, commit_sha="")
         running.update(commit_sha=str(data.get("sha") or "")[:64])

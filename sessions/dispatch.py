@@ -13,7 +13,7 @@ from sandboxes import jobs, provisioning
 from sandboxes.bridge_channel import send_to_bridge
 from sandboxes.lifecycle import State
 from sandboxes.models import Snapshot
-from sessions import commits, queue, workspace
+from sessions import commits, queue, signals, workspace
 from sessions.events import append_event
 from sessions.models import Prompt, Session
 
@@ -86,6 +86,7 @@ def carry_out(session: Session, action: queue.Action, user) -> bool:
             if prompt_id is not None:
                 Prompt.objects.filter(pk=prompt_id).update(status=Prompt.Status.FAILED, finished_at=now)
                 append_event(session.pk, "prompt_finished", {"prompt_id": prompt_id, "status": "failed"})
+                announce_run_finished(session, Prompt.objects.get(pk=prompt_id))
             why = session.sandbox.end_reason if session.sandbox else ""
             session.agent_busy = False
             session.status, session.error = Session.Status.FAILED, f"{reason.rstrip('.')} ({why})." if why else reason
@@ -129,6 +130,11 @@ def start_sandbox(session: Session, snapshot_id: str | None) -> bool:
     if sandbox.state == State.PROVISIONING and not from_pool:  # a pooled one is on its way already
         transaction.on_commit(lambda: jobs.enqueue("sandboxes.tasks.provision_sandbox", str(sandbox.pk)))
     return sandbox.state in queue.USABLE
+
+
+def announce_run_finished(session: Session, prompt: Prompt) -> None:
+    """Tell the apps above (notifications) once the run's end is stored."""
+    transaction.on_commit(lambda: signals.run_finished.send(Session, session=session, prompt=prompt))
 
 
 def record_status(session: Session, before: str) -> None:
