@@ -7,6 +7,7 @@ read or live (or both: then the live copy is skipped); a live event beyond the n
 fan-out lost or overtaken) is filled in from the log first. Nothing is ever sent twice or skipped.
 """
 
+import asyncio
 import json
 import logging
 import time
@@ -15,7 +16,7 @@ from channels.db import database_sync_to_async
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError
 
-from sessions import access, member_requests, workspace
+from sessions import access, member_requests, presence, workspace
 from sessions.events import collect_fan_out, events_after, group_name, send_fan_out
 from sessions.models import Session
 from sessions.rate_limits import SESSION_SOCKET_BURST, SESSION_SOCKET_RATE, TokenBucket
@@ -38,6 +39,12 @@ def joinable_repo(session_id: int, user) -> int | None:
     """The repo of the session if `user` may join it, else None."""
     session = Session.objects.select_related("repo").filter(pk=session_id).first() if session_id <= MAX_ID else None
     return session.repo_id if session is not None and session.is_member(user) else None
+
+
+@database_sync_to_async
+def may_prompt(session_id: int, user) -> bool:
+    session = Session.objects.select_related("repo").filter(pk=session_id).first()
+    return session is not None and session.can_prompt(user)
 
 
 @database_sync_to_async
@@ -84,11 +91,11 @@ def request(session_id: int, user, kind: str, content: dict) -> dict:
     if kind == "typing":
         return {"warming": member_requests.note_typing(session, user)}
     if kind == "restart_service":
-        member_requests.check_member(session, user)
+        member_requests.check_prompter(session, user)
         workspace.restart_service(session, content["name"])
         return {"name": content["name"]}
     if kind == "screenshot":
-        member_requests.check_member(session, user)
+        member_requests.check_prompter(session, user)
         workspace.request_screenshot(session, user, content["target"])
         return {"target": content["target"]}
     member_requests.stop(session, user)
@@ -102,6 +109,8 @@ def invalid(content: dict) -> str:
         after = content.get("after", 0)
         if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= MAX_ID:
             return '"after" must be the last sequence number seen: an integer, 0 or more.'
+        if content.get("surface") is not None and presence.clean_surface(content["surface"]) is None:
+            return f'"surface" is where you are watching from: one of {", ".join(presence.SURFACES)}.'
     elif kind == "prompt":
         if not isinstance(content.get("text"), str):
             return '"text" must be a string.'
@@ -127,11 +136,17 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
     session_id: int
     group: str | None = None
     last_sent: int | None = None  # None until the client subscribes
+    me: dict | None = None  # this socket's presence, once subscribed: user_id, name, surface
+    heartbeat: asyncio.Task | None = None
+    typing_forwarded_at = -1e9  # monotonic
+    typing_recorded_at = -1e9
+    can_prompt = False  # as of the subscription or the last access change: watchers' typing is nobody's news
 
     async def connect(self) -> None:
         self.session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
         self.access_groups: list[str] = []
         self.bucket = TokenBucket(SESSION_SOCKET_RATE, SESSION_SOCKET_BURST)
+        self.book = presence.PresenceBook()
         # Accept first so the browser sees why it was closed (an unknown id looks the same as a forbidden one).
         await self.accept()
         user = self.scope.get("user")
@@ -149,6 +164,7 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
+        await self.leave()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
         for group in self.access_groups:
@@ -158,10 +174,14 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
         if not access.concerns(message, self.login):
             return
         if not await access.still_in_async(self.session_id, self.scope["user"].pk, self.login, self.auth_hash):
+            await self.leave()
             if self.group:  # no more events for them, and nothing more taken from them
                 await self.channel_layer.group_discard(self.group, self.channel_name)
                 self.group = None
             await self.close(code=FORBIDDEN)
+        elif self.me is not None:  # still in, perhaps in another role: the page shows what they may do now
+            self.can_prompt = await may_prompt(self.session_id, self.scope["user"])
+            await self.send_json({"type": "access", "can_prompt": self.can_prompt})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs) -> None:
         if not self.group:
@@ -191,7 +211,15 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
             if await joinable_repo(self.session_id, self.scope.get("user")) is None:  # membership may have ended
                 return await self.close(code=FORBIDDEN)
             self.last_sent = content.get("after", 0)
-            return await self.replay()
+            await self.replay()
+            if content.get("surface") is not None:  # a person's page: shown to the others, and told who is here
+                await self.arrive(content["surface"])
+            return None
+        if kind == "typing":
+            await self.forward_typing()
+            if time.monotonic() - self.typing_recorded_at < member_requests.TYPING_RECORD_SECONDS:
+                return None  # recorded (and the sandbox warmed) a moment ago
+            self.typing_recorded_at = time.monotonic()
         fields, fan_out = await act(self.session_id, self.scope["user"], kind, content)
         await send_fan_out(fan_out)
         if isinstance(fields, str):
@@ -230,3 +258,74 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
                 await self.send_event(event)
             else:
                 await self.replay()  # one went missing or is late: the log has it, and this one too
+
+    # --- presence (sessions/presence.py) -----------------------------------------------------
+
+    async def arrive(self, surface: str) -> None:
+        """Subscribed: say who is here to the others (on every Daphne), who answer with themselves."""
+        user = self.scope["user"]
+        first = self.me is None
+        self.can_prompt = await may_prompt(self.session_id, user)
+        self.me = {"user_id": user.pk, "name": presence.display_name(user), "surface": surface}
+        await self.announce(hello=first)
+        if first:
+            self.heartbeat = asyncio.ensure_future(self.keep_announcing())
+        else:  # subscribed again on the same socket: the page wants the people again
+            await self.send_json({"type": "presence", "people": self.book.people()})
+
+    async def announce(self, hello: bool = False, to: str | None = None) -> None:
+        if self.me is None or self.group is None:
+            return
+        message = {"type": "presence.here", "channel": self.channel_name, "hello": hello, **self.me}
+        if to is None:
+            await self.channel_layer.group_send(self.group, message)
+        else:
+            await self.channel_layer.send(to, message)
+
+    async def keep_announcing(self) -> None:
+        while True:
+            await asyncio.sleep(presence.HEARTBEAT_SECONDS)
+            await self.announce()
+            if self.book.expire(time.monotonic()):
+                await self.send_people()
+
+    async def leave(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+            self.heartbeat = None
+        if self.me is not None and self.group is not None:
+            self.me = None
+            await self.channel_layer.group_send(self.group, {"type": "presence.leave", "channel": self.channel_name})
+
+    async def forward_typing(self) -> None:
+        now = time.monotonic()
+        if self.me is None or self.group is None or not self.can_prompt \
+                or now - self.typing_forwarded_at < presence.TYPING_FORWARD_SECONDS:
+            return
+        self.typing_forwarded_at = now
+        await self.channel_layer.group_send(self.group, {
+            "type": "presence.typing", "channel": self.channel_name,
+            "user_id": self.me["user_id"], "name": self.me["name"], "surface": self.me["surface"]})
+
+    async def send_people(self) -> None:
+        await self.send_json({"type": "presence", "people": self.book.people()})
+
+    async def presence_here(self, message: dict) -> None:
+        if self.me is None:
+            return  # not subscribed yet: it learns who is here when it is
+        changed = self.book.heard(message["channel"], message["user_id"], message["name"], message["surface"],
+                                  time.monotonic())
+        if message.get("hello") and message["channel"] != self.channel_name:
+            await self.announce(to=message["channel"])
+        if changed:
+            await self.send_people()
+
+    async def presence_leave(self, message: dict) -> None:
+        if self.me is not None and self.book.left(message["channel"]):
+            await self.send_people()
+
+    async def presence_typing(self, message: dict) -> None:
+        if self.me is None or message["channel"] == self.channel_name:
+            return
+        await self.send_json({"type": "typing", "user_id": message["user_id"], "name": message["name"],
+                              "surface": message["surface"]})

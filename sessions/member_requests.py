@@ -2,6 +2,7 @@
 Views and the session socket call these; each queues what it must and lets the dispatch engine decide."""
 
 import re
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -9,15 +10,18 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Max, Q
+from django.utils import timezone
 
 from sandboxes.lifecycle import State
 from sandboxes.models import Repo
-from sessions import queue
+from sessions import queue, signals
 from sessions.dispatch import dispatch, step
 from sessions.events import append_event
 from sessions.models import Membership, Prompt, Session, clean_prompt
 
 MODEL_RE = re.compile(r"^[\w.-]+/\S{1,150}$")
+TYPING_RECORD_SECONDS = 5.0  # a socket records someone's typing (a write) at most this often
+TYPING_PAUSE_SECONDS = 30.0  # typing again after this long is "started typing" (signals.member_typing)
 
 
 def create_session(repo: Repo, user, prompt_text: str, model: str = "", context: dict | None = None) -> Session:
@@ -78,7 +82,7 @@ def restores_a_sandbox(session: Session) -> bool:
 
 def submit_prompt(session: Session, user, text: str, context: dict | None = None) -> Prompt:
     """Queue a prompt; it is sent when the agent is idle (at once if it is idle now)."""
-    check_member(session, user)
+    check_prompter(session, user)
     text, context = clean_prompt(text, context)
     with transaction.atomic():
         lock_owner(session.creator_id)  # first: a follow-up sent at the same moment may be starting its sandbox
@@ -93,21 +97,25 @@ def submit_prompt(session: Session, user, text: str, context: dict | None = None
 
 def cancel_prompt(session: Session, user, prompt_id: int) -> Prompt:
     """Cancel a queued prompt. A running, finished or unknown prompt raises ValueError."""
-    check_member(session, user)
+    check_prompter(session, user)
     step(session, queue.CANCEL, prompt_id=prompt_id, user=user)
     return Prompt.objects.get(pk=prompt_id)
 
 
 def stop(session: Session, user) -> None:
     """Abort the running prompt; the queued ones stay queued. Nothing running raises ValueError."""
-    check_member(session, user)
+    check_prompter(session, user)
     step(session, queue.STOP, user=user)
 
 
 def note_typing(session: Session, user) -> bool:
-    """A member is writing a prompt: a session without a live sandbox starts one now (restoring its
-    last snapshot), so the follow-up finds it up. True when this started one."""
-    check_member(session, user)
+    """A member is writing a prompt: note it ("humans prompting now"), and a session without a live sandbox
+    starts one now (restoring its last snapshot), so the follow-up finds it up. True when this started one."""
+    check_prompter(session, user)
+    record_typing(session, user)
+    current = Session.objects.select_related("sandbox").get(pk=session.pk)
+    if not restores_a_sandbox(current):
+        return False  # the common case, without a lock: the sandbox is up or starting
     with transaction.atomic():
         lock_owner(session.creator_id)
         current = Session.objects.select_related("sandbox", "creator").get(pk=session.pk)
@@ -117,9 +125,27 @@ def note_typing(session: Session, user) -> bool:
     return isinstance(action, queue.StartSandbox)
 
 
+def record_typing(session: Session, user) -> None:
+    """Keep when the person last typed here; tell the apps above when they start after a pause."""
+    now = timezone.now()
+    paused = now - timedelta(seconds=TYPING_PAUSE_SECONDS)
+    membership = Membership.objects.filter(session=session, user=user)
+    started = membership.filter(Q(last_typed_at__isnull=True) | Q(last_typed_at__lt=paused)).exists()
+    membership.update(last_typed_at=now)
+    if started:
+        transaction.on_commit(lambda: signals.member_typing.send(Session, session=session, user=user))
+
+
 def check_member(session: Session, user) -> None:
     if not session.is_member(user):
         raise PermissionDenied("You are not a member of this session.")
+
+
+def check_prompter(session: Session, user) -> None:
+    """Members who can prompt (and the owner) act in a session; watchers only watch."""
+    check_member(session, user)
+    if not session.can_prompt(user):
+        raise PermissionDenied("You can watch this session but not prompt in it: ask its owner to let you prompt.")
 
 
 def queue_prompt(session: Session, user, text: str, context: dict) -> Prompt:

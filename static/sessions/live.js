@@ -9,12 +9,13 @@
 // with backoff (at once when the browser is back online or the tab visible again); a silent one is
 // noticed by a ping without answer.
 //
-// openSessionStream({path, onEvent(seq, ev), onMessage(msg), onState(state, text), onDropped()})
-// returns {send(message) -> bool, isOpen(), lastSeq()}. session.js is its one user.
+// openSessionStream({path, onEvent(seq, ev), onMessage(msg), onState(state, text), onDropped(), hello})
+// returns {send(message) -> bool, isOpen(), lastSeq()}. session.js is its one user. `hello`: fields every
+// subscribe carries besides `after` (the surface the person watches from, for presence).
 (function () {
   "use strict";
 
-  window.openSessionStream = function ({ path, onEvent, onMessage, onState, onDropped }) {
+  window.openSessionStream = function ({ path, onEvent, onMessage, onState, onDropped, hello }) {
     let lastSeq = 0;
     const early = new Map(); // events that arrived before the one right after lastSeq, by seq
     let gapTimer = null;
@@ -80,7 +81,7 @@
       ws.onopen = () => {
         if (ws !== socket) return;
         attempt = 0;
-        ws.send(JSON.stringify({ type: "subscribe", after: lastSeq }));
+        ws.send(JSON.stringify({ ...(hello || {}), type: "subscribe", after: lastSeq }));
         onState("connected");
         startPing();
       };

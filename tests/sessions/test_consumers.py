@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from django.test import Client
 
 from inspect_site.asgi import application
-from sessions import consumers
+from sessions import consumers, member_requests
 from sessions.events import append_event
 from sessions.models import Event, Prompt, Session
 from tests.support.rows import may_see_every_session
@@ -260,7 +260,7 @@ def test_a_member_removed_while_connected_cannot_resubscribe(session, user, othe
     run(scenario)
 
 
-def test_writing_a_prompt_starts_the_sessions_sandbox_over_the_socket(session, user, provisions):
+def test_writing_a_prompt_starts_the_sessions_sandbox_over_the_socket(session, user, provisions, monkeypatch):
     headers = signed_in(user)
 
     async def scenario():
@@ -269,6 +269,9 @@ def test_writing_a_prompt_starts_the_sessions_sandbox_over_the_socket(session, u
         await ws.send_json_to({"type": "typing"})
         received = await until(ws, lambda m: m["type"] == "ok")
         assert received[-1] == {"type": "ok", "for": "typing", "warming": True}
+        await ws.send_json_to({"type": "typing"})  # a moment later: already noted, nothing to answer
+        assert await ws.receive_nothing(timeout=0.5)
+        monkeypatch.setattr(member_requests, "TYPING_RECORD_SECONDS", 0)
         await ws.send_json_to({"type": "typing"})
         assert await ws.receive_json_from(timeout=3) == {"type": "ok", "for": "typing", "warming": False}
         await ws.disconnect()
@@ -277,6 +280,7 @@ def test_writing_a_prompt_starts_the_sessions_sandbox_over_the_socket(session, u
     session.refresh_from_db()
     assert session.sandbox is not None and provisions == [str(session.sandbox_id)]
     assert session.prompts.count() == 0
+    assert session.memberships.get(user=user).last_typed_at is not None  # "humans prompting now" counts them
 
 
 @pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"), reason="row locks are PostgreSQL's")
