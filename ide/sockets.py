@@ -103,7 +103,7 @@ class SocketProxy:
         # Relayed while the person may still be in the session: losing it closes the socket (sessions/access.py).
         user = scope["user"]
         out = asyncio.ensure_future(access.until_out(path.session_id, user.pk, scope.get("login", ""),
-                                                     user.get_session_auth_hash()))
+                                                     user.get_session_auth_hash(), acting=True))
         relay = asyncio.ensure_future(self.relay(upstream, receive, send))
         try:
             done, _ = await asyncio.wait([out, relay], return_when=asyncio.FIRST_COMPLETED)

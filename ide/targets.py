@@ -49,7 +49,7 @@ def resolve(user, session_id: int, service: str) -> Target:
     session's path cannot reach another sandbox's ports.
     """
     session = Session.objects.select_related("sandbox").filter(pk=session_id).first()
-    if session is None or not session.is_member(user):
+    if session is None or not session.can_prompt(user):  # watchers see the timeline, not the workspace
         return Target(403, FORBIDDEN)
     label = service_label(service, "subject")
     sandbox = session.sandbox

@@ -4,6 +4,7 @@ from urllib.parse import urlencode
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
 from bridge.protocol import SERVICE_NAME
@@ -11,7 +12,7 @@ from ide import paths, viewer, workspace_hosts
 from ide.names import SERVICE_NAMES
 from pulls import opening
 from sandboxes.lifecycle import State
-from sessions import access, queue, workspace
+from sessions import access, queue, sharing, workspace
 from sessions.models import MAX_PROMPT_CHARS, Session
 
 
@@ -38,7 +39,20 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
         "sandbox_states": {"starting": list(State.STARTING), "alive": sorted(queue.ALIVE)},
         "pr_max_title": opening.MAX_TITLE_CHARS,
         "pr_max_body": opening.MAX_BODY_CHARS, "github_problem": opening.github_problem(request.user),
+        **sharing_context(request, session),
     })
+
+
+def sharing_context(request: HttpRequest, session: Session) -> dict:
+    """What the page shows of who is in the session, and what this person may do in it."""
+    manages = sharing.manages(session, request.user)
+    link = ""
+    if manages and session.join_token:
+        link = request.build_absolute_uri(reverse("session-join", args=[session.join_token]))
+    return {
+        "can_prompt": session.can_prompt(request.user), "manages": manages, "members": sharing.members(session),
+        "join_link": link, "given_roles": [(role.value, role.label) for role in sharing.GIVEN_ROLES],
+    }
 
 
 @never_cache
@@ -47,7 +61,7 @@ def open_service(request: HttpRequest, session_id: int, service: str) -> HttpRes
     redirect for frames and links, or `?socket=1` the socket URL as JSON (the desktop's viewer). Members and
     staff only; anybody else gets the 404 of an unknown session."""
     session = Session.objects.filter(pk=session_id).first()
-    if session is None or not session.is_member(request.user) or not SERVICE_NAME.match(service):
+    if session is None or not session.can_prompt(request.user) or not SERVICE_NAME.match(service):
         raise Http404("No such session.")
     origin = workspace_hosts.session_origin(request.scheme, request.get_host(), session.pk)
     ticket = workspace_hosts.issue_ticket(request.user, session.pk, access.login_of(request.session.session_key))

@@ -84,8 +84,8 @@ def push_branch(session: Session, credentials: Credentials) -> branches.PushResu
 def open_pull_request(session: Session, user, draft: bool, title: str, body: str) -> PullRequest:
     """Push the branch and open its pull request as `user` (or the bot, for them). When the session's pull
     request is open already, push to it and give it this title and description. Raises CannotOpen."""
-    if not session.is_member(user):
-        raise CannotOpen("Only the session's members open its pull request.")
+    if not session.can_prompt(user):
+        raise CannotOpen("Only the session's members who can prompt open its pull request.")
     push_url(session)  # a repo that is not on GitHub: say so before anything else
     credentials = credentials_for(user)
     pushed = push_branch(session, credentials)

@@ -32,6 +32,8 @@ def pull_request(request: HttpRequest, session_id: int) -> JsonResponse:
     if request.method == "GET":
         title, body = opening.prefilled(session, request.build_absolute_uri("/"))
         return JsonResponse({"title": title, "body": body, "github_problem": opening.github_problem(request.user)})
+    if not session.can_prompt(request.user):
+        return problem(403, "You can watch this session but not open its pull request: ask its owner.")
     try:
         form = json.loads(request.body or b"{}")
     except ValueError:

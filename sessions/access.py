@@ -48,17 +48,20 @@ def login_ended(login: str) -> bool:
     return bool(login) and cache.get(f"access:login-ended:{login}") is not None
 
 
-def still_in(session_id: int, user_id: int | None, login: str = "", auth_hash: str = "") -> bool:
+def still_in(session_id: int, user_id: int | None, login: str = "", auth_hash: str = "", acting: bool = False) -> bool:
     """Whether the person (fetched afresh: their account may have changed) may still be in the session, under
     that sign-in, with the password they had when the socket opened (`auth_hash`: get_session_auth_hash then;
-    a changed password ends their sign-ins, and so their sockets). Synchronous."""
+    a changed password ends their sign-ins, and so their sockets). `acting`: and may still act in it (prompt,
+    use its workspace), not only watch. Synchronous."""
     if user_id is None or login_ended(login):
         return False
     user = get_user_model().objects.filter(pk=user_id).first()
     if user is None or (auth_hash and not constant_time_compare(user.get_session_auth_hash(), auth_hash)):
         return False
     session = Session.objects.select_related("repo").filter(pk=session_id).first()
-    return session is not None and session.is_member(user)
+    if session is None:
+        return False
+    return session.can_prompt(user) if acting else session.is_member(user)
 
 
 def groups_for(user_id: int, repo_id: int | None) -> list[str]:
@@ -80,9 +83,10 @@ def repo_of(session_id: int) -> int | None:
 still_in_async = database_sync_to_async(still_in)
 
 
-async def until_out(session_id: int, user_id: int, login: str, auth_hash: str = "") -> None:
-    """Returns once the person is no longer in the session: for a socket that is no Channels consumer (the
-    workspace proxy's relay), which then closes itself. Listens on a channel of its own."""
+async def until_out(session_id: int, user_id: int, login: str, auth_hash: str = "", acting: bool = False) -> None:
+    """Returns once the person is no longer in the session (`acting`: or may only watch it now): for a socket
+    that is no Channels consumer (the workspace proxy's relay), which then closes itself. Listens on a channel
+    of its own."""
     layer = get_channel_layer()
     channel = await layer.new_channel()
     groups = groups_for(user_id, await repo_of(session_id))
@@ -92,7 +96,7 @@ async def until_out(session_id: int, user_id: int, login: str, auth_hash: str = 
         while True:
             message = await layer.receive(channel)
             if message.get("type") == ACCESS_CHANGED and concerns(message, login) \
-                    and not await still_in_async(session_id, user_id, login, auth_hash):
+                    and not await still_in_async(session_id, user_id, login, auth_hash, acting):
                 return
     finally:
         for group in groups:
@@ -114,6 +118,13 @@ def tell(group: str, login_ended: str = "") -> None:
 
 
 def on_membership_deleted(sender, instance: Membership, **kwargs) -> None:
+    tell(user_group(instance.user_id))
+
+
+def on_membership_saved(sender, instance: Membership, created: bool, update_fields=None, **kwargs) -> None:
+    """A role changed (a prompter made a watcher loses the workspace; the page learns what it may do)."""
+    if created or (update_fields is not None and set(update_fields) <= {"last_typed_at"}):
+        return
     tell(user_group(instance.user_id))
 
 
@@ -174,6 +185,7 @@ def on_signed_out(sender, request, user, **kwargs) -> None:
 def connect_signals() -> None:
     User = get_user_model()
     post_delete.connect(on_membership_deleted, sender=Membership, dispatch_uid="access-membership")
+    post_save.connect(on_membership_saved, sender=Membership, dispatch_uid="access-membership-saved")
     post_save.connect(on_user_saved, sender=User, dispatch_uid="access-user")
     for through in (User.groups.through, User.user_permissions.through):
         m2m_changed.connect(on_user_relations_changed, sender=through, dispatch_uid=f"access-{through.__name__}")

@@ -77,6 +77,20 @@ class Session(models.Model):
             return True
         return self.memberships.filter(user=user).exists() and self.repo.usable_by(user)
 
+    def role_of(self, user) -> str | None:
+        """What `user` may do here: "owner", "member" (can prompt), "watcher", or None when they are not in.
+        People with the permission to see every session may prompt in any (they count as members)."""
+        if not self.is_member(user):
+            return None
+        role = self.memberships.filter(user=user).values_list("role", flat=True).first()
+        if role is None or (role == Membership.Role.WATCHER and sees_every_session(user)):
+            return Membership.Role.MEMBER
+        return role
+
+    def can_prompt(self, user) -> bool:
+        """Whether `user` may act in this session: prompt, cancel, stop, use its workspace, open its PR."""
+        return self.role_of(user) in Membership.PROMPTING
+
     def add_member(self, user, role: str = "member") -> "Membership":
         membership, _ = Membership.objects.get_or_create(session=self, user=user, defaults={"role": role})
         return membership

@@ -8,4 +8,8 @@ urlpatterns = [
     path("sessions/warm", views.warm_sandbox, name="session-warm"),
     path("sessions/<int:session_id>/artifacts/<int:artifact_id>/", views.artifact, name="session-artifact"),
     path("sessions/api/screenshots/", views.upload_screenshot, name="screenshot-upload"),
+    path("sessions/<int:session_id>/members", views.invite_member, name="session-invite"),
+    path("sessions/<int:session_id>/members/<int:user_id>", views.change_member, name="session-member"),
+    path("sessions/<int:session_id>/join-link", views.join_link, name="session-join-link"),
+    path("join/<str:token>", views.join_session, name="session-join"),
 ]

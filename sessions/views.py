@@ -1,3 +1,4 @@
+import json
 import time
 
 from django.contrib.auth.decorators import login_not_required
@@ -6,18 +7,21 @@ from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from proxy_core.headers import presented_credential
 from sandboxes import provisioning, tasks
 from sandboxes.models import Repo, RepoImage, Sandbox
-from sessions import member_requests, rate_limits, workspace
+from sessions import member_requests, rate_limits, sharing, workspace
 from sessions.forms import NewSessionForm
 from sessions.member_requests import sandbox_limit_reached
-from sessions.models import Artifact, Prompt, Session, sees_every_session
+from sessions.models import Artifact, Membership, Prompt, Session, sees_every_session
 
 SESSIONS_PER_PAGE = 50
+SHARING_MAX_BODY = 4096
+SESSION_FILTERS = {"all": "All", "mine": "Mine", "shared": "Shared with me"}
 
 
 def visible_sessions(user):
@@ -29,8 +33,14 @@ def visible_sessions(user):
 
 def home(request: HttpRequest) -> HttpResponse:
     first_prompt = Prompt.objects.filter(session=OuterRef("pk")).order_by("position").values("text")[:1]
+    show = request.GET.get("show") if request.GET.get("show") in SESSION_FILTERS else "all"
+    sessions = visible_sessions(request.user)
+    if show == "mine":
+        sessions = sessions.filter(creator=request.user)
+    elif show == "shared":  # others' sessions this person was invited to or joined
+        sessions = sessions.filter(memberships__user=request.user).exclude(creator=request.user)
     sessions = (
-        visible_sessions(request.user)
+        sessions
         .select_related("repo", "creator")
         .annotate(first_prompt=Subquery(first_prompt))
         .order_by("-last_activity_at", "-pk")
@@ -42,7 +52,8 @@ def home(request: HttpRequest) -> HttpResponse:
         images[image.repo_id] = image  # the newest ready image wins, as Repo.current_image() picks
     for repo in repos:
         repo.image = images.get(repo.pk)
-    return render(request, "home.html", {"sessions": page.object_list, "page": page, "repos": repos})
+    return render(request, "home.html", {"sessions": page.object_list, "page": page, "repos": repos, "show": show,
+                                         "filters": SESSION_FILTERS})
 
 
 def new_session(request: HttpRequest) -> HttpResponse:
@@ -131,3 +142,87 @@ def upload_screenshot(request: HttpRequest) -> JsonResponse:
     except LookupError as e:
         return JsonResponse({"error": str(e)}, status=409)
     return JsonResponse({"artifact_id": stored.pk, "url": workspace.artifact_url(stored)}, status=201)
+
+
+# --- sharing (sessions/sharing.py) ----------------------------------------------------------------
+
+def json_body(request: HttpRequest) -> dict:
+    """The request's JSON object, or ValueError saying what is wrong with it."""
+    if len(request.body) > SHARING_MAX_BODY:
+        raise ValueError("That request is too large.")
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        raise ValueError("The request is not JSON.") from None
+    if not isinstance(body, dict):
+        raise ValueError("The request must be a JSON object.")
+    return body
+
+
+def sharing_request(request: HttpRequest, session_id: int, change) -> JsonResponse:
+    """Carry out `change(session, body)` for the session's owner: 404 for people not in it (as the page), 403
+    for members who do not own it, 400 for bad input. Nothing changes unless it answers 200."""
+    session = Session.objects.select_related("repo").filter(pk=session_id).first()
+    if session is None or not session.is_member(request.user):
+        return JsonResponse({"error": "No such session."}, status=404)
+    try:
+        return JsonResponse(change(session, json_body(request)) or {"ok": True})
+    except PermissionDenied as e:
+        return JsonResponse({"error": str(e)}, status=403)
+    except ValueError as e:
+        return JsonResponse({"error": str(e)}, status=400)
+
+
+@require_POST
+def invite_member(request: HttpRequest, session_id: int) -> JsonResponse:
+    def change(session: Session, body: dict) -> dict:
+        membership = sharing.invite(session, request.user, body.get("name"), body.get("role"))
+        return {"user_id": membership.user_id, "role": membership.role}
+    return sharing_request(request, session_id, change)
+
+
+@require_POST
+def change_member(request: HttpRequest, session_id: int, user_id: int) -> JsonResponse:
+    def change(session: Session, body: dict) -> dict | None:
+        if body.get("remove") is True:
+            sharing.remove(session, request.user, user_id)
+            return None
+        membership = sharing.change_role(session, request.user, user_id, body.get("role"))
+        return {"user_id": membership.user_id, "role": membership.role}
+    return sharing_request(request, session_id, change)
+
+
+@require_POST
+def join_link(request: HttpRequest, session_id: int) -> JsonResponse:
+    def change(session: Session, body: dict) -> dict:
+        if not isinstance(body.get("on"), bool):
+            raise ValueError('Say whether the link is on: "on": true or false.')
+        token = sharing.set_join_link(session, request.user, body["on"], body.get("role"), body.get("new") is True)
+        url = request.build_absolute_uri(reverse("session-join", args=[token])) if token else ""
+        return {"url": url, "role": session.join_role}
+    return sharing_request(request, session_id, change)
+
+
+def join_session(request: HttpRequest, token: str) -> HttpResponse:
+    """A join link: GET says which session and role, POST joins it. A link that is off or revoked, or a repo
+    the person may not use, is said plainly and changes nothing."""
+    session = sharing.session_for_link(token)
+    if session is not None and session.is_member(request.user):
+        return redirect("session-detail", session_id=session.pk)
+    problem = ""
+    if request.method == "POST":
+        try:
+            joined = sharing.join(token, request.user)
+        except (ValueError, PermissionDenied) as e:
+            problem = str(e)
+        else:
+            return redirect("session-detail", session_id=joined.pk)
+    elif session is None:
+        problem = "This join link does not work any more: ask the session's owner for a new one."
+    elif not session.repo.usable_by(request.user):
+        problem = f"You may not use the repo {session.repo.name}: ask an admin to give you access."
+    status = 200 if not problem else (404 if session is None else 403)
+    return render(request, "sessions/join.html", {
+        "session": session, "problem": problem,
+        "role_label": Membership.Role(session.join_role).label if session is not None else "",
+    }, status=status)

@@ -153,11 +153,11 @@
     queueBox.hidden = queue.children.length === 0;
   }
 
-  function setPromptState(promptId, state) {
+  function setPromptState(promptId, state, by) {
     const node = byData(".prompt", "promptId", promptId);
     if (!node) return;
     node.dataset.state = state;
-    node.querySelector(".prompt-state").textContent = state;
+    node.querySelector(".prompt-state").textContent = by ? `${state} by ${nameOf(by)}` : state;
   }
 
   // --- rendering each kind --------------------------------------------------------------
@@ -238,7 +238,7 @@
     prompt_sent(ev, d) { dequeue(d.prompt_id); setPromptState(d.prompt_id, "sent"); },
     prompt_started(ev, d) { dequeue(d.prompt_id); setPromptState(d.prompt_id, "running"); },
     prompt_finished(ev, d) { dequeue(d.prompt_id); setPromptState(d.prompt_id, d.status || "done"); },
-    prompt_cancelled(ev, d) { dequeue(d.prompt_id); setPromptState(d.prompt_id, "cancelled"); },
+    prompt_cancelled(ev, d) { dequeue(d.prompt_id); setPromptState(d.prompt_id, "cancelled", d.by); },
     busy(ev, d) { setBusy(true); if (d.prompt_id !== undefined) setPromptState(d.prompt_id, "running"); },
     idle(ev, d) {
       setBusy(false);
@@ -393,6 +393,8 @@
       input.value = "";
       showNotice("");
       updateComposer();
+    } else if (msg.type === "access" && String(msg.can_prompt) !== root.dataset.canPrompt) {
+      location.reload(); // their role changed: the page shows what they may do now (the workspace, the prompt box)
     } else if (msg.type === "error") {
       pendingPrompt = false;
       delete stopButton.dataset.sent;
@@ -418,11 +420,12 @@
   input.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); submitPrompt(); }
   });
-  // Writing a follow-up starts the session's sandbox again (restoring its snapshot) before it is
-  // sent; the server decides whether one is needed. At most one message per 15 s of writing.
+  // Writing shows the others that this person is typing, and starts the session's sandbox again (restoring its
+  // snapshot) before the follow-up is sent; the server decides whether one is needed. At most one message per
+  // 2 s of writing.
   let typingSentAt = -Infinity;
   input.addEventListener("input", () => {
-    if (!input.value.trim() || sandboxStates.alive.includes(phase.dataset.state) || performance.now() - typingSentAt < 15000) return;
+    if (!input.value.trim() || performance.now() - typingSentAt < 2000) return;
     if (send({ type: "typing" })) typingSentAt = performance.now();
   });
   queue.addEventListener("click", (event) => {
@@ -441,5 +444,6 @@
   updateComposer();
   stream = window.openSessionStream({
     path: root.dataset.wsPath, onEvent: apply, onMessage: receive, onState: setSocketState, onDropped: dropped,
+    hello: { surface: window.matchMedia("(max-width: 700px) and (pointer: coarse)").matches ? "phone" : "web" },
   });
 })();
