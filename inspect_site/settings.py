@@ -33,6 +33,15 @@ SECRET_KEY = keys.secret_key(os.environ, VAR_DIR, PRODUCTION)
 # Encrypt repo secrets at rest (Fernet keys, the first encrypts, all decrypt): independent of SECRET_KEY, so a
 # database dump alone decrypts nothing. Unset, one is made on this machine and kept in var/.
 SECRETS_ENCRYPTION_KEYS = keys.encryption_keys(os.environ, VAR_DIR, PRODUCTION)
+# Web Push (notifications/, docs/phone.md): the key that signs push requests, and the contact push services see.
+VAPID_PRIVATE_KEY, VAPID_PUBLIC_KEY = keys.vapid_keys(os.environ, VAR_DIR, PRODUCTION)
+VAPID_SUBJECT = os.environ.get("VAPID_SUBJECT", "mailto:admin@localhost")
+# The push services the platform posts to (a host, or any host under it): a subscription names the address the
+# worker will post to, so an address inside the network is refused. Plain http to loopback only with DEBUG.
+WEB_PUSH_SERVICE_HOSTS = [h.strip().lower() for h in os.environ.get(
+    "WEB_PUSH_SERVICE_HOSTS",
+    "fcm.googleapis.com,push.services.mozilla.com,push.apple.com,notify.windows.com").split(",") if h.strip()]
+WEB_PUSH_ALLOW_LOOPBACK_HTTP = DEBUG
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "inspect.localhost,localhost,127.0.0.1,[::1]").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 SITE_ROOT = os.environ.get("SITE_ROOT", "http://inspect.localhost:8000")
@@ -59,6 +68,7 @@ INSTALLED_APPS = [
     "model_proxy",
     "extension",
     "pulls",
+    "notifications",
 ]
 
 MIDDLEWARE = [

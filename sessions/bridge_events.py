@@ -148,6 +148,7 @@ def apply_bridge_event(session: Session, kind: str, data: dict) -> bool:
         session.title = str(data.get("title") or "")[:300]
     elif kind == "error":
         session.error = f"{data.get('name') or 'Error'}: {data.get('message') or ''}"[:2000]
+        signals.agent_error.send(Session, session=session, error=session.error)
     session.save(update_fields=STATE_FIELDS)
     record_status(session, before)
     return kind == "idle"

@@ -13,3 +13,7 @@ member_typing = Signal()
 # A prompt's run ended (done, cancelled or failed): the people who wait for it may be told. Sent after commit.
 # Arguments: session, prompt.
 run_finished = Signal()
+
+# The agent reported an error (a bridge `error` event): the person it works for may be needed. Sent inside the
+# event's transaction: act on commit. Arguments: session, error (its name and message, as session.error has it).
+agent_error = Signal()

@@ -140,8 +140,14 @@ def expected(route: str, name: str, role: str) -> set[int] | str:
         return {405}
     if name == "github-webhook":  # POST-only, by GitHub, with its signature
         return {405}
+    if name in ("pwa-manifest", "pwa-service-worker", "pwa-offline"):
+        return {200}  # the installable app's: for anyone (a browser fetches the manifest without cookies)
     if not signed_in:
         return LOGIN
+    if name in ("push-subscribe", "push-unsubscribe"):
+        return {405}  # POST only, for the signed-in person's own devices
+    if name == "notification-settings":
+        return {200}
     if name in ("session-detail", "session-artifact"):
         return {200} if role in MEMBERS else {404}
     if name == "session-pull-request":  # the dialog's title and description; POST opens it

@@ -86,6 +86,6 @@ def enqueued(monkeypatch) -> dict[str, list]:
 
     monkeypatch.setattr(jobs, "enqueue", record)
     for name, task in current_app.tasks.items():  # and those a task sends its siblings with .delay()
-        if name.startswith(("sandboxes.", "sessions.", "pulls.")):
+        if name.startswith(("sandboxes.", "sessions.", "pulls.", "notifications.")):
             monkeypatch.setattr(task, "delay", functools.partial(record, name))
     return calls
