@@ -10,6 +10,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
+from dictation.views import ENVELOPE_BYTES
+from ide import front_config
 from sessions.models import Prompt, Session
 from tests.support.providers import ANTHROPIC_KEY, OPENAI_KEY, provider_settings
 from tests.support.rows import login, owned_session
@@ -221,6 +223,13 @@ def test_an_oversized_upload_is_refused_by_its_declared_length_without_being_par
     assert response.status_code == 413
     assert "larger than" in response.json()["error"]
     assert transcriptions(provider) == []
+
+
+def test_the_front_proxy_caps_a_recordings_body_before_daphne_takes_it_all(settings, tmp_path):
+    settings.DICTATION_MAX_AUDIO_BYTES = 1000
+    config = front_config.render(listen="127.0.0.1:8000", daphnes=["127.0.0.1:8001"], run_dir=tmp_path)
+    location = config.split("location = /dictation/transcribe {", 1)[1].split("}", 1)[0]
+    assert f"client_max_body_size {1000 + ENVELOPE_BYTES};" in location
 
 
 def test_a_person_may_have_only_so_many_recordings_transcribed_a_minute(settings, provider, ada, other_user):
