@@ -51,6 +51,8 @@ def render(*, listen: str, daphnes: list[str], run_dir: Path, workers: int | str
         "KEY": front_key(),
         "PLATFORM_COOKIES": lua_table(platform_cookies()),
         "HANDOFF_MAX_BYTES": str(settings.GIT_HANDOFF_MAX_BYTES),
+        # The recording and its multipart envelope (ENVELOPE_BYTES in dictation/views.py, which checks it again).
+        "DICTATION_MAX_BODY_BYTES": str(settings.DICTATION_MAX_AUDIO_BYTES + 64 * 1024),
     }
     text = (TEMPLATE_DIR / "nginx.conf").read_text()
     for name, value in values.items():

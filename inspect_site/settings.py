@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "ide",
     "model_proxy",
     "extension",
+    "dictation",
     "pulls",
     "notifications",
 ]
@@ -368,4 +369,13 @@ MODEL_PROXY_MAX_BODY_BYTES = int(os.environ.get("MODEL_PROXY_MAX_BODY_BYTES", st
 MODEL_TOKEN_BUDGET_PER_SESSION = int(os.environ.get("MODEL_TOKEN_BUDGET_PER_SESSION", str(20_000_000)))
 # Longest silence allowed from a provider (before its first byte, or between two chunks).
 MODEL_PROXY_READ_TIMEOUT_SECONDS = float(os.environ.get("MODEL_PROXY_READ_TIMEOUT_SECONDS", "600"))
+# Dictation (dictation/, docs/voice.md): browsers without speech recognition record the prompt, and the control
+# plane has it transcribed by "providerName/model" (an OpenAI-compatible provider above); empty: none.
+TRANSCRIPTION_MODEL = os.environ.get("TRANSCRIPTION_MODEL", "").strip()
+# The largest recording accepted, the longest a browser records, and transcriptions a person may ask a minute.
+DICTATION_MAX_AUDIO_BYTES = int(os.environ.get("DICTATION_MAX_AUDIO_BYTES", str(10 * 1024**2)))
+DICTATION_MAX_SECONDS = int(os.environ.get("DICTATION_MAX_SECONDS", "120"))
+DICTATION_PER_MINUTE = int(os.environ.get("DICTATION_PER_MINUTE", "10"))
+# How long the provider may take to transcribe one recording.
+DICTATION_TIMEOUT_SECONDS = float(os.environ.get("DICTATION_TIMEOUT_SECONDS", "60"))
 # --- end of model providers ------------------------------------------------------------------------

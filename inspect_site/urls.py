@@ -15,4 +15,5 @@ urlpatterns = [
     path("manifest.webmanifest", pwa.manifest, name="pwa-manifest"),
     path("sw.js", pwa.service_worker, name="pwa-service-worker"),
     path("offline", pwa.offline, name="pwa-offline"),
+    path("", include("dictation.urls")),
 ]

@@ -1,11 +1,11 @@
 """Who is looking at a session now, on which surface, and who is typing, across devices and Daphnes.
 
-Nothing is stored: presence lives in the sockets. A subscriber that names its surface (a person's page) takes
-part; one that does not (a script, the benches) is neither shown nor told. Each session socket announces itself to the session's
-group (`presence.here`) when it subscribes and every HEARTBEAT_SECONDS after; whoever hears a newcomer's
-first announcement answers it directly, so the newcomer learns who was there before it. A socket that
-closes says `presence.leave`; one whose Daphne died is dropped once it has not been heard from for
-EXPIRE_SECONDS. Each socket keeps what it heard in a PresenceBook and sends its browser the people in it
+Nothing is stored: presence lives in the sockets. A subscriber that names its surface (a person's page)
+takes part; one that does not (a script, the benches) is neither shown nor told. Each such socket announces
+itself to the session's group (`presence.here`) when it subscribes and every HEARTBEAT_SECONDS after; whoever
+hears a newcomer's first announcement answers it directly, so the newcomer learns who was there before it. A
+socket that closes says `presence.leave`; one whose Daphne died is dropped once it has not been heard from
+for EXPIRE_SECONDS. Each socket keeps what it heard in a PresenceBook and sends its browser the people in it
 whenever they change. Typing is forwarded as it comes (`presence.typing`); the page shows it for a few
 seconds after the last one. See docs/sessions.md.
 """

@@ -160,6 +160,8 @@ def expected(route: str, name: str, role: str) -> set[int] | str:
         return {405}  # POST only
     if name == "session-join":  # an unknown join link opens nothing, for anyone
         return {404}
+    if name == "dictation-transcribe":
+        return {405}  # POST only: a recording to transcribe, for anyone signed in
     if name in ("home", "session-new"):
         return {200}
     raise AssertionError(f"no expected answers for the route {route!r} ({name}): add them to the matrix")

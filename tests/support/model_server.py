@@ -14,6 +14,11 @@ What it answers is picked by keywords in the last user message:
   otherwise   -> a `write` tool call creating hello.txt, then text
 A message containing "file:NAME" writes NAME instead of hello.txt.
 
+`POST /v1/audio/transcriptions` is OpenAI's (multipart: file, model): it checks the bearer key and the model as
+OpenAI does and answers `{"text": ...}`, the next of `transcripts` (set by the test). `offers_transcription =
+False` makes it a provider without that endpoint (404); `transcription_error = (status, message)` and
+`transcription_delay` script a failing or slow one.
+
 Every request (path, headers, body) is kept in `requests` so tests can check what was sent.
 """
 
@@ -21,9 +26,13 @@ import json
 import re
 import threading
 import time
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 TITLE = "Scripted session title"
+# The file types OpenAI's transcription endpoint takes, by the file name's extension as it tells them.
+TRANSCRIPTION_FORMATS = ("flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm")
 LATE_SECONDS = 3.0
 
 
@@ -108,6 +117,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.endswith("/audio/transcriptions"):
+            if self.server.offers_transcription:
+                return self.transcription(raw)
+            self.server.record(self.path, dict(self.headers), {})
+            return self.send_json(404, {"error": {"message": "404 page not found"}})
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
@@ -118,6 +132,47 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.endswith("/messages"):
             return self.anthropic(body)
         self.send_json(404, {"error": {"message": "not found"}})
+
+    # --- OpenAI audio transcriptions ----------------------------------------------
+
+    def openai_error(self, status: int, message: str, code: str | None = None, param: str | None = None) -> None:
+        self.send_json(status, {"error": {"message": message, "type": "invalid_request_error", "param": param,
+                                          "code": code}})
+
+    def transcription(self, raw: bytes) -> None:
+        content_type = self.headers.get("Content-Type", "")
+        form: dict[str, dict] = {}
+        if content_type.startswith("multipart/form-data"):
+            message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+            for part in message.iter_parts():
+                name = part.get_param("name", header="content-disposition")
+                form[str(name)] = {"filename": part.get_filename(), "content_type": part.get_content_type(),
+                                   "data": part.get_payload(decode=True) or b""}
+        upload = form.get("file", {})
+        model = (form.get("model") or {}).get("data", b"").decode()
+        self.server.record(self.path, dict(self.headers), {
+            "model": model, "filename": upload.get("filename"), "content_type": upload.get("content_type"),
+            "size": len(upload.get("data", b"")), "fields": sorted(form)})
+        server = self.server
+        presented = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        if server.transcription_key is not None and presented != server.transcription_key:
+            # OpenAI names the key it was given; the control plane must not pass that on.
+            return self.openai_error(401, f"Incorrect API key provided: {presented}.", "invalid_api_key")
+        if not upload.get("filename"):
+            return self.openai_error(400, "You must provide a file with a filename (multipart 'file').", param="file")
+        if model not in server.transcription_models:
+            return self.openai_error(400, f"Invalid model {model!r}: it does not transcribe audio.", param="model")
+        if upload["filename"].rpartition(".")[2].lower() not in TRANSCRIPTION_FORMATS:
+            return self.openai_error(400, f"Invalid file format. Supported formats: {list(TRANSCRIPTION_FORMATS)}",
+                                     param="file")
+        if server.transcription_delay:
+            time.sleep(server.transcription_delay)
+        if server.transcription_error:
+            status, text = server.transcription_error
+            return self.send_json(status, {"error": {"message": text, "type": "server_error"}})
+        with server._lock:
+            text = server.transcripts.pop(0) if server.transcripts else "scripted transcript"
+        self.send_json(200, {"text": text})
 
     def start_stream(self) -> None:
         self.send_response(200)
@@ -236,6 +291,13 @@ class ScriptedModelServer(ThreadingHTTPServer):
         self._lock = threading.Lock()
         self._ids = 0
         self._thread: threading.Thread | None = None
+        # The audio transcription endpoint: what it answers, and what it checks (None: any key).
+        self.offers_transcription = True
+        self.transcripts: list[str] = []
+        self.transcription_key: str | None = None
+        self.transcription_models = {"whisper-1"}
+        self.transcription_error: tuple[int, str] | None = None
+        self.transcription_delay = 0.0
 
     @property
     def url(self) -> str:

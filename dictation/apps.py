@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DictationConfig(AppConfig):
+    name = "dictation"
+    verbose_name = "Dictation"
