@@ -139,7 +139,6 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
     me: dict | None = None  # this socket's presence, once subscribed: user_id, name, surface
     heartbeat: asyncio.Task | None = None
     typing_forwarded_at = -1e9  # monotonic
-    typing_recorded_at = -1e9
     can_prompt = False  # as of the subscription or the last access change: watchers' typing is nobody's news
 
     async def connect(self) -> None:
@@ -217,9 +216,6 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
             return None
         if kind == "typing":
             await self.forward_typing()
-            if time.monotonic() - self.typing_recorded_at < member_requests.TYPING_RECORD_SECONDS:
-                return None  # recorded (and the sandbox warmed) a moment ago
-            self.typing_recorded_at = time.monotonic()
         fields, fan_out = await act(self.session_id, self.scope["user"], kind, content)
         await send_fan_out(fan_out)
         if isinstance(fields, str):

@@ -6,7 +6,7 @@ from django.dispatch import Signal
 # worked on. Sent inside the event's transaction: act on commit. Arguments: session, user, title, body, draft.
 pull_request_asked = Signal()
 
-# A member started writing a prompt after a pause (at most once per TYPING_RECORD_SECONDS each). Sent after
+# A member started writing a prompt after a pause of TYPING_PAUSE_SECONDS (member_requests.py). Sent after
 # commit. Arguments: session, user.
 member_typing = Signal()
 

@@ -9,7 +9,7 @@
   const LEAVE_GRACE_MS = 4000;
   const TYPING_SHOWN_MS = 5000;
   const SURFACE_LABELS = { web: "on the web", phone: "on a phone", extension: "in the Chrome extension", slack: "in Slack" };
-  const shown = new Map(); // user id -> {person, leaving: timer or null}
+  const shown = new Map(); // user id -> {person, leaving: the timer that removes them, or null}
   const typing = new Map(); // user id -> {name, until}
   let typingTimer = null;
 
@@ -25,7 +25,6 @@
       item.className = "person";
       item.dataset.userId = id;
       item.dataset.surfaces = person.surfaces.join(" ");
-      if (leaving) item.classList.add("leaving");
       if (typing.has(id)) item.classList.add("typing");
       const where = person.surfaces.map((s) => SURFACE_LABELS[s] || s).join(", ");
       item.title = `${person.name}, ${where}`;
