@@ -9,4 +9,5 @@ urlpatterns = [
     path("", include("sessions.urls")),
     path("", include("ide.urls")),
     path("", include("pulls.urls")),
+    path("", include("stats.urls")),
 ]
