@@ -119,11 +119,11 @@ def pull_totals(scope: Scope) -> dict[str, int]:
     """All-time counts in one pass: PRs opened and merged through the platform, and every merged PR (from the
     webhooks, whoever opened it), for the share."""
     ours, is_merged = Q(opened_through_platform=True), Q(state=PullRequest.State.MERGED)
-    return scope.pulls().aggregate(
-        opened_through_platform=Count("pk", filter=ours),
-        merged_through_platform=Count("pk", filter=ours & is_merged),
-        merged_all=Count("pk", filter=is_merged),
-    )
+    counted = scope.pulls().aggregate(
+        opened=Count("pk", filter=ours), merged=Count("pk", filter=ours & is_merged),
+        merged_all=Count("pk", filter=is_merged))
+    return {"opened_through_platform": counted["opened"], "merged_through_platform": counted["merged"],
+            "merged_all": counted["merged_all"]}
 
 
 def ratio(part: int, whole: int) -> float | None:
