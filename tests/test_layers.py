@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["inspect_site", "ide", "model_proxy", "extension", "sessions", "sandboxes", "model_providers",
+PACKAGES = ["inspect_site", "ide", "model_proxy", "extension", "stats", "sessions", "sandboxes", "model_providers",
             "proxy_core", "bridge"]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
