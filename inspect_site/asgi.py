@@ -23,6 +23,7 @@ from pulls.handoff import PREFIX as HANDOFF_PREFIX  # noqa: E402
 from pulls.handoff import BranchHandoff  # noqa: E402
 from sessions.bridge_socket import BridgeConsumer  # noqa: E402
 from sessions.consumers import SessionConsumer  # noqa: E402
+from stats.consumers import StatsConsumer  # noqa: E402
 
 
 def browser(app):
@@ -34,6 +35,7 @@ platform_sockets = URLRouter([
     # Bridges authenticate with their sandbox's token, not cookies, and send no Origin.
     path("ws/sandbox/<uuid:sandbox_id>/", BridgeConsumer.as_asgi()),
     path("ws/sessions/<int:session_id>/", browser(SessionConsumer.as_asgi())),
+    path("ws/stats/", browser(StatsConsumer.as_asgi())),
 ])
 # The workspace proxy: VS Code, the desktop and previews in the session's sandbox, on the session's own host
 # (docs/workspace-proxy.md, docs/threat-model.md).

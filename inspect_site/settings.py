@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "dictation",
     "pulls",
     "notifications",
+    "stats",
 ]
 
 MIDDLEWARE = [
@@ -314,8 +315,10 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-# noVNC's client library, from the npm registry (vendor/package.json; `make setup` installs it).
-STATICFILES_DIRS = [BASE_DIR / "static", ("novnc", BASE_DIR / "vendor" / "node_modules" / "@novnc" / "novnc")]
+# noVNC's client library and Chart.js (the stats page), from the npm registry (vendor/package.json; `make setup`
+# installs them).
+STATICFILES_DIRS = [BASE_DIR / "static", ("novnc", BASE_DIR / "vendor" / "node_modules" / "@novnc" / "novnc"),
+                    ("chartjs", BASE_DIR / "vendor" / "node_modules" / "chart.js" / "dist")]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)
 # Session artifacts (screenshots). No MEDIA_URL is served: members fetch them through sessions.views.artifact.

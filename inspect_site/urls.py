@@ -16,4 +16,5 @@ urlpatterns = [
     path("sw.js", pwa.service_worker, name="pwa-service-worker"),
     path("offline", pwa.offline, name="pwa-offline"),
     path("", include("dictation.urls")),
+    path("", include("stats.urls")),
 ]

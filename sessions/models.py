@@ -56,6 +56,9 @@ class Session(models.Model):
 
     class Meta:
         ordering = ["-last_activity_at"]
+        # The stats page counts sessions per day over a window, for every repo or some (docs/stats.md).
+        indexes = [models.Index(fields=["created_at"], name="session_created_at"),
+                   models.Index(fields=["repo", "created_at"], name="session_repo_created_at")]
         # Given to people (or groups) in the admin; superusers have it. Being staff is not enough.
         permissions = [("see_every_session", "Can see and take part in every session")]
 
@@ -174,6 +177,9 @@ class Prompt(models.Model):
     class Meta:
         ordering = ["session", "position"]
         constraints = [models.UniqueConstraint(fields=["session", "position"], name="one_prompt_per_position")]
+        # The few open prompts among all of them: "humans prompting now" (stats/live.py) asks every few seconds.
+        indexes = [models.Index(fields=["status"], condition=models.Q(status__in=["queued", "running"]),
+                                name="prompt_open")]
 
     def __str__(self) -> str:
         return f"prompt {self.position} of session {self.session_id} ({self.status})"

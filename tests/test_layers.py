@@ -4,13 +4,14 @@ a change that broke them: a back edge, an import cycle, the control plane reachi
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["inspect_site", "ide", "model_proxy", "extension", "dictation", "sessions", "sandboxes", "model_providers",
-            "proxy_core", "bridge"]
+# Every package the contracts name, read from pyproject.toml: a copy missing one would import the real one instead.
+PACKAGES = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 

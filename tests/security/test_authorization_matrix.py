@@ -162,7 +162,7 @@ def expected(route: str, name: str, role: str) -> set[int] | str:
         return {404}
     if name == "dictation-transcribe":
         return {405}  # POST only: a recording to transcribe, for anyone signed in
-    if name in ("home", "session-new"):
+    if name in ("home", "session-new", "stats"):  # the stats page: the figures of the repos each may use
         return {200}
     raise AssertionError(f"no expected answers for the route {route!r} ({name}): add them to the matrix")
 
@@ -200,7 +200,8 @@ def asgi_socket_routes() -> list[str]:
 
 def test_the_socket_routes_are_the_ones_this_matrix_covers():
     """A new socket route fails here until the matrix below says who may open it."""
-    assert sorted(asgi_socket_routes()) == ["ws/sandbox/<uuid:sandbox_id>/", "ws/sessions/<int:session_id>/"]
+    assert sorted(asgi_socket_routes()) == ["ws/sandbox/<uuid:sandbox_id>/", "ws/sessions/<int:session_id>/",
+                                            "ws/stats/"]
 
 
 def socket_outcome(path: str, headers: list) -> tuple[bool, int | None]:
@@ -230,6 +231,12 @@ def test_the_session_socket_lets_in_members_alone(world):
     for role in ROLES:
         connected, code = socket_outcome(f"/ws/sessions/{world.session.pk}/", browser_headers(world, role))
         assert (connected, code) == ((True, None) if role in MEMBERS else (False, 4403)), role
+
+
+def test_the_stats_socket_lets_in_signed_in_people_alone(world):
+    for role in ROLES:
+        connected, code = socket_outcome("/ws/stats/", browser_headers(world, role))
+        assert (connected, code) == ((True, None) if role in SIGNED_IN else (False, 4403)), role
 
 
 def test_a_bridge_socket_opens_with_its_own_sandboxs_bridge_token_only(world):
