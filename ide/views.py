@@ -4,7 +4,6 @@ from urllib.parse import urlencode
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
-from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
 from bridge.protocol import SERVICE_NAME
@@ -44,14 +43,10 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
 
 
 def sharing_context(request: HttpRequest, session: Session) -> dict:
-    """What the page shows of who is in the session, and what this person may do in it."""
-    manages = sharing.manages(session, request.user)
-    link = ""
-    if manages and session.join_token:
-        link = request.build_absolute_uri(reverse("session-join", args=[session.join_token]))
+    """What this person may do in the session; the owner's Share dialog reads who is in it when it opens."""
     return {
-        "can_prompt": session.can_prompt(request.user), "manages": manages, "members": sharing.members(session),
-        "join_link": link, "given_roles": [(role.value, role.label) for role in sharing.GIVEN_ROLES],
+        "can_prompt": session.can_prompt(request.user), "manages": sharing.manages(session, request.user),
+        "given_roles": [(role.value, role.label) for role in sharing.GIVEN_ROLES],
     }
 
 

@@ -9,7 +9,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from proxy_core.headers import presented_credential
 from sandboxes import provisioning, tasks
@@ -173,12 +173,23 @@ def sharing_request(request: HttpRequest, session_id: int, change) -> JsonRespon
         return JsonResponse({"error": str(e)}, status=400)
 
 
-@require_POST
-def invite_member(request: HttpRequest, session_id: int) -> JsonResponse:
-    def change(session: Session, body: dict) -> dict:
-        membership = sharing.invite(session, request.user, body.get("name"), body.get("role"))
-        return {"user_id": membership.user_id, "role": membership.role}
-    return sharing_request(request, session_id, change)
+@require_http_methods(["GET", "POST"])
+def members(request: HttpRequest, session_id: int) -> JsonResponse:
+    """GET: who is in the session, with their roles, and the join link (the owner's dialog). POST: invite."""
+    def listing(session: Session, body: dict) -> dict:
+        sharing.check_manager(session, request.user)
+        token = session.join_token
+        return {
+            "members": [{"user_id": m.user_id, "name": m.user.get_full_name() or m.user.get_username(),
+                         "username": m.user.get_username(), "role": m.role} for m in sharing.members(session)],
+            "link": request.build_absolute_uri(reverse("session-join", args=[token])) if token else "",
+            "link_role": session.join_role,
+        }
+
+    def invite(session: Session, body: dict) -> dict:
+        sharing.invite(session, request.user, body.get("name"), body.get("role"))
+        return listing(session, body)
+    return sharing_request(request, session_id, listing if request.method == "GET" else invite)
 
 
 @require_POST

@@ -156,7 +156,9 @@ def expected(route: str, name: str, role: str) -> set[int] | str:
         return {302} if role in MEMBERS else {404}
     if name == "image-log":
         return {200} if role == "admin" else {403}
-    if name in ("session-warm", "session-invite", "session-member", "session-join-link"):
+    if name == "session-members":  # the owner's list (the matrix's admin may see every session: they manage it)
+        return {200} if role == "admin" else {403} if role == "member" else {404}
+    if name in ("session-warm", "session-member", "session-join-link"):
         return {405}  # POST only
     if name == "session-join":  # an unknown join link opens nothing, for anyone
         return {404}

@@ -41,6 +41,9 @@ def test_the_owner_invites_by_name_or_email_changes_roles_and_removes(shared, us
         (200, {"user_id": carol.pk, "role": "member"})
     assert post(owner, f"/sessions/{shared.pk}/members/{other_user.pk}", {"remove": True})[0] == 200
     assert roles(shared) == {"ada": "owner", "carol": "member"}
+    listing = owner.get(f"/sessions/{shared.pk}/members").json()
+    assert [(m["username"], m["role"]) for m in listing["members"]] == [("ada", "owner"), ("carol", "member")]
+    assert listing["link"] == "" and listing["members"][0]["name"] == "Ada"
 
 
 @pytest.mark.parametrize("body, message", [
@@ -68,6 +71,8 @@ def test_only_the_owner_shares_and_outsiders_learn_nothing(shared, user, other_u
     member, outsider = login(Client(), other_user), login(Client(), carol)
     assert post(member, f"/sessions/{shared.pk}/members", {"name": "carol", "role": "member"})[0] == 403
     assert post(member, f"/sessions/{shared.pk}/join-link", {"on": True})[0] == 403
+    assert member.get(f"/sessions/{shared.pk}/members").status_code == 403  # the list is the owner's
+    assert outsider.get(f"/sessions/{shared.pk}/members").status_code == 404
     assert post(outsider, f"/sessions/{shared.pk}/members", {"name": "carol", "role": "member"})[0] == 404
     assert post(outsider, f"/sessions/{shared.pk + 999}/members", {"name": "carol", "role": "member"})[0] == 404
     owner = login(Client(), user)
