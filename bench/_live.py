@@ -179,10 +179,12 @@ class Viewer:
         self.headers = headers
         self.socket: ClientConnection | None = None
 
-    async def open(self, after: int = 0) -> "Viewer":
+    async def open(self, after: int = 0, surface: str | None = None) -> "Viewer":
+        """`surface`: take part in presence as a person's page does (sessions/presence.py)."""
         self.socket = await connect(self.url, additional_headers=self.headers, open_timeout=60,
                                     max_size=None, proxy=None)
-        await self.socket.send(json.dumps({"type": "subscribe", "after": after}))
+        await self.socket.send(json.dumps({"type": "subscribe", "after": after,
+                                           **({"surface": surface} if surface else {})}))
         # Messages are handled in order: the pong says the subscription (and its replay) is done.
         await self.socket.send(json.dumps({"type": "ping"}))
         while (await self.receive(60))[1].get("type") != "pong":

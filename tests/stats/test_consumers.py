@@ -6,12 +6,11 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.utils import timezone
 
 from inspect_site.asgi import application
 from sandboxes.models import Repo
-from sessions.models import Membership, Prompt
-from sessions.signals import member_typing
+from sessions import member_requests
+from sessions.models import Prompt
 from stats import live
 from tests.sessions.test_consumers import HOST, signed_in
 from tests.support.rows import owned_session, repo_with_image
@@ -35,8 +34,7 @@ async def refused(ws: WebsocketCommunicator) -> int | None:
 @database_sync_to_async
 def starts_typing(session, person) -> None:
     """What the session socket does when someone writes in the prompt box: record it, then tell (after commit)."""
-    Membership.objects.filter(session=session, user=person).update(last_typed_at=timezone.now())
-    member_typing.send(sender=None, session=session, user=person)
+    member_requests.record_typing(session, person)
 
 
 def test_the_count_goes_up_when_a_third_person_types_and_down_once_they_stopped(users, django_user_model,

@@ -10,8 +10,7 @@ from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
 from pulls.models import PullRequest
-from sessions.models import Membership
-from sessions.signals import member_typing
+from sessions import member_requests
 from tests.end_to_end.conftest import CHROMIUM_ARGS
 from tests.support.live_server import LiveServer
 from tests.support.rows import owned_session, repo_with_image
@@ -71,9 +70,8 @@ def test_the_page_draws_its_charts_and_the_live_count_changes_without_a_reload(u
             assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scroll on a phone
             expect(page.locator("#prompting-now")).to_have_text("0")
 
-            def bob_types() -> None:
-                Membership.objects.filter(session=sessions[0], user=bob).update(last_typed_at=timezone.now())
-                member_typing.send(sender=None, session=sessions[0], user=bob)
+            def bob_types() -> None:  # what the session socket does when he writes in its prompt box
+                member_requests.record_typing(sessions[0], bob)
 
             away_from_playwrights_loop(bob_types)
             expect(page.locator("#prompting-now")).to_have_text("1", timeout=10_000)
