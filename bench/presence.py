@@ -6,6 +6,7 @@ round trip on the same sockets. See docs/benchmarks.md and docs/sessions.md (Pre
 import asyncio
 import time
 
+import websockets
 from django.db import transaction
 
 from bench._common import goal, p50, report, say
@@ -37,8 +38,11 @@ class Page:
 
     def start_reading(self) -> None:
         async def read() -> None:
-            while True:
-                await self.inbox.put(await self.viewer.receive(3600))
+            try:
+                while True:
+                    await self.inbox.put(await self.viewer.receive(3600))
+            except websockets.ConnectionClosed:
+                return  # closed by close(): nothing more to read
         self.reader = asyncio.ensure_future(read())
 
     async def until(self, wanted, timeout: float = 30.0) -> float:
