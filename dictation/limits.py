@@ -2,14 +2,11 @@
 that every web process counts the same."""
 
 from django.conf import settings
-from django.core.cache import cache
+
+from sessions.rate_limits import per_minute_allowed
 
 
 def transcription_allowed(user_id: object, now: float) -> bool:
-    """Whether `user_id` may ask for one more transcription this minute; counts it if so."""
-    key = f"rate:dictation:{user_id}:{int(now // 60)}"
-    cache.add(key, 0, 120)
-    try:
-        return cache.incr(key) <= settings.DICTATION_PER_MINUTE
-    except ValueError:  # expired between add and incr: a new minute
-        return True
+    """Whether `user_id` may send one more recording this minute; counts it if so (refused ones too: each is an
+    upload the server read)."""
+    return per_minute_allowed("dictation", user_id, settings.DICTATION_PER_MINUTE, now)

@@ -24,10 +24,10 @@ def transcribe(request: HttpRequest) -> JsonResponse:
     """Signed-in people only (LoginRequiredMiddleware), CSRF-checked; multipart with one `audio` file."""
     try:
         transcription.service()
-        audio, extension, content_type = recording(request)
-        if not limits.transcription_allowed(request.user.pk, time.time()):
+        if not limits.transcription_allowed(request.user.pk, time.time()):  # before the upload is parsed
             raise Refused(429, f"At most {settings.DICTATION_PER_MINUTE} recordings a minute can be transcribed: "
                                "try again in a minute.")
+        audio, extension, content_type = recording(request)
         return JsonResponse({"text": transcription.transcribe(audio, extension, content_type)})
     except Refused as refused:
         return error(refused.status, refused.message)

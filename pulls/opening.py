@@ -152,13 +152,13 @@ def forget_token(user, credentials: Credentials) -> None:
 
 def push_update(session: Session) -> tuple[PullRequest, branches.PushResult] | None:
     """A new hand-off of a session with an open pull request: push it there, with the opener's token, while
-    they are still one of the session's members."""
+    they may still prompt in the session."""
     pull = session.pull_requests.filter(state=PullRequest.State.OPEN, opened_through_platform=True).first()
     if pull is None:
         return None
     try:
-        if not session.is_member(pull.opened_by):
-            raise CannotOpen("Whoever opened the pull request is no longer in the session: open it again.")
+        if not session.can_prompt(pull.opened_by):
+            raise CannotOpen("Whoever opened the pull request no longer prompts in the session: open it again.")
         credentials = credentials_for(pull.opened_by)
         pushed = push_branch(session, credentials)
     except CannotOpen as why:

@@ -13,6 +13,7 @@ import logging
 import time
 
 from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError
 
@@ -29,7 +30,7 @@ MAX_ID = 2**63 - 1  # ids and seqs are 64-bit in the database
 # PostgreSQL's deadlock_detected, serialization_failure and lock_not_available: the transaction was rolled
 # back whole, so trying it again is safe.
 RETRIED_SQLSTATES = {"40P01", "40001", "55P03"}
-ATTEMPTS = 3
+DEADLOCK_ATTEMPTS = 3
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,11 @@ def joinable_repo(session_id: int, user) -> int | None:
     """The repo of the session if `user` may join it, else None."""
     session = Session.objects.select_related("repo").filter(pk=session_id).first() if session_id <= MAX_ID else None
     return session.repo_id if session is not None and session.is_member(user) else None
+
+
+@database_sync_to_async
+def fresh_user(user_id: int):
+    return get_user_model().objects.get(pk=user_id)
 
 
 @database_sync_to_async
@@ -57,18 +63,19 @@ def act(session_id: int, user, kind: str, content: dict) -> tuple[dict | str, li
     """request() with the events it committed collected, not sent from the database thread: the
     command to the bridge, sent at commit, is then the only thing the prompt waits for there.
     Returns (the `ok` reply's fields or an error message, the events to fan out)."""
-    for attempt in range(1, ATTEMPTS + 1):
+    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
         with collect_fan_out() as fan_out:
             try:
                 return request(session_id, user, kind, content), fan_out
             except (ValueError, PermissionDenied) as e:
                 return str(e), fan_out
             except DatabaseError as e:
-                if conflicting_transactions(e) and attempt < ATTEMPTS:
+                if conflicting_transactions(e) and attempt < DEADLOCK_ATTEMPTS:
                     logger.warning("session %s: %s met another transaction (%s), trying again", session_id, kind, e)
                     continue
                 logger.exception("session %s: %s failed in the database", session_id, kind)
-                return f"The server could not carry out this {kind}: nothing was changed. Try again.", []
+                return (f"The server may not have carried out this {kind}: check the timeline before you try "
+                        "again."), fan_out
     raise AssertionError("unreachable")
 
 
@@ -126,7 +133,10 @@ def invalid(content: dict) -> str:
     elif kind == "screenshot":
         if not isinstance(content.get("target"), str) or not workspace.SCREENSHOT_TARGET.match(content["target"]):
             return '"target" must be desktop or preview-<port>.'
-    elif kind not in ("stop", "ping", "typing"):
+    elif kind == "typing":
+        if not isinstance(content.get("warm", False), bool):
+            return '"warm" says whether the page shows no live sandbox: true or false.'
+    elif kind not in ("stop", "ping"):
         return (f"Unknown message type {kind!r}: use subscribe, prompt, cancel, stop, typing, restart_service, "
                 "screenshot or ping.")
     return ""
@@ -139,6 +149,7 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
     me: dict | None = None  # this socket's presence, once subscribed: user_id, name, surface
     heartbeat: asyncio.Task | None = None
     typing_forwarded_at = -1e9  # monotonic
+    typing_noted_at = -1e9
     can_prompt = False  # as of the subscription or the last access change: watchers' typing is nobody's news
 
     async def connect(self) -> None:
@@ -179,6 +190,7 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
                 self.group = None
             await self.close(code=FORBIDDEN)
         elif self.me is not None:  # still in, perhaps in another role: the page shows what they may do now
+            self.scope["user"] = await fresh_user(self.scope["user"].pk)  # its permissions are cached on it
             self.can_prompt = await may_prompt(self.session_id, self.scope["user"])
             await self.send_json({"type": "access", "can_prompt": self.can_prompt})
 
@@ -216,6 +228,10 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
             return None
         if kind == "typing":
             await self.forward_typing()
+            recently = time.monotonic() - self.typing_noted_at < member_requests.TYPING_RECORD_SECONDS
+            if recently and not content.get("warm"):
+                return None  # noted a moment ago, and the page shows a live sandbox: no database work
+            self.typing_noted_at = time.monotonic()
         fields, fan_out = await act(self.session_id, self.scope["user"], kind, content)
         await send_fan_out(fan_out)
         if isinstance(fields, str):
@@ -261,13 +277,17 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
         """Subscribed: say who is here to the others (on every Daphne), who answer with themselves."""
         user = self.scope["user"]
         first = self.me is None
+        moved = not first and self.me["surface"] != surface
         self.can_prompt = await may_prompt(self.session_id, user)
-        self.me = {"user_id": user.pk, "name": presence.display_name(user), "surface": surface}
-        await self.announce(hello=first)
+        self.me = {"user_id": user.pk, "name": presence.display_name(user), "username": user.get_username(),
+                   "surface": surface}
         if first:
+            await self.announce(hello=True)
             self.heartbeat = asyncio.ensure_future(self.keep_announcing())
-        else:  # subscribed again on the same socket: the page wants the people again
-            await self.send_json({"type": "presence", "people": self.book.people()})
+            return
+        if moved:
+            await self.announce()
+        await self.send_people()  # subscribed again on the same socket: the page wants the people again
 
     async def announce(self, hello: bool = False, to: str | None = None) -> None:
         if self.me is None or self.group is None:
@@ -279,11 +299,24 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
             await self.channel_layer.send(to, message)
 
     async def keep_announcing(self) -> None:
-        while True:
+        """Every HEARTBEAT_SECONDS while this socket is here; a failed round (Redis restarting) is only logged, so
+        the person does not drop out of the others' lists."""
+        while self.me is not None:
             await asyncio.sleep(presence.HEARTBEAT_SECONDS)
-            await self.announce()
-            if self.book.expire(time.monotonic()):
-                await self.send_people()
+            try:
+                await self.announce()
+                if self.book.expire(time.monotonic()):
+                    await self.send_people()
+            except Exception:
+                logger.exception("session %s: a presence heartbeat failed", self.session_id)
+
+    async def __call__(self, scope, receive, send) -> None:
+        """The heartbeat ends with the socket, even one whose handler raised (Channels then skips disconnect)."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.heartbeat is not None:
+                self.heartbeat.cancel()
 
     async def leave(self) -> None:
         if self.heartbeat is not None:
@@ -309,8 +342,8 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
     async def presence_here(self, message: dict) -> None:
         if self.me is None:
             return  # not subscribed yet: it learns who is here when it is
-        changed = self.book.heard(message["channel"], message["user_id"], message["name"], message["surface"],
-                                  time.monotonic())
+        changed = self.book.heard(message["channel"], message["user_id"], message["name"], message["username"],
+                                  message["surface"], time.monotonic())
         if message.get("hello") and message["channel"] != self.channel_name:
             await self.announce(to=message["channel"])
         if changed:
@@ -321,7 +354,7 @@ class SessionConsumer(AsyncDatabaseFreeConsumer):
             await self.send_people()
 
     async def presence_typing(self, message: dict) -> None:
-        if self.me is None or message["channel"] == self.channel_name:
-            return
+        if self.me is None or message["user_id"] == self.me["user_id"]:
+            return  # not subscribed, or the person's own typing (on this device or another)
         await self.send_json({"type": "typing", "user_id": message["user_id"], "name": message["name"],
                               "surface": message["surface"]})

@@ -52,7 +52,7 @@ class Session(models.Model):
     last_activity_at = models.DateTimeField(default=timezone.now)
     # The join link (sessions/sharing.py): on while a token is set; a new token revokes the old link.
     join_token = models.CharField(max_length=64, blank=True, db_index=True)
-    join_role = models.CharField(max_length=10, default="member", help_text="What people who join by link may do.")
+    join_role = models.CharField(max_length=10, default="watcher", help_text="What people who join by link may do.")
 
     class Meta:
         ordering = ["-last_activity_at"]

@@ -6,8 +6,8 @@ itself to the session's group (`presence.here`) when it subscribes and every HEA
 hears a newcomer's first announcement answers it directly, so the newcomer learns who was there before it. A
 socket that closes says `presence.leave`; one whose Daphne died is dropped once it has not been heard from
 for EXPIRE_SECONDS. Each socket keeps what it heard in a PresenceBook and sends its browser the people in it
-whenever they change. Typing is forwarded as it comes (`presence.typing`); the page shows it for a few
-seconds after the last one. See docs/sessions.md.
+whenever they change. Typing is forwarded at most every TYPING_FORWARD_SECONDS per socket (`presence.typing`);
+the page shows it for a few seconds after the last one. See docs/sessions.md.
 """
 
 from dataclasses import dataclass
@@ -21,7 +21,8 @@ TYPING_FORWARD_SECONDS = 1.5  # at most one typing notice per socket this often
 @dataclass
 class Peer:
     user_id: int
-    name: str
+    name: str  # as people chose it (their full name): the username beside it says who they are
+    username: str
     surface: str
     heard_at: float
 
@@ -33,9 +34,9 @@ class PresenceBook:
     def __init__(self) -> None:
         self.peers: dict[str, Peer] = {}
 
-    def heard(self, channel: str, user_id: int, name: str, surface: str, now: float) -> bool:
+    def heard(self, channel: str, user_id: int, name: str, username: str, surface: str, now: float) -> bool:
         before = self.people()
-        self.peers[channel] = Peer(user_id, name, surface, now)
+        self.peers[channel] = Peer(user_id, name, username, surface, now)
         return self.people() != before
 
     def left(self, channel: str) -> bool:
@@ -48,16 +49,12 @@ class PresenceBook:
         self.peers = {c: p for c, p in self.peers.items() if now - p.heard_at < EXPIRE_SECONDS}
         return self.people() != before
 
-    def forget_person(self, user_id: int) -> bool:
-        before = self.people()
-        self.peers = {c: p for c, p in self.peers.items() if p.user_id != user_id}
-        return self.people() != before
-
     def people(self) -> list[dict]:
         """Each person once, with the surfaces they are on, by name: what the page shows."""
         by_user: dict[int, dict] = {}
         for peer in self.peers.values():
-            person = by_user.setdefault(peer.user_id, {"id": peer.user_id, "name": peer.name, "surfaces": []})
+            person = by_user.setdefault(peer.user_id, {"id": peer.user_id, "name": peer.name,
+                                                       "username": peer.username, "surfaces": []})
             if peer.surface not in person["surfaces"]:
                 person["surfaces"].append(peer.surface)
         for person in by_user.values():

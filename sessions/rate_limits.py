@@ -10,6 +10,8 @@ SESSION_SOCKET_RATE, SESSION_SOCKET_BURST = 10.0, 60
 BRIDGE_SOCKET_RATE, BRIDGE_SOCKET_BURST = 500.0, 2000
 # Screenshot uploads per sandbox and minute (the agent's tool and people's button together).
 SCREENSHOTS_PER_MINUTE = 20
+# Invitations per owner and minute: a person invites a few colleagues; more is someone probing for accounts.
+INVITES_PER_MINUTE = 20
 
 
 @dataclass
@@ -33,12 +35,22 @@ class TokenBucket:
         return True
 
 
-def screenshot_allowed(sandbox_id, now: float) -> bool:
-    """Whether a sandbox may upload one more screenshot this minute (counted in the shared cache, across web
-    processes). Synchronous."""
-    key = f"rate:screenshots:{sandbox_id}:{int(now // 60)}"
+def per_minute_allowed(name: str, who, limit: int, now: float) -> bool:
+    """Whether `who` may do `name` once more this minute: at most `limit` times, counted in the shared cache
+    (across web processes). Synchronous."""
+    key = f"rate:{name}:{who}:{int(now // 60)}"
     cache.add(key, 0, 120)
     try:
-        return cache.incr(key) <= SCREENSHOTS_PER_MINUTE
+        return cache.incr(key) <= limit
     except ValueError:  # expired between add and incr: a new minute
         return True
+
+
+def screenshot_allowed(sandbox_id, now: float) -> bool:
+    """Whether a sandbox may upload one more screenshot this minute."""
+    return per_minute_allowed("screenshots", sandbox_id, SCREENSHOTS_PER_MINUTE, now)
+
+
+def invite_allowed(user_id: int, now: float) -> bool:
+    """Whether a person may send one more invitation this minute."""
+    return per_minute_allowed("invites", user_id, INVITES_PER_MINUTE, now)  # read now: tests may lower it

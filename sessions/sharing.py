@@ -7,6 +7,7 @@ PermissionDenied or ValueError, changing nothing, when it refuses. See docs/sess
 """
 
 import secrets
+import time
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
@@ -14,6 +15,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils.crypto import constant_time_compare
 
+from sessions import rate_limits
 from sessions.models import Membership, Session, sees_every_session
 
 GIVEN_ROLES = (Membership.Role.MEMBER, Membership.Role.WATCHER)  # the owner stays the owner
@@ -40,23 +42,26 @@ def clean_role(role: object) -> str:
 
 
 def find_person(name: object):
-    """The active account whose username or email is `name` (case-insensitive), or ValueError."""
+    """The active account whose username or email is `name` (case-insensitive), or None."""
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:
         raise ValueError("Say whom to invite: their username or email address.")
     name = name.strip()
     people = list(get_user_model().objects.filter(Q(username__iexact=name) | Q(email__iexact=name), is_active=True)[:2])
-    if len(people) != 1:
-        raise ValueError(f"Nobody here goes by {name!r}: check the username or email address.")
-    return people[0]
+    return people[0] if len(people) == 1 else None
 
 
 def invite(session: Session, by, name: object, role: object) -> Membership:
-    """Add a person by username or email with `role`; someone already in gets that role (the owner stays)."""
+    """Add a person by username or email with `role`; someone already in gets that role (the owner stays).
+    Nobody and somebody who may not use the repo get the same answer, so invitations tell nobody who has an
+    account; and an owner invites at most rate_limits.INVITES_PER_MINUTE people a minute."""
     check_manager(session, by)
     role = clean_role(role)
+    if not rate_limits.invite_allowed(by.pk, time.time()):
+        raise ValueError(f"At most {rate_limits.INVITES_PER_MINUTE} invitations a minute: try again in a minute.")
     person = find_person(name)
-    if not session.repo.usable_by(person):
-        raise ValueError(f"{person.get_username()} may not use the repo {session.repo.name}: an admin gives access.")
+    if person is None or not session.repo.usable_by(person):
+        raise ValueError(f"Nobody who may use {session.repo.name} goes by that name: check the username or "
+                         "email address, or ask an admin to give them access to the repo.")
     with transaction.atomic():
         membership, created = Membership.objects.get_or_create(session=session, user=person, defaults={"role": role})
         if not created and membership.role != Membership.Role.OWNER and membership.role != role:
@@ -76,9 +81,13 @@ def change_role(session: Session, by, user_id: object, role: object) -> Membersh
 
 
 def remove(session: Session, by, user_id: object) -> None:
-    """Take a person out: their pages and sockets lose the session at once (sessions/access.py)."""
+    """Take a person out: their pages and sockets lose the session at once (sessions/access.py). A join link that
+    is on is renewed, so they cannot come back by it."""
     check_manager(session, by)
-    other_membership(session, user_id).delete()
+    with transaction.atomic():
+        other_membership(session, user_id).delete()
+        if session.join_token:
+            set_join_link(session, by, True, new=True)
 
 
 def other_membership(session: Session, user_id: object) -> Membership:

@@ -228,7 +228,7 @@ def join_session(request: HttpRequest, token: str) -> HttpResponse:
             problem = str(e)
         else:
             return redirect("session-detail", session_id=joined.pk)
-    elif session is None:
+    elif session is None or session.status == Session.Status.ARCHIVED:
         problem = "This join link does not work any more: ask the session's owner for a new one."
     elif not session.repo.usable_by(request.user):
         problem = f"You may not use the repo {session.repo.name}: ask an admin to give you access."

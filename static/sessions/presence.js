@@ -27,7 +27,7 @@
       item.dataset.surfaces = person.surfaces.join(" ");
       if (typing.has(id)) item.classList.add("typing");
       const where = person.surfaces.map((s) => SURFACE_LABELS[s] || s).join(", ");
-      item.title = `${person.name}, ${where}`;
+      item.title = `${person.name} (${person.username}), ${where}`;
       const avatar = document.createElement("span");
       avatar.className = "avatar";
       avatar.textContent = initials(person.name);

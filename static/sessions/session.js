@@ -426,7 +426,8 @@
   let typingSentAt = -Infinity;
   input.addEventListener("input", () => {
     if (!input.value.trim() || performance.now() - typingSentAt < 2000) return;
-    if (send({ type: "typing" })) typingSentAt = performance.now();
+    const warm = !sandboxStates.alive.includes(phase.dataset.state); // the server then checks at once
+    if (send({ type: "typing", warm })) typingSentAt = performance.now();
   });
   queue.addEventListener("click", (event) => {
     const button = event.target.closest(".cancel");

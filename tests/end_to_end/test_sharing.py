@@ -40,6 +40,7 @@ def test_two_people_share_a_session_watch_each_other_and_one_removes_the_other(p
     a.click("#create")
     expect(a.locator(".assistant-text").filter(has_text="word2")).to_be_visible(timeout=120_000)
     a.click("#share-open")
+    a.select_option("#share-link-role", "member")  # a link gives "can watch" unless the owner says otherwise
     a.check("#share-link-on")
     expect(a.locator("#share-link")).to_have_value(re.compile("^" + re.escape(live.browser_url + "/join/")))
     link = a.locator("#share-link").input_value()

@@ -269,8 +269,12 @@ def test_writing_a_prompt_starts_the_sessions_sandbox_over_the_socket(session, u
         await ws.send_json_to({"type": "typing"})
         received = await until(ws, lambda m: m["type"] == "ok")
         assert received[-1] == {"type": "ok", "for": "typing", "warming": True}
-        await ws.send_json_to({"type": "typing"})
+        await ws.send_json_to({"type": "typing"})  # a moment later, the page showing a live sandbox: noted already
+        assert await ws.receive_nothing(timeout=0.5)
+        await ws.send_json_to({"type": "typing", "warm": True})  # the page shows none: checked at once
         assert await ws.receive_json_from(timeout=3) == {"type": "ok", "for": "typing", "warming": False}
+        await ws.send_json_to({"type": "typing", "warm": "yes"})
+        assert "warm" in (await ws.receive_json_from(timeout=3))["message"]
         await ws.disconnect()
 
     run(scenario)

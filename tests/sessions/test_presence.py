@@ -10,12 +10,12 @@ from tests.sessions.test_consumers import signed_in, socket
 
 def test_the_book_shows_each_person_once_with_their_surfaces_and_drops_the_silent():
     book = PresenceBook()
-    assert book.heard("c1", 1, "Ada", "web", now=0.0)
-    assert book.heard("c2", 1, "Ada", "phone", now=1.0)  # a second device: a new surface
-    assert not book.heard("c1", 1, "Ada", "web", now=20.0)  # a heartbeat changes nothing shown
-    assert book.heard("c3", 2, "bob", "slack", now=20.0)
-    assert book.people() == [{"id": 1, "name": "Ada", "surfaces": ["web", "phone"]},
-                             {"id": 2, "name": "bob", "surfaces": ["slack"]}]
+    assert book.heard("c1", 1, "Ada", "ada", "web", now=0.0)
+    assert book.heard("c2", 1, "Ada", "ada", "phone", now=1.0)  # a second device: a new surface
+    assert not book.heard("c1", 1, "Ada", "ada", "web", now=20.0)  # a heartbeat changes nothing shown
+    assert book.heard("c3", 2, "bob", "bob", "slack", now=20.0)
+    assert book.people() == [{"id": 1, "name": "Ada", "username": "ada", "surfaces": ["web", "phone"]},
+                             {"id": 2, "name": "bob", "username": "bob", "surfaces": ["slack"]}]
     assert book.left("c2") and book.people()[0]["surfaces"] == ["web"]
     assert not book.left("c2")
     assert book.expire(now=20.0 + presence.EXPIRE_SECONDS)  # c1 and c3 heard at 20: gone now
@@ -41,8 +41,8 @@ def test_two_people_see_each_other_and_typing_and_a_closed_socket_leaves(session
         await ada.send_json_to({"type": "subscribe", "after": 0, "surface": "web"})
         await until_type(ada, "presence", lambda m: [p["id"] for p in m["people"]] == [user.pk])
         await bob.send_json_to({"type": "subscribe", "after": 0, "surface": "phone"})
-        both = [{"id": user.pk, "name": "Ada", "surfaces": ["web"]},
-                {"id": other_user.pk, "name": "bob", "surfaces": ["phone"]}]
+        both = [{"id": user.pk, "name": "Ada", "username": "ada", "surfaces": ["web"]},
+                {"id": other_user.pk, "name": "bob", "username": "bob", "surfaces": ["phone"]}]
         assert (await until_type(bob, "presence", lambda m: len(m["people"]) == 2))["people"] == both
         assert (await until_type(ada, "presence", lambda m: len(m["people"]) == 2))["people"] == both
 

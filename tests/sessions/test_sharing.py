@@ -7,7 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.test import Client
 
 from sandboxes.models import Repo
-from sessions import member_requests, sharing
+from sessions import member_requests, rate_limits, sharing
 from sessions.models import Membership, Session
 from tests.support.rows import login, owned_session
 
@@ -47,7 +47,7 @@ def test_the_owner_invites_by_name_or_email_changes_roles_and_removes(shared, us
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"name": "nobody", "role": "member"}, "Nobody here goes by"),
+    ({"name": "nobody", "role": "member"}, "Nobody who may use demo goes by that name"),
     ({"name": "bob", "role": "owner"}, "A role is"),
     ({"name": "bob", "role": None}, "A role is"),
     ({"name": "", "role": "member"}, "Say whom to invite"),
@@ -115,7 +115,9 @@ def test_nobody_joins_a_session_of_a_repo_they_may_not_use(shared, user, other_u
     bob = login(Client(), other_user)
     assert bob.post(f"/join/{token}").status_code == 403
     status, answer = post(login(Client(), user), f"/sessions/{shared.pk}/members", {"name": "bob", "role": "member"})
-    assert status == 400 and "may not use the repo" in answer["error"]
+    # The same answer as for nobody at all: invitations tell nobody who has an account.
+    assert status == 400 and answer["error"].startswith("Nobody who may use demo goes by that name")
+    assert "bob" not in answer["error"]
     assert not Membership.objects.filter(user=other_user).exists()
 
 
@@ -140,3 +142,22 @@ def test_the_session_list_shows_mine_and_shared_with_me(repo, user, other_user):
     assert list(client.get("/?show=shared").context["sessions"]) == [theirs]
     assert set(client.get("/").context["sessions"]) == {mine, theirs}
     assert set(client.get("/?show=bogus").context["sessions"]) == {mine, theirs}
+
+
+def test_removing_someone_renews_the_link_so_they_cannot_come_back_by_it(shared, user, other_user):
+    assert shared.join_role == "watcher"  # what a link gives unless the owner says otherwise
+    token = sharing.set_join_link(shared, user, True)
+    bob = login(Client(), other_user)
+    assert bob.post(f"/join/{token}").status_code == 302
+    assert post(login(Client(), user), f"/sessions/{shared.pk}/members/{other_user.pk}", {"remove": True})[0] == 200
+    assert bob.post(f"/join/{token}").status_code == 404
+    assert not shared.is_member(other_user)
+    assert Session.objects.get(pk=shared.pk).join_token not in ("", token)  # on still, for the others
+
+
+def test_an_owner_invites_only_so_many_people_a_minute(shared, user, monkeypatch):
+    monkeypatch.setattr(rate_limits, "INVITES_PER_MINUTE", 2)
+    owner = login(Client(), user)
+    answers = [post(owner, f"/sessions/{shared.pk}/members", {"name": "nobody", "role": "member"}) for _ in range(3)]
+    assert [status for status, _ in answers] == [400, 400, 400]
+    assert "At most 2 invitations a minute" in answers[-1][1]["error"]
