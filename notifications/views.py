@@ -7,6 +7,8 @@ from django.views.decorators.http import require_POST
 from notifications.models import PushSubscription
 from notifications.wire import BadSubscription, SubscriptionRequest, parse_endpoint, user_agent
 
+MAX_DEVICES = 10  # subscriptions kept per person
+
 
 def device_settings(request: HttpRequest) -> HttpResponse:
     """The "Notify me on this device" toggle. The browser holds the subscription; the page only asks it."""
@@ -43,6 +45,9 @@ def subscribe(request: HttpRequest) -> JsonResponse:
         return problem("This browser's subscription belongs to another account.", 409)
     if not created:
         PushSubscription.objects.filter(pk=subscription.pk).update(**fields)
+    else:  # a person's newest devices are told; the oldest beyond the limit are let go (each send is a request)
+        mine = PushSubscription.objects.filter(user=request.user).order_by("-created_at", "-pk")
+        PushSubscription.objects.filter(pk__in=list(mine.values_list("pk", flat=True)[MAX_DEVICES:])).delete()
     return JsonResponse({"subscribed": True}, status=201 if created else 200)
 
 

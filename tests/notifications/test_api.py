@@ -6,6 +6,7 @@ import json
 import pytest
 from django.test import Client
 
+from notifications import views
 from notifications.models import PushSubscription
 from tests.support.push_service import Browser
 
@@ -125,3 +126,12 @@ def test_the_settings_page_gives_the_browser_the_public_key_alone(user, settings
     page = signed_in(user).get("/notifications/").content.decode()
     assert f'data-public-key="{settings.VAPID_PUBLIC_KEY}"' in page and "Notify me on this device" in page
     assert settings.VAPID_PRIVATE_KEY not in page
+
+
+def test_a_person_keeps_at_most_so_many_devices_the_newest_ones(user, monkeypatch):
+    monkeypatch.setattr(views, "MAX_DEVICES", 3)
+    client = signed_in(user)
+    endpoints = [f"{FCM}-{n}" for n in range(5)]
+    for endpoint in endpoints:
+        assert post(client, SUBSCRIBE, Browser(endpoint=endpoint).subscription()).status_code == 201
+    assert set(PushSubscription.objects.values_list("endpoint", flat=True)) == set(endpoints[2:])
