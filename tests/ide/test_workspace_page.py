@@ -161,13 +161,17 @@ def test_prompt_queue_cancel_and_stop(page):
     page.click(".queue-item[data-prompt-id='2'] .cancel")
     page.click("#stop")
     sent = page.evaluate("fake.sent.filter((m) => m.type !== 'subscribe')")
-    # The page shows no live sandbox, so writing asked for one first (once, not per keystroke).
-    assert sent == [{"type": "typing"}, {"type": "prompt", "text": "also the payments table", "context": None},
+    # Writing said so (once, not per keystroke): the page shows no live sandbox, so it asks for one at once.
+    assert sent == [{"type": "typing", "warm": True},
+                    {"type": "prompt", "text": "also the payments table", "context": None},
                     {"type": "cancel", "prompt_id": 2}, {"type": "stop"}]
-    page.evaluate("fake.emit('prompt_cancelled', {prompt_id: 2}); fake.emit('idle', {prompt_id: 1})")
+    # Its subscription names the surface: the others see this person here, on the web.
+    assert page.evaluate("fake.sent.find((m) => m.type === 'subscribe').surface") == "web"
+    page.evaluate("fake.emit('prompt_cancelled', {prompt_id: 2, by: {name: 'bob'}}); fake.emit('idle', {prompt_id: 1})")
     page.wait_for_selector("#queue-box", state="hidden")
     assert page.is_hidden("#stop")
     assert page.get_attribute(".prompt[data-prompt-id='2']", "data-state") == "cancelled"
+    assert page.inner_text(".prompt[data-prompt-id='2'] .prompt-state") == "cancelled by bob"
 
 
 @pytest.mark.sandbox  # Chromium
