@@ -422,12 +422,18 @@
   });
   // Writing shows the others that this person is typing, and starts the session's sandbox again (restoring its
   // snapshot) before the follow-up is sent; the server decides whether one is needed. At most one message per
-  // 2 s of writing.
+  // 2 s of writing. A sandbox that ended meanwhile is asked for at once, whatever was sent a moment before.
   let typingSentAt = -Infinity;
+  let warmSentAt = -Infinity;
   input.addEventListener("input", () => {
-    if (!input.value.trim() || performance.now() - typingSentAt < 2000) return;
+    if (!input.value.trim()) return;
+    const now = performance.now();
     const warm = !sandboxStates.alive.includes(phase.dataset.state); // the server then checks at once
-    if (send({ type: "typing", warm })) typingSentAt = performance.now();
+    if (now - (warm ? warmSentAt : typingSentAt) < 2000) return;
+    if (send({ type: "typing", warm })) {
+      typingSentAt = now;
+      if (warm) warmSentAt = now;
+    }
   });
   queue.addEventListener("click", (event) => {
     const button = event.target.closest(".cancel");
