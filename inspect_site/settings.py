@@ -375,6 +375,8 @@ MODEL_PROXY_READ_TIMEOUT_SECONDS = float(os.environ.get("MODEL_PROXY_READ_TIMEOU
 # Dictation (dictation/, docs/voice.md): browsers without speech recognition record the prompt, and the control
 # plane has it transcribed by "providerName/model" (an OpenAI-compatible provider above); empty: none.
 TRANSCRIPTION_MODEL = os.environ.get("TRANSCRIPTION_MODEL", "").strip()
+# The organisation's Chrome extension (docs/extension.md): its id, the one origin its API answers with CORS.
+EXTENSION_ID = os.environ.get("EXTENSION_ID", "").strip()
 # The largest recording accepted, the longest a browser records, and transcriptions a person may ask a minute.
 DICTATION_MAX_AUDIO_BYTES = int(os.environ.get("DICTATION_MAX_AUDIO_BYTES", str(10 * 1024**2)))
 DICTATION_MAX_SECONDS = int(os.environ.get("DICTATION_MAX_SECONDS", "120"))

@@ -17,4 +17,5 @@ urlpatterns = [
     path("offline", pwa.offline, name="pwa-offline"),
     path("", include("dictation.urls")),
     path("", include("stats.urls")),
+    path("", include("extension.urls")),
 ]

@@ -140,6 +140,10 @@ def expected(route: str, name: str, role: str) -> set[int] | str:
         return {405}
     if name == "github-webhook":  # POST-only, by GitHub, with its signature
         return {405}
+    if name == "extension-api-sessions":
+        return {405}  # POST only: a new session, with the extension's token
+    if name.startswith("extension-api-"):  # the extension's token alone counts: no cookie, no sandbox token
+        return {401}
     if name in ("pwa-manifest", "pwa-service-worker", "pwa-offline"):
         return {200}  # the installable app's: for anyone (a browser fetches the manifest without cookies)
     if not signed_in:
@@ -159,6 +163,10 @@ def expected(route: str, name: str, role: str) -> set[int] | str:
     if name == "session-members":  # the owner's list (the matrix's admin may see every session: they manage it)
         return {200} if role == "admin" else {403} if role == "member" else {404}
     if name in ("session-warm", "session-member", "session-join-link"):
+        return {405}  # POST only
+    if name in ("extension-connect", "extension-tokens"):  # one's own: the page to connect, one's tokens
+        return {200}
+    if name == "extension-revoke":
         return {405}  # POST only
     if name == "session-join":  # an unknown join link opens nothing, for anyone
         return {404}
