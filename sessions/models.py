@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from bridge.protocol import ModelSpec
 from sandboxes.models import Repo, Sandbox, Snapshot
-from sessions import queue
+from sessions import picks, queue
 
 MAX_PROMPT_CHARS = 100_000
 MAX_CONTEXT_CHARS = 100_000
@@ -190,10 +190,11 @@ class Prompt(models.Model):
         return self.author.get_full_name() or self.author.get_username()
 
     def text_for_agent(self) -> str:
-        """The text the agent gets: the prompt, then its structured context, if any."""
+        """The text the agent gets: the prompt, then its context: picked elements as lines (sessions/picks.py),
+        anything else as JSON."""
         if not self.context:
             return self.text
-        return f"{self.text}\n\nContext (JSON):\n```json\n{json.dumps(self.context, indent=2)}\n```"
+        return picks.text_for_agent(self.text, self.context)
 
 
 class Event(models.Model):

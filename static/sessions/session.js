@@ -224,6 +224,31 @@
     return { pre, adds, dels };
   }
 
+  // Elements picked on a page with the Chrome extension (sessions/picks.py): each one's component chain, with
+  // the source file and line where the build gave them, and the page it was on.
+  function pickList(picks) {
+    const list = el("ol", "picks");
+    for (const pick of picks) {
+      if (!pick || typeof pick !== "object") continue;
+      const item = el("li", "pick");
+      const components = Array.isArray(pick.components) ? pick.components.filter((c) => c && typeof c === "object") : [];
+      const chain = el("div", "pick-chain");
+      components.forEach((component, index) => {
+        if (index) chain.append(" › ");
+        const source = component.source && typeof component.source.file === "string"
+          ? `${component.source.file}${Number.isInteger(component.source.line) ? `:${component.source.line}` : ""}` : "";
+        const name = el("span", "component", component.name || "Anonymous");
+        if (source) name.title = source;
+        chain.append(name);
+        if (source && index === components.length - 1) chain.append(" ", el("code", "source", source));
+      });
+      if (!components.length) chain.append(el("code", "selector", pick.selector || "an element"));
+      item.append(chain, el("div", "pick-page muted", pick.url || ""));
+      list.append(item);
+    }
+    return list;
+  }
+
   const handlers = {
     prompt_queued(ev, d) {
       const node = add(el("div", "prompt"), ev);
@@ -233,6 +258,8 @@
       head.append(el("span", "author", nameOf(d.author)), el("time", "time", timeOf(ev)),
         el("span", "prompt-state", "queued"));
       node.append(head, el("div", "prompt-text", d.text));
+      const picks = d.context && Array.isArray(d.context.picks) ? d.context.picks : [];
+      if (picks.length) node.append(pickList(picks));
       enqueue(d);
     },
     prompt_sent(ev, d) { dequeue(d.prompt_id); setPromptState(d.prompt_id, "sent"); },

@@ -93,7 +93,9 @@ def seqs(page) -> list[int]:
 def test_the_timeline_shows_every_kind_and_never_parses_data_as_html(page):
     evil = "<img src=x onerror=window.pwned=1>"
     page.evaluate("""evil => {
-      fake.emit("prompt_queued", {prompt_id: 1, author: {id: 1, name: "ada"}, text: evil, position: 1});
+      fake.emit("prompt_queued", {prompt_id: 1, author: {id: 1, name: "ada"}, text: evil, position: 1, context: {
+        picks: [{url: "http://localhost:5173/" + evil, selector: "button.pay", components: [
+          {name: "App"}, {name: evil, source: {file: "src/PayButton.tsx", line: 7}}]}]}});
       fake.emit("sandbox", {state: "provisioning"});
       fake.emit("text_delta", {message_id: "m", part_id: "p1", delta: "Hel"});
       fake.emit("text_delta", {message_id: "m", part_id: "p1", delta: evil});
@@ -107,6 +109,9 @@ def test_the_timeline_shows_every_kind_and_never_parses_data_as_html(page):
     page.wait_for_function("document.querySelector('#timeline').dataset.lastSeq === '10'")
     assert page.evaluate("window.pwned") is None and page.locator("#timeline img").count() == 0
     assert page.text_content(".prompt[data-prompt-id='1'] .prompt-text") == evil
+    # A pick from the Chrome extension: its component chain, the picked one's source, the page it was on.
+    assert page.text_content(".prompt[data-prompt-id='1'] .pick-chain") == f"App › {evil} src/PayButton.tsx:7"
+    assert page.text_content(".prompt[data-prompt-id='1'] .pick-page") == "http://localhost:5173/" + evil
     assert page.text_content(".assistant-text[data-part-id='p1']") == "Hel" + evil
     card = page.locator(".tool-card[data-call-id='c1']")
     assert card.get_attribute("data-state") == "error" and card.locator(".tool-output").text_content() == evil
