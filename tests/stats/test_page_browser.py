@@ -1,33 +1,19 @@
 """The stats page in real Chromium, on a phone's width, served by the real Daphne: its charts are drawn with the
 seeded numbers, nothing scrolls sideways, and "humans prompting now" changes without a reload."""
 
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
 from pulls.models import PullRequest
 from sessions import member_requests
-from tests.end_to_end.conftest import CHROMIUM_ARGS
+from tests.end_to_end.conftest import CHROMIUM_ARGS, outside_the_event_loop
 from tests.support.live_server import LiveServer
 from tests.support.rows import owned_session, repo_with_image
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
-
-
-def away_from_playwrights_loop(function) -> None:
-    """ORM code and the signal's group_send (async_to_sync) cannot run in the thread of Playwright's event loop."""
-    def call() -> None:
-        try:
-            function()
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(call).result()
 
 
 def test_the_page_draws_its_charts_and_the_live_count_changes_without_a_reload(users, monkeypatch):
@@ -73,7 +59,7 @@ def test_the_page_draws_its_charts_and_the_live_count_changes_without_a_reload(u
             def bob_types() -> None:  # what the session socket does when he writes in its prompt box
                 member_requests.record_typing(sessions[0], bob)
 
-            away_from_playwrights_loop(bob_types)
+            outside_the_event_loop(bob_types)  # its signal's group_send too
             expect(page.locator("#prompting-now")).to_have_text("1", timeout=10_000)
             browser.close()
     finally:
